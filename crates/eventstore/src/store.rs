@@ -1,0 +1,565 @@
+//! [`EventStore`]: appends and reads on PostgreSQL.
+//!
+//! # Appending
+//! An append runs in one transaction that first takes the row lock of
+//! `event_log_head` (the single point of serialization, ADR 0002), then:
+//! 1. looks up the event ids already in the log (idempotency: a request whose ids
+//!    were appended before returns the original result and writes nothing);
+//! 2. reads each stream's current version and checks the expected version;
+//! 3. inserts every accepted event with the next positions, in one statement;
+//! 4. moves the head and sends `NOTIFY` (delivered at commit) to wake subscribers.
+//!
+//! [`EventStore::append_batch`] takes many requests at once (group commit): each
+//! request succeeds or fails on its own (a conflict fails only its request), and
+//! all accepted ones commit together. Requests for the same stream in one batch
+//! see each other in order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use sqlx::{PgPool, Postgres, Transaction};
+use tracing::instrument;
+use uuid::Uuid;
+
+use crate::model::{
+    AppendRequest, AppendResult, Direction, EventMetadata, ExpectedVersion, NewEvent,
+    RecordedEvent, Source, StreamRef,
+};
+use crate::upcast::Upcasters;
+use crate::StoreError;
+
+/// The channel on which every commit announces the new head position.
+pub const NOTIFY_CHANNEL: &str = "shopfloor_events";
+
+/// Longest stream type or id we accept (they appear in URLs and NATS subjects).
+const MAX_NAME_LEN: usize = 200;
+
+/// The event store. Cheap to clone: it shares one pool and one set of upcasters.
+#[derive(Debug, Clone)]
+pub struct EventStore {
+    pool: PgPool,
+    upcasters: Arc<Upcasters>,
+}
+
+/// An event already in the log, as the idempotency check needs it.
+struct Existing {
+    stream: StreamRef,
+    version: u64,
+    position: i64,
+}
+
+/// One event row as it is inserted.
+struct Row<'a> {
+    position: i64,
+    stream: &'a StreamRef,
+    version: u64,
+    event: &'a NewEvent,
+}
+
+impl EventStore {
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            upcasters: Arc::new(Upcasters::new()),
+        }
+    }
+
+    /// Sets the upcasters applied to every event read from this store.
+    pub fn with_upcasters(mut self, upcasters: Upcasters) -> Self {
+        self.upcasters = Arc::new(upcasters);
+        self
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Appends events to one stream atomically.
+    pub async fn append(
+        &self,
+        stream: &StreamRef,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        let request = AppendRequest {
+            stream: stream.clone(),
+            expected,
+            events,
+        };
+        self.append_batch(vec![request])
+            .await?
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| Err(StoreError::Invalid("empty batch".into())))
+    }
+
+    /// Appends many requests in one transaction (group commit).
+    ///
+    /// The outer error means the transaction failed and nothing was written; the
+    /// inner results say, request by request, what was appended or why not.
+    #[instrument(skip_all, fields(requests = requests.len()), err)]
+    pub async fn append_batch(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let results = Self::append_in(&mut tx, &requests).await?;
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    /// The current version of a stream (0 when it does not exist).
+    pub async fn stream_version(&self, stream: &StreamRef) -> Result<u64, StoreError> {
+        let v: Option<i64> = sqlx::query_scalar(
+            "SELECT version FROM events WHERE stream_type = $1 AND stream_id = $2 \
+             ORDER BY version DESC LIMIT 1",
+        )
+        .bind(&stream.stream_type)
+        .bind(&stream.stream_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(v.map_or(0, to_u64))
+    }
+
+    /// The position of the last committed event (0 for an empty log).
+    pub async fn head_position(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT position FROM event_log_head WHERE id")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Reads up to `limit` events of a stream. Forwards: versions `>= from_version`
+    /// in ascending order; backwards: versions `<= from_version` in descending order
+    /// (pass `u64::MAX` to start at the end).
+    #[instrument(skip(self), err)]
+    pub async fn read_stream(
+        &self,
+        stream: &StreamRef,
+        direction: Direction,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = match direction {
+            Direction::Forward => format!(
+                "SELECT {COLUMNS} FROM events WHERE stream_type = $1 AND stream_id = $2 \
+                 AND version >= $3 ORDER BY version ASC LIMIT $4"
+            ),
+            Direction::Backward => format!(
+                "SELECT {COLUMNS} FROM events WHERE stream_type = $1 AND stream_id = $2 \
+                 AND version <= $3 ORDER BY version DESC LIMIT $4"
+            ),
+        };
+        let rows: Vec<EventRow> = sqlx::query_as(&sql)
+            .bind(&stream.stream_type)
+            .bind(&stream.stream_id)
+            .bind(to_i64(from_version))
+            .bind(to_i64(limit as u64))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(|r| self.decode(r)).collect()
+    }
+
+    /// Reads a whole stream from `from_version` on, page by page.
+    pub async fn read_stream_all(
+        &self,
+        stream: &StreamRef,
+        from_version: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        const PAGE: usize = 2_000;
+        let mut out = Vec::new();
+        let mut from = from_version;
+        loop {
+            let page = self
+                .read_stream(stream, Direction::Forward, from, PAGE)
+                .await?;
+            let n = page.len();
+            if let Some(last) = page.last() {
+                from = last.version + 1;
+            }
+            out.extend(page);
+            if n < PAGE {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Reads up to `limit` events of the global log after `after`, in position order.
+    ///
+    /// Positions are given out in commit order, so a reader that passes the last
+    /// position it saw never skips an event that commits later.
+    #[instrument(skip(self), err)]
+    pub async fn read_all(&self, after: i64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2");
+        let rows: Vec<EventRow> = sqlx::query_as(&sql)
+            .bind(after)
+            .bind(to_i64(limit as u64))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(|r| self.decode(r)).collect()
+    }
+
+    /// Reads a stream as it stood at a moment: the events recorded by `until`.
+    pub async fn read_stream_recorded_by(
+        &self,
+        stream: &StreamRef,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE stream_type = $1 AND stream_id = $2 \
+             AND recorded_at <= $3 ORDER BY version"
+        );
+        let rows: Vec<EventRow> = sqlx::query_as(&sql)
+            .bind(&stream.stream_type)
+            .bind(&stream.stream_id)
+            .bind(until)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(|r| self.decode(r)).collect()
+    }
+
+    fn decode(&self, row: EventRow) -> Result<RecordedEvent, StoreError> {
+        let (schema_version, payload) = if self.upcasters.is_empty() {
+            (row.schema_version, row.payload)
+        } else {
+            self.upcasters
+                .upcast(&row.event_type, row.schema_version, row.payload)
+                .map_err(|reason| StoreError::Decode {
+                    position: row.position,
+                    event_type: row.event_type.clone(),
+                    reason,
+                })?
+        };
+        let source = Source::parse(&row.source).ok_or_else(|| StoreError::Decode {
+            position: row.position,
+            event_type: row.event_type.clone(),
+            reason: format!("unknown source {:?}", row.source),
+        })?;
+        Ok(RecordedEvent {
+            position: row.position,
+            version: to_u64(row.version),
+            stream_type: row.stream_type,
+            stream_id: row.stream_id,
+            event_id: row.event_id,
+            event_type: row.event_type,
+            schema_version,
+            payload,
+            metadata: EventMetadata {
+                actor: row.actor,
+                correlation_id: row.correlation_id,
+                causation_id: row.causation_id,
+                source,
+                occurred_at: row.occurred_at,
+                extra: row.extra.0,
+            },
+            recorded_at: row.recorded_at,
+        })
+    }
+}
+
+const COLUMNS: &str = "position, stream_type, stream_id, version, event_id, event_type, \
+    schema_version, payload, actor, correlation_id, causation_id, source, occurred_at, \
+    recorded_at, extra";
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    position: i64,
+    stream_type: String,
+    stream_id: String,
+    version: i64,
+    event_id: Uuid,
+    event_type: String,
+    schema_version: i32,
+    payload: serde_json::Value,
+    actor: Option<String>,
+    correlation_id: Option<String>,
+    causation_id: Option<String>,
+    source: String,
+    occurred_at: Option<DateTime<Utc>>,
+    recorded_at: DateTime<Utc>,
+    extra: Json<std::collections::BTreeMap<String, String>>,
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn validate(request: &AppendRequest) -> Result<(), StoreError> {
+    let name_ok = |s: &str| !s.is_empty() && s.len() <= MAX_NAME_LEN && !s.chars().any(char::is_control);
+    if !name_ok(&request.stream.stream_type) || !name_ok(&request.stream.stream_id) {
+        return Err(StoreError::Invalid(format!(
+            "stream type and id must be 1 to {MAX_NAME_LEN} characters without control characters"
+        )));
+    }
+    if request.events.is_empty() {
+        return Err(StoreError::Invalid("no events to append".into()));
+    }
+    let mut ids = std::collections::HashSet::new();
+    for e in &request.events {
+        if !ids.insert(e.event_id) {
+            return Err(StoreError::Invalid(format!(
+                "event id {} appears twice in one append",
+                e.event_id
+            )));
+        }
+        if e.event_type.is_empty() || e.schema_version < 1 {
+            return Err(StoreError::Invalid(
+                "an event needs a type and a schema version of at least 1".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl EventStore {
+    /// Appends inside the caller's transaction, so that the events commit together
+    /// with the caller's other writes (a checkpoint, a read model row). The log
+    /// head stays locked until that transaction ends: keep it short.
+    pub async fn append_in(
+        tx: &mut Transaction<'_, Postgres>,
+        requests: &[AppendRequest],
+    ) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
+        append_in(tx, requests).await
+    }
+}
+
+async fn append_in(
+    tx: &mut Transaction<'_, Postgres>,
+    requests: &[AppendRequest],
+) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
+    // 1. The single point of serialization: positions are taken under this lock,
+    //    which is held until commit.
+    let head: i64 = sqlx::query_scalar("SELECT position FROM event_log_head WHERE id FOR UPDATE")
+        .fetch_one(&mut **tx)
+        .await?;
+
+    // 2. Event ids already in the log.
+    let ids: Vec<Uuid> = requests
+        .iter()
+        .flat_map(|r| r.events.iter().map(|e| e.event_id))
+        .collect();
+    let mut found: HashMap<Uuid, Existing> = HashMap::new();
+    let existing: Vec<(Uuid, String, String, i64, i64)> = sqlx::query_as(
+        "SELECT event_id, stream_type, stream_id, version, position FROM events \
+         WHERE event_id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(&mut **tx)
+    .await?;
+    for (id, st, sid, version, position) in existing {
+        found.insert(
+            id,
+            Existing {
+                stream: StreamRef::new(st, sid),
+                version: to_u64(version),
+                position,
+            },
+        );
+    }
+
+    // 3. Current versions of the streams involved.
+    let mut streams: Vec<&StreamRef> = requests.iter().map(|r| &r.stream).collect();
+    streams.sort();
+    streams.dedup();
+    let types: Vec<&str> = streams.iter().map(|s| s.stream_type.as_str()).collect();
+    let sids: Vec<&str> = streams.iter().map(|s| s.stream_id.as_str()).collect();
+    let current: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT s.t, s.i, COALESCE((SELECT e.version FROM events e \
+             WHERE e.stream_type = s.t AND e.stream_id = s.i \
+             ORDER BY e.version DESC LIMIT 1), 0) \
+         FROM unnest($1::text[], $2::text[]) AS s(t, i)",
+    )
+    .bind(&types)
+    .bind(&sids)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut versions: HashMap<StreamRef, u64> = current
+        .into_iter()
+        .map(|(t, i, v)| (StreamRef::new(t, i), to_u64(v)))
+        .collect();
+
+    // 4. Decide each request in order.
+    let mut next_position = head;
+    let mut rows: Vec<Row<'_>> = Vec::new();
+    let mut results = Vec::with_capacity(requests.len());
+    for request in requests {
+        if let Err(e) = validate(request) {
+            results.push(Err(e));
+            continue;
+        }
+        match duplicate_of(request, &found) {
+            Ok(Some(original)) => {
+                results.push(Ok(original));
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                results.push(Err(e));
+                continue;
+            }
+        }
+        let actual = versions.get(&request.stream).copied().unwrap_or(0);
+        if let Err(e) = request.expected.check(&request.stream, actual) {
+            results.push(Err(e));
+            continue;
+        }
+        let first_position = next_position + 1;
+        let mut version = actual;
+        for event in &request.events {
+            version += 1;
+            next_position += 1;
+            rows.push(Row {
+                position: next_position,
+                stream: &request.stream,
+                version,
+                event,
+            });
+            found.insert(
+                event.event_id,
+                Existing {
+                    stream: request.stream.clone(),
+                    version,
+                    position: next_position,
+                },
+            );
+        }
+        versions.insert(request.stream.clone(), version);
+        results.push(Ok(AppendResult {
+            stream_version: version,
+            first_position,
+            last_position: next_position,
+            duplicate: false,
+        }));
+    }
+
+    if rows.is_empty() {
+        return Ok(results);
+    }
+
+    // 5. Move the head; recorded_at never goes backwards, even if the clock does.
+    let recorded_at: DateTime<Utc> = sqlx::query_scalar(
+        "UPDATE event_log_head SET position = $1, \
+             recorded_at = greatest(recorded_at, clock_timestamp()) \
+         WHERE id RETURNING recorded_at",
+    )
+    .bind(next_position)
+    .fetch_one(&mut **tx)
+    .await?;
+
+    // 6. One INSERT for every accepted event.
+    insert_rows(tx, &rows, recorded_at).await?;
+
+    // 7. Wake subscribers (delivered at commit, dropped on rollback).
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(NOTIFY_CHANNEL)
+        .bind(next_position.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(results)
+}
+
+/// If this request's events were appended before, the original result.
+fn duplicate_of(
+    request: &AppendRequest,
+    found: &HashMap<Uuid, Existing>,
+) -> Result<Option<AppendResult>, StoreError> {
+    let mut hit: Option<AppendResult> = None;
+    for event in &request.events {
+        let Some(existing) = found.get(&event.event_id) else {
+            continue;
+        };
+        if existing.stream != request.stream {
+            return Err(StoreError::IdempotencyMismatch {
+                event_id: event.event_id,
+                existing: existing.stream.clone(),
+            });
+        }
+        let r = hit.get_or_insert(AppendResult {
+            stream_version: existing.version,
+            first_position: existing.position,
+            last_position: existing.position,
+            duplicate: true,
+        });
+        r.stream_version = r.stream_version.max(existing.version);
+        r.first_position = r.first_position.min(existing.position);
+        r.last_position = r.last_position.max(existing.position);
+    }
+    Ok(hit)
+}
+
+async fn insert_rows(
+    tx: &mut Transaction<'_, Postgres>,
+    rows: &[Row<'_>],
+    recorded_at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let n = rows.len();
+    let mut position = Vec::with_capacity(n);
+    let mut stream_type = Vec::with_capacity(n);
+    let mut stream_id = Vec::with_capacity(n);
+    let mut version = Vec::with_capacity(n);
+    let mut event_id = Vec::with_capacity(n);
+    let mut event_type = Vec::with_capacity(n);
+    let mut schema_version = Vec::with_capacity(n);
+    let mut payload = Vec::with_capacity(n);
+    let mut actor = Vec::with_capacity(n);
+    let mut correlation = Vec::with_capacity(n);
+    let mut causation = Vec::with_capacity(n);
+    let mut source = Vec::with_capacity(n);
+    let mut occurred = Vec::with_capacity(n);
+    let mut extra = Vec::with_capacity(n);
+    for r in rows {
+        let m = &r.event.metadata;
+        position.push(r.position);
+        stream_type.push(r.stream.stream_type.as_str());
+        stream_id.push(r.stream.stream_id.as_str());
+        version.push(to_i64(r.version));
+        event_id.push(r.event.event_id);
+        event_type.push(r.event.event_type.as_str());
+        schema_version.push(r.event.schema_version);
+        payload.push(&r.event.payload);
+        actor.push(m.actor.as_deref());
+        correlation.push(m.correlation_id.as_deref());
+        causation.push(m.causation_id.as_deref());
+        source.push(m.source.as_str());
+        occurred.push(m.occurred_at);
+        extra.push(serde_json::to_value(&m.extra).unwrap_or_default());
+    }
+    sqlx::query(
+        "INSERT INTO events (position, stream_type, stream_id, version, event_id, event_type, \
+             schema_version, payload, actor, correlation_id, causation_id, source, occurred_at, \
+             recorded_at, extra) \
+         SELECT u.position, u.stream_type, u.stream_id, u.version, u.event_id, u.event_type, \
+             u.schema_version, u.payload, u.actor, u.correlation_id, u.causation_id, u.source, \
+             u.occurred_at, $14, u.extra FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], \
+             $5::uuid[], $6::text[], $7::int[], $8::jsonb[], $9::text[], $10::text[], $11::text[], \
+             $12::text[], $13::timestamptz[], $15::jsonb[]) \
+             AS u(position, stream_type, stream_id, version, event_id, event_type, schema_version, \
+                  payload, actor, correlation_id, causation_id, source, occurred_at, extra)",
+    )
+    .bind(&position)
+    .bind(&stream_type)
+    .bind(&stream_id)
+    .bind(&version)
+    .bind(&event_id)
+    .bind(&event_type)
+    .bind(&schema_version)
+    .bind(payload)
+    .bind(&actor)
+    .bind(&correlation)
+    .bind(&causation)
+    .bind(&source)
+    .bind(&occurred)
+    .bind(recorded_at)
+    .bind(&extra)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

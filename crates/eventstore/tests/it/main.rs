@@ -1,0 +1,9 @@
+//! Integration tests of the event store against the real PostgreSQL: each test
+//! gets a fresh database from `#[sqlx::test]`.
+
+mod append;
+mod ordering;
+mod repository;
+mod subscription;
+mod support;
+mod upcasting;

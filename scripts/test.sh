@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Runs every test against the real services (brought up first).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/services.sh
+exec cargo test --workspace --locked "$@"
