@@ -110,10 +110,12 @@ pub fn encode_event<E: DomainEvent>(event: &E) -> Result<(String, i32, Value), S
         event_type: event_type.clone(),
         reason,
     };
-    let version: i32 = event
-        .event_version()
-        .parse()
-        .map_err(|_| bad(format!("event version {:?} is not an integer", event.event_version())))?;
+    let version: i32 = event.event_version().parse().map_err(|_| {
+        bad(format!(
+            "event version {:?} is not an integer",
+            event.event_version()
+        ))
+    })?;
     let mut payload = serde_json::to_value(event).map_err(|e| bad(e.to_string()))?;
     match payload.as_object_mut().map(|m| m.remove("event_type")) {
         Some(Some(Value::String(tag))) if tag == event_type => {}
@@ -130,7 +132,10 @@ pub fn encode_event<E: DomainEvent>(event: &E) -> Result<(String, i32, Value), S
 pub fn decode_event<E: DomainEvent>(recorded: &RecordedEvent) -> Result<E, StoreError> {
     let mut payload = recorded.payload.clone();
     if let Some(map) = payload.as_object_mut() {
-        map.insert("event_type".into(), Value::String(recorded.event_type.clone()));
+        map.insert(
+            "event_type".into(),
+            Value::String(recorded.event_type.clone()),
+        );
     }
     serde_json::from_value(payload).map_err(|e| StoreError::Decode {
         position: recorded.position,
@@ -205,10 +210,7 @@ impl<A: Aggregate> AggregateRepository<A> {
     /// The aggregate now and its version, starting from a snapshot where there is one.
     pub async fn load(&self, id: &str) -> Result<(A, u64), StoreError> {
         let stream = Self::stream(id);
-        let (mut aggregate, mut version) = match self.snapshot(&stream).await? {
-            Some(s) => s,
-            None => (A::default(), 0),
-        };
+        let (mut aggregate, mut version) = self.snapshot(&stream).await?.unwrap_or_default();
         for recorded in self.store.read_stream_all(&stream, version + 1).await? {
             aggregate.apply(decode_event(&recorded)?);
             version = recorded.version;
@@ -263,7 +265,12 @@ impl<A: Aggregate> AggregateRepository<A> {
     }
 
     /// Stores `aggregate` as the state of the stream at `version`.
-    pub async fn save_snapshot(&self, id: &str, version: u64, aggregate: &A) -> Result<(), StoreError> {
+    pub async fn save_snapshot(
+        &self,
+        id: &str,
+        version: u64,
+        aggregate: &A,
+    ) -> Result<(), StoreError> {
         let state = serde_json::to_value(aggregate).map_err(|e| StoreError::Decode {
             position: 0,
             event_type: A::TYPE.to_string(),
@@ -385,7 +392,11 @@ impl<A: Aggregate> cqrs_es::EventStore<A> for AggregateRepository<A> {
                 // `EventSink::write` has already applied these events to the context's
                 // aggregate: it is the state at `result.stream_version` as it is.
                 if let Err(e) = self
-                    .save_snapshot(&context.aggregate_id, result.stream_version, &context.aggregate)
+                    .save_snapshot(
+                        &context.aggregate_id,
+                        result.stream_version,
+                        &context.aggregate,
+                    )
                     .await
                 {
                     warn!(%stream, error = %e, "snapshot not saved; loads replay instead");

@@ -192,7 +192,11 @@ impl EventStore {
     /// Positions are given out in commit order, so a reader that passes the last
     /// position it saw never skips an event that commits later.
     #[instrument(skip(self), err)]
-    pub async fn read_all(&self, after: i64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+    pub async fn read_all(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         let sql =
             format!("SELECT {COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2");
         let rows: Vec<EventRow> = sqlx::query_as(&sql)
@@ -293,7 +297,8 @@ fn to_i64(v: u64) -> i64 {
 }
 
 fn validate(request: &AppendRequest) -> Result<(), StoreError> {
-    let name_ok = |s: &str| !s.is_empty() && s.len() <= MAX_NAME_LEN && !s.chars().any(char::is_control);
+    let name_ok =
+        |s: &str| !s.is_empty() && s.len() <= MAX_NAME_LEN && !s.chars().any(char::is_control);
     if !name_ok(&request.stream.stream_type) || !name_ok(&request.stream.stream_id) {
         return Err(StoreError::Invalid(format!(
             "stream type and id must be 1 to {MAX_NAME_LEN} characters without control characters"

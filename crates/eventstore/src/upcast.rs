@@ -7,17 +7,17 @@
 
 use serde_json::Value;
 
-/// Turns one event type's payload from `from_version` to `from_version + 1`.
+/// Turns one event type's payload from `source_version` to `source_version + 1`.
 pub trait Upcaster: Send + Sync {
     fn event_type(&self) -> &str;
-    fn from_version(&self) -> i32;
+    fn source_version(&self) -> i32;
     fn upcast(&self, payload: Value) -> Result<Value, String>;
 }
 
 /// An upcaster made of a plain function.
 pub struct FnUpcaster<F> {
     event_type: String,
-    from_version: i32,
+    source_version: i32,
     f: F,
 }
 
@@ -25,10 +25,10 @@ impl<F> FnUpcaster<F>
 where
     F: Fn(Value) -> Result<Value, String> + Send + Sync,
 {
-    pub fn new(event_type: impl Into<String>, from_version: i32, f: F) -> Self {
+    pub fn new(event_type: impl Into<String>, source_version: i32, f: F) -> Self {
         Self {
             event_type: event_type.into(),
-            from_version,
+            source_version,
             f,
         }
     }
@@ -41,8 +41,8 @@ where
     fn event_type(&self) -> &str {
         &self.event_type
     }
-    fn from_version(&self) -> i32 {
-        self.from_version
+    fn source_version(&self) -> i32 {
+        self.source_version
     }
     fn upcast(&self, payload: Value) -> Result<Value, String> {
         (self.f)(payload)
@@ -61,7 +61,7 @@ impl std::fmt::Debug for Upcasters {
             .entries(
                 self.upcasters
                     .iter()
-                    .map(|u| format!("{}@v{}", u.event_type(), u.from_version())),
+                    .map(|u| format!("{}@v{}", u.event_type(), u.source_version())),
             )
             .finish()
     }
@@ -92,7 +92,7 @@ impl Upcasters {
         while let Some(u) = self
             .upcasters
             .iter()
-            .find(|u| u.event_type() == event_type && u.from_version() == version)
+            .find(|u| u.event_type() == event_type && u.source_version() == version)
         {
             payload = u.upcast(payload)?;
             version += 1;

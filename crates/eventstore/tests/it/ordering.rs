@@ -34,7 +34,10 @@ async fn until_a_backend_waits_on_a_lock(pool: &PgPool) {
         if waiting > 0 {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no backend ever waited on the lock");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no backend ever waited on the lock"
+        );
         tokio::task::yield_now().await;
     }
 }
@@ -48,18 +51,34 @@ async fn a_naive_bigserial_reader_skips_a_late_commit(pool: PgPool) {
         .unwrap();
     let insert = "INSERT INTO naive_log (body) VALUES ($1) RETURNING position";
     let mut slow = pool.begin().await.unwrap();
-    let p_slow: i64 = sqlx::query_scalar(insert).bind("slow").fetch_one(&mut *slow).await.unwrap();
+    let p_slow: i64 = sqlx::query_scalar(insert)
+        .bind("slow")
+        .fetch_one(&mut *slow)
+        .await
+        .unwrap();
     let mut fast = pool.begin().await.unwrap();
-    let p_fast: i64 = sqlx::query_scalar(insert).bind("fast").fetch_one(&mut *fast).await.unwrap();
+    let p_fast: i64 = sqlx::query_scalar(insert)
+        .bind("fast")
+        .fetch_one(&mut *fast)
+        .await
+        .unwrap();
     fast.commit().await.unwrap();
     assert!(p_slow < p_fast);
 
     let read = "SELECT position FROM naive_log WHERE position > $1 ORDER BY position";
-    let seen: Vec<i64> = sqlx::query_scalar(read).bind(0_i64).fetch_all(&pool).await.unwrap();
+    let seen: Vec<i64> = sqlx::query_scalar(read)
+        .bind(0_i64)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
     assert_eq!(seen, vec![p_fast]);
     let last = p_fast;
     slow.commit().await.unwrap();
-    let later: Vec<i64> = sqlx::query_scalar(read).bind(last).fetch_all(&pool).await.unwrap();
+    let later: Vec<i64> = sqlx::query_scalar(read)
+        .bind(last)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
     // The slow event is committed, yet a reader at `last` never sees it.
     assert!(later.is_empty());
 }
@@ -84,7 +103,11 @@ async fn a_slow_append_holds_back_later_positions(pool: PgPool) {
     let fast_store = store.clone();
     let fast = tokio::spawn(async move {
         fast_store
-            .append(&StreamRef::new("machine", "fast"), ExpectedVersion::Any, vec![event("Fast", json!({}))])
+            .append(
+                &StreamRef::new("machine", "fast"),
+                ExpectedVersion::Any,
+                vec![event("Fast", json!({}))],
+            )
             .await
     });
     until_a_backend_waits_on_a_lock(&pool).await;
@@ -96,7 +119,9 @@ async fn a_slow_append_holds_back_later_positions(pool: PgPool) {
     assert_eq!(fast.first_position, 2);
     let log = store.read_all(0, 10).await.unwrap();
     assert_eq!(
-        log.iter().map(|e| (e.position, e.event_type.as_str())).collect::<Vec<_>>(),
+        log.iter()
+            .map(|e| (e.position, e.event_type.as_str()))
+            .collect::<Vec<_>>(),
         vec![(1, "Slow"), (2, "Fast")]
     );
     assert!(log[0].recorded_at <= log[1].recorded_at);
@@ -113,7 +138,11 @@ async fn a_slow_append_holds_back_later_positions(pool: PgPool) {
 #[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
 async fn concurrent_writers_and_a_tailing_reader(_: PgPoolOptions, connect: PgConnectOptions) {
     // Our own pool: enough connections for every writer to have a transaction in flight.
-    let pool = PgPoolOptions::new().max_connections(16).connect_with(connect).await.unwrap();
+    let pool = PgPoolOptions::new()
+        .max_connections(16)
+        .connect_with(connect)
+        .await
+        .unwrap();
     let store = EventStore::new(pool);
     const OWN_WRITERS: usize = 8;
     const SHARED_WRITERS: usize = 4;
@@ -153,9 +182,14 @@ async fn concurrent_writers_and_a_tailing_reader(_: PgPoolOptions, connect: PgCo
             let mut version = 0;
             let mut committed = Vec::new();
             for i in 0..APPENDS {
-                let events: Vec<_> = (0..1 + (i + w) % 3).map(|_| event("Own", json!({ "w": w }))).collect();
+                let events: Vec<_> = (0..1 + (i + w) % 3)
+                    .map(|_| event("Own", json!({ "w": w })))
+                    .collect();
                 let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
-                let r = store.append(&stream, ExpectedVersion::Exact(version), events).await.unwrap();
+                let r = store
+                    .append(&stream, ExpectedVersion::Exact(version), events)
+                    .await
+                    .unwrap();
                 version = r.stream_version;
                 committed.extend(ids);
             }
@@ -172,7 +206,10 @@ async fn concurrent_writers_and_a_tailing_reader(_: PgPoolOptions, connect: PgCo
                 let e = event("Shared", json!({ "w": w }));
                 loop {
                     let v = store.stream_version(&stream).await.unwrap();
-                    match store.append(&stream, ExpectedVersion::Exact(v), vec![e.clone()]).await {
+                    match store
+                        .append(&stream, ExpectedVersion::Exact(v), vec![e.clone()])
+                        .await
+                    {
                         Ok(_) => break,
                         Err(StoreError::Conflict { .. }) => conflicts += 1,
                         Err(other) => panic!("{other}"),
@@ -186,14 +223,20 @@ async fn concurrent_writers_and_a_tailing_reader(_: PgPoolOptions, connect: PgCo
     let mut committed = HashSet::new();
     let mut conflicts = 0;
     for w in writers {
-        let (ids, c) = tokio::time::timeout(Duration::from_secs(300), w).await.unwrap().unwrap();
+        let (ids, c) = tokio::time::timeout(Duration::from_secs(300), w)
+            .await
+            .unwrap()
+            .unwrap();
         conflicts += c;
         for id in ids {
             assert!(committed.insert(id));
         }
     }
     done.store(true, Ordering::SeqCst);
-    let seen = tokio::time::timeout(Duration::from_secs(60), reader).await.unwrap().unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(60), reader)
+        .await
+        .unwrap()
+        .unwrap();
 
     let seen_ids: HashSet<Uuid> = seen.iter().map(|s| s.1).collect();
     assert_eq!(seen.len(), seen_ids.len(), "an event was delivered twice");
@@ -205,7 +248,10 @@ async fn concurrent_writers_and_a_tailing_reader(_: PgPoolOptions, connect: PgCo
         assert_eq!(*version, *v + 1);
         *v = *version;
     }
-    assert_eq!(versions[&StreamRef::new("machine", "shared")], (SHARED_WRITERS * APPENDS / 2) as u64);
+    assert_eq!(
+        versions[&StreamRef::new("machine", "shared")],
+        (SHARED_WRITERS * APPENDS / 2) as u64
+    );
     // The shared stream was really contended.
     assert!(conflicts > 0, "the shared-stream writers never raced");
 }

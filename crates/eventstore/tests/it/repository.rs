@@ -21,9 +21,17 @@ async fn cqrs_framework_commits_through_the_store(pool: PgPool) {
     cqrs.execute_with_metadata("T-1", TallyCommand::Open { id: "T-1".into() }, md.clone())
         .await
         .unwrap();
-    cqrs.execute_with_metadata("T-1", TallyCommand::Add { amount: 5 }, md).await.unwrap();
-    let err = cqrs.execute("T-1", TallyCommand::Open { id: "T-1".into() }).await.unwrap_err();
-    assert!(matches!(err, AggregateError::UserError(TallyError::AlreadyOpen)));
+    cqrs.execute_with_metadata("T-1", TallyCommand::Add { amount: 5 }, md)
+        .await
+        .unwrap();
+    let err = cqrs
+        .execute("T-1", TallyCommand::Open { id: "T-1".into() })
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        AggregateError::UserError(TallyError::AlreadyOpen)
+    ));
 
     let log = store.read_all(0, 10).await.unwrap();
     assert_eq!(log.len(), 2);
@@ -34,12 +42,18 @@ async fn cqrs_framework_commits_through_the_store(pool: PgPool) {
     assert_eq!(m.actor.as_deref(), Some("alice"));
     assert_eq!(m.source, Source::Api);
     assert_eq!(m.correlation_id.as_deref(), Some("c-1"));
-    assert_eq!(m.occurred_at.unwrap().to_rfc3339(), "2026-11-24T05:00:00+00:00");
+    assert_eq!(
+        m.occurred_at.unwrap().to_rfc3339(),
+        "2026-11-24T05:00:00+00:00"
+    );
     assert_eq!(m.extra.get("request_id").map(String::as_str), Some("r-1"));
 
     let repo = Repo::new(store);
     let envelopes = repo.load_events("T-1").await.unwrap();
-    assert_eq!(envelopes.iter().map(|e| e.sequence).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(
+        envelopes.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
     let (tally, version) = repo.load("T-1").await.unwrap();
     assert_eq!((tally.total, version), (5, 2));
 }
@@ -49,13 +63,22 @@ async fn cqrs_framework_commits_through_the_store(pool: PgPool) {
 async fn a_retried_command_id_appends_nothing(pool: PgPool) {
     let store = EventStore::new(pool);
     let cqrs = CqrsFramework::new(Repo::new(store.clone()), vec![], ());
-    cqrs.execute("T-1", TallyCommand::Open { id: "T-1".into() }).await.unwrap();
+    cqrs.execute("T-1", TallyCommand::Open { id: "T-1".into() })
+        .await
+        .unwrap();
     let md = metadata(&[(meta::COMMAND_ID, "mqtt-msg-42")]);
-    cqrs.execute_with_metadata("T-1", TallyCommand::Add { amount: 3 }, md.clone()).await.unwrap();
-    cqrs.execute_with_metadata("T-1", TallyCommand::Add { amount: 3 }, md).await.unwrap();
+    cqrs.execute_with_metadata("T-1", TallyCommand::Add { amount: 3 }, md.clone())
+        .await
+        .unwrap();
+    cqrs.execute_with_metadata("T-1", TallyCommand::Add { amount: 3 }, md)
+        .await
+        .unwrap();
     let log = store.read_all(0, 10).await.unwrap();
     assert_eq!(log.len(), 2);
-    assert_eq!(log[1].event_id, derived_event_id(&StreamRef::new("tally", "T-1"), "mqtt-msg-42", 0));
+    assert_eq!(
+        log[1].event_id,
+        derived_event_id(&StreamRef::new("tally", "T-1"), "mqtt-msg-42", 0)
+    );
     assert_eq!(Repo::new(store).load("T-1").await.unwrap().0.total, 3);
 }
 
@@ -65,11 +88,19 @@ async fn a_stale_aggregate_conflicts(pool: PgPool) {
     let store = EventStore::new(pool);
     let repo = Repo::new(store.clone());
     let cqrs = CqrsFramework::new(repo.clone(), vec![], ());
-    cqrs.execute("T-1", TallyCommand::Open { id: "T-1".into() }).await.unwrap();
+    cqrs.execute("T-1", TallyCommand::Open { id: "T-1".into() })
+        .await
+        .unwrap();
     let stale = repo.load_aggregate("T-1").await.unwrap();
-    cqrs.execute("T-1", TallyCommand::Add { amount: 1 }).await.unwrap();
+    cqrs.execute("T-1", TallyCommand::Add { amount: 1 })
+        .await
+        .unwrap();
     let err = repo
-        .commit(vec![crate::support::TallyEvent::TallyAdded { amount: 2 }], stale, Default::default())
+        .commit(
+            vec![crate::support::TallyEvent::TallyAdded { amount: 2 }],
+            stale,
+            Default::default(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, AggregateError::AggregateConflict));
@@ -82,9 +113,13 @@ async fn a_snapshot_loaded_aggregate_equals_the_replayed_one(pool: PgPool) {
     let store = EventStore::new(pool.clone());
     let repo = Repo::new(store.clone()).with_snapshots(5);
     let cqrs = CqrsFramework::new(repo.clone(), vec![], ());
-    cqrs.execute("T-1", TallyCommand::Open { id: "T-1".into() }).await.unwrap();
+    cqrs.execute("T-1", TallyCommand::Open { id: "T-1".into() })
+        .await
+        .unwrap();
     for amount in 1..=22 {
-        cqrs.execute("T-1", TallyCommand::Add { amount }).await.unwrap();
+        cqrs.execute("T-1", TallyCommand::Add { amount })
+            .await
+            .unwrap();
         // After every command, both ways of loading agree.
         let from_snapshot = repo.load("T-1").await.unwrap();
         let replayed = repo.load_replayed("T-1").await.unwrap();
@@ -97,12 +132,25 @@ async fn a_snapshot_loaded_aggregate_equals_the_replayed_one(pool: PgPool) {
             .unwrap();
     assert_eq!(version, 20);
     let snap: Tally = serde_json::from_value(state).unwrap();
-    assert_eq!(snap.history, (1..=19).collect::<Vec<i64>>(), "a snapshot event applied twice");
-    assert_eq!(repo.load("T-1").await.unwrap().0.history, (1..=22).collect::<Vec<i64>>());
+    assert_eq!(
+        snap.history,
+        (1..=19).collect::<Vec<i64>>(),
+        "a snapshot event applied twice"
+    );
+    assert_eq!(
+        repo.load("T-1").await.unwrap().0.history,
+        (1..=22).collect::<Vec<i64>>()
+    );
 
     // A snapshot that no longer deserializes is ignored, not trusted.
-    sqlx::query("UPDATE snapshots SET state = '{\"broken\": true}'").execute(&pool).await.unwrap();
-    assert_eq!(repo.load("T-1").await.unwrap().0.total, (1..=22).sum::<i64>());
+    sqlx::query("UPDATE snapshots SET state = '{\"broken\": true}'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        repo.load("T-1").await.unwrap().0.total,
+        (1..=22).sum::<i64>()
+    );
 }
 
 #[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
@@ -110,15 +158,38 @@ async fn loads_the_state_as_of_a_version_or_a_time(pool: PgPool) {
     let store = EventStore::new(pool);
     let repo = Repo::new(store.clone());
     let cqrs = CqrsFramework::new(repo.clone(), vec![], ());
-    cqrs.execute("T-1", TallyCommand::Open { id: "T-1".into() }).await.unwrap();
-    cqrs.execute("T-1", TallyCommand::Add { amount: 10 }).await.unwrap();
+    cqrs.execute("T-1", TallyCommand::Open { id: "T-1".into() })
+        .await
+        .unwrap();
+    cqrs.execute("T-1", TallyCommand::Add { amount: 10 })
+        .await
+        .unwrap();
     let log = store.read_all(0, 10).await.unwrap();
     let cut = log[1].recorded_at;
-    cqrs.execute("T-1", TallyCommand::Add { amount: 20 }).await.unwrap();
+    cqrs.execute("T-1", TallyCommand::Add { amount: 20 })
+        .await
+        .unwrap();
 
     assert_eq!(repo.load_until("T-1", 1, None).await.unwrap().0.total, 0);
-    assert_eq!(repo.load_until("T-1", 2, None).await.unwrap(), (Tally { id: Some("T-1".into()), total: 10, history: vec![10] }, 2));
+    assert_eq!(
+        repo.load_until("T-1", 2, None).await.unwrap(),
+        (
+            Tally {
+                id: Some("T-1".into()),
+                total: 10,
+                history: vec![10]
+            },
+            2
+        )
+    );
     let (at_cut, v) = repo.load_until("T-1", u64::MAX, Some(cut)).await.unwrap();
     assert_eq!((at_cut.total, v), (10, 2));
-    assert_eq!(repo.load_until("T-1", u64::MAX, None).await.unwrap().0.total, 30);
+    assert_eq!(
+        repo.load_until("T-1", u64::MAX, None)
+            .await
+            .unwrap()
+            .0
+            .total,
+        30
+    );
 }

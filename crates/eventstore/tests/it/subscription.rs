@@ -14,7 +14,14 @@ async fn catches_up_then_goes_live_without_gap_or_duplicate(pool: PgPool) {
     let store = EventStore::new(pool);
     let s = StreamRef::new("machine", "M-1");
     for i in 0..120 {
-        store.append(&s, ExpectedVersion::Any, vec![event("Hist", json!({ "i": i }))]).await.unwrap();
+        store
+            .append(
+                &s,
+                ExpectedVersion::Any,
+                vec![event("Hist", json!({ "i": i }))],
+            )
+            .await
+            .unwrap();
     }
     let cancel = CancellationToken::new();
     // A small page size forces many history reads; a long poll interval proves
@@ -29,7 +36,14 @@ async fn catches_up_then_goes_live_without_gap_or_duplicate(pool: PgPool) {
         tokio::spawn(async move {
             for i in 0..180 {
                 let stream = StreamRef::new("machine", format!("M-{}", i % 5));
-                store.append(&stream, ExpectedVersion::Any, vec![event("Live", json!({ "i": i }))]).await.unwrap();
+                store
+                    .append(
+                        &stream,
+                        ExpectedVersion::Any,
+                        vec![event("Live", json!({ "i": i }))],
+                    )
+                    .await
+                    .unwrap();
                 if i % 20 == 0 {
                     tokio::task::yield_now().await;
                 }
@@ -50,8 +64,15 @@ async fn catches_up_then_goes_live_without_gap_or_duplicate(pool: PgPool) {
     assert_eq!(sub.position(), 300);
 
     // Live after everything is delivered: one more append wakes it.
-    store.append(&s, ExpectedVersion::Any, vec![event("Late", json!({}))]).await.unwrap();
-    let e = tokio::time::timeout(Duration::from_secs(30), sub.next()).await.unwrap().unwrap().unwrap();
+    store
+        .append(&s, ExpectedVersion::Any, vec![event("Late", json!({}))])
+        .await
+        .unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(30), sub.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!((e.position, e.event_type.as_str()), (301, "Late"));
 
     // Cancelling ends it.
@@ -64,11 +85,18 @@ async fn subscribes_from_a_position(pool: PgPool) {
     let store = EventStore::new(pool);
     let s = StreamRef::new("machine", "M-1");
     let events: Vec<_> = (0..10).map(|i| event("E", json!({ "i": i }))).collect();
-    store.append(&s, ExpectedVersion::NoStream, events).await.unwrap();
+    store
+        .append(&s, ExpectedVersion::NoStream, events)
+        .await
+        .unwrap();
     let mut sub = store.subscribe_all(6, CancellationToken::new());
     let mut got = Vec::new();
     for _ in 0..4 {
-        got.push(sub.next().await.unwrap().unwrap().payload["i"].as_i64().unwrap());
+        got.push(
+            sub.next().await.unwrap().unwrap().payload["i"]
+                .as_i64()
+                .unwrap(),
+        );
     }
     assert_eq!(got, vec![6, 7, 8, 9]);
 }

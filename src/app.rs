@@ -1,0 +1,221 @@
+//! The application: connects to the services, applies migrations, and runs the
+//! chosen roles until its cancellation token fires.
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use shopfloor_api::{AppState, Readiness};
+use shopfloor_eventstore::{EventStore, MIGRATOR};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::cli::Role;
+use crate::settings::{redact, Settings};
+
+/// How long a service may take to answer at start before we give up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The process-wide Prometheus recorder (installed once).
+pub fn metrics_handle() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
+        .clone()
+}
+
+/// Connects to PostgreSQL, failing fast with the real reason when it cannot.
+pub async fn connect_postgres(settings: &Settings) -> anyhow::Result<PgPool> {
+    let shown = settings.database_display();
+    let options: PgConnectOptions = settings
+        .database_url
+        .as_str()
+        .parse()
+        .with_context(|| format!("invalid DATABASE_URL {shown}"))?;
+    let options = options.disable_statement_logging();
+    // One direct connection first: its error says why (refused, no such database, ...).
+    let probe = tokio::time::timeout(CONNECT_TIMEOUT, sqlx::PgConnection::connect_with(&options))
+        .await
+        .map_err(|_| {
+            anyhow!("cannot reach PostgreSQL at {shown}: no answer in {CONNECT_TIMEOUT:?}")
+        })?
+        .map_err(|e| anyhow!("cannot reach PostgreSQL at {shown}: {e}"))?;
+    let _ = probe.close().await;
+    PgPoolOptions::new()
+        .max_connections(32)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+        .map_err(|e| anyhow!("cannot reach PostgreSQL at {shown}: {e}"))
+}
+
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    MIGRATOR
+        .run(pool)
+        .await
+        .context("applying database migrations")
+}
+
+/// Connects to NATS, failing fast when it cannot; reconnects by itself afterwards.
+pub async fn connect_nats(settings: &Settings) -> anyhow::Result<async_nats::Client> {
+    let shown = redact(&settings.nats_url);
+    async_nats::ConnectOptions::new()
+        .connection_timeout(CONNECT_TIMEOUT)
+        .name(format!("{}-shopfloor", settings.namespace))
+        .connect(settings.nats_url.as_str())
+        .await
+        .map_err(|e| anyhow!("cannot reach NATS at {shown}: {e}"))
+}
+
+/// Checks that the MQTT broker accepts TCP connections.
+async fn probe_mqtt(url: &url::Url) -> anyhow::Result<()> {
+    let shown = redact(url);
+    let host = url.host_str().unwrap_or("127.0.0.1");
+    let port = url
+        .port()
+        .unwrap_or(if url.scheme() == "mqtts" { 8883 } else { 1883 });
+    tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        tokio::net::TcpStream::connect((host, port)),
+    )
+    .await
+    .map_err(|_| {
+        anyhow!("cannot reach the MQTT broker at {shown}: no answer in {CONNECT_TIMEOUT:?}")
+    })?
+    .map_err(|e| anyhow!("cannot reach the MQTT broker at {shown}: {e}"))?;
+    Ok(())
+}
+
+/// A built application: connected, migrated, its HTTP port bound.
+pub struct Application {
+    settings: Settings,
+    roles: Vec<Role>,
+    store: EventStore,
+    nats: Option<async_nats::Client>,
+    listener: Option<TcpListener>,
+    http_addr: Option<SocketAddr>,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("roles", &self.roles)
+            .field("http_addr", &self.http_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    pub async fn build(settings: Settings, roles: &[Role]) -> anyhow::Result<Self> {
+        let pool = connect_postgres(&settings).await?;
+        migrate(&pool).await?;
+        let store = EventStore::new(pool);
+        let needs_nats = roles
+            .iter()
+            .any(|r| matches!(r, Role::Api | Role::Relay | Role::Projector));
+        let nats = if needs_nats {
+            Some(connect_nats(&settings).await?)
+        } else {
+            None
+        };
+        if roles.contains(&Role::Ingest) {
+            if let Some(url) = &settings.mqtt_url {
+                probe_mqtt(url).await?;
+            }
+        }
+        let (listener, http_addr) = if roles.contains(&Role::Api) {
+            let l = TcpListener::bind(settings.http_addr)
+                .await
+                .with_context(|| format!("cannot listen on {}", settings.http_addr))?;
+            let addr = l.local_addr()?;
+            (Some(l), Some(addr))
+        } else {
+            (None, None)
+        };
+        let mut roles = roles.to_vec();
+        roles.dedup();
+        Ok(Self {
+            settings,
+            roles,
+            store,
+            nats,
+            listener,
+            http_addr,
+        })
+    }
+
+    /// Where the API listens (when it runs here).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    pub fn store(&self) -> &EventStore {
+        &self.store
+    }
+
+    /// Runs every role until `cancel` fires, then waits for them to finish.
+    pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
+        let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
+        for role in &self.roles {
+            let role = *role;
+            let cancel = cancel.clone();
+            match role {
+                // Served below, once the listener is moved out.
+                Role::Api => {}
+                Role::Relay | Role::Projector | Role::Ingest => {
+                    // These roles arrive with later work; until then they stand by,
+                    // wired to the same cancellation as everything else.
+                    tasks.spawn(async move {
+                        info!(role = role.name(), "role standing by");
+                        cancel.cancelled().await;
+                        Ok(())
+                    });
+                }
+            }
+        }
+        if let (Some(listener), Some(addr)) = (self.listener, self.http_addr) {
+            let readiness = Readiness {
+                nats: self.nats.clone(),
+                mqtt: None,
+                timeout: None,
+            };
+            let state = AppState::new(self.store.clone(), readiness, metrics_handle());
+            let router = shopfloor_api::router(state);
+            let cancel = cancel.clone();
+            info!(namespace = %self.settings.namespace, "listening on http://{addr}");
+            tasks.spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(async move { cancel.cancelled().await })
+                    .await
+                    .context("HTTP server")
+            });
+        }
+        let mut first_error = None;
+        while let Some(done) = tasks.join_next().await {
+            let result = done.map_err(anyhow::Error::from).and_then(|r| r);
+            if let Err(e) = result {
+                warn!(error = %format!("{e:#}"), "a role failed; stopping the others");
+                cancel.cancel();
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}

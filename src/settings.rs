@@ -1,0 +1,248 @@
+//! Typed settings, read from the environment (CONTRACT.md) with their defaults.
+//!
+//! Every value is checked once, here, so that the rest of the program can trust
+//! it; a wrong one becomes a [`SettingsError`] that names the variable, the
+//! value's problem and what is expected, in one line.
+
+use std::net::SocketAddr;
+
+use secrecy::SecretString;
+use url::Url;
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://root@127.0.0.1:5432/shopfloor";
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+pub const DEFAULT_MQTT_URL: &str = "mqtt://127.0.0.1:1883";
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
+pub const DEFAULT_NAMESPACE: &str = "shopfloor";
+
+/// Every environment variable the binary reads (the deployment manifests are
+/// checked against this list).
+pub const VARIABLES: &[&str] = &[
+    "DATABASE_URL",
+    "NATS_URL",
+    "MQTT_URL",
+    "SHOPFLOOR_HTTP_ADDR",
+    "SHOPFLOOR_NAMESPACE",
+    "SHOPFLOOR_ADMIN_TOKEN",
+    "RUST_LOG",
+];
+
+/// A setting that cannot be used, with the variable it came from.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid {variable}: {problem}")]
+pub struct SettingsError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+fn invalid(variable: &'static str, problem: impl Into<String>) -> SettingsError {
+    SettingsError {
+        variable,
+        problem: problem.into(),
+    }
+}
+
+/// The settings of one Shopfloor process.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// PostgreSQL: event store and read models. May hold a password: never log it whole.
+    pub database_url: Url,
+    pub nats_url: Url,
+    /// `None` when ingest is off (`MQTT_URL=off`).
+    pub mqtt_url: Option<Url>,
+    pub http_addr: SocketAddr,
+    /// Prefix of every JetStream stream, subject and consumer, and of the MQTT topic
+    /// root and client ids, so that two instances never see each other's data.
+    pub namespace: String,
+    /// A bearer token with the admin role, accepted while it is set.
+    pub admin_token: Option<SecretString>,
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads settings through `lookup` (a test passes a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let get = |k: &str, default: &str| {
+            lookup(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| default.to_string())
+        };
+
+        let database_url = parse_url("DATABASE_URL", &get("DATABASE_URL", DEFAULT_DATABASE_URL))?;
+        if !matches!(database_url.scheme(), "postgres" | "postgresql") {
+            return Err(invalid(
+                "DATABASE_URL",
+                format!(
+                    "scheme {:?} is not postgres:// (expected e.g. {DEFAULT_DATABASE_URL})",
+                    database_url.scheme()
+                ),
+            ));
+        }
+        let nats_url = parse_url("NATS_URL", &get("NATS_URL", DEFAULT_NATS_URL))?;
+        if !matches!(nats_url.scheme(), "nats" | "tls") {
+            return Err(invalid(
+                "NATS_URL",
+                format!(
+                    "scheme {:?} is not nats:// or tls:// (expected e.g. {DEFAULT_NATS_URL})",
+                    nats_url.scheme()
+                ),
+            ));
+        }
+        let mqtt = get("MQTT_URL", DEFAULT_MQTT_URL);
+        let mqtt_url = if mqtt.eq_ignore_ascii_case("off") {
+            None
+        } else {
+            let u = parse_url("MQTT_URL", &mqtt)?;
+            if !matches!(u.scheme(), "mqtt" | "mqtts" | "tcp" | "ssl") {
+                return Err(invalid(
+                    "MQTT_URL",
+                    format!(
+                        "scheme {:?} is not mqtt:// or mqtts:// (or `off` to turn ingest off)",
+                        u.scheme()
+                    ),
+                ));
+            }
+            Some(u)
+        };
+        let addr = get("SHOPFLOOR_HTTP_ADDR", DEFAULT_HTTP_ADDR);
+        let http_addr = addr.parse().map_err(|_| {
+            invalid(
+                "SHOPFLOOR_HTTP_ADDR",
+                format!("{addr:?} is not an IP:port such as {DEFAULT_HTTP_ADDR}"),
+            )
+        })?;
+        let namespace = get("SHOPFLOOR_NAMESPACE", DEFAULT_NAMESPACE);
+        validate_namespace(&namespace)?;
+        let admin_token = match lookup("SHOPFLOOR_ADMIN_TOKEN").filter(|t| !t.is_empty()) {
+            None => None,
+            Some(t) if t.len() < 16 || t.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+                return Err(invalid(
+                    "SHOPFLOOR_ADMIN_TOKEN",
+                    "a token must be at least 16 characters without spaces",
+                ))
+            }
+            Some(t) => Some(SecretString::from(t)),
+        };
+        Ok(Settings {
+            database_url,
+            nats_url,
+            mqtt_url,
+            http_addr,
+            namespace,
+            admin_token,
+        })
+    }
+
+    /// The database URL without its password, for messages.
+    pub fn database_display(&self) -> String {
+        redact(&self.database_url)
+    }
+}
+
+/// A URL without its password, for messages.
+pub fn redact(url: &Url) -> String {
+    let mut u = url.clone();
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    u.to_string()
+}
+
+fn parse_url(variable: &'static str, value: &str) -> Result<Url, SettingsError> {
+    let url = Url::parse(value)
+        .map_err(|e| invalid(variable, format!("{value:?} is not a URL ({e})")))?;
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid(variable, format!("{value:?} names no host")));
+    }
+    Ok(url)
+}
+
+/// Namespaces go into JetStream stream names (no `.`, `*`, `>` or spaces), NATS
+/// subjects and MQTT topics: letters, digits, `_` and `-` only.
+fn validate_namespace(ns: &str) -> Result<(), SettingsError> {
+    let ok = !ns.is_empty()
+        && ns.len() <= 64
+        && ns
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            "SHOPFLOOR_NAMESPACE",
+            format!("{ns:?} must be 1 to 64 letters, digits, '_' or '-'"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    fn with(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let s = with(&[]).unwrap();
+        assert_eq!(s.database_url.as_str(), DEFAULT_DATABASE_URL);
+        assert_eq!(s.nats_url.as_str(), DEFAULT_NATS_URL);
+        assert_eq!(s.mqtt_url.unwrap().as_str(), DEFAULT_MQTT_URL);
+        assert_eq!(s.http_addr.to_string(), DEFAULT_HTTP_ADDR);
+        assert_eq!(s.namespace, DEFAULT_NAMESPACE);
+        assert!(s.admin_token.is_none());
+    }
+
+    #[test]
+    fn reads_every_variable() {
+        let s = with(&[
+            ("DATABASE_URL", "postgresql://u:secret@db:5433/plant"),
+            ("NATS_URL", "nats://nats:4223"),
+            ("MQTT_URL", "off"),
+            ("SHOPFLOOR_HTTP_ADDR", "0.0.0.0:9000"),
+            ("SHOPFLOOR_NAMESPACE", "plant-7"),
+            ("SHOPFLOOR_ADMIN_TOKEN", "0123456789abcdef"),
+        ])
+        .unwrap();
+        assert!(s.mqtt_url.is_none());
+        assert_eq!(s.http_addr.port(), 9000);
+        assert_eq!(s.namespace, "plant-7");
+        assert_eq!(
+            s.admin_token.as_ref().unwrap().expose_secret(),
+            "0123456789abcdef"
+        );
+        assert_eq!(s.database_display(), "postgresql://u:***@db:5433/plant");
+    }
+
+    #[test]
+    fn wrong_settings_give_one_clear_line() {
+        let cases = [
+            (("DATABASE_URL", "mysql://x@h/db"), "invalid DATABASE_URL: scheme \"mysql\" is not postgres:// (expected e.g. postgres://root@127.0.0.1:5432/shopfloor)"),
+            (("DATABASE_URL", "not a url"), "invalid DATABASE_URL: \"not a url\" is not a URL (relative URL without a base)"),
+            (("NATS_URL", "http://h:4222"), "invalid NATS_URL: scheme \"http\" is not nats:// or tls:// (expected e.g. nats://127.0.0.1:4222)"),
+            (("MQTT_URL", "amqp://h"), "invalid MQTT_URL: scheme \"amqp\" is not mqtt:// or mqtts:// (or `off` to turn ingest off)"),
+            (("SHOPFLOOR_HTTP_ADDR", "localhost"), "invalid SHOPFLOOR_HTTP_ADDR: \"localhost\" is not an IP:port such as 127.0.0.1:8080"),
+            (("SHOPFLOOR_NAMESPACE", "a.b"), "invalid SHOPFLOOR_NAMESPACE: \"a.b\" must be 1 to 64 letters, digits, '_' or '-'"),
+            (("SHOPFLOOR_ADMIN_TOKEN", "short"), "invalid SHOPFLOOR_ADMIN_TOKEN: a token must be at least 16 characters without spaces"),
+        ];
+        for ((k, v), expected) in cases {
+            let err = with(&[(k, v)]).unwrap_err();
+            assert_eq!(err.to_string(), expected);
+            assert!(!err.to_string().contains('\n'));
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! End-to-end tests: the real `shopfloor` binary against the real services.
+
+mod binary;
+mod support;
