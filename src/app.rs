@@ -9,6 +9,7 @@ use anyhow::{anyhow, Context};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use shopfloor_api::{AppState, Readiness};
 use shopfloor_eventstore::{EventStore, MIGRATOR};
+use shopfloor_projections::Relay;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 use tokio::net::TcpListener;
@@ -179,7 +180,17 @@ impl Application {
             match role {
                 // Served below, once the listener is moved out.
                 Role::Api => {}
-                Role::Relay | Role::Projector | Role::Ingest => {
+                Role::Relay => {
+                    let Some(nats) = self.nats.clone() else {
+                        continue;
+                    };
+                    let relay = Relay::new(self.store.clone(), nats, &self.settings.namespace);
+                    tasks.spawn(async move {
+                        relay.run(cancel).await;
+                        Ok(())
+                    });
+                }
+                Role::Projector | Role::Ingest => {
                     // These roles arrive with later work; until then they stand by,
                     // wired to the same cancellation as everything else.
                     tasks.spawn(async move {

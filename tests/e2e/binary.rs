@@ -125,3 +125,52 @@ async fn migrate_applies_the_migrations() {
         .unwrap();
     assert!(n >= 1);
 }
+
+#[tokio::test]
+async fn the_relay_role_publishes_the_committed_log_to_jetstream() {
+    use shopfloor_eventstore::{EventMetadata, EventStore, ExpectedVersion, NewEvent, StreamRef};
+
+    let server = Server::start(&["--role", "relay", "--role", "api"], &[]).await;
+    let pool = sqlx::PgPool::connect(&server.db.url).await.unwrap();
+    let store = EventStore::new(pool);
+    for i in 0..5 {
+        let e = NewEvent {
+            event_id: uuid::Uuid::new_v4(),
+            event_type: "MachineTested".into(),
+            schema_version: 1,
+            payload: serde_json::json!({ "i": i }),
+            metadata: EventMetadata::default(),
+        };
+        store
+            .append(
+                &StreamRef::new("machine", "M-1"),
+                ExpectedVersion::Any,
+                vec![e],
+            )
+            .await
+            .unwrap();
+    }
+    let nats = async_nats::connect("nats://127.0.0.1:4222").await.unwrap();
+    let js = async_nats::jetstream::new(nats);
+    let stream_name = format!("{}_EVENTS", server.namespace);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok(mut s) = js.get_stream(&stream_name).await {
+            if s.info().await.unwrap().state.messages == 5 {
+                let m = s.get_raw_message(5).await.unwrap();
+                assert_eq!(
+                    m.subject.as_str(),
+                    format!("{}.events.machine.M-1", server.namespace)
+                );
+                break;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the relay published nothing"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(server.terminate().await.success());
+    let _ = js.delete_stream(&stream_name).await;
+}

@@ -64,7 +64,6 @@ pub struct Server {
     pub child: Child,
     pub base: String,
     pub db: TestDb,
-    #[allow(dead_code)] // for tests that talk to JetStream or MQTT directly
     pub namespace: String,
 }
 

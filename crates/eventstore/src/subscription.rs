@@ -124,6 +124,27 @@ impl Subscription {
         }
     }
 
+    /// The next events, as many as are already at hand up to `max` (at least one;
+    /// waits for the first). `None` once cancelled.
+    pub async fn next_batch(
+        &mut self,
+        max: usize,
+    ) -> Option<Result<Vec<RecordedEvent>, StoreError>> {
+        let first = match self.next().await? {
+            Ok(e) => e,
+            Err(e) => return Some(Err(e)),
+        };
+        let mut out = vec![first];
+        while out.len() < max {
+            let Some(e) = self.buffer.pop_front() else {
+                break;
+            };
+            self.position = e.position;
+            out.push(e);
+        }
+        Some(Ok(out))
+    }
+
     async fn listen(&self) -> Result<PgListener, StoreError> {
         let mut listener = PgListener::connect_with(self.store.pool()).await?;
         listener.listen(NOTIFY_CHANNEL).await?;

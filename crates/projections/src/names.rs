@@ -1,0 +1,63 @@
+//! Names in JetStream. Everything is prefixed by the namespace, so two Shopfloor
+//! instances on one NATS server never see each other's data.
+
+/// The JetStream stream that holds the event log: `{namespace}_EVENTS`.
+pub fn events_stream(namespace: &str) -> String {
+    format!("{namespace}_EVENTS")
+}
+
+/// Every subject of the event log: `{namespace}.events.>`.
+pub fn events_wildcard(namespace: &str) -> String {
+    format!("{namespace}.events.>")
+}
+
+/// The subject of one event: `{namespace}.events.{stream_type}.{stream_id}`.
+pub fn event_subject(namespace: &str, stream_type: &str, stream_id: &str) -> String {
+    format!(
+        "{namespace}.events.{}.{}",
+        subject_token(stream_type),
+        subject_token(stream_id)
+    )
+}
+
+/// A subject token for any string: characters that NATS gives a meaning to (`.`,
+/// `*`, `>`, white space) or that are not plain ASCII are percent-encoded, so ids
+/// like `press.01` stay one token.
+pub fn subject_token(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if out.is_empty() {
+        out.push_str("%00");
+    }
+    out
+}
+
+/// Header carrying the event's global position.
+pub const POSITION_HEADER: &str = "Shopfloor-Position";
+/// Header carrying the event type.
+pub const EVENT_TYPE_HEADER: &str = "Shopfloor-Event-Type";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_with_subject_characters_stay_one_token() {
+        assert_eq!(
+            event_subject("sf", "machine", "M-1"),
+            "sf.events.machine.M-1"
+        );
+        assert_eq!(
+            event_subject("sf", "machine", "press.01 *>"),
+            "sf.events.machine.press%2E01%20%2A%3E"
+        );
+        assert_eq!(subject_token("Prüf"), "Pr%C3%BCf");
+        assert_eq!(subject_token(""), "%00");
+    }
+}

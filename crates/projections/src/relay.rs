@@ -1,0 +1,319 @@
+//! The relay: the committed event log, in global order, to JetStream.
+//!
+//! Never publish from the command path after commit — a crash between commit and
+//! publish would lose the event (DESIGN.md). The relay instead tails the store
+//! with a catch-up subscription and publishes each event to
+//! `{ns}.events.{stream_type}.{stream_id}` in the stream `{ns}_EVENTS`, with the
+//! event id as `Nats-Msg-Id` and the position and event type in headers.
+//!
+//! # Guarantees
+//! - **At least once, in order.** Publishes are pipelined (a batch is sent, then
+//!   all acks awaited); the checkpoint in PostgreSQL moves only after every ack up
+//!   to it. A failure restarts from the checkpoint. Republished events are
+//!   deduplicated by JetStream within its window and by the projectors always.
+//! - **One active relay per namespace.** A session advisory lock elects it; a
+//!   second instance stands by until the lock is free.
+//! - **NATS losing its tail** (it acknowledges before it fsyncs): the checkpoint
+//!   records the JetStream sequence of the last ack; when the stream's last
+//!   sequence is below it, the relay rewinds to the position of the stream's last
+//!   message (or to the start) and republishes. PostgreSQL is the source of truth.
+//! - **NATS down:** publishing fails, the relay backs off and resumes.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, context::Publish, stream};
+use bytes::Bytes;
+use shopfloor_eventstore::{EventStore, RecordedEvent, StoreError};
+use sqlx::pool::PoolConnection;
+use sqlx::{PgPool, Postgres};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, instrument, warn};
+
+use crate::names;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("event store: {0}")]
+    Store(#[from] StoreError),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("JetStream: {0}")]
+    JetStream(String),
+    #[error("event {0} cannot be serialized: {1}")]
+    Encode(i64, serde_json::Error),
+}
+
+fn js_err(e: impl std::fmt::Display) -> RelayError {
+    RelayError::JetStream(e.to_string())
+}
+
+/// Where the relay stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Checkpoint {
+    pub position: i64,
+    pub js_sequence: u64,
+}
+
+/// The relay of one namespace.
+#[derive(Clone)]
+pub struct Relay {
+    store: EventStore,
+    jetstream: jetstream::Context,
+    namespace: String,
+    /// Most events published before waiting for their acks.
+    batch: usize,
+    /// Back-off after a failure.
+    retry: Duration,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Relay {
+    pub fn new(store: EventStore, nats: async_nats::Client, namespace: impl Into<String>) -> Self {
+        let mut jetstream = jetstream::new(nats);
+        jetstream.set_timeout(Duration::from_secs(5));
+        Self {
+            store,
+            jetstream,
+            namespace: namespace.into(),
+            batch: 1_000,
+            retry: Duration::from_secs(1),
+        }
+    }
+
+    pub fn with_batch(mut self, n: usize) -> Self {
+        self.batch = n.max(1);
+        self
+    }
+
+    pub fn with_retry(mut self, d: Duration) -> Self {
+        self.retry = d;
+        self
+    }
+
+    fn pool(&self) -> &PgPool {
+        self.store.pool()
+    }
+
+    /// Runs until `cancel` fires: waits to be the active relay, then publishes.
+    pub async fn run(&self, cancel: CancellationToken) {
+        loop {
+            let lock = tokio::select! {
+                _ = cancel.cancelled() => return,
+                lock = self.acquire_leadership(&cancel) => lock,
+            };
+            let Some(mut lock) = lock else { return };
+            info!(namespace = %self.namespace, "relay active");
+            match self.lead(&mut lock, &cancel).await {
+                Ok(()) => {
+                    self.release(lock).await;
+                    return;
+                }
+                Err(e) => {
+                    warn!(error = %e, "relay interrupted; resuming from its checkpoint");
+                    metrics::counter!("shopfloor_relay_failures_total").increment(1);
+                    self.release(lock).await;
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(self.retry) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn lock_key(&self) -> String {
+        format!("shopfloor-relay:{}", self.namespace)
+    }
+
+    /// Holds a connection with the namespace's advisory lock (None once cancelled).
+    async fn acquire_leadership(
+        &self,
+        cancel: &CancellationToken,
+    ) -> Option<PoolConnection<Postgres>> {
+        let mut standing_by = false;
+        loop {
+            let attempt = async {
+                let mut conn = self.pool().acquire().await?;
+                let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
+                    .bind(self.lock_key())
+                    .fetch_one(&mut *conn)
+                    .await?;
+                Ok::<_, sqlx::Error>(got.then_some(conn))
+            };
+            match attempt.await {
+                Ok(Some(conn)) => return Some(conn),
+                Ok(None) if !standing_by => {
+                    info!(namespace = %self.namespace, "another relay is active; standing by");
+                    standing_by = true;
+                }
+                Ok(None) => {}
+                Err(e) => warn!(error = %e, "relay cannot reach PostgreSQL"),
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return None,
+                _ = tokio::time::sleep(self.retry.max(Duration::from_millis(200))) => {}
+            }
+        }
+    }
+
+    async fn release(&self, mut lock: PoolConnection<Postgres>) {
+        let unlocked = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
+            .bind(self.lock_key())
+            .execute(&mut *lock)
+            .await;
+        if unlocked.is_err() {
+            // The session is gone, and its lock with it; never reuse the connection.
+            lock.detach();
+        }
+    }
+
+    /// Makes sure the JetStream stream exists.
+    pub async fn ensure_stream(&self) -> Result<stream::Stream, RelayError> {
+        self.jetstream
+            .get_or_create_stream(stream::Config {
+                name: names::events_stream(&self.namespace),
+                subjects: vec![names::events_wildcard(&self.namespace)],
+                storage: stream::StorageType::File,
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await
+            .map_err(js_err)
+    }
+
+    pub async fn checkpoint(&self) -> Result<Checkpoint, RelayError> {
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT position, js_sequence FROM relay_checkpoints WHERE namespace = $1",
+        )
+        .bind(&self.namespace)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map_or(Checkpoint::default(), |(p, s)| Checkpoint {
+            position: p,
+            js_sequence: u64::try_from(s).unwrap_or(0),
+        }))
+    }
+
+    async fn save_checkpoint(&self, c: Checkpoint) -> Result<(), RelayError> {
+        sqlx::query(
+            "INSERT INTO relay_checkpoints (namespace, position, js_sequence) VALUES ($1, $2, $3) \
+             ON CONFLICT (namespace) DO UPDATE SET position = excluded.position, \
+             js_sequence = excluded.js_sequence, updated_at = now()",
+        )
+        .bind(&self.namespace)
+        .bind(c.position)
+        .bind(i64::try_from(c.js_sequence).unwrap_or(i64::MAX))
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The checkpoint, rewound if JetStream lost messages we had published.
+    async fn reconcile(&self, stream: &mut stream::Stream) -> Result<Checkpoint, RelayError> {
+        let checkpoint = self.checkpoint().await?;
+        let last = stream.info().await.map_err(js_err)?.state.last_sequence;
+        if last >= checkpoint.js_sequence {
+            return Ok(checkpoint);
+        }
+        let position = if last == 0 {
+            0
+        } else {
+            let msg = stream.get_raw_message(last).await.map_err(js_err)?;
+            msg.headers
+                .get(names::POSITION_HEADER)
+                .and_then(|v| v.as_str().parse::<i64>().ok())
+                .unwrap_or(0)
+                .min(checkpoint.position)
+        };
+        warn!(
+            namespace = %self.namespace,
+            stream_last_sequence = last,
+            acknowledged_sequence = checkpoint.js_sequence,
+            from_position = position,
+            "JetStream lost its tail; republishing from the event store"
+        );
+        metrics::counter!("shopfloor_relay_rewinds_total").increment(1);
+        let rewound = Checkpoint {
+            position,
+            js_sequence: last,
+        };
+        self.save_checkpoint(rewound).await?;
+        Ok(rewound)
+    }
+
+    /// Publishes from the checkpoint on, until cancelled (Ok) or a failure (Err).
+    #[instrument(skip_all, fields(namespace = %self.namespace))]
+    async fn lead(
+        &self,
+        lock: &mut PoolConnection<Postgres>,
+        cancel: &CancellationToken,
+    ) -> Result<(), RelayError> {
+        let mut stream = self.ensure_stream().await?;
+        let mut checkpoint = self.reconcile(&mut stream).await?;
+        let sub_cancel = cancel.child_token();
+        let _stop_subscription = sub_cancel.clone().drop_guard();
+        let mut subscription = self
+            .store
+            .subscribe_all(checkpoint.position, sub_cancel)
+            .page_size(self.batch);
+        let mut last_lock_check = tokio::time::Instant::now();
+        loop {
+            let batch = match subscription.next_batch(self.batch).await {
+                None => return Ok(()),
+                Some(batch) => batch?,
+            };
+            if last_lock_check.elapsed() > Duration::from_secs(5) {
+                // Still the leader? (A lost session would have lost the lock.)
+                sqlx::query("SELECT 1").execute(&mut **lock).await?;
+                last_lock_check = tokio::time::Instant::now();
+            }
+            let js_sequence = self.publish(&batch).await?;
+            if let Some(last) = batch.last() {
+                checkpoint = Checkpoint {
+                    position: last.position,
+                    js_sequence,
+                };
+                self.save_checkpoint(checkpoint).await?;
+                metrics::counter!("shopfloor_relay_published_total").increment(batch.len() as u64);
+                metrics::gauge!("shopfloor_relay_position").set(last.position as f64);
+                debug!(position = last.position, n = batch.len(), "published");
+            }
+        }
+    }
+
+    /// Publishes a batch pipelined; returns the sequence of the last ack.
+    async fn publish(&self, batch: &[RecordedEvent]) -> Result<u64, RelayError> {
+        let mut acks = Vec::with_capacity(batch.len());
+        for event in batch {
+            let body =
+                serde_json::to_vec(event).map_err(|e| RelayError::Encode(event.position, e))?;
+            let publish = Publish::build()
+                .payload(Bytes::from(body))
+                .message_id(event.event_id.to_string())
+                .header(names::POSITION_HEADER, event.position.to_string().as_str())
+                .header(names::EVENT_TYPE_HEADER, event.event_type.as_str());
+            let subject =
+                names::event_subject(&self.namespace, &event.stream_type, &event.stream_id);
+            acks.push(
+                self.jetstream
+                    .send_publish(subject, publish)
+                    .await
+                    .map_err(js_err)?,
+            );
+        }
+        let mut last = 0;
+        for ack in acks {
+            let ack = ack.await.map_err(js_err)?;
+            // A duplicate ack carries the sequence of the original message.
+            last = last.max(ack.sequence);
+        }
+        Ok(last)
+    }
+}
