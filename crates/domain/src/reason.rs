@@ -89,6 +89,7 @@ pub struct ReasonCatalogue {
 
 static BUILTIN: LazyLock<ReasonCatalogue> = LazyLock::new(ReasonCatalogue::default_catalogue);
 
+#[rustfmt::skip]
 const DEFAULT_REASONS: &[(&str, &str, ReasonCategory, Option<Loss>)] = {
     use Loss::*;
     use ReasonCategory::*;

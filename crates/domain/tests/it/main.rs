@@ -1,0 +1,14 @@
+//! The domain crate's integration tests, one binary: given/when/then per aggregate, value
+//! types, the reason catalogue, process managers, property tests and event snapshots.
+
+mod inventory;
+mod machine;
+mod maintenance;
+mod order;
+mod policy;
+mod process;
+mod props;
+mod reason;
+mod snapshots;
+mod support;
+mod values;
