@@ -1,0 +1,1 @@
+//! process manager driver (in progress)

@@ -1,0 +1,322 @@
+//! [`CommandService`]: one domain command, from load to durable append.
+//!
+//! For each command:
+//! 1. **Idempotency.** With a `command_id` (an HTTP Idempotency-Key, an MQTT message
+//!    id, a process manager's deterministic id), event ids are derived from it. If
+//!    the first of them is already in the log, the command was done before: the
+//!    original outcome is returned and nothing is decided or written — even if the
+//!    aggregate has moved on and would now refuse the command.
+//! 2. **Load** the aggregate (from its snapshot, then later events).
+//! 3. **Expected version** (HTTP `If-Match`): a mismatch refuses the command.
+//! 4. **Decide**: the pure domain decision; a refusal writes nothing.
+//! 5. **Append** with the loaded version as the expected one. If another writer
+//!    got there first, go back to 2 (a few times), unless the caller pinned a
+//!    version, in which case that is a mismatch.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
+use shopfloor_domain::process::Target;
+use shopfloor_domain::{
+    Decide, InventoryItem, Machine, MaintenancePolicy, MaintenanceTask, ProductionOrder,
+};
+use shopfloor_eventstore::repository::{derived_event_id, meta};
+use shopfloor_eventstore::{
+    AggregateRepository, Direction, EventStore, ExpectedVersion, Source, StoreError, StreamRef,
+};
+use tracing::instrument;
+use uuid::Uuid;
+
+use crate::error::{Classify, CommandError};
+
+/// Who sends a command, why, and under which conditions.
+#[derive(Debug, Clone, Default)]
+pub struct CommandContext {
+    /// The authenticated principal or component.
+    pub actor: String,
+    pub source: Source,
+    pub correlation_id: Option<String>,
+    pub causation_id: Option<String>,
+    pub request_id: Option<String>,
+    /// Makes the command idempotent (see the module docs).
+    pub command_id: Option<String>,
+    /// Floor time of what the command reports.
+    pub occurred_at: Option<DateTime<Utc>>,
+    /// The stream version the caller expects (If-Match).
+    pub expected_version: Option<u64>,
+}
+
+impl CommandContext {
+    pub fn new(actor: impl Into<String>, source: Source) -> Self {
+        Self {
+            actor: actor.into(),
+            source,
+            ..Default::default()
+        }
+    }
+
+    fn metadata(&self) -> HashMap<String, String> {
+        let mut m = HashMap::new();
+        m.insert(meta::ACTOR.to_string(), self.actor.clone());
+        m.insert(meta::SOURCE.to_string(), self.source.as_str().to_string());
+        let mut put = |k: &str, v: &Option<String>| {
+            if let Some(v) = v {
+                m.insert(k.to_string(), v.clone());
+            }
+        };
+        put(meta::CORRELATION_ID, &self.correlation_id);
+        put(meta::CAUSATION_ID, &self.causation_id);
+        put("request_id", &self.request_id);
+        put(meta::COMMAND_ID, &self.command_id);
+        put(meta::OCCURRED_AT, &self.occurred_at.map(|t| t.to_rfc3339()));
+        m
+    }
+}
+
+/// An event a command appended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedEvent {
+    pub position: i64,
+    pub version: u64,
+    pub event_id: Uuid,
+    pub event_type: String,
+}
+
+/// What a command did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub stream_type: &'static str,
+    pub stream_id: String,
+    /// The stream's version after the command.
+    pub stream_version: u64,
+    pub events: Vec<CommittedEvent>,
+    /// True when the command had been done before and nothing was written now.
+    pub duplicate: bool,
+}
+
+/// Executes commands. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct CommandService {
+    store: EventStore,
+    /// Snapshot every this many events of a stream.
+    snapshot_every: u64,
+    /// Attempts before giving up on a stream that other writers keep changing.
+    max_attempts: u32,
+}
+
+impl CommandService {
+    pub fn new(store: EventStore) -> Self {
+        Self {
+            store,
+            snapshot_every: 200,
+            max_attempts: 8,
+        }
+    }
+
+    pub fn with_snapshot_every(mut self, n: u64) -> Self {
+        self.snapshot_every = n;
+        self
+    }
+
+    pub fn store(&self) -> &EventStore {
+        &self.store
+    }
+
+    /// Executes a command on the aggregate it is addressed to.
+    pub async fn execute(
+        &self,
+        target: Target,
+        ctx: &CommandContext,
+    ) -> Result<Outcome, CommandError> {
+        match target {
+            Target::ProductionOrder { order_id, command } => {
+                self.run::<ProductionOrder>(order_id.as_str(), command, ctx).await
+            }
+            Target::Machine {
+                machine_id,
+                command,
+            } => self.run::<Machine>(machine_id.as_str(), command, ctx).await,
+            Target::MaintenanceTask { task_id, command } => {
+                self.run::<MaintenanceTask>(task_id.as_str(), command, ctx).await
+            }
+            Target::InventoryItem { item_id, command } => {
+                self.run::<InventoryItem>(item_id.as_str(), command, ctx).await
+            }
+            Target::MaintenancePolicy { policy_id, command } => {
+                self.run::<MaintenancePolicy>(policy_id.as_str(), command, ctx).await
+            }
+        }
+    }
+
+    /// Loads an aggregate as it is now, with its version.
+    pub async fn load<A: Aggregate>(&self, id: &str) -> Result<(A, u64), StoreError> {
+        self.repository::<A>().load(id).await
+    }
+
+    fn repository<A: Aggregate>(&self) -> AggregateRepository<A> {
+        AggregateRepository::<A>::new(self.store.clone()).with_snapshots(self.snapshot_every)
+    }
+
+    /// Executes a command on aggregate `A` with id `id`.
+    #[instrument(skip_all, fields(stream_type = A::TYPE, stream_id = id), err(Display))]
+    pub async fn run<A>(
+        &self,
+        id: &str,
+        command: A::Command,
+        ctx: &CommandContext,
+    ) -> Result<Outcome, CommandError>
+    where
+        A: Decide,
+        A::Command: Clone,
+        A::Error: Classify,
+    {
+        let repo = self.repository::<A>();
+        let stream = StreamRef::new(A::TYPE, id);
+        let metadata = ctx.metadata();
+        for _ in 0..self.max_attempts {
+            if let Some(command_id) = &ctx.command_id {
+                if let Some(done) = self.already_done::<A>(&stream, command_id).await? {
+                    metrics::counter!("shopfloor_commands_total", "aggregate" => A::TYPE, "outcome" => "duplicate").increment(1);
+                    return Ok(done);
+                }
+            }
+            let (mut aggregate, version) = repo.load(id).await?;
+            if let Some(expected) = ctx.expected_version {
+                if expected != version {
+                    return Err(CommandError::VersionMismatch {
+                        stream_type: A::TYPE.to_string(),
+                        expected,
+                        actual: version,
+                    });
+                }
+            }
+            let events = aggregate.decide(command.clone()).map_err(|e| {
+                metrics::counter!("shopfloor_commands_total", "aggregate" => A::TYPE, "outcome" => "rejected").increment(1);
+                CommandError::Rejected {
+                    kind: e.kind(),
+                    message: e.to_string(),
+                }
+            })?;
+            if events.is_empty() {
+                return Ok(Outcome {
+                    stream_type: A::TYPE,
+                    stream_id: id.to_string(),
+                    stream_version: version,
+                    events: Vec::new(),
+                    duplicate: false,
+                });
+            }
+            let new_events = AggregateRepository::<A>::new_events(&stream, &events, &metadata)?;
+            let expected = match version {
+                0 => ExpectedVersion::NoStream,
+                v => ExpectedVersion::Exact(v),
+            };
+            let described: Vec<(Uuid, String)> = new_events
+                .iter()
+                .map(|e| (e.event_id, e.event_type.clone()))
+                .collect();
+            match self.store.append(&stream, expected, new_events).await {
+                Ok(result) => {
+                    if !result.duplicate {
+                        let n = self.snapshot_every;
+                        if n > 0 && result.stream_version / n > version / n {
+                            for e in events {
+                                aggregate.apply(e);
+                            }
+                            if let Err(e) = repo
+                                .save_snapshot(id, result.stream_version, &aggregate)
+                                .await
+                            {
+                                tracing::warn!(error = %e, "snapshot not saved");
+                            }
+                        }
+                    }
+                    metrics::counter!("shopfloor_commands_total", "aggregate" => A::TYPE, "outcome" => "accepted").increment(1);
+                    let first_version = result.stream_version + 1 - described.len() as u64;
+                    return Ok(Outcome {
+                        stream_type: A::TYPE,
+                        stream_id: id.to_string(),
+                        stream_version: result.stream_version,
+                        events: described
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, (event_id, event_type))| CommittedEvent {
+                                position: result.first_position + i as i64,
+                                version: first_version + i as u64,
+                                event_id,
+                                event_type,
+                            })
+                            .collect(),
+                        duplicate: result.duplicate,
+                    });
+                }
+                Err(StoreError::Conflict { actual, .. }) => {
+                    if let Some(expected) = ctx.expected_version {
+                        return Err(CommandError::VersionMismatch {
+                            stream_type: A::TYPE.to_string(),
+                            expected,
+                            actual,
+                        });
+                    }
+                    metrics::counter!("shopfloor_command_conflicts_total", "aggregate" => A::TYPE).increment(1);
+                    tokio::task::yield_now().await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(CommandError::Contention {
+            stream_type: A::TYPE.to_string(),
+            stream_id: id.to_string(),
+        })
+    }
+
+    /// The outcome of a command done before, found by its first derived event id.
+    async fn already_done<A: Aggregate>(
+        &self,
+        stream: &StreamRef,
+        command_id: &str,
+    ) -> Result<Option<Outcome>, CommandError> {
+        let first = derived_event_id(stream, command_id, 0);
+        let found: Option<(String, String, i64)> = sqlx::query_as(
+            "SELECT stream_type, stream_id, version FROM events WHERE event_id = $1",
+        )
+        .bind(first)
+        .fetch_optional(self.store.pool())
+        .await
+        .map_err(StoreError::from)?;
+        let Some((st, sid, version)) = found else {
+            return Ok(None);
+        };
+        if st != stream.stream_type || sid != stream.stream_id {
+            return Err(CommandError::Rejected {
+                kind: crate::RejectionKind::Conflict,
+                message: "this idempotency key was already used for another command".into(),
+            });
+        }
+        let from = u64::try_from(version).unwrap_or(1);
+        let mut events = Vec::new();
+        for e in self
+            .store
+            .read_stream(stream, Direction::Forward, from, 1_000)
+            .await?
+        {
+            if e.event_id != derived_event_id(stream, command_id, events.len()) {
+                break;
+            }
+            events.push(CommittedEvent {
+                position: e.position,
+                version: e.version,
+                event_id: e.event_id,
+                event_type: e.event_type,
+            });
+        }
+        Ok(Some(Outcome {
+            stream_type: A::TYPE,
+            stream_id: stream.stream_id.clone(),
+            stream_version: events.last().map_or(from, |e| e.version),
+            events,
+            duplicate: true,
+        }))
+    }
+}
