@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use shopfloor_api::{AppState, Readiness};
+use shopfloor_commands::process::ProcessManager;
+use shopfloor_commands::CommandService;
 use shopfloor_eventstore::{EventStore, MIGRATOR};
 use shopfloor_projections::Relay;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -190,7 +192,15 @@ impl Application {
                         Ok(())
                     });
                 }
-                Role::Projector | Role::Ingest => {
+                Role::Projector => {
+                    // The process managers run with the read side.
+                    let pm = ProcessManager::new(CommandService::new(self.store.clone()));
+                    tasks.spawn(async move {
+                        pm.run(cancel).await;
+                        Ok(())
+                    });
+                }
+                Role::Ingest => {
                     // These roles arrive with later work; until then they stand by,
                     // wired to the same cancellation as everything else.
                     tasks.spawn(async move {

@@ -22,7 +22,10 @@ pub enum RejectionKind {
 pub enum CommandError {
     /// A business rule refused the command; nothing was written.
     #[error("{message}")]
-    Rejected { kind: RejectionKind, message: String },
+    Rejected {
+        kind: RejectionKind,
+        message: String,
+    },
     /// The caller expected another stream version (If-Match); nothing was written.
     #[error("the {stream_type} is at version {actual}, not {expected}")]
     VersionMismatch {

@@ -10,10 +10,16 @@
 //! 3. **Expected version** (HTTP `If-Match`): a mismatch refuses the command.
 //! 4. **Decide**: the pure domain decision; a refusal writes nothing.
 //! 5. **Append** with the loaded version as the expected one. If another writer
-//!    got there first, go back to 2 (a few times), unless the caller pinned a
-//!    version, in which case that is a mismatch.
+//!    got there first, go back to 2 (a few times, with jittered back-off), unless
+//!    the caller pinned a version, in which case that is a mismatch.
+//!
+//! Commands on the same stream within this process take turns (a per-stream
+//! lock), so a hot machine with many concurrent reports queues instead of losing
+//! optimistic races; conflicts then only come from other processes.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
@@ -95,10 +101,52 @@ pub struct Outcome {
     pub duplicate: bool,
 }
 
+/// One async lock per stream that has a command in flight in this process.
+#[derive(Debug, Default)]
+struct StreamLocks {
+    locks: Mutex<HashMap<StreamRef, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl StreamLocks {
+    async fn lock(self: &Arc<Self>, stream: &StreamRef) -> StreamGuard {
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+            locks.entry(stream.clone()).or_default().clone()
+        };
+        let guard = lock.clone().lock_owned().await;
+        StreamGuard {
+            locks: self.clone(),
+            stream: stream.clone(),
+            lock,
+            _guard: Some(guard),
+        }
+    }
+}
+
+/// Holds a stream's turn; forgets the stream's lock when nobody else waits for it.
+struct StreamGuard {
+    locks: Arc<StreamLocks>,
+    stream: StreamRef,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    _guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self._guard = None;
+        let mut locks = self.locks.locks.lock().unwrap_or_else(|p| p.into_inner());
+        // Ours, plus the map's: nobody else holds or waits for it.
+        if Arc::strong_count(&self.lock) <= 2 {
+            locks.remove(&self.stream);
+        }
+    }
+}
+
 /// Executes commands. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct CommandService {
     store: EventStore,
+    locks: Arc<StreamLocks>,
     /// Snapshot every this many events of a stream.
     snapshot_every: u64,
     /// Attempts before giving up on a stream that other writers keep changing.
@@ -109,6 +157,7 @@ impl CommandService {
     pub fn new(store: EventStore) -> Self {
         Self {
             store,
+            locks: Arc::default(),
             snapshot_every: 200,
             max_attempts: 8,
         }
@@ -131,20 +180,24 @@ impl CommandService {
     ) -> Result<Outcome, CommandError> {
         match target {
             Target::ProductionOrder { order_id, command } => {
-                self.run::<ProductionOrder>(order_id.as_str(), command, ctx).await
+                self.run::<ProductionOrder>(order_id.as_str(), command, ctx)
+                    .await
             }
             Target::Machine {
                 machine_id,
                 command,
             } => self.run::<Machine>(machine_id.as_str(), command, ctx).await,
             Target::MaintenanceTask { task_id, command } => {
-                self.run::<MaintenanceTask>(task_id.as_str(), command, ctx).await
+                self.run::<MaintenanceTask>(task_id.as_str(), command, ctx)
+                    .await
             }
             Target::InventoryItem { item_id, command } => {
-                self.run::<InventoryItem>(item_id.as_str(), command, ctx).await
+                self.run::<InventoryItem>(item_id.as_str(), command, ctx)
+                    .await
             }
             Target::MaintenancePolicy { policy_id, command } => {
-                self.run::<MaintenancePolicy>(policy_id.as_str(), command, ctx).await
+                self.run::<MaintenancePolicy>(policy_id.as_str(), command, ctx)
+                    .await
             }
         }
     }
@@ -174,7 +227,8 @@ impl CommandService {
         let repo = self.repository::<A>();
         let stream = StreamRef::new(A::TYPE, id);
         let metadata = ctx.metadata();
-        for _ in 0..self.max_attempts {
+        let _turn = self.locks.lock(&stream).await;
+        for attempt in 0..self.max_attempts {
             if let Some(command_id) = &ctx.command_id {
                 if let Some(done) = self.already_done::<A>(&stream, command_id).await? {
                     metrics::counter!("shopfloor_commands_total", "aggregate" => A::TYPE, "outcome" => "duplicate").increment(1);
@@ -259,8 +313,12 @@ impl CommandService {
                             actual,
                         });
                     }
-                    metrics::counter!("shopfloor_command_conflicts_total", "aggregate" => A::TYPE).increment(1);
-                    tokio::task::yield_now().await;
+                    metrics::counter!("shopfloor_command_conflicts_total", "aggregate" => A::TYPE)
+                        .increment(1);
+                    // Another process wrote to this stream: back off a little, with jitter.
+                    let cap = 2u64 << attempt.min(6);
+                    let jitter = u64::from(Uuid::new_v4().as_u128() as u16) % cap;
+                    tokio::time::sleep(Duration::from_millis(jitter)).await;
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -12,6 +12,7 @@
 //! - [`subscription`]: a catch-up subscription over the global log — history first,
 //!   then live events woken by `LISTEN/NOTIFY`, without a gap or a duplicate.
 //! - [`upcast`]: upcasters that bring old event schema versions up to date on load.
+//! - [`leader`]: leader election (an advisory lock) for once-per-deployment loops.
 //! - [`repository`]: the `cqrs-es` [`cqrs_es::EventStore`] implementation, so
 //!   `CqrsFramework` loads and commits aggregates through this store, with our own
 //!   (correct) snapshots.
@@ -22,6 +23,7 @@
 //! page through `position > last` and can never skip an event that commits later.
 
 pub mod error;
+pub mod leader;
 pub mod model;
 pub mod repository;
 pub mod store;
@@ -29,6 +31,7 @@ pub mod subscription;
 pub mod upcast;
 
 pub use error::StoreError;
+pub use leader::Leadership;
 pub use model::{
     AppendRequest, AppendResult, Direction, EventMetadata, ExpectedVersion, NewEvent,
     RecordedEvent, Source, StreamRef,

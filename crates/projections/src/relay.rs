@@ -23,9 +23,8 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, context::Publish, stream};
 use bytes::Bytes;
-use shopfloor_eventstore::{EventStore, RecordedEvent, StoreError};
-use sqlx::pool::PoolConnection;
-use sqlx::{PgPool, Postgres};
+use shopfloor_eventstore::{EventStore, Leadership, RecordedEvent, StoreError};
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, instrument, warn};
 
@@ -104,21 +103,19 @@ impl Relay {
     /// Runs until `cancel` fires: waits to be the active relay, then publishes.
     pub async fn run(&self, cancel: CancellationToken) {
         loop {
-            let lock = tokio::select! {
-                _ = cancel.cancelled() => return,
-                lock = self.acquire_leadership(&cancel) => lock,
-            };
+            let lock =
+                Leadership::acquire(self.pool(), &self.lock_key(), self.retry, &cancel).await;
             let Some(mut lock) = lock else { return };
             info!(namespace = %self.namespace, "relay active");
             match self.lead(&mut lock, &cancel).await {
                 Ok(()) => {
-                    self.release(lock).await;
+                    lock.release().await;
                     return;
                 }
                 Err(e) => {
                     warn!(error = %e, "relay interrupted; resuming from its checkpoint");
                     metrics::counter!("shopfloor_relay_failures_total").increment(1);
-                    self.release(lock).await;
+                    lock.release().await;
                     tokio::select! {
                         _ = cancel.cancelled() => return,
                         _ = tokio::time::sleep(self.retry) => {}
@@ -130,48 +127,6 @@ impl Relay {
 
     fn lock_key(&self) -> String {
         format!("shopfloor-relay:{}", self.namespace)
-    }
-
-    /// Holds a connection with the namespace's advisory lock (None once cancelled).
-    async fn acquire_leadership(
-        &self,
-        cancel: &CancellationToken,
-    ) -> Option<PoolConnection<Postgres>> {
-        let mut standing_by = false;
-        loop {
-            let attempt = async {
-                let mut conn = self.pool().acquire().await?;
-                let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
-                    .bind(self.lock_key())
-                    .fetch_one(&mut *conn)
-                    .await?;
-                Ok::<_, sqlx::Error>(got.then_some(conn))
-            };
-            match attempt.await {
-                Ok(Some(conn)) => return Some(conn),
-                Ok(None) if !standing_by => {
-                    info!(namespace = %self.namespace, "another relay is active; standing by");
-                    standing_by = true;
-                }
-                Ok(None) => {}
-                Err(e) => warn!(error = %e, "relay cannot reach PostgreSQL"),
-            }
-            tokio::select! {
-                _ = cancel.cancelled() => return None,
-                _ = tokio::time::sleep(self.retry.max(Duration::from_millis(200))) => {}
-            }
-        }
-    }
-
-    async fn release(&self, mut lock: PoolConnection<Postgres>) {
-        let unlocked = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
-            .bind(self.lock_key())
-            .execute(&mut *lock)
-            .await;
-        if unlocked.is_err() {
-            // The session is gone, and its lock with it; never reuse the connection.
-            lock.detach();
-        }
     }
 
     /// Makes sure the JetStream stream exists.
@@ -252,7 +207,7 @@ impl Relay {
     #[instrument(skip_all, fields(namespace = %self.namespace))]
     async fn lead(
         &self,
-        lock: &mut PoolConnection<Postgres>,
+        lock: &mut Leadership,
         cancel: &CancellationToken,
     ) -> Result<(), RelayError> {
         let mut stream = self.ensure_stream().await?;
@@ -271,7 +226,7 @@ impl Relay {
             };
             if last_lock_check.elapsed() > Duration::from_secs(5) {
                 // Still the leader? (A lost session would have lost the lock.)
-                sqlx::query("SELECT 1").execute(&mut **lock).await?;
+                lock.check().await?;
                 last_lock_check = tokio::time::Instant::now();
             }
             let js_sequence = self.publish(&batch).await?;

@@ -1,0 +1,5 @@
+//! Integration tests of the command side against the real PostgreSQL.
+
+mod process;
+mod service;
+mod support;
