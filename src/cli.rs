@@ -33,6 +33,27 @@ enum Command {
     },
     /// Apply pending database migrations, then exit.
     Migrate,
+    /// Measure the real paths on the real services (prints one JSON line last).
+    Bench {
+        #[command(subcommand)]
+        bench: Bench,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// Machine commands through the command path: decide, append, durable.
+    Commands {
+        #[arg(long, default_value_t = 1000)]
+        aggregates: usize,
+        #[arg(long, default_value_t = 20000)]
+        commands: usize,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// One transaction per command instead of group commit.
+        #[arg(long)]
+        no_group_commit: bool,
+    },
 }
 
 /// A part of Shopfloor that can run, and scale, on its own.
@@ -90,6 +111,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let pool = app::connect_postgres(&settings).await?;
             app::migrate(&pool).await?;
             info!("migrations applied");
+            Ok(())
+        }
+        Command::Bench { bench } => {
+            let pool = app::connect_postgres(&settings).await?;
+            app::migrate(&pool).await?;
+            let store = shopfloor_eventstore::EventStore::new(pool);
+            let result = match bench {
+                Bench::Commands {
+                    aggregates,
+                    commands,
+                    concurrency,
+                    no_group_commit,
+                } => {
+                    crate::bench::commands(
+                        store,
+                        aggregates,
+                        commands,
+                        concurrency,
+                        !no_group_commit,
+                    )
+                    .await?
+                }
+            };
+            println!("{result}");
             Ok(())
         }
         Command::Serve { roles } => {

@@ -5,5 +5,6 @@
 //! directly, learn its bound port, and stop it through its cancellation token.
 
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod settings;

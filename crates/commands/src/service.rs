@@ -1,12 +1,14 @@
 //! [`CommandService`]: one domain command, from load to durable append.
 //!
 //! For each command:
-//! 1. **Idempotency.** With a `command_id` (an HTTP Idempotency-Key, an MQTT message
-//!    id, a process manager's deterministic id), event ids are derived from it. If
-//!    the first of them is already in the log, the command was done before: the
-//!    original outcome is returned and nothing is decided or written — even if the
-//!    aggregate has moved on and would now refuse the command.
-//! 2. **Load** the aggregate (from its snapshot, then later events).
+//! 1. **Load** the aggregate: from the in-memory cache, else from its snapshot
+//!    and later events.
+//! 2. **Idempotency.** With a `command_id` (an HTTP Idempotency-Key, an MQTT message
+//!    id, a process manager's deterministic id), event ids are derived from it, so
+//!    appending them again writes nothing and returns the original outcome. When
+//!    the aggregate has moved on and now refuses the command, the log is searched
+//!    for the command's first event id: if it is there, the original outcome is
+//!    returned instead of the refusal.
 //! 3. **Expected version** (HTTP `If-Match`): a mismatch refuses the command.
 //! 4. **Decide**: the pure domain decision; a refusal writes nothing.
 //! 5. **Append** with the loaded version as the expected one. If another writer
@@ -17,6 +19,7 @@
 //! lock), so a hot machine with many concurrent reports queues instead of losing
 //! optimistic races; conflicts then only come from other processes.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,7 +32,8 @@ use shopfloor_domain::{
 };
 use shopfloor_eventstore::repository::{derived_event_id, meta};
 use shopfloor_eventstore::{
-    AggregateRepository, Direction, EventStore, ExpectedVersion, Source, StoreError, StreamRef,
+    AggregateRepository, AppendRequest, Direction, EventStore, ExpectedVersion, GroupCommitter,
+    Source, StoreError, StreamRef,
 };
 use tracing::instrument;
 use uuid::Uuid;
@@ -142,11 +146,58 @@ impl Drop for StreamGuard {
     }
 }
 
+/// Aggregates kept between commands, keyed by stream. Only touched while the
+/// stream's turn is held, so an entry is taken out, used, and put back.
+#[derive(Debug)]
+struct AggregateCache {
+    capacity: usize,
+    entries: Mutex<HashMap<StreamRef, (Box<dyn Any + Send>, u64)>>,
+}
+
+impl AggregateCache {
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn take<A: 'static>(&self, stream: &StreamRef) -> Option<(A, u64)> {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let (boxed, version) = entries.remove(stream)?;
+        boxed.downcast::<A>().ok().map(|a| (*a, version))
+    }
+
+    fn put<A: Send + 'static>(&self, stream: StreamRef, aggregate: A, version: u64) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= self.capacity {
+            // Crude but bounded: forget half (arbitrary ones; they reload on use).
+            let drop: Vec<StreamRef> = entries
+                .keys()
+                .take(self.capacity / 2 + 1)
+                .cloned()
+                .collect();
+            for k in drop {
+                entries.remove(&k);
+            }
+        }
+        entries.insert(stream, (Box::new(aggregate), version));
+    }
+}
+
 /// Executes commands. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct CommandService {
     store: EventStore,
     locks: Arc<StreamLocks>,
+    /// Recently used aggregates with their versions; a stale one (another
+    /// process wrote) shows as a conflict at append and is reloaded.
+    cache: Arc<AggregateCache>,
+    /// When set, appends go through one group-commit writer.
+    group: Option<GroupCommitter>,
     /// Snapshot every this many events of a stream.
     snapshot_every: u64,
     /// Attempts before giving up on a stream that other writers keep changing.
@@ -158,9 +209,24 @@ impl CommandService {
         Self {
             store,
             locks: Arc::default(),
+            cache: Arc::new(AggregateCache::new(50_000)),
+            group: None,
             snapshot_every: 200,
             max_attempts: 8,
         }
+    }
+
+    /// Sends appends through a group-commit writer (started on the current
+    /// runtime) that puts up to `max_batch` concurrent commands in one transaction.
+    pub fn with_group_commit(mut self, max_batch: usize) -> Self {
+        self.group = Some(GroupCommitter::start(self.store.clone(), max_batch));
+        self
+    }
+
+    /// Keeps at most `n` aggregates in memory (0: none).
+    pub fn with_cache_capacity(mut self, n: usize) -> Self {
+        self.cache = Arc::new(AggregateCache::new(n));
+        self
     }
 
     pub fn with_snapshot_every(mut self, n: u64) -> Self {
@@ -220,7 +286,7 @@ impl CommandService {
         ctx: &CommandContext,
     ) -> Result<Outcome, CommandError>
     where
-        A: Decide,
+        A: Decide + 'static,
         A::Command: Clone,
         A::Error: Classify,
     {
@@ -229,15 +295,13 @@ impl CommandService {
         let metadata = ctx.metadata();
         let _turn = self.locks.lock(&stream).await;
         for attempt in 0..self.max_attempts {
-            if let Some(command_id) = &ctx.command_id {
-                if let Some(done) = self.already_done::<A>(&stream, command_id).await? {
-                    metrics::counter!("shopfloor_commands_total", "aggregate" => A::TYPE, "outcome" => "duplicate").increment(1);
-                    return Ok(done);
-                }
-            }
-            let (mut aggregate, version) = repo.load(id).await?;
+            let (mut aggregate, version) = match self.cache.take::<A>(&stream) {
+                Some(cached) => cached,
+                None => repo.load(id).await?,
+            };
             if let Some(expected) = ctx.expected_version {
                 if expected != version {
+                    self.cache.put(stream.clone(), aggregate, version);
                     return Err(CommandError::VersionMismatch {
                         stream_type: A::TYPE.to_string(),
                         expected,
@@ -245,14 +309,27 @@ impl CommandService {
                     });
                 }
             }
-            let events = aggregate.decide(command.clone()).map_err(|e| {
-                metrics::counter!("shopfloor_commands_total", "aggregate" => A::TYPE, "outcome" => "rejected").increment(1);
-                CommandError::Rejected {
-                    kind: e.kind(),
-                    message: e.to_string(),
+            let events = match aggregate.decide(command.clone()) {
+                Ok(events) => events,
+                Err(e) => {
+                    self.cache.put(stream.clone(), aggregate, version);
+                    // Refused now, but perhaps done before under the same command id
+                    // (a retried request after the aggregate moved on).
+                    if let Some(command_id) = &ctx.command_id {
+                        if let Some(done) = self.already_done::<A>(&stream, command_id).await? {
+                            metrics::counter!("shopfloor_commands_total", "aggregate" => A::TYPE, "outcome" => "duplicate").increment(1);
+                            return Ok(done);
+                        }
+                    }
+                    metrics::counter!("shopfloor_commands_total", "aggregate" => A::TYPE, "outcome" => "rejected").increment(1);
+                    return Err(CommandError::Rejected {
+                        kind: e.kind(),
+                        message: e.to_string(),
+                    });
                 }
-            })?;
+            };
             if events.is_empty() {
+                self.cache.put(stream.clone(), aggregate, version);
                 return Ok(Outcome {
                     stream_type: A::TYPE,
                     stream_id: id.to_string(),
@@ -270,22 +347,51 @@ impl CommandService {
                 .iter()
                 .map(|e| (e.event_id, e.event_type.clone()))
                 .collect();
-            match self.store.append(&stream, expected, new_events).await {
-                Ok(result) => {
-                    if !result.duplicate {
-                        let n = self.snapshot_every;
-                        if n > 0 && result.stream_version / n > version / n {
-                            for e in events {
-                                aggregate.apply(e);
-                            }
-                            if let Err(e) = repo
-                                .save_snapshot(id, result.stream_version, &aggregate)
-                                .await
-                            {
-                                tracing::warn!(error = %e, "snapshot not saved");
-                            }
+            let request = AppendRequest {
+                stream: stream.clone(),
+                expected,
+                events: new_events,
+            };
+            let appended = match &self.group {
+                Some(group) => group.append(request).await,
+                None => {
+                    self.store
+                        .append(&request.stream, request.expected, request.events)
+                        .await
+                }
+            };
+            match appended {
+                Ok(result) if result.duplicate => {
+                    // Done before (the ids exist): the aggregate we decided on is not
+                    // the stream's state; forget it and report the original.
+                    if let Some(command_id) = &ctx.command_id {
+                        if let Some(done) = self.already_done::<A>(&stream, command_id).await? {
+                            return Ok(done);
                         }
                     }
+                    return Ok(Outcome {
+                        stream_type: A::TYPE,
+                        stream_id: id.to_string(),
+                        stream_version: result.stream_version,
+                        events: Vec::new(),
+                        duplicate: true,
+                    });
+                }
+                Ok(result) => {
+                    for e in events {
+                        aggregate.apply(e);
+                    }
+                    let n = self.snapshot_every;
+                    if n > 0 && result.stream_version / n > version / n {
+                        if let Err(e) = repo
+                            .save_snapshot(id, result.stream_version, &aggregate)
+                            .await
+                        {
+                            tracing::warn!(error = %e, "snapshot not saved");
+                        }
+                    }
+                    self.cache
+                        .put(stream.clone(), aggregate, result.stream_version);
                     metrics::counter!("shopfloor_commands_total", "aggregate" => A::TYPE, "outcome" => "accepted").increment(1);
                     let first_version = result.stream_version + 1 - described.len() as u64;
                     return Ok(Outcome {
@@ -302,10 +408,11 @@ impl CommandService {
                                 event_type,
                             })
                             .collect(),
-                        duplicate: result.duplicate,
+                        duplicate: false,
                     });
                 }
                 Err(StoreError::Conflict { actual, .. }) => {
+                    // The cached or loaded state is stale: it is not put back.
                     if let Some(expected) = ctx.expected_version {
                         return Err(CommandError::VersionMismatch {
                             stream_type: A::TYPE.to_string(),

@@ -29,6 +29,9 @@ pub enum StoreError {
         event_type: String,
         reason: String,
     },
+    /// A batch this append was part of failed as a whole; nothing of it was written.
+    #[error("the event store is unavailable: {0}")]
+    Unavailable(String),
     /// PostgreSQL failed or could not be reached.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -38,14 +41,15 @@ impl StoreError {
     /// True when retrying the same operation later may succeed (a lost connection,
     /// a pool timeout), as opposed to a conflict or a bad request.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Database(
-                sqlx::Error::Io(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::WorkerCrashed
+        matches!(self, StoreError::Unavailable(_))
+            || matches!(
+                self,
+                StoreError::Database(
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::WorkerCrashed
+                )
             )
-        )
     }
 }

@@ -9,6 +9,7 @@
 //! - [`store`]: [`EventStore`], appends (atomic per request, optimistic concurrency,
 //!   idempotent by event id, many requests in one transaction) and reads (a stream
 //!   forwards or backwards, the whole log from a position).
+//! - [`group`]: group commit — concurrent appends from many tasks in one transaction.
 //! - [`subscription`]: a catch-up subscription over the global log — history first,
 //!   then live events woken by `LISTEN/NOTIFY`, without a gap or a duplicate.
 //! - [`upcast`]: upcasters that bring old event schema versions up to date on load.
@@ -23,6 +24,7 @@
 //! page through `position > last` and can never skip an event that commits later.
 
 pub mod error;
+pub mod group;
 pub mod leader;
 pub mod model;
 pub mod repository;
@@ -31,6 +33,7 @@ pub mod subscription;
 pub mod upcast;
 
 pub use error::StoreError;
+pub use group::GroupCommitter;
 pub use leader::Leadership;
 pub use model::{
     AppendRequest, AppendResult, Direction, EventMetadata, ExpectedVersion, NewEvent,
