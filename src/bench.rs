@@ -7,13 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use chrono::{TimeZone, Utc};
 use serde_json::json;
-use shopfloor_commands::{CommandContext, CommandService, Target};
-use shopfloor_domain::machine::{
-    ChangeState, MachineCommand, MachineStatus, RecordParts, RegisterMachine,
-};
-use shopfloor_domain::values::{CycleTime, LineId, MachineId, MachineType};
+use shopfloor_commands::{workload, CommandContext, CommandService, Target};
+use shopfloor_domain::values::MachineId;
 use shopfloor_eventstore::{EventStore, Source};
 
 /// Latency figures of a run.
@@ -50,40 +46,6 @@ impl Summary {
     }
 }
 
-/// The machine command of the `i`-th operation of the workload: a state change
-/// every fourth command, parts produced otherwise (as a busy line reports).
-pub fn workload_command(machine: &MachineId, i: usize) -> Target {
-    let at = Utc
-        .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
-        .single()
-        .unwrap_or_default()
-        + chrono::Duration::seconds(i as i64);
-    let command = if i % 4 == 0 {
-        let state = if (i / 4) % 2 == 0 {
-            MachineStatus::Running
-        } else {
-            MachineStatus::Idle
-        };
-        MachineCommand::ChangeState(ChangeState {
-            state,
-            reason: None,
-            planned: None,
-            at,
-        })
-    } else {
-        MachineCommand::RecordParts(RecordParts {
-            good: 1,
-            scrap: (i % 10 == 0) as u64,
-            order_id: None,
-            at,
-        })
-    };
-    Target::Machine {
-        machine_id: machine.clone(),
-        command,
-    }
-}
-
 /// `bench commands`: C concurrent tasks send N machine commands round-robin over
 /// A machines through the real command path (decide, append, durable).
 pub async fn commands(
@@ -107,13 +69,7 @@ pub async fn commands(
     for m in &machines {
         let register = Target::Machine {
             machine_id: m.clone(),
-            command: MachineCommand::RegisterMachine(RegisterMachine {
-                machine_id: m.clone(),
-                machine_type: MachineType::new("press").context("type")?,
-                line: LineId::new("bench").context("line")?,
-                ideal_cycle_time_s: CycleTime::new(2.0).context("cycle time")?,
-                at: Utc::now(),
-            }),
+            command: workload::register(m).context("machine")?,
         };
         service
             .execute(register, &ctx)
@@ -135,7 +91,10 @@ pub async fn commands(
                 if i >= commands {
                     return Ok::<_, anyhow::Error>(latencies);
                 }
-                let target = workload_command(&machines[i % machines.len()], i);
+                let target = Target::Machine {
+                    machine_id: machines[i % machines.len()].clone(),
+                    command: workload::command(i),
+                };
                 let t0 = Instant::now();
                 service
                     .execute(target, &ctx)

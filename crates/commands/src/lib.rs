@@ -13,10 +13,12 @@
 //! - [`process`]: the process-manager driver: reacts to events in the log with
 //!   follow-up commands (backflush, order progress, maintenance records, policies),
 //!   idempotently.
+//! - [`workload`]: the machine-command workload of the benchmarks.
 
 pub mod error;
 pub mod process;
 pub mod service;
+pub mod workload;
 
 pub use error::{CommandError, RejectionKind};
 pub use service::{CommandContext, CommandService, Outcome};

@@ -295,11 +295,15 @@ impl CommandService {
         let metadata = ctx.metadata();
         let _turn = self.locks.lock(&stream).await;
         for attempt in 0..self.max_attempts {
-            let (mut aggregate, version) = match self.cache.take::<A>(&stream) {
+            let (mut aggregate, mut version) = match self.cache.take::<A>(&stream) {
                 Some(cached) => cached,
                 None => repo.load(id).await?,
             };
             if let Some(expected) = ctx.expected_version {
+                if expected != version {
+                    // The cached version may be stale (another writer): ask the store.
+                    (aggregate, version) = repo.load(id).await?;
+                }
                 if expected != version {
                     self.cache.put(stream.clone(), aggregate, version);
                     return Err(CommandError::VersionMismatch {

@@ -247,3 +247,21 @@ async fn group_commit_keeps_every_command_and_the_order(pool: PgPool) {
     let (machine, version) = service.load::<Machine>("M-0").await.unwrap();
     assert_eq!((version, machine.machine().unwrap().good_count), (28, 27));
 }
+
+/// An If-Match naming the true current version is accepted even when this
+/// process's cached aggregate is behind (another writer appended meanwhile).
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn an_expected_version_is_checked_against_the_store_not_a_stale_cache(pool: PgPool) {
+    let service = CommandService::new(EventStore::new(pool.clone()));
+    run(&service, register("M-1")).await;
+    run(&service, state("M-1", MachineStatus::Running, t(7, 0))).await; // cached at 2
+    let other = CommandService::new(EventStore::new(pool));
+    run(&other, state("M-1", MachineStatus::Idle, t(7, 5))).await; // now at 3
+    let mut pinned = ctx();
+    pinned.expected_version = Some(3);
+    let out = service
+        .execute(state("M-1", MachineStatus::Down, t(7, 9)), &pinned)
+        .await
+        .unwrap();
+    assert_eq!(out.stream_version, 4);
+}
