@@ -146,12 +146,15 @@ impl Drop for StreamGuard {
     }
 }
 
+/// A cached aggregate (type-erased) and its stream version.
+type CachedAggregate = (Box<dyn Any + Send>, u64);
+
 /// Aggregates kept between commands, keyed by stream. Only touched while the
 /// stream's turn is held, so an entry is taken out, used, and put back.
 #[derive(Debug)]
 struct AggregateCache {
     capacity: usize,
-    entries: Mutex<HashMap<StreamRef, (Box<dyn Any + Send>, u64)>>,
+    entries: Mutex<HashMap<StreamRef, CachedAggregate>>,
 }
 
 impl AggregateCache {
