@@ -11,10 +11,12 @@ use shopfloor_api::{AppState, Readiness};
 use shopfloor_commands::process::ProcessManager;
 use shopfloor_commands::CommandService;
 use shopfloor_eventstore::{EventStore, MIGRATOR};
-use shopfloor_projections::Relay;
+use shopfloor_ingest::{run_ingest, IngestConfig, Mapping};
+use shopfloor_projections::{run_projectors, LiveHub, Relay};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -106,6 +108,47 @@ async fn probe_mqtt(url: &url::Url) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Registers the simulator's machines (those already registered are left as they are).
+pub async fn register_simulated(
+    pool: &PgPool,
+    config: &shopfloor_ingest::SimulatorConfig,
+) -> anyhow::Result<()> {
+    use shopfloor_commands::{CommandContext, CommandError, RejectionKind, Target};
+    use shopfloor_domain::machine::{MachineCommand, RegisterMachine};
+    use shopfloor_domain::values::{CycleTime, LineId, MachineId, MachineType};
+
+    let service = CommandService::new(EventStore::new(pool.clone()));
+    let ctx = CommandContext::new("simulator", shopfloor_eventstore::Source::System);
+    for m in shopfloor_ingest::simulated_machines(config) {
+        let machine_id = MachineId::new(&m.machine_id).context("machine id")?;
+        let command = MachineCommand::RegisterMachine(RegisterMachine {
+            machine_id: machine_id.clone(),
+            machine_type: MachineType::new(&m.machine_type).context("machine type")?,
+            line: LineId::new(&m.line).context("line")?,
+            ideal_cycle_time_s: CycleTime::new(m.ideal_cycle_time_s).context("cycle time")?,
+            at: chrono::Utc::now(),
+        });
+        match service
+            .execute(
+                Target::Machine {
+                    machine_id,
+                    command,
+                },
+                &ctx,
+            )
+            .await
+        {
+            Ok(_) => info!(machine = %m.machine_id, "registered a simulated machine"),
+            Err(CommandError::Rejected {
+                kind: RejectionKind::Conflict,
+                ..
+            }) => {}
+            Err(e) => return Err(e).context("registering a simulated machine"),
+        }
+    }
+    Ok(())
+}
+
 /// A built application: connected, migrated, its HTTP port bound.
 pub struct Application {
     settings: Settings,
@@ -176,6 +219,10 @@ impl Application {
     /// Runs every role until `cancel` fires, then waits for them to finish.
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
+        let pool = self.store.pool().clone();
+        // Read-model changes, shared by the projectors and the API's live feed.
+        let live = self.roles.contains(&Role::Projector).then(LiveHub::default);
+        let mut mqtt_ready = None;
         for role in &self.roles {
             let role = *role;
             let cancel = cancel.clone();
@@ -193,6 +240,16 @@ impl Application {
                     });
                 }
                 Role::Projector => {
+                    let Some(nats) = self.nats.clone() else {
+                        continue;
+                    };
+                    let (pool, ns) = (pool.clone(), self.settings.namespace.clone());
+                    let hub = live.clone().unwrap_or_default();
+                    let projectors = cancel.clone();
+                    tasks.spawn(async move {
+                        run_projectors(pool, nats, &ns, hub, projectors).await;
+                        Ok(())
+                    });
                     // The process managers run with the read side.
                     let pm = ProcessManager::new(CommandService::new(self.store.clone()));
                     tasks.spawn(async move {
@@ -201,12 +258,24 @@ impl Application {
                     });
                 }
                 Role::Ingest => {
-                    // These roles arrive with later work; until then they stand by,
-                    // wired to the same cancellation as everything else.
+                    let Some(url) = self.settings.mqtt_url.clone() else {
+                        info!("ingest is off (MQTT_URL=off)");
+                        continue;
+                    };
+                    let mut config = IngestConfig::new(url, self.settings.namespace.clone());
+                    if let Some(path) = &self.settings.ingest_mapping {
+                        let mapping = Mapping::load(path).with_context(|| {
+                            format!("reading the ingest mapping {}", path.display())
+                        })?;
+                        config = config.with_mapping(mapping);
+                    }
+                    let (tx, rx) = watch::channel(false);
+                    mqtt_ready = Some(rx);
+                    let pool = pool.clone();
                     tasks.spawn(async move {
-                        info!(role = role.name(), "role standing by");
-                        cancel.cancelled().await;
-                        Ok(())
+                        run_ingest(pool, config, tx, cancel)
+                            .await
+                            .context("MQTT ingest")
                     });
                 }
             }
@@ -214,10 +283,19 @@ impl Application {
         if let (Some(listener), Some(addr)) = (self.listener, self.http_addr) {
             let readiness = Readiness {
                 nats: self.nats.clone(),
-                mqtt: None,
+                mqtt: mqtt_ready,
                 timeout: None,
             };
-            let state = AppState::new(self.store.clone(), readiness, metrics_handle());
+            let mut state = AppState::new(
+                self.store.clone(),
+                readiness,
+                metrics_handle(),
+                self.settings.admin_token.clone(),
+                self.settings.namespace.clone(),
+            );
+            state.commands = CommandService::new(self.store.clone()).with_group_commit(256);
+            state.live = live;
+            state.shutdown = cancel.clone();
             let router = shopfloor_api::router(state);
             let cancel = cancel.clone();
             info!(namespace = %self.settings.namespace, "listening on http://{addr}");

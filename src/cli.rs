@@ -33,6 +33,31 @@ enum Command {
     },
     /// Apply pending database migrations, then exit.
     Migrate,
+    /// Rebuild read models from the event store alone; with --verify, rebuild them
+    /// into a scratch schema, compare with the live ones, print the differences and
+    /// exit 0 only when they are equal.
+    Replay {
+        /// One read model only (machines, machine_history, orders, maintenance, inventory).
+        #[arg(long)]
+        projection: Option<String>,
+        /// Compare instead of replacing (all read models).
+        #[arg(long)]
+        verify: bool,
+    },
+    /// Publish a simulated plant to the MQTT broker (registering its machines first).
+    Simulate {
+        #[arg(long, default_value_t = 6)]
+        machines: usize,
+        /// Ticks per second per machine.
+        #[arg(long, default_value_t = 1.0)]
+        rate: f64,
+        /// Publish Sparkplug B instead of the JSON topics.
+        #[arg(long)]
+        sparkplug: bool,
+        /// Stop after this many ticks (default: until Ctrl-C).
+        #[arg(long)]
+        ticks: Option<u64>,
+    },
     /// Measure the real paths on the real services (prints one JSON line last).
     Bench {
         #[command(subcommand)]
@@ -113,6 +138,75 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             info!("migrations applied");
             Ok(())
         }
+        Command::Replay { projection, verify } => {
+            let pool = app::connect_postgres(&settings).await?;
+            app::migrate(&pool).await?;
+            if verify {
+                let differences = shopfloor_projections::verify(&pool)
+                    .await
+                    .context("verifying the read models")?;
+                for d in &differences {
+                    println!("{d}");
+                }
+                if differences.is_empty() {
+                    println!("read models equal the event store's replay");
+                    return Ok(());
+                }
+                anyhow::bail!(
+                    "{} differences between the live read models and a replay of the event store",
+                    differences.len()
+                );
+            }
+            let started = std::time::Instant::now();
+            let replayed =
+                shopfloor_projections::replay(&pool, projection.as_deref(), progress_bar)
+                    .await
+                    .context("replaying the read models")?;
+            eprintln!();
+            for r in &replayed {
+                println!(
+                    "{}: rebuilt up to position {} ({} parked) in {:.1} s",
+                    r.projection,
+                    r.position,
+                    r.parked,
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            Ok(())
+        }
+        Command::Simulate {
+            machines,
+            rate,
+            sparkplug,
+            ticks,
+        } => {
+            let url = settings
+                .mqtt_url
+                .clone()
+                .context("MQTT_URL is off: the simulator needs a broker")?;
+            let pool = app::connect_postgres(&settings).await?;
+            app::migrate(&pool).await?;
+            let mut config = shopfloor_ingest::SimulatorConfig::new(
+                url,
+                settings.namespace.clone(),
+                machines,
+                rate,
+            );
+            config.sparkplug = sparkplug;
+            config.ticks = ticks;
+            app::register_simulated(&pool, &config).await?;
+            let cancel = CancellationToken::new();
+            tokio::spawn(stop_on_signal(cancel.clone()));
+            let report = shopfloor_ingest::simulate(config, cancel)
+                .await
+                .context("simulating")?;
+            info!(
+                ticks = report.ticks,
+                published = report.published,
+                "simulation ended"
+            );
+            Ok(())
+        }
         Command::Bench { bench } => {
             let pool = app::connect_postgres(&settings).await?;
             app::migrate(&pool).await?;
@@ -151,6 +245,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             app.run_until_stopped(cancel).await
         }
     }
+}
+
+/// Draws `[#####.....] 42% 4200/10000` on stderr, at most every 1 %.
+fn progress_bar(done: i64, total: i64) {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST: AtomicI64 = AtomicI64::new(-1);
+    let pct = if total > 0 {
+        (done * 100 / total).clamp(0, 100)
+    } else {
+        100
+    };
+    if LAST.swap(pct, Ordering::Relaxed) == pct {
+        return;
+    }
+    let filled = (pct / 5) as usize;
+    eprint!(
+        "\r[{}{}] {pct:3}% {done}/{total}",
+        "#".repeat(filled),
+        ".".repeat(20 - filled)
+    );
 }
 
 /// Cancels on Ctrl-C or SIGTERM: every loop then finishes its work in flight and ends.

@@ -24,6 +24,7 @@ pub const VARIABLES: &[&str] = &[
     "SHOPFLOOR_HTTP_ADDR",
     "SHOPFLOOR_NAMESPACE",
     "SHOPFLOOR_ADMIN_TOKEN",
+    "SHOPFLOOR_INGEST_MAPPING",
     "RUST_LOG",
 ];
 
@@ -56,6 +57,9 @@ pub struct Settings {
     pub namespace: String,
     /// A bearer token with the admin role, accepted while it is set.
     pub admin_token: Option<SecretString>,
+    /// A JSON file mapping MQTT topics and Sparkplug metrics to machines
+    /// (`SHOPFLOOR_INGEST_MAPPING`; see ADR 0007); the contract's topics need none.
+    pub ingest_mapping: Option<std::path::PathBuf>,
 }
 
 impl Settings {
@@ -128,7 +132,20 @@ impl Settings {
             }
             Some(t) => Some(SecretString::from(t)),
         };
+        let ingest_mapping = lookup("SHOPFLOOR_INGEST_MAPPING")
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .map(std::path::PathBuf::from);
+        if let Some(p) = &ingest_mapping {
+            if !p.is_file() {
+                return Err(invalid(
+                    "SHOPFLOOR_INGEST_MAPPING",
+                    format!("{} is not a readable file", p.display()),
+                ));
+            }
+        }
         Ok(Settings {
+            ingest_mapping,
             database_url,
             nats_url,
             mqtt_url,

@@ -5,7 +5,7 @@ use crate::support::{shopfloor, Server, TestDb};
 
 #[tokio::test]
 async fn serves_health_readiness_and_metrics_then_stops_on_sigterm() {
-    let server = Server::start(&[], &[]).await;
+    let mut server = Server::start(&[], &[]).await;
     let http = reqwest::Client::new();
 
     let health = http.get(server.url("/healthz")).send().await.unwrap();
@@ -40,7 +40,7 @@ async fn serves_health_readiness_and_metrics_then_stops_on_sigterm() {
 
 #[tokio::test]
 async fn each_role_runs_on_its_own() {
-    let server = Server::start(&["--role", "api", "--role", "relay"], &[]).await;
+    let mut server = Server::start(&["--role", "api", "--role", "relay"], &[]).await;
     let ready = reqwest::get(server.url("/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200);
     assert!(server.terminate().await.success());
@@ -130,7 +130,7 @@ async fn migrate_applies_the_migrations() {
 async fn the_relay_role_publishes_the_committed_log_to_jetstream() {
     use shopfloor_eventstore::{EventMetadata, EventStore, ExpectedVersion, NewEvent, StreamRef};
 
-    let server = Server::start(&["--role", "relay", "--role", "api"], &[]).await;
+    let mut server = Server::start(&["--role", "relay", "--role", "api"], &[]).await;
     let pool = sqlx::PgPool::connect(&server.db.url).await.unwrap();
     let store = EventStore::new(pool);
     for i in 0..5 {

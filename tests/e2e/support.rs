@@ -118,7 +118,7 @@ impl Server {
     }
 
     /// Sends SIGTERM and waits for the exit status.
-    pub async fn terminate(mut self) -> std::process::ExitStatus {
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().expect("still running").to_string();
         let killed = std::process::Command::new("kill")
             .args(["-TERM", &pid])

@@ -1,21 +1,76 @@
 //! The HTTP edge of Shopfloor (axum).
 //!
-//! Handlers are thin: they parse, authorise, and either call the command side or
-//! read a read model. [`router`] builds the whole app from an [`AppState`], so tests
-//! can drive it with or without a socket.
+//! Handlers are thin: they parse, authorise, and either call the command side or read a
+//! read model. [`router`] builds the whole app from an [`AppState`], so tests can drive it
+//! with or without a socket.
 //!
 //! # Layout
-//! - [`state`]: what every handler can reach (store, pool, NATS, readiness).
-//! - [`health`]: `/healthz`, `/readyz` and `/metrics`.
+//! - [`state`]: what every handler can reach (store, pool, command service, tokens).
+//! - [`health`]: `/healthz`, `/readyz` and `/metrics` (no token).
+//! - [`auth`]: bearer tokens (stored hashed), roles and the permission matrix.
+//! - [`error`]: [`error::ApiError`], every error answer as problem+json.
+//! - [`extract`]: JSON/query/path extractors with problem+json rejections, and the
+//!   command context of a request (actor, request/correlation ids, Idempotency-Key,
+//!   If-Match).
+//! - [`middleware`]: request ids, problem finishing and error logging, metrics, fallbacks.
+//! - [`idempotency`]: replays of POST/PATCH with an Idempotency-Key.
+//! - [`batch`]: all-or-nothing batches of machine events across machine streams.
+//! - [`views`]: the JSON shapes of single entities.
+//! - [`routes`]: the `/api/v1` endpoints, one module per resource, and the OpenAPI
+//!   document with its offline docs page.
+//!
+//! # Layers (outermost first)
+//! request ids → problem finishing → body limit (1 MiB) → routes. The `/api/v1` routes
+//! that need a token are wrapped in authentication (401) and idempotency; each handler
+//! names the permission it needs (403). Metrics is a route layer (it labels by route).
 
+pub mod auth;
+pub mod batch;
+pub mod error;
+pub mod extract;
 pub mod health;
+pub mod idempotency;
+pub mod middleware;
+pub mod routes;
 pub mod state;
+pub mod views;
 
+use axum::extract::DefaultBodyLimit;
 use axum::Router;
+use tower_http::limit::RequestBodyLimitLayer;
 
+pub use auth::{Permission, Role};
+pub use error::ApiError;
 pub use state::{AppState, Readiness};
+
+/// The largest request body accepted (1 MiB); larger gets 413.
+pub const BODY_LIMIT: usize = 1024 * 1024;
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
-    Router::new().merge(health::routes()).with_state(state)
+    use axum::middleware::{from_fn, from_fn_with_state};
+    let protected = Router::new()
+        .merge(routes::machines::routes())
+        .merge(routes::orders::routes())
+        .merge(routes::maintenance::routes())
+        .merge(routes::inventory::routes())
+        .merge(routes::tokens::routes())
+        .merge(routes::audit::routes())
+        .merge(routes::reference::routes())
+        .merge(routes::reads::routes())
+        .merge(routes::live::routes())
+        .layer(from_fn_with_state(state.clone(), idempotency::idempotency))
+        .layer(from_fn_with_state(state.clone(), auth::authenticate));
+    Router::new()
+        .merge(health::routes())
+        .merge(routes::docs::routes())
+        .merge(protected)
+        .route_layer(from_fn(middleware::metrics))
+        .fallback(middleware::not_found)
+        .method_not_allowed_fallback(middleware::method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(from_fn(middleware::finish))
+        .layer(from_fn(middleware::request_ids))
+        .with_state(state)
 }

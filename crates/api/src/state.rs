@@ -4,33 +4,68 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
+use secrecy::{ExposeSecret, SecretString};
+use shopfloor_commands::CommandService;
 use shopfloor_eventstore::EventStore;
 use sqlx::PgPool;
 use tokio::sync::watch;
+
+use crate::auth::Tokens;
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub store: EventStore,
     pub pool: PgPool,
+    /// Executes commands (load, decide, append) with idempotency and retries.
+    pub commands: CommandService,
+    /// Bearer tokens (table plus the bootstrap admin token).
+    pub tokens: Tokens,
+    /// The instance's namespace (`SHOPFLOOR_NAMESPACE`), shown in the OpenAPI document.
+    pub namespace: String,
     pub readiness: Readiness,
     /// Renders the process's Prometheus metrics.
     pub metrics: Option<PrometheusHandle>,
+    /// Read-model changes for `/api/v1/live`, when a projector runs in this process.
+    pub live: Option<shopfloor_projections::live::LiveHub>,
+    /// Fires at shutdown: long-lived responses (the live feed) end with it, so a
+    /// graceful stop does not wait for dashboards to hang up.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState").finish_non_exhaustive()
+        f.debug_struct("AppState")
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
     }
 }
 
 impl AppState {
-    pub fn new(store: EventStore, readiness: Readiness, metrics: Option<PrometheusHandle>) -> Self {
+    /// The state of the API: the event store (and its pool), readiness probes, the
+    /// metrics handle, the bootstrap admin token (`SHOPFLOOR_ADMIN_TOKEN`, accepted as the
+    /// `admin` role as long as it is set) and the namespace.
+    pub fn new(
+        store: EventStore,
+        readiness: Readiness,
+        metrics: Option<PrometheusHandle>,
+        admin_token: Option<SecretString>,
+        namespace: impl Into<String>,
+    ) -> Self {
+        let pool = store.pool().clone();
         Self {
-            pool: store.pool().clone(),
+            commands: CommandService::new(store.clone()),
+            tokens: Tokens::new(
+                pool.clone(),
+                admin_token.as_ref().map(|t| t.expose_secret()),
+            ),
+            namespace: namespace.into(),
+            pool,
             store,
             readiness,
             metrics,
+            live: None,
+            shutdown: tokio_util::sync::CancellationToken::new(),
         }
     }
 }

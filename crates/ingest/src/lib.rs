@@ -1,5 +1,48 @@
-//! MQTT ingest: turns sensor payloads (`{namespace}/machines/{id}/state|count|telemetry`,
-//! and Sparkplug B) into machine commands and telemetry batches.
+//! MQTT ingest: turns sensor payloads into machine commands, telemetry batches and
+//! predictive maintenance tasks.
 //!
-//! Nothing is here yet: the `ingest` role of the binary stands by until this crate
-//! provides it.
+//! Topics (CONTRACT): `{namespace}/machines/{machine_id}/state|count|telemetry` with
+//! JSON payloads, and Sparkplug B under `spBv1.0/{namespace}/…` (plus the groups the
+//! mapping lists). One persistent MQTT session at QoS 1; a message is acknowledged
+//! only once everything it produced is committed (ADR 0007).
+//!
+//! # Layout
+//! - [`config`]: [`IngestConfig`] and the [`Mapping`] file (topics and Sparkplug
+//!   metrics to machines and meanings, per-machine noise settings).
+//! - [`message`]: an incoming message, its deterministic id, observations.
+//! - [`json`] and [`sparkplug`]: the decoders (Sparkplug with hand-written prost
+//!   structs, births, aliases, seq, bdSeq).
+//! - [`filter`]: per-machine noise filtering (debounce, duplicates, counters to
+//!   deltas with reset and rollover, no signal), pure and time-injected.
+//! - [`predictive`]: the learned baseline, drift, trend and threshold rules (ADR 0008).
+//! - [`engine`]: a batch of messages → one transaction (events, telemetry, rejected
+//!   messages, ingest state).
+//! - [`store`]: the ingest's tables and the query functions the API serves
+//!   ([`list_rejected`], [`telemetry_series`]).
+//! - [`mqtt`]: [`run_ingest`], the MQTT client and the batching loop.
+//! - [`simulator`]: [`simulate`], a plant publishing to the broker.
+
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod filter;
+pub mod json;
+pub mod message;
+pub mod mqtt;
+pub mod predictive;
+pub mod simulator;
+pub mod sparkplug;
+pub mod store;
+
+pub use config::{IngestConfig, MachineSettings, Mapping, TelemetrySettings};
+pub use engine::{BatchReport, Engine};
+pub use error::IngestError;
+pub use message::Incoming;
+pub use mqtt::{run_ingest, subscriptions};
+pub use simulator::{
+    simulate, simulated_machines, SimulatedMachine, SimulationReport, SimulatorConfig,
+};
+pub use store::{
+    list_rejected, maintain_telemetry, telemetry_series, RejectedMessage, TelemetryPoint,
+    TelemetryQuery,
+};

@@ -38,6 +38,11 @@ pub fn subject_token(s: &str) -> String {
     out
 }
 
+/// The durable JetStream consumer of one projector: `{namespace}_{projection}`.
+pub fn projector_consumer(namespace: &str, projection: &str) -> String {
+    format!("{namespace}_{projection}")
+}
+
 /// Header carrying the event's global position.
 pub const POSITION_HEADER: &str = "Shopfloor-Position";
 /// Header carrying the event type.

@@ -1,4 +1,10 @@
 //! Integration tests of the read side against the real PostgreSQL and NATS.
 
+mod downtime;
+mod floor;
+mod kpi;
+mod live;
+mod projectors;
+mod readmodels;
 mod relay;
 mod support;

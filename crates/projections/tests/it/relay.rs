@@ -137,7 +137,8 @@ async fn a_second_relay_stands_by_until_the_first_stops(pool: PgPool) {
     // Exactly one session holds the namespace's relay lock.
     let holders = || async {
         sqlx::query_scalar::<_, i64>(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
         )
         .fetch_one(&pool)
         .await

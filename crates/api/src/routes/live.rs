@@ -1,0 +1,91 @@
+//! `GET /api/v1/live`: read-model changes as Server-Sent Events, for dashboards.
+//!
+//! The projectors publish changes to the [`LiveHub`](shopfloor_projections::live::LiveHub),
+//! which already coalesces them to a few updates per second per topic, so however
+//! fast events arrive a hundred open dashboards cost almost nothing. Each SSE
+//! `update` event carries `{"topic", "data"}`; `?topics=machine,kpi` keeps only
+//! topics with those kinds (the part before `:`). A client too slow to keep up gets
+//! a `resync` event (it should refetch what it shows) instead of a silent gap.
+//! Authentication is the usual bearer header; browsers read the stream with
+//! `fetch()` so that the token never travels in a URL.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::routing::get;
+use axum::Router;
+use futures::stream::{self, Stream};
+use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
+use utoipa::IntoParams;
+
+use crate::auth::{perm, Auth};
+use crate::error::{ApiError, ProblemDocument};
+use crate::extract::ApiQuery;
+use crate::AppState;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new().route("/api/v1/live", get(live))
+}
+
+/// `?topics=`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct LiveQuery {
+    /// Comma-separated topic kinds to keep (`machine`, `order`, `task`, `inventory`,
+    /// `kpi`); all when absent.
+    pub topics: Option<String>,
+}
+
+/// Live read-model changes (text/event-stream).
+#[utoipa::path(get, path = "/api/v1/live", tag = "live", params(LiveQuery),
+    responses((status = 200, description = "text/event-stream of `update` events {topic, data}"),
+        (status = 503, body = ProblemDocument)),
+    security(("bearer" = [])))]
+pub async fn live(
+    State(state): State<AppState>,
+    _: Auth<perm::Read>,
+    ApiQuery(q): ApiQuery<LiveQuery>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let hub = state
+        .live
+        .clone()
+        .ok_or_else(|| ApiError::unavailable("no projector (live hub) runs in this process", 30))?;
+    let kinds: Option<Vec<String>> = q.topics.map(|t| {
+        t.split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    });
+    let receiver = hub.subscribe();
+    let hello = Event::default().event("ready").data("{}");
+    let updates = stream::unfold((receiver, kinds), |(mut rx, kinds)| async move {
+        loop {
+            match rx.recv().await {
+                Ok(update) => {
+                    let kind = update.topic.split(':').next().unwrap_or_default();
+                    if kinds.as_ref().is_some_and(|k| !k.iter().any(|k| k == kind)) {
+                        continue;
+                    }
+                    let event = Event::default()
+                        .event("update")
+                        .json_data(&update)
+                        .unwrap_or_else(|_| Event::default().event("resync").data("{}"));
+                    return Some((Ok(event), (rx, kinds)));
+                }
+                Err(RecvError::Lagged(_)) => {
+                    let event = Event::default().event("resync").data("{}");
+                    return Some((Ok(event), (rx, kinds)));
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    let shutdown = state.shutdown.clone();
+    let stream = futures::StreamExt::take_until(
+        futures::StreamExt::chain(stream::once(async { Ok(hello) }), updates),
+        async move { shutdown.cancelled_owned().await },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}

@@ -1,0 +1,354 @@
+//! The MQTT side: one persistent session at QoS 1, manual acknowledgements after
+//! commit, reconnection with backoff, and the batching loop.
+//!
+//! Two tasks:
+//! - the **event loop** task polls `rumqttc` (TCP_NODELAY on, clean session off,
+//!   manual acks), subscribes on every CONNACK (the broker keeps the session, but a
+//!   fresh one needs the subscriptions again), flips the readiness flag, and hands
+//!   every PUBLISH to the processor through a bounded channel;
+//! - the **processor** gathers a batch (up to `batch_max` messages, or `batch_linger`
+//!   after the first), has the [`Engine`] commit it, and only then acknowledges each
+//!   message. A failed batch is retried with backoff and never acknowledged before
+//!   it commits, so a crash loses nothing: the broker redelivers, and deterministic
+//!   ids make the redelivery a no-op.
+//!
+//! On cancellation the processor finishes its batch, acknowledges it, and the event
+//! loop is stopped after the acknowledgements went out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, Publish, QoS};
+use sqlx::PgPool;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, instrument, warn};
+
+use crate::config::IngestConfig;
+use crate::engine::Engine;
+use crate::error::IngestError;
+use crate::message::Incoming;
+use crate::sparkplug;
+use crate::store;
+
+/// The topic filters the ingest subscribes to.
+pub fn subscriptions(config: &IngestConfig) -> Vec<String> {
+    let ns = &config.namespace;
+    let mut topics = vec![
+        format!("{ns}/machines/+/state"),
+        format!("{ns}/machines/+/count"),
+        format!("{ns}/machines/+/telemetry"),
+    ];
+    if config.mapping.sparkplug.enabled {
+        topics.push(format!("{}/{ns}/#", sparkplug::NAMESPACE));
+        for g in &config.mapping.sparkplug.groups {
+            if g != ns {
+                topics.push(format!("{}/{g}/#", sparkplug::NAMESPACE));
+            }
+        }
+    }
+    topics
+}
+
+/// Builds the client options: persistent session, manual acks, large packets.
+pub(crate) fn mqtt_options(
+    client_id: String,
+    host: String,
+    port: u16,
+    keep_alive: Duration,
+) -> MqttOptions {
+    let mut options = MqttOptions::new(client_id, host, port);
+    options
+        .set_clean_session(false)
+        .set_manual_acks(true)
+        .set_keep_alive(keep_alive)
+        .set_max_packet_size(32 * 1024 * 1024, 32 * 1024 * 1024)
+        .set_inflight(1000);
+    options
+}
+
+/// An event loop with TCP_NODELAY on (DESIGN trap 9: Nagle delays the PUBACKs).
+pub(crate) fn event_loop(options: MqttOptions, capacity: usize) -> (AsyncClient, EventLoop) {
+    let (client, mut eventloop) = AsyncClient::new(options, capacity);
+    let mut network = NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    network.set_connection_timeout(5);
+    eventloop.set_network_options(network);
+    (client, eventloop)
+}
+
+/// Runs the ingest until `cancel` fires. `ready` is true while the subscription
+/// stands (for `/readyz`).
+#[instrument(skip_all, fields(namespace = %config.namespace), err)]
+pub async fn run_ingest(
+    pool: PgPool,
+    config: IngestConfig,
+    ready: watch::Sender<bool>,
+    cancel: CancellationToken,
+) -> Result<(), IngestError> {
+    let (host, port) = config.broker()?;
+    if config.namespace.is_empty() || config.namespace.contains(['+', '#', '/']) {
+        return Err(IngestError::Config(format!(
+            "namespace {:?} cannot be an MQTT topic root",
+            config.namespace
+        )));
+    }
+    store::maintain_telemetry(&pool, &config.telemetry).await?;
+    let mapping = Arc::new(config.mapping.clone());
+    let engine = Engine::load(pool.clone(), &config.namespace, mapping, Utc::now()).await?;
+
+    let options = mqtt_options(config.client_id(), host, port, config.keep_alive);
+    let (client, eventloop) = event_loop(options, 100_000);
+    let (tx, rx) = mpsc::channel::<Publish>(config.batch_max.max(1) * 4);
+    let stop_polling = CancellationToken::new();
+    let poller = tokio::spawn(poll_loop(
+        eventloop,
+        client.clone(),
+        subscriptions(&config),
+        tx,
+        ready.clone(),
+        config.max_backoff,
+        stop_polling.clone(),
+    ));
+    let result = process_loop(engine, pool, &config, client.clone(), rx, cancel).await;
+    // Let the last acknowledgements go out, then leave (the session stays).
+    let _ = client.try_disconnect();
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        _ = wait_finished(&poller) => {}
+    }
+    stop_polling.cancel();
+    let _ = poller.await;
+    ready.send_replace(false);
+    result
+}
+
+async fn wait_finished(handle: &tokio::task::JoinHandle<()>) {
+    while !handle.is_finished() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Drives the MQTT connection.
+async fn poll_loop(
+    mut eventloop: EventLoop,
+    client: AsyncClient,
+    topics: Vec<String>,
+    tx: mpsc::Sender<Publish>,
+    ready: watch::Sender<bool>,
+    max_backoff: Duration,
+    stop: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(100);
+    let mut pending_subscription = false;
+    loop {
+        let event = tokio::select! {
+            _ = stop.cancelled() => break,
+            e = eventloop.poll() => e,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                info!(
+                    session_present = ack.session_present,
+                    "connected to the MQTT broker"
+                );
+                metrics::gauge!("shopfloor_ingest_connected").set(1.0);
+                backoff = Duration::from_millis(100);
+                let filters = topics
+                    .iter()
+                    .map(|t| rumqttc::SubscribeFilter::new(t.clone(), QoS::AtLeastOnce));
+                if let Err(e) = client.try_subscribe_many(filters) {
+                    warn!(error = %e, "could not subscribe");
+                } else {
+                    pending_subscription = true;
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                let refused = ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure));
+                if pending_subscription && !refused {
+                    pending_subscription = false;
+                    ready.send_replace(true);
+                    info!("subscribed");
+                } else if refused {
+                    error!("the broker refused a subscription");
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    sent = tx.send(publish) => if sent.is_err() { break },
+                }
+            }
+            Ok(Event::Incoming(Packet::Disconnect)) => {
+                ready.send_replace(false);
+            }
+            Ok(other) => debug!(?other, "mqtt event"),
+            Err(e) => {
+                ready.send_replace(false);
+                metrics::gauge!("shopfloor_ingest_connected").set(0.0);
+                metrics::counter!("shopfloor_ingest_reconnects_total").increment(1);
+                warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "MQTT connection lost");
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(max_backoff);
+            }
+        }
+    }
+    ready.send_replace(false);
+}
+
+/// Gathers batches, commits them, acknowledges them.
+async fn process_loop(
+    mut engine: Engine,
+    pool: PgPool,
+    config: &IngestConfig,
+    client: AsyncClient,
+    mut rx: mpsc::Receiver<Publish>,
+    cancel: CancellationToken,
+) -> Result<(), IngestError> {
+    let mut tick = tokio::time::interval(config.tick);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut maintenance = tokio::time::interval(Duration::from_secs(3600));
+    maintenance.tick().await;
+    let mut closed = false;
+    while !closed {
+        let mut publishes: Vec<Publish> = Vec::new();
+        let mut timers = false;
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => timers = true,
+            _ = maintenance.tick() => {
+                if let Err(e) = store::maintain_telemetry(&pool, &config.telemetry).await {
+                    warn!(error = %e, "telemetry maintenance failed");
+                }
+                continue;
+            }
+            p = rx.recv() => match p {
+                Some(p) => publishes.push(p),
+                None => closed = true,
+            },
+        }
+        if !publishes.is_empty() {
+            let deadline = tokio::time::Instant::now() + config.batch_linger;
+            while publishes.len() < config.batch_max {
+                match rx.try_recv() {
+                    Ok(p) => {
+                        publishes.push(p);
+                        continue;
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        closed = true;
+                        break;
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => {}
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    p = rx.recv() => match p {
+                        Some(p) => publishes.push(p),
+                        None => { closed = true; break; }
+                    },
+                }
+            }
+        }
+        let batch: Vec<Incoming> = publishes
+            .iter()
+            .map(|p| Incoming {
+                topic: p.topic.clone(),
+                payload: p.payload.clone(),
+                received_at: Utc::now(),
+            })
+            .collect();
+        if batch.is_empty() && !timers {
+            continue;
+        }
+        // Commit, retrying until it works (or we are told to stop, unacknowledged).
+        let Some(report) = commit(&mut engine, &batch, timers, config, &cancel).await else {
+            break;
+        };
+        for p in &publishes {
+            if let Err(e) = client.ack(p).await {
+                warn!(error = %e, "ack not sent; the broker will redeliver");
+            }
+        }
+        for (group, edge) in &report.rebirths {
+            let topic = format!("{}/{group}/NCMD/{edge}", sparkplug::NAMESPACE);
+            if let Err(e) =
+                client.try_publish(topic, QoS::AtLeastOnce, false, sparkplug::rebirth_request())
+            {
+                warn!(error = %e, "rebirth request not sent");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Commits a batch, retrying transient failures with backoff. A batch that keeps
+/// failing for another reason (a bug, data the database refuses) is split: each
+/// message is tried alone, and one that still fails is set aside as rejected, so one
+/// poisonous message never stops the ingest. `None` when cancelled first.
+async fn commit(
+    engine: &mut Engine,
+    batch: &[Incoming],
+    timers: bool,
+    config: &IngestConfig,
+    cancel: &CancellationToken,
+) -> Option<crate::engine::BatchReport> {
+    let mut backoff = Duration::from_millis(50);
+    let mut permanent = 0;
+    loop {
+        match engine.process(batch, Utc::now(), timers).await {
+            Ok(r) => return Some(r),
+            Err(e) => {
+                metrics::counter!("shopfloor_ingest_batch_failures_total").increment(1);
+                error!(error = %e, transient = e.is_transient(), "batch failed; retrying");
+                if !e.is_transient() {
+                    permanent += 1;
+                }
+                if permanent >= 3 {
+                    let mut report = crate::engine::BatchReport::default();
+                    for message in batch {
+                        let one = std::slice::from_ref(message);
+                        let mut tries = 0;
+                        loop {
+                            match engine.process(one, Utc::now(), false).await {
+                                Ok(r) => {
+                                    report.events += r.events;
+                                    report.rebirths.extend(r.rebirths);
+                                    break;
+                                }
+                                Err(e) if e.is_transient() || tries < 2 => {
+                                    tries += 1;
+                                    tokio::select! {
+                                        _ = cancel.cancelled() => return None,
+                                        _ = tokio::time::sleep(backoff) => {}
+                                    }
+                                }
+                                Err(e) => {
+                                    if let Err(e2) = engine.set_aside(message, &e.to_string()).await
+                                    {
+                                        error!(error = %e2, "could not set a failing message aside");
+                                        return None;
+                                    }
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    return Some(report);
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => return None,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(config.max_backoff);
+            }
+        }
+    }
+}

@@ -1,0 +1,589 @@
+//! Sparkplug B: `spBv1.0/{group}/{NBIRTH|NDEATH|DBIRTH|DDEATH|NDATA|DDATA}/{edge}[/{device}]`.
+//!
+//! # Codec
+//! The payload is protobuf (Eclipse Tahu `sparkplug_b.proto`). The message structs
+//! are written by hand with `#[derive(prost::Message)]` — no `protoc` at build time,
+//! and only the fields the ingest reads (unknown fields such as data sets and
+//! templates are skipped by prost). ADR 0007 says why no Sparkplug crate is used.
+//!
+//! # Sessions
+//! One [`NodeSession`] per edge node, from its NBIRTH: its `bdSeq`, its last `seq`,
+//! and the alias → (name, datatype) table of the node and all its devices (aliases
+//! are unique per node). A DATA message names metrics by alias; an alias with no
+//! birth behind it (the ingest started after the birth) sets the message aside and
+//! asks the node to rebirth (NCMD `Node Control/Rebirth`). Every message but NBIRTH
+//! must carry the previous `seq` + 1 (mod 256); a gap is recorded as a notice. An
+//! NDEATH whose `bdSeq` is not the current birth's is stale (the broker delivers an
+//! old session's will late) and refused. A death marks the machines of the node, or
+//! of the device, signal-lost. Metrics flagged `is_historical` take the late-data
+//! path (stored, never debounced or judged as live).
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use prost::Message;
+use shopfloor_domain::machine::MachineStatus;
+
+use crate::config::{CounterMode, MetricMeaning, NamedMeaning, SparkplugMapping};
+use crate::json::parse_state;
+use crate::message::{
+    from_millis, CountReport, Counter, Decoded, MachineObservations, Observation, Sample,
+    StateReport,
+};
+
+/// The protobuf messages (a subset of `sparkplug_b.proto`).
+pub mod proto {
+    /// `org.eclipse.tahu.protobuf.Payload`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Payload {
+        #[prost(uint64, optional, tag = "1")]
+        pub timestamp: Option<u64>,
+        #[prost(message, repeated, tag = "2")]
+        pub metrics: Vec<Metric>,
+        #[prost(uint64, optional, tag = "3")]
+        pub seq: Option<u64>,
+        #[prost(string, optional, tag = "4")]
+        pub uuid: Option<String>,
+        #[prost(bytes = "vec", optional, tag = "5")]
+        pub body: Option<Vec<u8>>,
+    }
+
+    /// `Payload.Metric` (metadata, properties, data sets and templates are skipped).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Metric {
+        #[prost(string, optional, tag = "1")]
+        pub name: Option<String>,
+        #[prost(uint64, optional, tag = "2")]
+        pub alias: Option<u64>,
+        #[prost(uint64, optional, tag = "3")]
+        pub timestamp: Option<u64>,
+        #[prost(uint32, optional, tag = "4")]
+        pub datatype: Option<u32>,
+        #[prost(bool, optional, tag = "5")]
+        pub is_historical: Option<bool>,
+        #[prost(bool, optional, tag = "6")]
+        pub is_transient: Option<bool>,
+        #[prost(bool, optional, tag = "7")]
+        pub is_null: Option<bool>,
+        #[prost(oneof = "Value", tags = "10, 11, 12, 13, 14, 15, 16")]
+        pub value: Option<Value>,
+    }
+
+    /// `Payload.Metric.value`.
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum Value {
+        #[prost(uint32, tag = "10")]
+        IntValue(u32),
+        #[prost(uint64, tag = "11")]
+        LongValue(u64),
+        #[prost(float, tag = "12")]
+        FloatValue(f32),
+        #[prost(double, tag = "13")]
+        DoubleValue(f64),
+        #[prost(bool, tag = "14")]
+        BooleanValue(bool),
+        #[prost(string, tag = "15")]
+        StringValue(String),
+        #[prost(bytes = "vec", tag = "16")]
+        BytesValue(Vec<u8>),
+    }
+
+    /// Sparkplug data types used here.
+    pub mod datatype {
+        pub const INT8: u32 = 1;
+        pub const INT16: u32 = 2;
+        pub const INT32: u32 = 3;
+        pub const INT64: u32 = 4;
+        pub const UINT8: u32 = 5;
+        pub const UINT16: u32 = 6;
+        pub const UINT32: u32 = 7;
+        pub const UINT64: u32 = 8;
+        pub const FLOAT: u32 = 9;
+        pub const DOUBLE: u32 = 10;
+        pub const BOOLEAN: u32 = 11;
+        pub const STRING: u32 = 12;
+        pub const DATETIME: u32 = 13;
+        pub const TEXT: u32 = 14;
+    }
+}
+
+use proto::datatype as dt;
+
+/// Sparkplug's topic namespace.
+pub const NAMESPACE: &str = "spBv1.0";
+
+/// A Sparkplug message type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    NBirth,
+    NDeath,
+    DBirth,
+    DDeath,
+    NData,
+    DData,
+    /// NCMD, DCMD, STATE: not data for the ingest.
+    Other,
+}
+
+/// A parsed Sparkplug topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topic<'a> {
+    pub group: &'a str,
+    pub kind: Kind,
+    pub edge: &'a str,
+    pub device: Option<&'a str>,
+}
+
+/// Parses `spBv1.0/{group}/{type}/{edge}[/{device}]`.
+pub fn parse_topic(topic: &str) -> Option<Topic<'_>> {
+    let mut parts = topic.split('/');
+    if parts.next()? != NAMESPACE {
+        return None;
+    }
+    let group = parts.next()?;
+    let kind = match parts.next()? {
+        "NBIRTH" => Kind::NBirth,
+        "NDEATH" => Kind::NDeath,
+        "DBIRTH" => Kind::DBirth,
+        "DDEATH" => Kind::DDeath,
+        "NDATA" => Kind::NData,
+        "DDATA" => Kind::DData,
+        _ => Kind::Other,
+    };
+    let edge = parts.next()?;
+    let device = parts.next();
+    if parts.next().is_some() || group.is_empty() || edge.is_empty() {
+        return None;
+    }
+    let device_kind = matches!(kind, Kind::DBirth | Kind::DDeath | Kind::DData);
+    if device_kind != device.is_some() && kind != Kind::Other {
+        return None;
+    }
+    Some(Topic {
+        group,
+        kind,
+        edge,
+        device,
+    })
+}
+
+/// What an edge node's birth told us.
+#[derive(Debug, Clone, Default)]
+pub struct NodeSession {
+    pub bd_seq: Option<u64>,
+    pub last_seq: Option<u64>,
+    /// alias → (name, datatype), for the node and all its devices.
+    pub aliases: HashMap<u64, (String, u32)>,
+    /// name → datatype per device (`None`: the node).
+    pub datatypes: HashMap<(Option<String>, String), u32>,
+    pub devices: HashSet<String>,
+}
+
+/// All sessions, by (group, edge).
+#[derive(Debug, Clone, Default)]
+pub struct Sessions {
+    nodes: HashMap<(String, String), NodeSession>,
+}
+
+/// A metric value after decoding.
+#[derive(Debug, Clone, PartialEq)]
+enum Val {
+    Num(f64),
+    UInt(u64),
+    Int(i64),
+    Bool(bool),
+    Text(String),
+}
+
+impl Val {
+    fn as_f64(&self) -> Option<f64> {
+        match self {
+            Val::Num(f) => Some(*f),
+            Val::UInt(u) => Some(*u as f64),
+            Val::Int(i) => Some(*i as f64),
+            Val::Bool(b) => Some(f64::from(u8::from(*b))),
+            Val::Text(_) => None,
+        }
+    }
+}
+
+fn value_of(metric: &proto::Metric, datatype: u32) -> Option<Val> {
+    use proto::Value as V;
+    let v = metric.value.as_ref()?;
+    Some(match (datatype, v) {
+        (dt::INT8, V::IntValue(i)) => Val::Int(i64::from(*i as u8 as i8)),
+        (dt::INT16, V::IntValue(i)) => Val::Int(i64::from(*i as u16 as i16)),
+        (dt::INT32, V::IntValue(i)) => Val::Int(i64::from(*i as i32)),
+        (dt::INT64, V::LongValue(l)) => Val::Int(*l as i64),
+        (_, V::IntValue(i)) => Val::UInt(u64::from(*i)),
+        (_, V::LongValue(l)) => Val::UInt(*l),
+        (_, V::FloatValue(f)) => Val::Num(f64::from(*f)),
+        (_, V::DoubleValue(d)) => Val::Num(*d),
+        (_, V::BooleanValue(b)) => Val::Bool(*b),
+        (_, V::StringValue(s)) => Val::Text(s.clone()),
+        (_, V::BytesValue(_)) => return None,
+    })
+}
+
+fn counter_bits(datatype: u32) -> Option<u32> {
+    match datatype {
+        dt::INT16 | dt::UINT16 => Some(16),
+        dt::INT32 | dt::UINT32 => Some(32),
+        dt::INT64 | dt::UINT64 => Some(64),
+        _ => None,
+    }
+}
+
+/// Encodes the NCMD that asks a node to publish its births again.
+pub fn rebirth_request() -> Vec<u8> {
+    proto::Payload {
+        timestamp: u64::try_from(Utc::now().timestamp_millis()).ok(),
+        metrics: vec![proto::Metric {
+            name: Some("Node Control/Rebirth".into()),
+            datatype: Some(dt::BOOLEAN),
+            value: Some(proto::Value::BooleanValue(true)),
+            ..Default::default()
+        }],
+        seq: None,
+        uuid: None,
+        body: None,
+    }
+    .encode_to_vec()
+}
+
+impl Sessions {
+    /// Decodes one Sparkplug message, updating the sessions.
+    pub fn decode(
+        &mut self,
+        mapping: &SparkplugMapping,
+        topic: &Topic<'_>,
+        payload: &[u8],
+        now: DateTime<Utc>,
+    ) -> Decoded {
+        if topic.kind == Kind::Other {
+            return Decoded::default();
+        }
+        let payload = match proto::Payload::decode(payload) {
+            Ok(p) => p,
+            Err(e) => return Decoded::rejected(format!("malformed Sparkplug B payload: {e}")),
+        };
+        let key = (topic.group.to_string(), topic.edge.to_string());
+        let at = payload
+            .timestamp
+            .and_then(|t| i64::try_from(t).ok())
+            .and_then(from_millis)
+            .unwrap_or(now);
+        let mut decoded = Decoded::default();
+        match topic.kind {
+            Kind::NBirth => {
+                let bd_seq = payload
+                    .metrics
+                    .iter()
+                    .find(|m| m.name.as_deref() == Some("bdSeq"))
+                    .and_then(|m| match m.value {
+                        Some(proto::Value::LongValue(v)) => Some(v),
+                        Some(proto::Value::IntValue(v)) => Some(u64::from(v)),
+                        _ => None,
+                    });
+                let session = NodeSession {
+                    bd_seq,
+                    last_seq: payload.seq,
+                    ..Default::default()
+                };
+                self.nodes.insert(key.clone(), session);
+            }
+            Kind::NDeath => {
+                let bd_seq = payload.metrics.iter().find_map(|m| {
+                    (m.name.as_deref() == Some("bdSeq")).then_some(match m.value {
+                        Some(proto::Value::LongValue(v)) => Some(v),
+                        Some(proto::Value::IntValue(v)) => Some(u64::from(v)),
+                        _ => None,
+                    })?
+                });
+                let session = self.nodes.get(&key);
+                if let (Some(current), Some(dead)) = (session.and_then(|s| s.bd_seq), bd_seq) {
+                    if current != dead {
+                        return Decoded::rejected(format!(
+                            "stale NDEATH: bdSeq {dead}, but the current birth has bdSeq {current}"
+                        ));
+                    }
+                }
+                let devices: Vec<String> = session
+                    .map(|s| s.devices.iter().cloned().collect())
+                    .unwrap_or_default();
+                self.nodes.remove(&key);
+                // The will carries no meaningful time: the death is known now.
+                let at = now;
+                let mut push = |machine_id: String| {
+                    decoded.machines.push(MachineObservations {
+                        machine_id,
+                        observations: vec![Observation::SignalLost { at }],
+                    })
+                };
+                push(mapping.machine_for(topic.group, topic.edge, None));
+                for d in devices {
+                    push(mapping.machine_for(topic.group, topic.edge, Some(&d)));
+                }
+                return decoded;
+            }
+            _ => {
+                let Some(session) = self.nodes.get_mut(&key) else {
+                    decoded.rejections.push(format!(
+                        "{:?} from edge node {} before its NBIRTH: rebirth requested",
+                        topic.kind, topic.edge
+                    ));
+                    decoded.rebirth = Some(key);
+                    return decoded;
+                };
+                if let Some(seq) = payload.seq {
+                    if let Some(last) = session.last_seq {
+                        let expected = (last + 1) % 256;
+                        if seq != expected {
+                            decoded.notices.push(format!(
+                                "Sparkplug seq gap on {}/{}: expected {expected}, got {seq}",
+                                topic.group, topic.edge
+                            ));
+                        }
+                    }
+                    session.last_seq = Some(seq);
+                }
+            }
+        }
+        let Some(session) = self.nodes.get_mut(&key) else {
+            return decoded;
+        };
+        let device = topic.device.map(str::to_string);
+        match topic.kind {
+            Kind::DBirth => {
+                if let Some(d) = &device {
+                    session.devices.insert(d.clone());
+                }
+            }
+            Kind::DDeath => {
+                if let Some(d) = &device {
+                    session.devices.remove(d);
+                }
+                decoded.machines.push(MachineObservations {
+                    machine_id: mapping.machine_for(topic.group, topic.edge, topic.device),
+                    observations: vec![Observation::SignalLost { at }],
+                });
+                return decoded;
+            }
+            _ => {}
+        }
+        let birth = matches!(topic.kind, Kind::NBirth | Kind::DBirth);
+        // Resolve every metric's name, datatype and value.
+        let mut state: Option<(MachineStatus, bool)> = None;
+        let mut reason: Option<String> = None;
+        let mut planned: Option<bool> = None;
+        let mut good: Option<(u64, Option<u32>, bool)> = None;
+        let mut scrap: Option<(u64, Option<u32>, bool)> = None;
+        let mut samples = Vec::new();
+        let mut state_at = at;
+        let mut count_at = at;
+        for metric in &payload.metrics {
+            let (name, datatype) = match (&metric.name, metric.alias) {
+                (Some(name), alias) => {
+                    let datatype = metric
+                        .datatype
+                        .or_else(|| {
+                            session
+                                .datatypes
+                                .get(&(device.clone(), name.clone()))
+                                .copied()
+                        })
+                        .unwrap_or(0);
+                    if birth {
+                        if let Some(alias) = alias {
+                            session.aliases.insert(alias, (name.clone(), datatype));
+                        }
+                        session
+                            .datatypes
+                            .insert((device.clone(), name.clone()), datatype);
+                    }
+                    (name.clone(), datatype)
+                }
+                (None, Some(alias)) => match session.aliases.get(&alias) {
+                    Some((name, datatype)) => (name.clone(), metric.datatype.unwrap_or(*datatype)),
+                    None => {
+                        decoded.rejections.push(format!(
+                            "metric alias {alias} was not in any birth: rebirth requested"
+                        ));
+                        decoded.rebirth = Some(key.clone());
+                        continue;
+                    }
+                },
+                (None, None) => {
+                    decoded
+                        .rejections
+                        .push("a metric has neither name nor alias".into());
+                    continue;
+                }
+            };
+            if metric.is_null == Some(true) {
+                continue;
+            }
+            let meaning = mapping.meaning(&name);
+            if meaning == MetricMeaning::Named(NamedMeaning::Ignore) {
+                continue;
+            }
+            let Some(value) = value_of(metric, datatype) else {
+                decoded
+                    .rejections
+                    .push(format!("metric {name} has no usable value"));
+                continue;
+            };
+            let historical = metric.is_historical == Some(true);
+            let metric_at = metric
+                .timestamp
+                .and_then(|t| i64::try_from(t).ok())
+                .and_then(from_millis)
+                .unwrap_or(at);
+            match meaning {
+                MetricMeaning::Named(NamedMeaning::State) => {
+                    let parsed = match &value {
+                        Val::Text(s) => parse_state(s),
+                        other => other.as_f64().and_then(|f| {
+                            mapping.state_values.get(&format!("{}", f as i64)).copied()
+                        }),
+                    };
+                    match parsed {
+                        Some(s) => {
+                            state = Some((s, historical));
+                            state_at = metric_at;
+                        }
+                        None => decoded
+                            .rejections
+                            .push(format!("metric {name}: unknown state {value:?}")),
+                    }
+                }
+                MetricMeaning::Named(NamedMeaning::Reason) => {
+                    if let Val::Text(s) = value {
+                        reason = Some(s).filter(|s| !s.trim().is_empty());
+                    }
+                }
+                MetricMeaning::Named(NamedMeaning::Planned) => {
+                    if let Val::Bool(b) = value {
+                        planned = Some(b);
+                    }
+                }
+                MetricMeaning::Named(n @ (NamedMeaning::GoodCount | NamedMeaning::ScrapCount)) => {
+                    let v = match value {
+                        Val::UInt(u) => Some(u),
+                        Val::Int(i) => u64::try_from(i).ok(),
+                        Val::Num(f) if f >= 0.0 && f.fract() == 0.0 => Some(f as u64),
+                        _ => None,
+                    };
+                    let Some(v) = v else {
+                        decoded
+                            .rejections
+                            .push(format!("metric {name}: impossible count {value:?}"));
+                        continue;
+                    };
+                    count_at = metric_at;
+                    let entry = Some((v, counter_bits(datatype), historical));
+                    if n == NamedMeaning::GoodCount {
+                        good = entry;
+                    } else {
+                        scrap = entry;
+                    }
+                }
+                MetricMeaning::Named(NamedMeaning::Ignore) => {}
+                MetricMeaning::Sensor { sensor } => match value.as_f64() {
+                    Some(v) => samples.push(Sample {
+                        sensor,
+                        value: v,
+                        at: metric_at,
+                        historical,
+                    }),
+                    None => decoded
+                        .rejections
+                        .push(format!("metric {name}: {value:?} is not a number")),
+                },
+            }
+        }
+        let mut observations = Vec::new();
+        if let Some((s, historical)) = state {
+            observations.push(Observation::State {
+                report: StateReport {
+                    state: s,
+                    reason,
+                    planned,
+                    at: state_at,
+                },
+                historical,
+            });
+        }
+        if good.is_some() || scrap.is_some() {
+            let wrap = |v: u64| match mapping.counter_mode {
+                CounterMode::Cumulative => Counter::Total(v),
+                CounterMode::Delta => Counter::Delta(v),
+            };
+            let bits = good.and_then(|g| g.1).or_else(|| scrap.and_then(|s| s.1));
+            let historical = good.is_some_and(|g| g.2) || scrap.is_some_and(|s| s.2);
+            observations.push(Observation::Count {
+                report: CountReport {
+                    good: good.map(|g| wrap(g.0)),
+                    scrap: scrap.map(|s| wrap(s.0)),
+                    bits,
+                    at: count_at,
+                },
+                historical,
+            });
+        }
+        if !samples.is_empty() {
+            observations.push(Observation::Telemetry(samples));
+        }
+        if !observations.is_empty() {
+            decoded.machines.push(MachineObservations {
+                machine_id: mapping.machine_for(topic.group, topic.edge, topic.device),
+                observations,
+            });
+        }
+        decoded
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn topics_are_parsed() {
+        let t = parse_topic("spBv1.0/g/DDATA/e/d").expect("topic");
+        assert_eq!(
+            (t.group, t.kind, t.edge, t.device),
+            ("g", Kind::DData, "e", Some("d"))
+        );
+        assert!(
+            parse_topic("spBv1.0/g/NDATA/e/d").is_none(),
+            "node messages have no device"
+        );
+        assert!(parse_topic("spBv1.0/g/DDATA/e").is_none());
+        assert!(parse_topic("spAv1.0/g/NDATA/e").is_none());
+    }
+
+    #[test]
+    fn signed_values_are_decoded_by_datatype() {
+        let m = proto::Metric {
+            value: Some(proto::Value::IntValue((-5i32) as u32)),
+            ..Default::default()
+        };
+        assert_eq!(value_of(&m, dt::INT32), Some(Val::Int(-5)));
+        assert_eq!(value_of(&m, dt::INT8), Some(Val::Int(-5)));
+    }
+
+    proptest! {
+        /// Decoding arbitrary bytes on any topic never panics.
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300), kind in 0..6usize) {
+            let kinds = ["NBIRTH", "NDEATH", "DBIRTH", "DDEATH", "NDATA", "DDATA"];
+            let device = if kinds[kind].starts_with('D') { "/d" } else { "" };
+            let topic = format!("spBv1.0/g/{}/e{device}", kinds[kind]);
+            let t = parse_topic(&topic).expect("topic");
+            let mut sessions = Sessions::default();
+            let _ = sessions.decode(&SparkplugMapping::default(), &t, &bytes, Utc::now());
+        }
+    }
+}

@@ -1,0 +1,397 @@
+//! End to end through a real broker: the shared Mosquitto on 1883 (unique namespace
+//! per test) and a private Mosquitto for the restart test.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, NetworkOptions, Packet, QoS};
+use shopfloor_ingest::{
+    list_rejected, run_ingest, simulate, simulated_machines, IngestConfig, SimulatorConfig,
+};
+use sqlx::PgPool;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::*;
+
+/// A running ingest for a test.
+struct Ingest {
+    cancel: CancellationToken,
+    handle: tokio::task::JoinHandle<Result<(), shopfloor_ingest::IngestError>>,
+    ready: watch::Receiver<bool>,
+}
+
+impl Ingest {
+    fn start(pool: &PgPool, url: &str, ns: &str, mapping_json: &str) -> Self {
+        let mut config = IngestConfig::new(url.parse().expect("url"), ns)
+            .with_mapping(shopfloor_ingest::Mapping::from_json(mapping_json).expect("mapping"));
+        config.max_backoff = Duration::from_millis(300);
+        let (tx, ready) = watch::channel(false);
+        let cancel = CancellationToken::new();
+        let handle = tokio::spawn(run_ingest(pool.clone(), config, tx, cancel.clone()));
+        Self {
+            cancel,
+            handle,
+            ready,
+        }
+    }
+
+    async fn wait_ready(&mut self) {
+        tokio::time::timeout(Duration::from_secs(10), self.ready.wait_for(|r| *r))
+            .await
+            .expect("ingest ready in time")
+            .expect("ready channel");
+    }
+
+    async fn stop(self) {
+        self.cancel.cancel();
+        let r = tokio::time::timeout(Duration::from_secs(10), self.handle)
+            .await
+            .expect("ingest stops")
+            .expect("join");
+        r.expect("ingest ends cleanly");
+    }
+}
+
+/// A publisher with a persistent session, counting PUBACKs.
+struct Publisher {
+    client: AsyncClient,
+    acked: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: CancellationToken,
+}
+
+impl Publisher {
+    fn connect(port: u16, id: &str) -> Self {
+        let mut options = MqttOptions::new(id, "127.0.0.1", port);
+        options
+            .set_clean_session(false)
+            .set_inflight(200)
+            .set_keep_alive(Duration::from_secs(5));
+        let (client, mut eventloop) = AsyncClient::new(options, 10_000);
+        let mut net = NetworkOptions::new();
+        net.set_tcp_nodelay(true);
+        net.set_connection_timeout(2);
+        eventloop.set_network_options(net);
+        let acked = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = CancellationToken::new();
+        let (a, s) = (acked.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = s.cancelled() => break,
+                    e = eventloop.poll() => match e {
+                        Ok(Event::Incoming(Packet::PubAck(_))) => { a.fetch_add(1, std::sync::atomic::Ordering::Relaxed); }
+                        Ok(_) => {}
+                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    }
+                }
+            }
+        });
+        Self {
+            client,
+            acked,
+            stop,
+        }
+    }
+
+    async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload.into())
+            .await
+            .expect("publish");
+    }
+
+    async fn wait_acked(&self, n: u64) {
+        assert!(
+            eventually(Duration::from_secs(20), || async {
+                self.acked.load(std::sync::atomic::Ordering::Relaxed) >= n
+            })
+            .await,
+            "the broker acknowledged {} of {n}",
+            self.acked.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn parts(pool: &PgPool, machine: &str) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT count(*), COALESCE(sum((payload->>'good')::bigint), 0)::bigint FROM events \
+         WHERE stream_id = $1 AND event_type = 'MachinePartsProduced'",
+    )
+    .bind(machine)
+    .fetch_one(pool)
+    .await
+    .expect("parts")
+}
+
+const PLAIN: &str = r#"{"defaults": {"min_dwell_ms": 0, "no_signal_timeout_s": 0}}"#;
+
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn every_json_payload_kind_lands_through_the_broker_and_garbage_is_set_aside(pool: PgPool) {
+    let ns = namespace("json");
+    let m = format!("{ns}-m1");
+    register(&pool, &m).await;
+    let mut ingest = Ingest::start(&pool, "mqtt://127.0.0.1:1883", &ns, PLAIN);
+    ingest.wait_ready().await;
+    let publisher = Publisher::connect(1883, &format!("{ns}-pub"));
+    let now = chrono::Utc::now().to_rfc3339();
+    publisher
+        .publish(
+            &format!("{ns}/machines/{m}/state"),
+            format!(r#"{{"state":"running","timestamp":"{now}"}}"#),
+        )
+        .await;
+    publisher
+        .publish(&format!("{ns}/machines/{m}/count"), "{{{ garbage")
+        .await;
+    publisher
+        .publish(
+            &format!("{ns}/machines/{m}/count"),
+            format!(r#"{{"good":4,"scrap":1,"timestamp":"{now}"}}"#),
+        )
+        .await;
+    publisher
+        .publish(
+            &format!("{ns}/machines/{m}/telemetry"),
+            format!(r#"{{"timestamp":"{now}","temperature_c":61.2}}"#),
+        )
+        .await;
+    publisher.wait_acked(4).await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            machine_events(&pool, &m).await.len() == 2
+                && parts(&pool, &m).await == (1, 4)
+                && list_rejected(&pool, 10).await.map(|r| r.len()).unwrap_or(0) == 1
+        })
+        .await,
+        "state, count and the rejection land"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM telemetry")
+                .fetch_one(&pool)
+                .await
+                .unwrap_or(0)
+                == 1
+        })
+        .await
+    );
+    ingest.stop().await;
+}
+
+/// A private Mosquitto on a free port, with persistence, for restarts.
+struct PrivateBroker {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl PrivateBroker {
+    async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("free port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf = format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
+             user root\nmax_queued_messages 100000\nmax_inflight_messages 1000\nsys_interval 1\n",
+            dir.path().display()
+        );
+        std::fs::write(dir.path().join("mosquitto.conf"), conf).expect("conf");
+        let mut broker = Self {
+            port,
+            dir,
+            child: None,
+        };
+        broker.spawn().await;
+        broker
+    }
+
+    fn conf(&self) -> PathBuf {
+        self.dir.path().join("mosquitto.conf")
+    }
+
+    async fn spawn(&mut self) {
+        let child = Command::new("/usr/sbin/mosquitto")
+            .arg("-c")
+            .arg(self.conf())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto starts");
+        self.child = Some(child);
+        let port = self.port;
+        assert!(
+            eventually(Duration::from_secs(10), || async move {
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+            })
+            .await,
+            "mosquitto listens"
+        );
+    }
+
+    /// Stops it gracefully (SIGTERM: it saves its persistence file) and waits.
+    async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+        }
+    }
+
+    /// `$SYS/broker/publish/messages/dropped`, read from the broker.
+    async fn dropped(&self) -> u64 {
+        let mut options = MqttOptions::new(format!("sys-{}", self.port), "127.0.0.1", self.port);
+        options.set_clean_session(true);
+        let (client, mut eventloop) = AsyncClient::new(options, 10);
+        client
+            .subscribe("$SYS/broker/publish/messages/dropped", QoS::AtMostOnce)
+            .await
+            .expect("subscribe");
+        let value = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let Ok(Event::Incoming(Packet::Publish(p))) = eventloop.poll().await {
+                    return String::from_utf8_lossy(&p.payload)
+                        .trim()
+                        .parse::<u64>()
+                        .unwrap_or(u64::MAX);
+                }
+            }
+        })
+        .await
+        .unwrap_or(u64::MAX);
+        let _ = client.disconnect().await;
+        value
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn a_broker_restart_mid_stream_loses_nothing(pool: PgPool) {
+    let mut broker = PrivateBroker::start().await;
+    let ns = namespace("restart");
+    let m = format!("{ns}-m1");
+    register(&pool, &m).await;
+    let url = format!("mqtt://127.0.0.1:{}", broker.port);
+    let mut ingest = Ingest::start(&pool, &url, &ns, PLAIN);
+    ingest.wait_ready().await;
+    let publisher = Publisher::connect(broker.port, &format!("{ns}-pub"));
+    let topic = format!("{ns}/machines/{m}/count");
+    let t0 = chrono::Utc::now() - chrono::Duration::hours(1);
+    let count = |i: i64| {
+        format!(
+            r#"{{"good":1,"scrap":0,"timestamp":"{}"}}"#,
+            (t0 + chrono::Duration::milliseconds(i)).to_rfc3339()
+        )
+    };
+    const N: i64 = 3000;
+    for i in 0..N / 2 {
+        publisher.publish(&topic, count(i)).await;
+    }
+    publisher.wait_acked((N / 2) as u64).await;
+    broker.stop().await;
+    broker.spawn().await;
+    for i in N / 2..N {
+        publisher.publish(&topic, count(i)).await;
+    }
+    publisher.wait_acked(N as u64).await;
+    let ok = eventually(Duration::from_secs(30), || async {
+        parts(&pool, &m).await == (N, N)
+    })
+    .await;
+    assert!(
+        ok,
+        "every part arrived exactly once: {:?}",
+        parts(&pool, &m).await
+    );
+    assert_eq!(broker.dropped().await, 0, "the broker dropped nothing");
+    ingest.stop().await;
+}
+
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn the_simulator_publishes_a_plant_the_ingest_understands(pool: PgPool) {
+    let broker = PrivateBroker::start().await;
+    let ns = namespace("sim");
+    let url: url::Url = format!("mqtt://127.0.0.1:{}", broker.port)
+        .parse()
+        .expect("url");
+    let mut json = SimulatorConfig::new(url.clone(), ns.clone(), 3, 50.0);
+    json.ticks = Some(100);
+    for m in simulated_machines(&json) {
+        register(&pool, &m.machine_id).await;
+    }
+    let mut ingest = Ingest::start(&pool, url.as_str(), &ns, PLAIN);
+    ingest.wait_ready().await;
+    let report = simulate(json.clone(), CancellationToken::new())
+        .await
+        .expect("simulate json");
+    assert_eq!(report.acknowledged, report.published);
+    let mut sp = json.clone();
+    sp.sparkplug = true;
+    sp.seed = 8;
+    sp.prefix = "spsim".into();
+    for m in simulated_machines(&sp) {
+        register(&pool, &m.machine_id).await;
+    }
+    let sp_report = simulate(sp, CancellationToken::new())
+        .await
+        .expect("simulate sparkplug");
+    assert_eq!(sp_report.acknowledged, sp_report.published);
+    let expected = 100 * 2;
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            let n = |id: &'static str| {
+                let pool = pool.clone();
+                async move {
+                    sqlx::query_scalar::<_, i64>(
+                        "SELECT count(*) FROM telemetry WHERE machine_id = $1",
+                    )
+                    .bind(id)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap_or(0)
+                }
+            };
+            n("sim-000").await >= expected && n("spsim-000").await >= expected
+        })
+        .await,
+        "telemetry of both runs arrives"
+    );
+    // The rollover machine's parts keep counting through 65535.
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            parts(&pool, "sim-001").await.1 > 50 && parts(&pool, "spsim-001").await.1 > 50
+        })
+        .await
+    );
+    let rejected = list_rejected(&pool, 50).await.expect("list");
+    assert!(
+        rejected
+            .iter()
+            .all(|r| r.disposition == "notice" || r.reason.contains("unknown machine line")),
+        "nothing the simulator sends is garbage: {rejected:?}"
+    );
+    assert_eq!(broker.dropped().await, 0);
+    ingest.stop().await;
+}

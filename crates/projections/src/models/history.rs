@@ -1,0 +1,123 @@
+//! Projection `machine_history`: the raw facts of every machine, by floor time.
+//!
+//! State changes, stop classifications and parts reports are stored as they
+//! happened (floor time `at`) with the position and `recorded_at` of their event.
+//! Nothing is pre-computed: KPIs, state intervals and downtime reports are
+//! computed at query time from these facts (`lead()` over floor time gives each
+//! state's end), so late and out-of-order events correct every figure they touch
+//! and `as_of` is a filter on `recorded_at` (see `query::kpi`, ADR 0005).
+
+use serde_json::json;
+use shopfloor_domain::machine::MachineEvent;
+use shopfloor_eventstore::RecordedEvent;
+use sqlx::PgConnection;
+
+use super::{count, decode, name_of};
+use crate::error::ApplyError;
+use crate::live::LiveUpdate;
+
+pub(crate) async fn apply(
+    conn: &mut PgConnection,
+    event: &RecordedEvent,
+) -> Result<Vec<LiveUpdate>, ApplyError> {
+    if event.stream_type != "machine" {
+        return Ok(Vec::new());
+    }
+    let e: MachineEvent = decode(event)?;
+    let (machine_id, at) = match &e {
+        MachineEvent::MachineStateChanged {
+            machine_id,
+            state,
+            reason,
+            reason_code,
+            category,
+            loss,
+            planned,
+            at,
+        } => {
+            sqlx::query(
+                "INSERT INTO rm_state_facts (machine_id, at, position, state, planned, reason, \
+                 reason_code, category, loss, recorded_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+            )
+            .bind(machine_id.as_str())
+            .bind(at)
+            .bind(event.position)
+            .bind(name_of(state))
+            .bind(planned)
+            .bind(reason.as_ref().map(|r| r.as_str()))
+            .bind(reason_code.as_ref().map(|r| r.as_str()))
+            .bind(category.as_ref().map(name_of))
+            .bind(loss.as_ref().map(name_of))
+            .bind(event.recorded_at)
+            .execute(&mut *conn)
+            .await?;
+            (machine_id, at)
+        }
+        MachineEvent::MachineStopClassified {
+            machine_id,
+            stop_at,
+            reason_code,
+            category,
+            loss,
+            planned,
+            by,
+            ..
+        } => {
+            sqlx::query(
+                "INSERT INTO rm_stop_classifications (machine_id, stop_at, position, reason_code, \
+                 category, loss, planned, classified_by, recorded_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+            )
+            .bind(machine_id.as_str())
+            .bind(stop_at)
+            .bind(event.position)
+            .bind(reason_code.as_str())
+            .bind(name_of(category))
+            .bind(loss.as_ref().map(name_of))
+            .bind(planned)
+            .bind(by.as_str())
+            .bind(event.recorded_at)
+            .execute(&mut *conn)
+            .await?;
+            (machine_id, stop_at)
+        }
+        MachineEvent::MachinePartsProduced {
+            machine_id,
+            good,
+            scrap,
+            order_id,
+            ideal_cycle_time_s,
+            at,
+        } => {
+            sqlx::query(
+                "INSERT INTO rm_parts_facts (machine_id, at, position, good, scrap, \
+                 ideal_cycle_time_s, order_id, recorded_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+            )
+            .bind(machine_id.as_str())
+            .bind(at)
+            .bind(event.position)
+            .bind(count(*good)?)
+            .bind(count(*scrap)?)
+            .bind(ideal_cycle_time_s.seconds())
+            .bind(order_id.as_ref().map(|o| o.as_str()))
+            .bind(event.recorded_at)
+            .execute(&mut *conn)
+            .await?;
+            (machine_id, at)
+        }
+        MachineEvent::MachineRegistered { .. }
+        | MachineEvent::MachineIdealCycleTimeChanged { .. }
+        | MachineEvent::MachineMaintenancePerformed { .. } => return Ok(Vec::new()),
+    };
+    Ok(vec![LiveUpdate {
+        topic: format!("kpi:{machine_id}"),
+        data: json!({
+            "machine_id": machine_id.as_str(),
+            "event_type": event.event_type,
+            "at": at,
+            "position": event.position,
+        }),
+    }])
+}

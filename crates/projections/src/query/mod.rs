@@ -1,0 +1,49 @@
+//! What the API reads: async functions over the read models, each taking a
+//! `&PgPool` (and filters) and returning `Serialize` views whose field names are
+//! the CONTRACT's.
+//!
+//! # Layout
+//! - [`machines`]: the machine status board (`list_machines`, `get_machine`).
+//! - [`orders`]: production orders with progress, yield and scrap rate.
+//! - [`maintenance`]: maintenance tasks, with `overdue` derived from the clock.
+//! - [`inventory`]: stock levels and the movement ledger.
+//! - [`kpi`]: ISO 22400-2 KPIs for any window, `as_of`, hour/shift/day series,
+//!   roll-ups (ADR 0005).
+//! - [`downtime`]: state intervals, downtime Pareto (as recorded and as
+//!   classified), micro-stops, MTBF/MTTR.
+//! - [`calendar`]: the plant time zone and the shift calendars per line.
+//! - [`parked`]: poison events set aside by the projectors, and projection status.
+//!
+//! Decimal quantities are JSON numbers; times are RFC 3339 (UTC). Ratios whose
+//! denominator is zero are `null`.
+
+pub mod calendar;
+pub mod downtime;
+pub mod inventory;
+pub mod kpi;
+pub mod machines;
+pub mod maintenance;
+pub mod orders;
+pub mod parked;
+
+pub use calendar::{
+    list_shifts, plant_time_zone, replace_shifts, set_plant_time_zone, ShiftDefinition,
+};
+pub use downtime::{
+    downtime_report, state_intervals, DowntimeQuery, DowntimeReport, IntervalQuery, ParetoEntry,
+    StateInterval,
+};
+pub use inventory::{
+    inventory_levels, inventory_movements, InventoryFilter, InventoryLevel, MovementFilter,
+    MovementView,
+};
+pub use kpi::{kpi_metrics, Granularity, KpiQuery, KpiRow};
+pub use machines::{get_machine, list_machines, MachineFilter, MachineView};
+pub use maintenance::{get_task, list_tasks, TaskFilter, TaskView};
+pub use orders::{get_order, list_orders, OrderFilter, OrderView};
+pub use parked::{parked_events, projection_status, ParkedEvent, ParkedFilter, ProjectionStatus};
+
+/// `num / den`, or `None` when the denominator is zero.
+pub(crate) fn ratio(num: f64, den: f64) -> Option<f64> {
+    (den != 0.0).then(|| num / den)
+}
