@@ -9,6 +9,8 @@
 //! - [`store`]: [`EventStore`], appends (atomic per request, optimistic concurrency,
 //!   idempotent by event id, many requests in one transaction) and reads (a stream
 //!   forwards or backwards, the whole log from a position).
+//! - [`archive`]: backup and restore (a consistent, compressed export of the log).
+//! - [`chain`]: the hash chain that makes tampering with the log detectable.
 //! - [`group`]: group commit — concurrent appends from many tasks in one transaction.
 //! - [`subscription`]: a catch-up subscription over the global log — history first,
 //!   then live events woken by `LISTEN/NOTIFY`, without a gap or a duplicate.
@@ -23,6 +25,8 @@
 //! so commit order is position order and positions have no gaps (ADR 0002). Readers
 //! page through `position > last` and can never skip an event that commits later.
 
+pub mod archive;
+pub mod chain;
 pub mod error;
 pub mod group;
 pub mod leader;

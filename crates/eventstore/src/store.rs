@@ -23,6 +23,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use tracing::instrument;
 use uuid::Uuid;
 
+use crate::chain::Hashed;
 use crate::model::{
     AppendRequest, AppendResult, Direction, EventMetadata, ExpectedVersion, NewEvent,
     RecordedEvent, Source, StreamRef,
@@ -342,9 +343,10 @@ async fn append_in(
 ) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
     // 1. The single point of serialization: positions are taken under this lock,
     //    which is held until commit.
-    let head: i64 = sqlx::query_scalar("SELECT position FROM event_log_head WHERE id FOR UPDATE")
-        .fetch_one(&mut **tx)
-        .await?;
+    let (head, mut last_hash): (i64, Vec<u8>) =
+        sqlx::query_as("SELECT position, last_hash FROM event_log_head WHERE id FOR UPDATE")
+            .fetch_one(&mut **tx)
+            .await?;
 
     // 2. Event ids already in the log.
     let ids: Vec<Uuid> = requests
@@ -449,18 +451,44 @@ async fn append_in(
         return Ok(results);
     }
 
-    // 5. Move the head; recorded_at never goes backwards, even if the clock does.
+    // 5. The commit time: never before the previous one, even if the clock steps back.
     let recorded_at: DateTime<Utc> = sqlx::query_scalar(
-        "UPDATE event_log_head SET position = $1, \
-             recorded_at = greatest(recorded_at, clock_timestamp()) \
-         WHERE id RETURNING recorded_at",
+        "SELECT greatest(recorded_at, clock_timestamp()) FROM event_log_head WHERE id",
     )
-    .bind(next_position)
     .fetch_one(&mut **tx)
     .await?;
 
-    // 6. One INSERT for every accepted event.
-    insert_rows(tx, &rows, recorded_at).await?;
+    // 6. Extend the hash chain, insert every accepted event in one statement, and
+    //    move the head.
+    let hashes: Vec<Vec<u8>> = rows
+        .iter()
+        .map(|r| {
+            let h = Hashed {
+                position: r.position,
+                stream_type: &r.stream.stream_type,
+                stream_id: &r.stream.stream_id,
+                version: to_i64(r.version),
+                event_id: r.event.event_id,
+                event_type: &r.event.event_type,
+                schema_version: r.event.schema_version,
+                payload: &r.event.payload,
+                metadata: &r.event.metadata,
+                recorded_at,
+            }
+            .hash(&last_hash);
+            last_hash = h.to_vec();
+            last_hash.clone()
+        })
+        .collect();
+    insert_rows(tx, &rows, recorded_at, &hashes).await?;
+    sqlx::query(
+        "UPDATE event_log_head SET position = $1, recorded_at = $2, last_hash = $3 WHERE id",
+    )
+    .bind(next_position)
+    .bind(recorded_at)
+    .bind(&last_hash)
+    .execute(&mut **tx)
+    .await?;
 
     // 7. Wake subscribers (delivered at commit, dropped on rollback).
     sqlx::query("SELECT pg_notify($1, $2)")
@@ -504,6 +532,7 @@ async fn insert_rows(
     tx: &mut Transaction<'_, Postgres>,
     rows: &[Row<'_>],
     recorded_at: DateTime<Utc>,
+    hashes: &[Vec<u8>],
 ) -> Result<(), StoreError> {
     let n = rows.len();
     let mut position = Vec::with_capacity(n);
@@ -540,14 +569,14 @@ async fn insert_rows(
     sqlx::query(
         "INSERT INTO events (position, stream_type, stream_id, version, event_id, event_type, \
              schema_version, payload, actor, correlation_id, causation_id, source, occurred_at, \
-             recorded_at, extra) \
+             recorded_at, extra, hash) \
          SELECT u.position, u.stream_type, u.stream_id, u.version, u.event_id, u.event_type, \
              u.schema_version, u.payload, u.actor, u.correlation_id, u.causation_id, u.source, \
-             u.occurred_at, $14, u.extra FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], \
-             $5::uuid[], $6::text[], $7::int[], $8::jsonb[], $9::text[], $10::text[], $11::text[], \
-             $12::text[], $13::timestamptz[], $15::jsonb[]) \
+             u.occurred_at, $14, u.extra, u.hash FROM unnest($1::bigint[], $2::text[], $3::text[], \
+             $4::bigint[], $5::uuid[], $6::text[], $7::int[], $8::jsonb[], $9::text[], $10::text[], \
+             $11::text[], $12::text[], $13::timestamptz[], $15::jsonb[], $16::bytea[]) \
              AS u(position, stream_type, stream_id, version, event_id, event_type, schema_version, \
-                  payload, actor, correlation_id, causation_id, source, occurred_at, extra)",
+                  payload, actor, correlation_id, causation_id, source, occurred_at, extra, hash)",
     )
     .bind(&position)
     .bind(&stream_type)
@@ -564,6 +593,7 @@ async fn insert_rows(
     .bind(&occurred)
     .bind(recorded_at)
     .bind(&extra)
+    .bind(hashes)
     .execute(&mut **tx)
     .await?;
     Ok(())

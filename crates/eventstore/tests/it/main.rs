@@ -2,6 +2,8 @@
 //! gets a fresh database from `#[sqlx::test]`.
 
 mod append;
+mod archive;
+mod chain;
 mod ordering;
 mod repository;
 mod subscription;
