@@ -92,6 +92,21 @@ fi
 wait_port 4222 NATS
 
 # --- Mosquitto ---------------------------------------------------------------------
+# A plant's broker must hold bursts for a subscriber that acknowledges after commit:
+# Mosquitto's defaults (20 in flight, 1000 queued per client) drop QoS 1 messages
+# under load (DESIGN.md trap 9; docs/operations.md). Raise them once, and restart a
+# broker that runs with the old limits.
+conf=/etc/mosquitto/mosquitto.conf
+if [ -f "$conf" ] && ! grep -q '^# shopfloor: ingest limits' "$conf"; then
+  log "raising Mosquitto's queue limits in $conf"
+  printf '\n# shopfloor: ingest limits (scripts/services.sh)\nmax_inflight_messages 1000\nmax_queued_messages 1000000\n' \
+    | as_root tee -a "$conf" >/dev/null
+  if port_open 1883; then
+    log "restarting mosquitto with the new limits"
+    as_root pkill -x mosquitto || true
+    for _ in $(seq 1 100); do port_open 1883 || break; sleep 0.1; done
+  fi
+fi
 if ! port_open 1883; then
   log "starting mosquitto"
   # Mosquitto exits at once, listening on nothing, without its run directory.

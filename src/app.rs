@@ -108,6 +108,27 @@ async fn probe_mqtt(url: &url::Url) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// After a restore the log's follow-up commands and publications already happened:
+/// the process manager and the relay start after the restored events.
+pub async fn mark_restored(pool: &PgPool, namespace: &str, head: i64) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO process_checkpoints (name, position) VALUES ('process-manager', $1) \
+         ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+    )
+    .bind(head)
+    .execute(pool)
+    .await?;
+    sqlx::query(
+        "INSERT INTO relay_checkpoints (namespace, position, js_sequence) VALUES ($1, $2, 0) \
+         ON CONFLICT (namespace) DO UPDATE SET position = excluded.position, js_sequence = 0",
+    )
+    .bind(namespace)
+    .bind(head)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// Registers the simulator's machines (those already registered are left as they are).
 pub async fn register_simulated(
     pool: &PgPool,

@@ -44,6 +44,20 @@ enum Command {
         #[arg(long)]
         verify: bool,
     },
+    /// Check the event log's hash chain (tamper evidence); exits 0 only when intact.
+    Verify,
+    /// Write a consistent, compressed export of the event store (gzip JSON lines).
+    Backup {
+        /// Where to write it (`-` for stdout).
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Restore an export into an empty event store, then rebuild the read models.
+    Restore {
+        /// The export written by `shopfloor backup` (`-` for stdin).
+        #[arg(long)]
+        from: std::path::PathBuf,
+    },
     /// Publish a simulated plant to the MQTT broker (registering its machines first).
     Simulate {
         #[arg(long, default_value_t = 6)]
@@ -78,6 +92,37 @@ enum Bench {
         /// One transaction per command instead of group commit.
         #[arg(long)]
         no_group_commit: bool,
+    },
+    /// MQTT telemetry, then state/count messages, through the broker and the real
+    /// ingest until durable; reads the broker's dropped counter.
+    Ingest {
+        #[arg(long, default_value_t = 50000)]
+        messages: usize,
+        #[arg(long, default_value_t = 100)]
+        machines: usize,
+    },
+    /// From command accepted to visible in the read model, at a steady rate.
+    E2e {
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 20.0)]
+        secs: f64,
+    },
+    /// Rebuild every read model from at least this many events.
+    Replay {
+        #[arg(long, default_value_t = 500000)]
+        events: i64,
+    },
+    /// GET /api/v1/kpi-metrics under load over a generated history.
+    Query {
+        #[arg(long, default_value_t = 100)]
+        machines: usize,
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        #[arg(long, default_value_t = 500.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 20.0)]
+        secs: f64,
     },
 }
 
@@ -174,6 +219,55 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Verify => {
+            let pool = app::connect_postgres(&settings).await?;
+            app::migrate(&pool).await?;
+            let report = shopfloor_eventstore::chain::verify(&pool)
+                .await
+                .context("verifying the hash chain")?;
+            println!("{}", serde_json::to_string(&report)?);
+            match report.broken {
+                None => {
+                    info!(events = report.events, head = %report.head_hash, "the event log's hash chain is intact");
+                    Ok(())
+                }
+                Some(b) => anyhow::bail!("the event log is broken at position {}: {}", b.position, b.reason),
+            }
+        }
+        Command::Backup { out } => {
+            let pool = app::connect_postgres(&settings).await?;
+            app::migrate(&pool).await?;
+            let report = if out.as_os_str() == "-" {
+                shopfloor_eventstore::archive::export(&pool, std::io::stdout().lock()).await
+            } else {
+                let file = std::fs::File::create(&out)
+                    .with_context(|| format!("creating {}", out.display()))?;
+                shopfloor_eventstore::archive::export(&pool, std::io::BufWriter::new(file)).await
+            }
+            .context("writing the backup")?;
+            info!(events = report.events, head = report.head_position, "backup written");
+            Ok(())
+        }
+        Command::Restore { from } => {
+            let pool = app::connect_postgres(&settings).await?;
+            app::migrate(&pool).await?;
+            let report = if from.as_os_str() == "-" {
+                shopfloor_eventstore::archive::import(&pool, std::io::stdin().lock()).await
+            } else {
+                let file = std::fs::File::open(&from)
+                    .with_context(|| format!("opening {}", from.display()))?;
+                shopfloor_eventstore::archive::import(&pool, std::io::BufReader::new(file)).await
+            }
+            .context("restoring the backup")?;
+            info!(events = report.events, "event store restored; rebuilding the read models");
+            shopfloor_projections::replay(&pool, None, progress_bar)
+                .await
+                .context("rebuilding the read models")?;
+            eprintln!();
+            app::mark_restored(&pool, &settings.namespace, report.head_position).await?;
+            info!("restore done: read models rebuilt, relay and process manager start after the restored log");
+            Ok(())
+        }
         Command::Simulate {
             machines,
             rate,
@@ -226,6 +320,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         !no_group_commit,
                     )
                     .await?
+                }
+                Bench::Ingest { messages, machines } => {
+                    crate::bench::ingest(&settings, store.pool().clone(), messages, machines).await?
+                }
+                Bench::E2e { rate, secs } => {
+                    let nats = app::connect_nats(&settings).await?;
+                    crate::bench::e2e(&settings, store.pool().clone(), nats, rate, secs).await?
+                }
+                Bench::Replay { events } => crate::bench::replay(store.pool().clone(), events).await?,
+                Bench::Query { machines, days, rate, secs } => {
+                    crate::bench::query(&settings, store.pool().clone(), machines, days, rate, secs).await?
                 }
             };
             println!("{result}");
