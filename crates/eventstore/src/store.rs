@@ -348,50 +348,72 @@ async fn append_in(
             .fetch_one(&mut **tx)
             .await?;
 
-    // 2. Event ids already in the log.
+    // 2. In one round trip: the event ids already in the log (idempotency), the
+    //    current version of every stream involved, and the commit time — never
+    //    before the previous one, even if the clock steps back.
     let ids: Vec<Uuid> = requests
         .iter()
         .flat_map(|r| r.events.iter().map(|e| e.event_id))
         .collect();
-    let mut found: HashMap<Uuid, Existing> = HashMap::new();
-    let existing: Vec<(Uuid, String, String, i64, i64)> = sqlx::query_as(
-        "SELECT event_id, stream_type, stream_id, version, position FROM events \
-         WHERE event_id = ANY($1)",
-    )
-    .bind(&ids)
-    .fetch_all(&mut **tx)
-    .await?;
-    for (id, st, sid, version, position) in existing {
-        found.insert(
-            id,
-            Existing {
-                stream: StreamRef::new(st, sid),
-                version: to_u64(version),
-                position,
-            },
-        );
-    }
-
-    // 3. Current versions of the streams involved.
     let mut streams: Vec<&StreamRef> = requests.iter().map(|r| &r.stream).collect();
     streams.sort();
     streams.dedup();
     let types: Vec<&str> = streams.iter().map(|s| s.stream_type.as_str()).collect();
     let sids: Vec<&str> = streams.iter().map(|s| s.stream_id.as_str()).collect();
-    let current: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT s.t, s.i, COALESCE((SELECT e.version FROM events e \
-             WHERE e.stream_type = s.t AND e.stream_id = s.i \
-             ORDER BY e.version DESC LIMIT 1), 0) \
-         FROM unnest($1::text[], $2::text[]) AS s(t, i)",
+    let facts: Vec<(
+        String,
+        Option<String>,
+        Option<String>,
+        i64,
+        Option<Uuid>,
+        Option<i64>,
+        Option<DateTime<Utc>>,
+    )> = sqlx::query_as(
+        "SELECT 'v', s.t, s.i, COALESCE((SELECT e.version FROM events e \
+                 WHERE e.stream_type = s.t AND e.stream_id = s.i \
+                 ORDER BY e.version DESC LIMIT 1), 0), NULL::uuid, NULL::bigint, NULL::timestamptz \
+             FROM unnest($1::text[], $2::text[]) AS s(t, i) \
+             UNION ALL \
+             SELECT 'e', stream_type, stream_id, version, event_id, position, NULL \
+             FROM events WHERE event_id = ANY($3) \
+             UNION ALL \
+             SELECT 'r', NULL, NULL, 0, NULL, NULL, greatest(recorded_at, clock_timestamp()) \
+             FROM event_log_head WHERE id",
     )
     .bind(&types)
     .bind(&sids)
+    .bind(&ids)
     .fetch_all(&mut **tx)
     .await?;
-    let mut versions: HashMap<StreamRef, u64> = current
-        .into_iter()
-        .map(|(t, i, v)| (StreamRef::new(t, i), to_u64(v)))
-        .collect();
+    let mut found: HashMap<Uuid, Existing> = HashMap::new();
+    let mut versions: HashMap<StreamRef, u64> = HashMap::with_capacity(streams.len());
+    let mut recorded_at: Option<DateTime<Utc>> = None;
+    for (kind, st, sid, version, event_id, position, at) in facts {
+        let stream = || {
+            StreamRef::new(
+                st.clone().unwrap_or_default(),
+                sid.clone().unwrap_or_default(),
+            )
+        };
+        match (kind.as_str(), event_id, position) {
+            ("e", Some(id), Some(position)) => {
+                found.insert(
+                    id,
+                    Existing {
+                        stream: stream(),
+                        version: to_u64(version),
+                        position,
+                    },
+                );
+            }
+            ("v", _, _) => {
+                versions.insert(stream(), to_u64(version));
+            }
+            _ => recorded_at = at,
+        }
+    }
+    let recorded_at =
+        recorded_at.ok_or_else(|| StoreError::Invalid("the log head is missing".into()))?;
 
     // 4. Decide each request in order.
     let mut next_position = head;
@@ -451,13 +473,6 @@ async fn append_in(
         return Ok(results);
     }
 
-    // 5. The commit time: never before the previous one, even if the clock steps back.
-    let recorded_at: DateTime<Utc> = sqlx::query_scalar(
-        "SELECT greatest(recorded_at, clock_timestamp()) FROM event_log_head WHERE id",
-    )
-    .fetch_one(&mut **tx)
-    .await?;
-
     // 6. Extend the hash chain, insert every accepted event in one statement, and
     //    move the head.
     let hashes: Vec<Vec<u8>> = rows
@@ -480,22 +495,9 @@ async fn append_in(
             last_hash.clone()
         })
         .collect();
-    insert_rows(tx, &rows, recorded_at, &hashes).await?;
-    sqlx::query(
-        "UPDATE event_log_head SET position = $1, recorded_at = $2, last_hash = $3 WHERE id",
-    )
-    .bind(next_position)
-    .bind(recorded_at)
-    .bind(&last_hash)
-    .execute(&mut **tx)
-    .await?;
-
-    // 7. Wake subscribers (delivered at commit, dropped on rollback).
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(NOTIFY_CHANNEL)
-        .bind(next_position.to_string())
-        .execute(&mut **tx)
-        .await?;
+    // One statement: insert the events, move the head, and NOTIFY (delivered at
+    // commit, dropped on rollback) to wake subscribers.
+    insert_rows(tx, &rows, recorded_at, &hashes, next_position, &last_hash).await?;
     Ok(results)
 }
 
@@ -533,6 +535,8 @@ async fn insert_rows(
     rows: &[Row<'_>],
     recorded_at: DateTime<Utc>,
     hashes: &[Vec<u8>],
+    head: i64,
+    head_hash: &[u8],
 ) -> Result<(), StoreError> {
     let n = rows.len();
     let mut position = Vec::with_capacity(n);
@@ -567,7 +571,7 @@ async fn insert_rows(
         extra.push(serde_json::to_value(&m.extra).unwrap_or_default());
     }
     sqlx::query(
-        "INSERT INTO events (position, stream_type, stream_id, version, event_id, event_type, \
+        "WITH inserted AS (INSERT INTO events (position, stream_type, stream_id, version, event_id, event_type, \
              schema_version, payload, actor, correlation_id, causation_id, source, occurred_at, \
              recorded_at, extra, hash) \
          SELECT u.position, u.stream_type, u.stream_id, u.version, u.event_id, u.event_type, \
@@ -576,7 +580,11 @@ async fn insert_rows(
              $4::bigint[], $5::uuid[], $6::text[], $7::int[], $8::jsonb[], $9::text[], $10::text[], \
              $11::text[], $12::text[], $13::timestamptz[], $15::jsonb[], $16::bytea[]) \
              AS u(position, stream_type, stream_id, version, event_id, event_type, schema_version, \
-                  payload, actor, correlation_id, causation_id, source, occurred_at, extra, hash)",
+                  payload, actor, correlation_id, causation_id, source, occurred_at, extra, hash) \
+             RETURNING 1), \
+         moved AS (UPDATE event_log_head SET position = $17, recorded_at = $14, last_hash = $18 \
+             WHERE id RETURNING 1) \
+         SELECT pg_notify($19, $17::text), (SELECT count(*) FROM inserted), (SELECT count(*) FROM moved)",
     )
     .bind(&position)
     .bind(&stream_type)
@@ -594,6 +602,9 @@ async fn insert_rows(
     .bind(recorded_at)
     .bind(&extra)
     .bind(hashes)
+    .bind(head)
+    .bind(head_hash)
+    .bind(NOTIFY_CHANNEL)
     .execute(&mut **tx)
     .await?;
     Ok(())
