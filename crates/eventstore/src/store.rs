@@ -51,6 +51,18 @@ struct Existing {
     position: i64,
 }
 
+/// A row of the append's lookup query: kind (`v` version, `e` existing event, `r`
+/// commit time), stream type and id, version, event id, position, commit time.
+type Fact = (
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    Option<Uuid>,
+    Option<i64>,
+    Option<DateTime<Utc>>,
+);
+
 /// One event row as it is inserted.
 struct Row<'a> {
     position: i64,
@@ -360,15 +372,7 @@ async fn append_in(
     streams.dedup();
     let types: Vec<&str> = streams.iter().map(|s| s.stream_type.as_str()).collect();
     let sids: Vec<&str> = streams.iter().map(|s| s.stream_id.as_str()).collect();
-    let facts: Vec<(
-        String,
-        Option<String>,
-        Option<String>,
-        i64,
-        Option<Uuid>,
-        Option<i64>,
-        Option<DateTime<Utc>>,
-    )> = sqlx::query_as(
+    let facts: Vec<Fact> = sqlx::query_as(
         "SELECT 'v', s.t, s.i, COALESCE((SELECT e.version FROM events e \
                  WHERE e.stream_type = s.t AND e.stream_id = s.i \
                  ORDER BY e.version DESC LIMIT 1), 0), NULL::uuid, NULL::bigint, NULL::timestamptz \
