@@ -168,12 +168,18 @@ async fn replay_into(
 ) -> Result<Vec<Replayed>, ProjectionError> {
     let store = EventStore::new(pool.clone());
     let head = store.head_position().await?;
-    for p in projections {
-        projection::catch_up(pool, &store, *p, Some(&scratch.schema), head, &|pos| {
-            progress(pos, head)
-        })
-        .await?;
-    }
+    // The read models are independent (their own tables and checkpoint rows): build
+    // them side by side, each on its own connection.
+    futures::future::try_join_all(projections.iter().map(|p| {
+        let store = &store;
+        async move {
+            projection::catch_up(pool, store, *p, Some(&scratch.schema), head, &|pos| {
+                progress(pos, head)
+            })
+            .await
+        }
+    }))
+    .await?;
     // Swap: hold the live checkpoints (projectors wait), top up, copy.
     let mut tx = pool.begin().await?;
     for p in projections {
@@ -244,10 +250,14 @@ async fn verify_into(
     scratch: &Scratch,
 ) -> Result<Vec<Difference>, ProjectionError> {
     let store = EventStore::new(pool.clone());
-    for p in projections {
-        let live = projection::checkpoint(pool, *p).await?;
-        projection::catch_up(pool, &store, *p, Some(&scratch.schema), live, &|_| {}).await?;
-    }
+    futures::future::try_join_all(projections.iter().map(|p| {
+        let store = &store;
+        async move {
+            let live = projection::checkpoint(pool, *p).await?;
+            projection::catch_up(pool, store, *p, Some(&scratch.schema), live, &|_| {}).await
+        }
+    }))
+    .await?;
     // One snapshot for the comparison: the live tables and their checkpoints as
     // they stand at its start; projectors are not held up. The scratch copy is
     // topped up to those checkpoints inside the same transaction.
