@@ -3,4 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/services.sh
+# The dashboard's end-to-end test drives a real headless Chromium.
+scripts/browser.sh
 exec cargo test --workspace --locked "$@"

@@ -321,10 +321,14 @@ impl Application {
             let cancel = cancel.clone();
             info!(namespace = %self.settings.namespace, "listening on http://{addr}");
             tasks.spawn(async move {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(async move { cancel.cancelled().await })
-                    .await
-                    .context("HTTP server")
+                shopfloor_api::serve(
+                    listener,
+                    router,
+                    shopfloor_api::ServeLimits::default(),
+                    async move { cancel.cancelled().await },
+                )
+                .await
+                .context("HTTP server")
             });
         }
         let mut first_error = None;

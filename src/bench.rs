@@ -232,12 +232,16 @@ pub async fn ingest(
         .subscribe("$SYS/broker/publish/messages/dropped", QoS::AtMostOnce)
         .await?;
     let mut dropped_rx2 = dropped_rx.clone();
-    let dropped_before = tokio::time::timeout(Duration::from_secs(15), dropped_rx2.wait_for(|v| v.is_some()))
-        .await
-        .ok()
-        .and_then(|v| v.ok().and_then(|v| *v));
+    let dropped_before = tokio::time::timeout(
+        Duration::from_secs(15),
+        dropped_rx2.wait_for(|v| v.is_some()),
+    )
+    .await
+    .ok()
+    .and_then(|v| v.ok().and_then(|v| *v));
 
-    let start_floor = chrono::Utc::now() - chrono::Duration::seconds((messages / machines.max(1) + 10) as i64 * 60);
+    let start_floor = chrono::Utc::now()
+        - chrono::Duration::seconds((messages / machines.max(1) + 10) as i64 * 60);
     let mut results = serde_json::Map::new();
     let mut total_ops = 0;
     let mut total_secs = 0.0;
@@ -247,11 +251,23 @@ pub async fn ingest(
         let acked_start = *acked_rx.borrow();
         let (count_sql, before): (&str, i64) = if phase == "telemetry" {
             let sql = "SELECT count(*) FROM telemetry WHERE machine_id LIKE $1";
-            (sql, sqlx::query_scalar(sql).bind(format!("{prefix}-%")).fetch_one(&pool).await?)
+            (
+                sql,
+                sqlx::query_scalar(sql)
+                    .bind(format!("{prefix}-%"))
+                    .fetch_one(&pool)
+                    .await?,
+            )
         } else {
             let sql = "SELECT count(*) FROM events WHERE stream_type = 'machine' AND stream_id LIKE $1 \
                        AND event_type IN ('MachineStateChanged', 'MachinePartsProduced') AND source = 'mqtt'";
-            (sql, sqlx::query_scalar(sql).bind(format!("{prefix}-%")).fetch_one(&pool).await?)
+            (
+                sql,
+                sqlx::query_scalar(sql)
+                    .bind(format!("{prefix}-%"))
+                    .fetch_one(&pool)
+                    .await?,
+            )
         };
         eprintln!("{phase}: publishing {messages} messages…");
         let started = Instant::now();
@@ -260,7 +276,10 @@ pub async fn ingest(
             let k = i / ids.len();
             let at = (start_floor + chrono::Duration::seconds(k as i64 * 60)).to_rfc3339();
             let (kind, body) = if phase == "telemetry" {
-                ("telemetry", json!({ "timestamp": at, "temperature_c": 40.0 + (i % 7) as f64 * 0.1 }))
+                (
+                    "telemetry",
+                    json!({ "timestamp": at, "temperature_c": 40.0 + (i % 7) as f64 * 0.1 }),
+                )
             } else if k % 2 == 0 {
                 let state = if (k / 2) % 2 == 0 { "running" } else { "idle" };
                 ("state", json!({ "state": state, "timestamp": at }))
@@ -268,7 +287,12 @@ pub async fn ingest(
                 ("count", json!({ "good": 1, "scrap": 0, "timestamp": at }))
             };
             client
-                .publish(format!("{ns}/machines/{}/{kind}", m.as_str()), QoS::AtLeastOnce, false, body.to_string())
+                .publish(
+                    format!("{ns}/machines/{}/{kind}", m.as_str()),
+                    QoS::AtLeastOnce,
+                    false,
+                    body.to_string(),
+                )
                 .await?;
         }
         let target = acked_start + messages;
@@ -284,7 +308,10 @@ pub async fn ingest(
         let mut stored = before;
         let mut last_progress = Instant::now();
         while stored < expected && last_progress.elapsed() < Duration::from_secs(15) {
-            let n: i64 = sqlx::query_scalar(count_sql).bind(&like).fetch_one(&pool).await?;
+            let n: i64 = sqlx::query_scalar(count_sql)
+                .bind(&like)
+                .fetch_one(&pool)
+                .await?;
             if n > stored {
                 stored = n;
                 last_progress = Instant::now();
@@ -295,8 +322,14 @@ pub async fn ingest(
         results.insert(format!("{phase}_lost"), json!(lost));
         total_lost += lost;
         let secs = last_progress.duration_since(started).as_secs_f64();
-        eprintln!("{phase}: {messages} durable in {secs:.2} s ({:.0}/s)", messages as f64 / secs);
-        results.insert(format!("{phase}_msgs_per_sec"), json!(messages as f64 / secs));
+        eprintln!(
+            "{phase}: {messages} durable in {secs:.2} s ({:.0}/s)",
+            messages as f64 / secs
+        );
+        results.insert(
+            format!("{phase}_msgs_per_sec"),
+            json!(messages as f64 / secs),
+        );
         results.insert(format!("{phase}_publish_secs"), json!(published_in));
         total_ops += messages;
         total_secs += secs;
@@ -316,7 +349,12 @@ pub async fn ingest(
     results.insert("broker_dropped_after".into(), json!(dropped_after));
     results.insert("lost".into(), json!(total_lost));
     results.insert("bench".into(), json!("ingest"));
-    Ok(Summary { ops: total_ops, secs: total_secs, latencies }.json(serde_json::Value::Object(results)))
+    Ok(Summary {
+        ops: total_ops,
+        secs: total_secs,
+        latencies,
+    }
+    .json(serde_json::Value::Object(results)))
 }
 
 /// `bench e2e`: commands at a steady rate, and the time from accepted to visible in
@@ -354,7 +392,12 @@ pub async fn e2e(
     };
     // Let the projectors catch up with the registrations first.
     let head = store.head_position().await?;
-    until(Duration::from_secs(120), "the projectors to catch up", || async { Ok(visible().await? >= head) }).await?;
+    until(
+        Duration::from_secs(120),
+        "the projectors to catch up",
+        || async { Ok(visible().await? >= head) },
+    )
+    .await?;
 
     let total = (rate * secs).round() as usize;
     eprintln!("sending {total} commands at {rate}/s…");
@@ -412,7 +455,9 @@ pub async fn e2e(
     let _ = relay_task.await;
     let _ = projectors.await;
     let js = async_nats::jetstream::new(nats);
-    let _ = js.delete_stream(shopfloor_projections::names::events_stream(&ns)).await;
+    let _ = js
+        .delete_stream(shopfloor_projections::names::events_stream(&ns))
+        .await;
     Ok(Summary { ops: latencies.len(), secs: elapsed, latencies }.json(json!({
         "bench": "e2e", "rate": rate, "note": "latency: command accepted → visible in the machines read model",
     })))
@@ -432,7 +477,8 @@ async fn generate_history(
     use shopfloor_eventstore::{AppendRequest, ExpectedVersion, StreamRef};
 
     let start = chrono::Utc::now() - chrono::Duration::days(i64::from(days) + 1);
-    let start = chrono::DateTime::from_timestamp(start.timestamp() / 3600 * 3600, 0).unwrap_or(start);
+    let start =
+        chrono::DateTime::from_timestamp(start.timestamp() / 3600 * 3600, 0).unwrap_or(start);
     let prefix = format!("qb{}", run_id());
     let steps = i64::from(days) * 24 * 6; // ten-minute steps
     let meta = std::collections::HashMap::from([("actor".to_string(), "bench".to_string())]);
@@ -443,7 +489,9 @@ async fn generate_history(
         let id = MachineId::new(format!("{prefix}-{i:03}")).context("id")?;
         let stream = StreamRef::new("machine", id.as_str());
         let mut machine = Machine::default();
-        let mut events = machine.execute(workload::register(&id)?).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut events = machine
+            .execute(workload::register(&id)?)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         for s in 0..steps {
             let at = start + chrono::Duration::minutes(s * 10);
             if s % 2 == 0 {
@@ -472,7 +520,11 @@ async fn generate_history(
         for chunk in events.chunks(2000) {
             let new = AggregateRepository::<Machine>::new_events(&stream, chunk, &meta)?;
             appended += new.len();
-            requests.push(AppendRequest { stream: stream.clone(), expected: ExpectedVersion::Any, events: new });
+            requests.push(AppendRequest {
+                stream: stream.clone(),
+                expected: ExpectedVersion::Any,
+                events: new,
+            });
         }
         if requests.len() >= 8 || i + 1 == machines {
             for r in store.append_batch(std::mem::take(&mut requests)).await? {
@@ -503,8 +555,12 @@ pub async fn replay(pool: sqlx::PgPool, events: i64) -> anyhow::Result<serde_jso
     let started = Instant::now();
     shopfloor_projections::replay(&pool, None, |_, _| {}).await?;
     let secs = started.elapsed().as_secs_f64();
-    Ok(Summary { ops: head as usize, secs, latencies: vec![Duration::from_secs_f64(secs)] }
-        .json(json!({ "bench": "replay", "events_per_sec": head as f64 / secs })))
+    Ok(Summary {
+        ops: head as usize,
+        secs,
+        latencies: vec![Duration::from_secs_f64(secs)],
+    }
+    .json(json!({ "bench": "replay", "events_per_sec": head as f64 / secs })))
 }
 
 /// `bench query`: GET /api/v1/kpi-metrics under load over a generated history of
@@ -532,7 +588,7 @@ pub async fn query(
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let router = shopfloor_api::router(state);
+    let router = shopfloor_api::router_with_limits(state, shopfloor_api::RateLimits::unlimited());
     let server = tokio::spawn(async move { axum::serve(listener, router).await });
     let client = reqwest_like::Client::new(addr, token);
     let total = (rate * secs).round() as usize;
@@ -544,8 +600,15 @@ pub async fn query(
         tick.tick().await;
         // A day or a shift somewhere in the history, for one machine.
         let day = (i * 7919) % days as usize;
-        let from = start + chrono::Duration::days(day as i64) + chrono::Duration::hours(((i % 3) * 8) as i64);
-        let to = from + if i % 2 == 0 { chrono::Duration::hours(8) } else { chrono::Duration::hours(24) };
+        let from = start
+            + chrono::Duration::days(day as i64)
+            + chrono::Duration::hours(((i % 3) * 8) as i64);
+        let to = from
+            + if i % 2 == 0 {
+                chrono::Duration::hours(8)
+            } else {
+                chrono::Duration::hours(24)
+            };
         let path = format!(
             "/api/v1/kpi-metrics?machine_id={}&from={}&to={}",
             ids[(i * 31) % ids.len()],
@@ -566,7 +629,12 @@ pub async fn query(
     }
     let elapsed = started.elapsed().as_secs_f64();
     server.abort();
-    Ok(Summary { ops: latencies.len(), secs: elapsed, latencies }.json(json!({
+    Ok(Summary {
+        ops: latencies.len(),
+        secs: elapsed,
+        latencies,
+    }
+    .json(json!({
         "bench": "query", "machines": machines, "days": days, "rate": rate,
         "history_events": EventStore::new(pool).head_position().await?,
     })))
@@ -588,7 +656,10 @@ mod reqwest_like {
 
     impl Client {
         pub fn new(addr: SocketAddr, token: String) -> Self {
-            Self { addr, token: Arc::new(token) }
+            Self {
+                addr,
+                token: Arc::new(token),
+            }
         }
 
         /// GET `path`; returns the status code (the body is read and dropped).
@@ -603,7 +674,11 @@ mod reqwest_like {
             let mut buf = Vec::with_capacity(4096);
             s.read_to_end(&mut buf).await?;
             let head = String::from_utf8_lossy(&buf[..buf.len().min(16)]);
-            let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+            let status = head
+                .split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
             Ok(status)
         }
     }

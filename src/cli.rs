@@ -231,7 +231,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     info!(events = report.events, head = %report.head_hash, "the event log's hash chain is intact");
                     Ok(())
                 }
-                Some(b) => anyhow::bail!("the event log is broken at position {}: {}", b.position, b.reason),
+                Some(b) => anyhow::bail!(
+                    "the event log is broken at position {}: {}",
+                    b.position,
+                    b.reason
+                ),
             }
         }
         Command::Backup { out } => {
@@ -245,7 +249,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 shopfloor_eventstore::archive::export(&pool, std::io::BufWriter::new(file)).await
             }
             .context("writing the backup")?;
-            info!(events = report.events, head = report.head_position, "backup written");
+            info!(
+                events = report.events,
+                head = report.head_position,
+                "backup written"
+            );
             Ok(())
         }
         Command::Restore { from } => {
@@ -259,7 +267,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 shopfloor_eventstore::archive::import(&pool, std::io::BufReader::new(file)).await
             }
             .context("restoring the backup")?;
-            info!(events = report.events, "event store restored; rebuilding the read models");
+            info!(
+                events = report.events,
+                "event store restored; rebuilding the read models"
+            );
             shopfloor_projections::replay(&pool, None, progress_bar)
                 .await
                 .context("rebuilding the read models")?;
@@ -322,15 +333,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .await?
                 }
                 Bench::Ingest { messages, machines } => {
-                    crate::bench::ingest(&settings, store.pool().clone(), messages, machines).await?
+                    crate::bench::ingest(&settings, store.pool().clone(), messages, machines)
+                        .await?
                 }
                 Bench::E2e { rate, secs } => {
                     let nats = app::connect_nats(&settings).await?;
                     crate::bench::e2e(&settings, store.pool().clone(), nats, rate, secs).await?
                 }
-                Bench::Replay { events } => crate::bench::replay(store.pool().clone(), events).await?,
-                Bench::Query { machines, days, rate, secs } => {
-                    crate::bench::query(&settings, store.pool().clone(), machines, days, rate, secs).await?
+                Bench::Replay { events } => {
+                    crate::bench::replay(store.pool().clone(), events).await?
+                }
+                Bench::Query {
+                    machines,
+                    days,
+                    rate,
+                    secs,
+                } => {
+                    crate::bench::query(&settings, store.pool().clone(), machines, days, rate, secs)
+                        .await?
                 }
             };
             println!("{result}");

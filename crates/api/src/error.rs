@@ -9,7 +9,8 @@
 //!
 //! Mapping of the command side: a domain refusal maps by its kind (not found → 404,
 //! conflict → 409, invalid → 400); a stale `If-Match` → 409; contention → 503 with
-//! `Retry-After`; a store failure → 503 when transient, else 500.
+//! `Retry-After`; a store failure → 503 with `Retry-After` when transient (a lost
+//! connection, a pool timeout, PostgreSQL shutting down or starting up), else 500.
 
 use std::sync::Arc;
 
@@ -291,9 +292,37 @@ impl From<CommandError> for ApiError {
     }
 }
 
+/// True when PostgreSQL refused for a reason that passes: it is shutting down, starting
+/// up or recovering (class 57P: `admin_shutdown`, `crash_shutdown`, `cannot_connect_now`),
+/// the connection failed (class 08), or it is out of resources (class 53, e.g. too many
+/// connections). A restart of PostgreSQL shows these, and the client should retry (503),
+/// not be told of an internal error (500).
+fn database_unavailable(e: &StoreError) -> bool {
+    let StoreError::Database(sqlx::Error::Database(db)) = e else {
+        return false;
+    };
+    db.code()
+        .is_some_and(|c| c.starts_with("57P") || c.starts_with("08") || c.starts_with("53"))
+}
+
+/// True when PostgreSQL refused a value of the request itself (class 22, data exception:
+/// a NUL character in a text, a number out of range, ...): the client's fault, 400.
+fn data_exception(e: &StoreError) -> bool {
+    let StoreError::Database(sqlx::Error::Database(db)) = e else {
+        return false;
+    };
+    db.code().is_some_and(|c| c.starts_with("22"))
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        if e.is_transient() {
+        if data_exception(&e) {
+            return ApiError::bad_request(
+                "a value in the request cannot be stored or searched (a NUL character, a number out of range, ...)",
+            )
+            .with_title("Invalid value");
+        }
+        if e.is_transient() || database_unavailable(&e) {
             ApiError::unavailable(e.to_string(), 2)
         } else {
             ApiError::internal(e.to_string())

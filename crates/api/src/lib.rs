@@ -5,6 +5,7 @@
 //! with or without a socket.
 //!
 //! # Layout
+//! - [`dashboard`]: the live plant dashboard at `/` (embedded assets, no token).
 //! - [`state`]: what every handler can reach (store, pool, command service, tokens).
 //! - [`health`]: `/healthz`, `/readyz` and `/metrics` (no token).
 //! - [`auth`]: bearer tokens (stored hashed), roles and the permission matrix.
@@ -16,22 +17,29 @@
 //! - [`idempotency`]: replays of POST/PATCH with an Idempotency-Key.
 //! - [`batch`]: all-or-nothing batches of machine events across machine streams.
 //! - [`views`]: the JSON shapes of single entities.
+//! - [`ratelimit`]: token buckets per principal and per client IP (failed auth).
+//! - [`serve`]: serving on a socket with a header read timeout, a request timeout and a
+//!   connection limit (slow clients cannot exhaust the server).
 //! - [`routes`]: the `/api/v1` endpoints, one module per resource, and the OpenAPI
 //!   document with its offline docs page.
 //!
 //! # Layers (outermost first)
 //! request ids → problem finishing → body limit (1 MiB) → routes. The `/api/v1` routes
-//! that need a token are wrapped in authentication (401) and idempotency; each handler
+//! that need a token are wrapped in the failed-authentication limit per client IP (429),
+//! authentication (401), the rate limit per principal (429) and idempotency; each handler
 //! names the permission it needs (403). Metrics is a route layer (it labels by route).
 
 pub mod auth;
 pub mod batch;
+pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod health;
 pub mod idempotency;
 pub mod middleware;
+pub mod ratelimit;
 pub mod routes;
+pub mod serve;
 pub mod state;
 pub mod views;
 
@@ -41,14 +49,23 @@ use tower_http::limit::RequestBodyLimitLayer;
 
 pub use auth::{Permission, Role};
 pub use error::ApiError;
+pub use ratelimit::{RateLimiter, RateLimits};
+pub use serve::{serve, ServeLimits};
 pub use state::{AppState, Readiness};
 
 /// The largest request body accepted (1 MiB); larger gets 413.
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
-/// The whole HTTP application.
+/// The whole HTTP application, with the default rate limits.
 pub fn router(state: AppState) -> Router {
+    router_with_limits(state, RateLimits::default())
+}
+
+/// The whole HTTP application with these rate limits (per principal, and per client IP
+/// for failed authentication: see [`ratelimit`]).
+pub fn router_with_limits(state: AppState, limits: RateLimits) -> Router {
     use axum::middleware::{from_fn, from_fn_with_state};
+    let limiter = RateLimiter::new(limits);
     let protected = Router::new()
         .merge(routes::machines::routes())
         .merge(routes::orders::routes())
@@ -60,9 +77,15 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::reads::routes())
         .merge(routes::live::routes())
         .layer(from_fn_with_state(state.clone(), idempotency::idempotency))
-        .layer(from_fn_with_state(state.clone(), auth::authenticate));
+        .layer(from_fn_with_state(
+            limiter.clone(),
+            ratelimit::per_principal,
+        ))
+        .layer(from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(from_fn_with_state(limiter, ratelimit::failed_auth));
     Router::new()
         .merge(health::routes())
+        .merge(dashboard::routes())
         .merge(routes::docs::routes())
         .merge(protected)
         .route_layer(from_fn(middleware::metrics))

@@ -422,7 +422,8 @@ impl Default for TelemetrySettings {
 /// Everything `run_ingest` needs.
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
-    /// `mqtt://host:port` (or `tcp://`).
+    /// `mqtt://[user:pass@]host:port` (or `tcp://`); `mqtts://` (or `ssl://`) for TLS,
+    /// trusting the system's roots or the PEM file named by `?ca=`.
     pub mqtt_url: Url,
     /// `SHOPFLOOR_NAMESPACE`: the topic root and client-id prefix.
     pub namespace: String,
@@ -476,19 +477,27 @@ impl IngestConfig {
     }
 }
 
-/// Host and port of an `mqtt://` or `tcp://` URL (TLS is not built in).
+/// Host and port of an `mqtt://` or `tcp://` URL (port 1883 by default), or of an
+/// `mqtts://` or `ssl://` URL (TLS, port 8883 by default). Credentials (`user:pass@`) and
+/// the TLS trust anchors (`?ca=/path/ca.pem`) are applied by the MQTT side.
 pub fn broker_of(url: &Url) -> Result<(String, u16), IngestError> {
-    match url.scheme() {
-        "mqtt" | "tcp" => {}
+    let default_port = match url.scheme() {
+        "mqtt" | "tcp" => 1883,
+        "mqtts" | "ssl" => 8883,
         other => {
             return Err(IngestError::Config(format!(
-                "MQTT URL scheme {other:?} is not supported (use mqtt://host:port)"
+                "MQTT URL scheme {other:?} is not supported (use mqtt://host:port or mqtts://host:port)"
             )))
         }
-    }
+    };
     let host = url
         .host_str()
         .ok_or_else(|| IngestError::Config("the MQTT URL has no host".into()))?
         .to_string();
-    Ok((host, url.port().unwrap_or(1883)))
+    Ok((host, url.port().unwrap_or(default_port)))
+}
+
+/// Whether the URL asks for TLS (`mqtts://` or `ssl://`).
+pub fn is_tls(url: &Url) -> bool {
+    matches!(url.scheme(), "mqtts" | "ssl")
 }

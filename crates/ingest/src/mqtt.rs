@@ -22,6 +22,7 @@ use chrono::Utc;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, Publish, QoS};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, watch};
+use tokio_rustls::rustls;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, instrument, warn};
 
@@ -68,6 +69,86 @@ pub(crate) fn mqtt_options(
     options
 }
 
+/// Applies what the URL says beyond host and port: credentials (`user:pass@`,
+/// percent-decoded) and, for `mqtts://`, TLS with rustls (ring), trusting the PEM file
+/// named by `?ca=` or else the system's root certificates.
+pub(crate) fn apply_url(options: &mut MqttOptions, url: &url::Url) -> Result<(), IngestError> {
+    if !url.username().is_empty() {
+        options.set_credentials(
+            percent_decode(url.username()),
+            percent_decode(url.password().unwrap_or("")),
+        );
+    }
+    if crate::config::is_tls(url) {
+        let config = tls_config(url)?;
+        options.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(Arc::new(config)),
+        ));
+    }
+    Ok(())
+}
+
+fn tls_config(url: &url::Url) -> Result<rustls::ClientConfig, IngestError> {
+    let bad = |what: String| IngestError::Config(what);
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = url
+        .query_pairs()
+        .find(|(k, _)| k == "ca")
+        .map(|(_, v)| v.into_owned());
+    match ca {
+        Some(path) => {
+            let pem = std::fs::read(&path)
+                .map_err(|e| bad(format!("cannot read the MQTT CA file {path}: {e}")))?;
+            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                let cert =
+                    cert.map_err(|e| bad(format!("invalid PEM in the MQTT CA file {path}: {e}")))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| bad(format!("invalid certificate in {path}: {e}")))?;
+            }
+            if roots.is_empty() {
+                return Err(bad(format!("no certificate in the MQTT CA file {path}")));
+            }
+        }
+        None => {
+            let native = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(native.certs);
+            if added == 0 {
+                return Err(bad(
+                    "no system root certificates; name a CA file with mqtts://...?ca=/path/ca.pem"
+                        .into(),
+                ));
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(format!("TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// `%XX` escapes of a URL's user or password, decoded.
+fn percent_decode(s: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push(h * 16 + l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// An event loop with TCP_NODELAY on (DESIGN trap 9: Nagle delays the PUBACKs).
 pub(crate) fn event_loop(options: MqttOptions, capacity: usize) -> (AsyncClient, EventLoop) {
     let (client, mut eventloop) = AsyncClient::new(options, capacity);
@@ -98,7 +179,8 @@ pub async fn run_ingest(
     let mapping = Arc::new(config.mapping.clone());
     let engine = Engine::load(pool.clone(), &config.namespace, mapping, Utc::now()).await?;
 
-    let options = mqtt_options(config.client_id(), host, port, config.keep_alive);
+    let mut options = mqtt_options(config.client_id(), host, port, config.keep_alive);
+    apply_url(&mut options, &config.mqtt_url)?;
     let (client, eventloop) = event_loop(options, 100_000);
     let (tx, rx) = mpsc::channel::<Publish>(config.batch_max.max(1) * 4);
     let stop_polling = CancellationToken::new();

@@ -164,6 +164,7 @@ pub async fn simulate(
         Duration::from_secs(30),
     );
     options.set_clean_session(true).set_manual_acks(false);
+    crate::mqtt::apply_url(&mut options, &config.mqtt_url)?;
     let bd_seq = config.seed % 256;
     if config.sparkplug {
         if let Some(line) = lines.first() {

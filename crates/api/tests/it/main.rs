@@ -3,12 +3,16 @@
 
 mod audit;
 mod auth;
+mod bad_input;
 mod docs;
 mod errors;
 mod idempotency;
 mod inventory;
+mod limits;
 mod machines;
 mod maintenance;
+mod openapi_drift;
 mod orders;
 mod reads;
+mod roles;
 mod support;

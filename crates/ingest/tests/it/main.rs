@@ -1,6 +1,8 @@
 //! Integration tests of the ingest against the real PostgreSQL and Mosquitto.
 
 mod engine;
+mod fuzz;
 mod mqtt;
 mod sparkplug;
 mod support;
+mod tls;

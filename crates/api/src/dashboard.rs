@@ -1,0 +1,225 @@
+//! The live plant dashboard at `/`: a static page, its script and its style sheet, all
+//! embedded in the binary (ADR 0011).
+//!
+//! Nothing here needs a token: the page only holds code. It signs in with a bearer token
+//! that it keeps in `sessionStorage` and sends on every `/api/v1` call, which enforce
+//! the roles as usual; it follows `/api/v1/live` (SSE read with `fetch()`) to update
+//! without polling.
+//!
+//! # Layout
+//! - `assets/index.html`: the page; its asset URLs carry a `?v=` content hash that is
+//!   filled in when the page is first served.
+//! - `assets/app.js`: the whole front end (vanilla JavaScript, SVG charts).
+//! - `assets/app.css`: its style sheet; `assets/favicon.svg`: the icon.
+//!
+//! # Caching
+//! Every answer has a strong `ETag` (a hash of its bytes) and honours `If-None-Match`.
+//! The page is `no-cache` (revalidated each time, so a new binary is seen at once); an
+//! asset asked for with the current `?v=` hash is `immutable` for a year, else
+//! `no-cache`. A Content-Security-Policy keeps the page to its own origin: it can load
+//! nothing from another host even by mistake.
+
+use std::sync::LazyLock;
+
+use axum::extract::{Path, Query};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+use crate::AppState;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(index))
+        .route("/assets/{file}", get(asset))
+}
+
+/// Only this origin, for everything; inline styles set through the CSSOM are allowed
+/// by CSP, inline `<script>` and `style=""` attributes are not.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+    img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; \
+    base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+const INDEX_HTML: &str = include_str!("../assets/index.html");
+
+/// An embedded file.
+struct Asset {
+    name: &'static str,
+    content_type: &'static str,
+    body: &'static [u8],
+}
+
+const ASSETS: &[Asset] = &[
+    Asset {
+        name: "app.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../assets/app.js"),
+    },
+    Asset {
+        name: "app.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../assets/app.css"),
+    },
+    Asset {
+        name: "favicon.svg",
+        content_type: "image/svg+xml",
+        body: include_bytes!("../assets/favicon.svg"),
+    },
+];
+
+/// The first 16 hex digits of the SHA-256 of `bytes`.
+fn content_hash(bytes: &[u8]) -> String {
+    hex::encode(&Sha256::digest(bytes)[..8])
+}
+
+/// The hashes of the assets, in the order of [`ASSETS`].
+static ASSET_HASHES: LazyLock<Vec<String>> =
+    LazyLock::new(|| ASSETS.iter().map(|a| content_hash(a.body)).collect());
+
+/// The page with each `{{name}}` placeholder replaced by that asset's hash, and its own
+/// hash (the ETag).
+static PAGE: LazyLock<(String, String)> = LazyLock::new(|| {
+    let mut html = INDEX_HTML.to_string();
+    for (asset, hash) in ASSETS.iter().zip(ASSET_HASHES.iter()) {
+        html = html.replace(&format!("{{{{{}}}}}", asset.name), hash);
+    }
+    let etag = content_hash(html.as_bytes());
+    (html, etag)
+});
+
+/// Whether the request's `If-None-Match` names `etag`.
+fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .map(|t| t.trim().trim_start_matches("W/"))
+                .any(|t| t == "*" || t.trim_matches('"') == etag)
+        })
+}
+
+/// A 200 (or 304) with the content type, cache policy, ETag and security headers.
+fn respond(
+    headers: &HeaderMap,
+    content_type: &'static str,
+    cache: &'static str,
+    etag: &str,
+    body: impl IntoResponse,
+) -> Response {
+    let etag_value = HeaderValue::from_str(&format!("\"{etag}\""))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"0\""));
+    let common = [
+        (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
+        (header::ETAG, etag_value),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        (
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ),
+    ];
+    if not_modified(headers, etag) {
+        return (StatusCode::NOT_MODIFIED, common).into_response();
+    }
+    (
+        common,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        body,
+    )
+        .into_response()
+}
+
+/// `GET /`: the dashboard page (no token needed).
+async fn index(headers: HeaderMap) -> Response {
+    let (html, etag) = &*PAGE;
+    respond(
+        &headers,
+        "text/html; charset=utf-8",
+        "no-cache",
+        etag,
+        html.clone(),
+    )
+}
+
+/// `?v=`: the content hash the page asked for.
+#[derive(Debug, Deserialize)]
+struct AssetQuery {
+    v: Option<String>,
+}
+
+/// `GET /assets/{file}`: an embedded asset; 404 for any other name.
+async fn asset(
+    Path(file): Path<String>,
+    Query(q): Query<AssetQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let Some((asset, hash)) = ASSETS
+        .iter()
+        .zip(ASSET_HASHES.iter())
+        .find(|(a, _)| a.name == file)
+    else {
+        return ApiError::not_found(format!("no asset {file}")).into_response();
+    };
+    let cache = if q.v.as_deref() == Some(hash.as_str()) {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    respond(&headers, asset.content_type, cache, hash, asset.body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_names_every_asset_by_its_hash() {
+        let (html, _) = &*PAGE;
+        assert!(!html.contains("{{"), "a placeholder is left: {html}");
+        for (asset, hash) in ASSETS.iter().zip(ASSET_HASHES.iter()) {
+            assert!(
+                html.contains(&format!("/assets/{}?v={hash}", asset.name)),
+                "{} is not referenced with its hash",
+                asset.name
+            );
+        }
+    }
+
+    #[test]
+    fn the_page_loads_nothing_from_another_host() {
+        let (html, _) = &*PAGE;
+        let js = std::str::from_utf8(ASSETS[0].body).unwrap();
+        let css = std::str::from_utf8(ASSETS[1].body).unwrap();
+        for text in [html.as_str(), js, css] {
+            for needle in ["http://", "https://", "//cdn", "@import", "url(http"] {
+                // The SVG namespace is an identifier, never fetched.
+                let cleaned = text.replace("http://www.w3.org/2000/svg", "");
+                assert!(!cleaned.contains(needle), "found {needle:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn if_none_match_is_understood() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_static("W/\"abc\", \"def\""),
+        );
+        assert!(not_modified(&headers, "def"));
+        assert!(not_modified(&headers, "abc"));
+        assert!(!not_modified(&headers, "xyz"));
+        assert!(!not_modified(&HeaderMap::new(), "def"));
+    }
+}

@@ -1,0 +1,261 @@
+//! Every route of the OpenAPI document × every role. The route list comes from the
+//! document itself, so a new route cannot be missed: one that is not in [`EXPECTED`]
+//! fails the test until someone says which roles may call it.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+use crate::support::TestApp;
+
+const OPERATOR: u8 = 1;
+const SUPERVISOR: u8 = 2;
+const AUDITOR: u8 = 4;
+const ADMIN: u8 = 8;
+const ALL: u8 = OPERATOR | SUPERVISOR | AUDITOR | ADMIN;
+/// No token needed.
+const PUBLIC: u8 = 0;
+
+/// (method, OpenAPI path, roles allowed).
+const EXPECTED: &[(&str, &str, u8)] = &[
+    ("post", "/api/v1/machines", SUPERVISOR | ADMIN),
+    ("get", "/api/v1/machines", ALL),
+    ("get", "/api/v1/machines/{machine_id}", ALL),
+    ("get", "/api/v1/machines/{machine_id}/states", ALL),
+    ("get", "/api/v1/machines/{machine_id}/telemetry", ALL),
+    (
+        "post",
+        "/api/v1/machines/events",
+        OPERATOR | SUPERVISOR | ADMIN,
+    ),
+    ("post", "/api/v1/production-orders", SUPERVISOR | ADMIN),
+    ("get", "/api/v1/production-orders", ALL),
+    ("get", "/api/v1/production-orders/{order_id}", ALL),
+    (
+        "post",
+        "/api/v1/production-orders/{order_id}/assign",
+        SUPERVISOR | ADMIN,
+    ),
+    (
+        "post",
+        "/api/v1/production-orders/{order_id}/start",
+        SUPERVISOR | ADMIN,
+    ),
+    (
+        "post",
+        "/api/v1/production-orders/{order_id}/hold",
+        SUPERVISOR | ADMIN,
+    ),
+    (
+        "post",
+        "/api/v1/production-orders/{order_id}/resume",
+        SUPERVISOR | ADMIN,
+    ),
+    (
+        "post",
+        "/api/v1/production-orders/{order_id}/complete",
+        SUPERVISOR | ADMIN,
+    ),
+    (
+        "post",
+        "/api/v1/production-orders/{order_id}/cancel",
+        SUPERVISOR | ADMIN,
+    ),
+    (
+        "get",
+        "/api/v1/production-orders/{order_id}/inspections",
+        ALL,
+    ),
+    (
+        "post",
+        "/api/v1/production-orders/{order_id}/inspections",
+        OPERATOR | SUPERVISOR | ADMIN,
+    ),
+    ("post", "/api/v1/maintenance/schedule", SUPERVISOR | ADMIN),
+    ("get", "/api/v1/maintenance/tasks", ALL),
+    ("get", "/api/v1/maintenance/tasks/{task_id}", ALL),
+    (
+        "post",
+        "/api/v1/maintenance/tasks/{task_id}/start",
+        SUPERVISOR | ADMIN,
+    ),
+    (
+        "post",
+        "/api/v1/maintenance/tasks/{task_id}/complete",
+        SUPERVISOR | ADMIN,
+    ),
+    (
+        "post",
+        "/api/v1/maintenance/tasks/{task_id}/cancel",
+        SUPERVISOR | ADMIN,
+    ),
+    (
+        "patch",
+        "/api/v1/inventory/update",
+        OPERATOR | SUPERVISOR | ADMIN,
+    ),
+    ("get", "/api/v1/inventory", ALL),
+    ("get", "/api/v1/inventory/items/{item_id}", ALL),
+    ("get", "/api/v1/inventory/movements", ALL),
+    ("get", "/api/v1/reason-codes", ALL),
+    ("post", "/api/v1/auth/tokens", ADMIN),
+    ("get", "/api/v1/auth/tokens", ADMIN),
+    ("delete", "/api/v1/auth/tokens/{name}", ADMIN),
+    ("get", "/api/v1/events", AUDITOR | ADMIN),
+    (
+        "get",
+        "/api/v1/streams/{stream_type}/{stream_id}/events",
+        AUDITOR | ADMIN,
+    ),
+    (
+        "get",
+        "/api/v1/streams/{stream_type}/{stream_id}/state",
+        AUDITOR | ADMIN,
+    ),
+    ("get", "/api/v1/kpi-metrics", ALL),
+    ("get", "/api/v1/downtime", ALL),
+    ("get", "/api/v1/ingest/rejected", ALL),
+    ("get", "/api/v1/projections", AUDITOR | ADMIN),
+    ("get", "/api/v1/live", ALL),
+    ("get", "/api/v1/openapi.json", PUBLIC),
+    ("get", "/api/v1/docs", PUBLIC),
+    ("get", "/healthz", PUBLIC),
+    ("get", "/readyz", PUBLIC),
+    ("get", "/metrics", PUBLIC),
+    ("get", "/", PUBLIC),
+];
+
+/// A concrete path for an OpenAPI path template.
+fn concrete(template: &str) -> String {
+    template
+        .split('/')
+        .map(|seg| match seg {
+            "{machine_id}" | "{stream_id}" => "M-1".to_string(),
+            "{order_id}" => "PO-1".to_string(),
+            "{task_id}" => "T-1".to_string(),
+            "{item_id}" => "STEEL".to_string(),
+            "{name}" => "nobody".to_string(),
+            "{stream_type}" => "machine".to_string(),
+            s if s.starts_with('{') => "x1".to_string(),
+            s => s.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The status of a call; the body is read only for an error answer (a granted
+/// `/api/v1/live` streams forever).
+async fn status_of(
+    app: &TestApp,
+    method: &Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let mut rb = client.request(method.clone(), app.url(path));
+    if let Some(t) = token {
+        rb = rb.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        rb = rb.json(b);
+    }
+    let r = rb.send().await.unwrap();
+    let status = r.status().as_u16();
+    if status >= 400 {
+        let ct = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        assert!(
+            ct.starts_with("application/problem+json"),
+            "{method} {path}: {status} as {ct}"
+        );
+        (status, r.json().await.unwrap_or(Value::Null))
+    } else {
+        (status, Value::Null)
+    }
+}
+
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn every_route_of_the_openapi_document_for_every_role(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let doc = app
+        .send(Method::GET, "/api/v1/openapi.json", None, None, &[])
+        .await;
+    assert_eq!(doc.status, 200);
+    let mut operations = Vec::new();
+    for (path, item) in doc.body["paths"].as_object().unwrap() {
+        for method in ["get", "post", "put", "patch", "delete"] {
+            if item.get(method).is_some() {
+                operations.push((method.to_string(), path.clone()));
+            }
+        }
+    }
+    assert!(operations.len() > 20, "{operations:?}");
+    let missing: Vec<String> = operations
+        .iter()
+        .filter(|(m, p)| !EXPECTED.iter().any(|(em, ep, _)| em == m && ep == p))
+        .map(|(m, p)| format!("{m} {p}"))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "routes in the OpenAPI document without expected roles (add them to EXPECTED): {missing:?}"
+    );
+    for must in ["/api/v1/live", "/api/v1/machines/{machine_id}/telemetry"] {
+        assert!(
+            operations.iter().any(|(_, p)| p == must),
+            "{must} is not in the OpenAPI document"
+        );
+    }
+
+    let tokens = [
+        (OPERATOR, app.token("operator").await),
+        (SUPERVISOR, app.token("supervisor").await),
+        (AUDITOR, app.token("auditor").await),
+        (ADMIN, app.token("admin").await),
+        (ADMIN, app.admin.clone()),
+    ];
+    // A body that is wrong for every write route, so an allowed call changes nothing.
+    let body = json!({ "nothing": true });
+    let mut checked = 0;
+    for (method, template) in &operations {
+        let (_, _, allowed) = EXPECTED
+            .iter()
+            .find(|(m, p, _)| m == method && p == template)
+            .unwrap();
+        let m: Method = method.to_uppercase().parse().unwrap();
+        let path = concrete(template);
+        let b = (m != Method::GET && m != Method::DELETE).then_some(&body);
+        if *allowed == PUBLIC {
+            let (s, _) = status_of(&app, &m, &path, None, b).await;
+            assert!(s != 401 && s != 403, "{m} {path} without a token: {s}");
+            continue;
+        }
+        let (s, _) = status_of(&app, &m, &path, None, b).await;
+        assert_eq!(s, 401, "{m} {path} without a token");
+        let (s, _) = status_of(&app, &m, &path, Some("sft_unknown"), b).await;
+        assert_eq!(s, 401, "{m} {path} with an unknown token");
+        for (role, token) in &tokens {
+            let (s, problem) = status_of(&app, &m, &path, Some(token), b).await;
+            if allowed & role != 0 {
+                assert!(
+                    s != 401 && s != 403,
+                    "{m} {path} as role {role}: {s} {problem}"
+                );
+            } else {
+                assert_eq!(s, 403, "{m} {path} as role {role}: {problem}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5 * 30, "only {checked} calls checked");
+    assert_eq!(app.event_count().await, 0, "refused calls appended events");
+}

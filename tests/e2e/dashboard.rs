@@ -1,0 +1,873 @@
+//! The dashboard at `/` in a real headless Chromium, driven over W3C WebDriver
+//! (chromedriver) with plain HTTP calls.
+//!
+//! It starts Shopfloor on a fresh database, builds a small demo plant through the API
+//! (machines with a day of states and counts, orders, stock, maintenance), signs in
+//! with a read-only (auditor) token, and then posts more events while the page is open:
+//! the tiles and the KPIs must change through the live feed, without a reload. It
+//! saves a screenshot to `<target>/dashboard-e2e.png`.
+//!
+//! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (`scripts/browser.sh`).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use chrono::{DateTime, Duration as Span, SecondsFormat, Utc};
+use serde_json::{json, Value};
+use tokio::process::{Child, Command};
+
+use crate::support::Server;
+
+const ADMIN: &str = "e2e-dashboard-admin-token-0123456789";
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// How long any condition may take to become true.
+const PATIENCE: Duration = Duration::from_secs(45);
+
+// ---- WebDriver ------------------------------------------------------------------------
+
+/// chromedriver and one browser session; both end when dropped, also when a test
+/// panics (a killed chromedriver would leave its Chromium running).
+struct Browser {
+    driver: Child,
+    /// Whether the session has been deleted (the browser closed).
+    closed: bool,
+    http: reqwest::Client,
+    /// `http://127.0.0.1:{port}/session/{id}`.
+    session: String,
+    /// The browser profile, removed when dropped.
+    _profile: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+impl Browser {
+    async fn start(width: u32, height: u32) -> Self {
+        assert!(
+            Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists(),
+            "{CHROMIUM} and {CHROMEDRIVER} are needed: run scripts/browser.sh"
+        );
+        let port = free_port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromedriver starts");
+        let http = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        // Wait until the driver answers /status with ready.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let ready = match http.get(format!("{base}/status")).send().await {
+                Ok(r) => r
+                    .json::<Value>()
+                    .await
+                    .ok()
+                    .map(|v| v["value"]["ready"] == true),
+                Err(_) => None,
+            };
+            if ready == Some(true) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "chromedriver is not ready"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let caps = json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--no-first-run", "--hide-scrollbars",
+                    "--force-device-scale-factor=1",
+                    format!("--window-size={width},{height}"),
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            },
+        }}});
+        let created: Value = http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .await
+            .expect("chromedriver answers")
+            .json()
+            .await
+            .unwrap();
+        let id = created["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no browser session: {created}"))
+            .to_string();
+        Self {
+            driver,
+            closed: false,
+            http,
+            session: format!("{base}/session/{id}"),
+            _profile: profile,
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.session));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.expect("chromedriver answers");
+        let status = res.status();
+        let v: Value = res.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{method} {path}: {status} {v}");
+        v["value"].clone()
+    }
+
+    async fn goto(&self, url: &str) {
+        self.call(reqwest::Method::POST, "/url", Some(json!({ "url": url })))
+            .await;
+    }
+
+    /// Runs `script` (a function body; `return` gives the value) in the page.
+    async fn js(&self, script: &str) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({ "script": script, "args": [] })),
+        )
+        .await
+    }
+
+    /// Waits until `expression` is truthy in the page; returns its value.
+    async fn until(&self, what: &str, expression: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        let script =
+            format!("try {{ return ({expression}) || null; }} catch (e) {{ return null; }}");
+        loop {
+            let v = self.js(&script).await;
+            if !(v.is_null() || v == false) {
+                return v;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let page = self
+                    .js("return document.body.innerText.slice(0, 3000)")
+                    .await;
+                panic!("timed out waiting for {what}; the page shows:\n{page}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn screenshot(&self, to: &Path) {
+        let b64 = self.call(reqwest::Method::GET, "/screenshot", None).await;
+        let png = base64_decode(b64.as_str().expect("base64 text"));
+        assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+        std::fs::write(to, png).expect("the screenshot is written");
+    }
+
+    async fn quit(mut self) {
+        let _ = self.http.delete(self.session.clone()).send().await;
+        self.closed = true;
+        let _ = self.driver.kill().await;
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if self.closed {
+            return;
+        }
+        // Close the browser through the driver before the driver is killed (the
+        // fields drop after this); off the async runtime, as in `TestDb`'s drop.
+        let session = self.session.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let _ = reqwest::Client::new()
+                    .delete(session)
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await;
+            });
+            Ok::<_, std::io::Error>(())
+        })
+        .join();
+    }
+}
+
+/// Standard base64 (the screenshot), without pulling in a crate for it.
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c}"),
+    };
+    let clean: Vec<u8> = text
+        .bytes()
+        .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
+        .collect();
+    let mut out = Vec::with_capacity(clean.len() * 3 / 4);
+    for chunk in clean.chunks(4) {
+        let mut n = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            n |= u32::from(value(c)) << (18 - 6 * i);
+        }
+        let bytes = n.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    out
+}
+
+// ---- the API --------------------------------------------------------------------------
+
+struct Api<'a> {
+    server: &'a Server,
+    http: reqwest::Client,
+}
+
+impl Api<'_> {
+    async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let res = self
+            .http
+            .request(method.clone(), self.server.url(path))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        let v: Value = res.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{method} {path}: {status} {v}");
+        v
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        self.send(reqwest::Method::POST, path, body).await
+    }
+
+    async fn events(&self, events: Vec<Value>) {
+        for chunk in events.chunks(500) {
+            self.post("/api/v1/machines/events", json!({ "events": chunk }))
+                .await;
+        }
+    }
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// A tiny deterministic generator, so the demo plant is the same on every run.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % below
+    }
+}
+
+/// The demo plant: (machine, type, line, ideal cycle time in s).
+const MACHINES: &[(&str, &str, &str, f64)] = &[
+    ("press-1", "press", "L1", 2.0),
+    ("press-2", "press", "L1", 2.0),
+    ("cnc-1", "cnc", "L2", 40.0),
+    ("cnc-2", "cnc", "L2", 40.0),
+    ("weld-1", "welder", "L3", 12.0),
+    ("pack-1", "packer", "L3", 1.5),
+];
+
+const STOPS: &[&str] = &[
+    "breakdown.mechanical",
+    "small_stop.jam",
+    "small_stop.jam",
+    "setup.changeover",
+    "small_stop.starved",
+    "breakdown.electrical",
+    "setup.adjustment",
+    "small_stop.blocked",
+];
+
+/// A day of history for every machine, ending in the state each machine is in now;
+/// production orders with a bill of materials and stock for it; maintenance tasks.
+/// Returns the good parts each order should end up with.
+async fn build_demo_plant(api: &Api<'_>, now: DateTime<Utc>) -> Vec<(String, u64)> {
+    let mut expected = Vec::new();
+    api.send(
+        reqwest::Method::PATCH,
+        "/api/v1/inventory/update",
+        json!({ "item_id": "steel-coil", "item_type": "raw", "location": "RAW-A",
+                "delta": 40000, "reason": "goods receipt" }),
+    )
+    .await;
+    api.send(
+        reqwest::Method::PATCH,
+        "/api/v1/inventory/update",
+        json!({ "item_id": "steel-coil", "item_type": "raw", "location": "RAW-B",
+                "delta": 12000, "reason": "goods receipt" }),
+    )
+    .await;
+    api.send(
+        reqwest::Method::PATCH,
+        "/api/v1/inventory/update",
+        json!({ "item_id": "fasteners", "item_type": "raw", "location": "RAW-A",
+                "delta": 90000, "reason": "goods receipt" }),
+    )
+    .await;
+
+    let mut rng = Lcg(7);
+    for (n, (id, kind, line, cycle)) in MACHINES.iter().enumerate() {
+        api.post(
+            "/api/v1/machines",
+            json!({ "machine_id": id, "type": kind, "line": line, "ideal_cycle_time_s": cycle }),
+        )
+        .await;
+        let order = format!("PO-{}", 1001 + n);
+        let quantity = (3600.0 * 6.0 / cycle) as i64;
+        api.post(
+            "/api/v1/production-orders",
+            json!({ "order_id": order, "product_id": format!("{kind}-part-{}", (b'A' + n as u8) as char),
+                    "quantity": quantity,
+                    "bom": [{ "item_id": "steel-coil", "qty_per_unit": 0.05 },
+                            { "item_id": "fasteners", "qty_per_unit": 0.2 }],
+                    "output_location": "FG" }),
+        )
+        .await;
+        api.post(
+            &format!("/api/v1/production-orders/{order}/assign"),
+            json!({ "machine_id": id }),
+        )
+        .await;
+        api.post(
+            &format!("/api/v1/production-orders/{order}/start"),
+            json!({}),
+        )
+        .await;
+
+        // Alternating run and stop intervals over the last 24 hours.
+        let mut events = Vec::new();
+        let mut t = now - Span::hours(24);
+        let end = now - Span::minutes(3 + 4 * n as i64);
+        let mut first = true;
+        let mut order_good = 0;
+        while t < end {
+            let run = Span::minutes(25 + rng.next(80) as i64);
+            events.push(json!({ "event_type": "state_changed", "machine_id": id,
+                                "timestamp": ts(t), "state": "running" }));
+            // Parts every 10 minutes of running, at 80-95 % speed, a little scrap; only
+            // the last hours count towards the order.
+            let mut p = t;
+            while p + Span::minutes(10) < (t + run).min(end) {
+                p += Span::minutes(10);
+                let made = (600.0 / cycle * (0.80 + rng.next(15) as f64 / 100.0)) as u64;
+                let scrap = made * rng.next(4) / 100;
+                let mut e = json!({ "event_type": "parts_produced", "machine_id": id,
+                                    "timestamp": ts(p), "good": made - scrap, "scrap": scrap });
+                if p > now - Span::hours(4) {
+                    e["order_id"] = json!(order);
+                    order_good += made - scrap;
+                }
+                events.push(e);
+            }
+            t += run;
+            if t >= end {
+                break;
+            }
+            let (state, reason, planned, minutes) = if first || rng.next(5) == 0 {
+                first = false;
+                ("idle", "planned.break", true, 20 + rng.next(20))
+            } else {
+                let reason = STOPS[rng.next(STOPS.len() as u64) as usize];
+                let state = if reason.starts_with("breakdown") {
+                    "down"
+                } else {
+                    "idle"
+                };
+                (state, reason, false, 3 + rng.next(35))
+            };
+            events.push(json!({ "event_type": "state_changed", "machine_id": id,
+                                "timestamp": ts(t), "state": state, "reason": reason,
+                                "planned": planned }));
+            t += Span::minutes(minutes as i64);
+        }
+        // Where each machine is now.
+        let (state, reason) = match n % 6 {
+            1 => ("down", Some("breakdown.tooling")),
+            4 => ("idle", Some("small_stop.starved")),
+            _ => ("running", None),
+        };
+        let mut last = json!({ "event_type": "state_changed", "machine_id": id,
+                               "timestamp": ts(end), "state": state });
+        if let Some(r) = reason {
+            last["reason"] = json!(r);
+        }
+        events.push(last);
+        api.events(events).await;
+        expected.push((order, order_good));
+    }
+
+    for (machine, days, what) in [
+        ("cnc-1", -1, "Spindle lubrication"),
+        ("press-2", 0, "Die inspection"),
+        ("weld-1", 2, "Replace torch liner"),
+    ] {
+        api.post(
+            "/api/v1/maintenance/schedule",
+            json!({ "machine_id": machine, "kind": "preventive", "description": what,
+                    "scheduled_date": ts(now + Span::days(days) + Span::hours(2)) }),
+        )
+        .await;
+    }
+    expected
+}
+
+/// Where the screenshot goes: next to the build's other outputs.
+fn screenshot_path() -> PathBuf {
+    std::env::var_os("SHOPFLOOR_SCREENSHOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_TARGET_TMPDIR"))
+                .parent()
+                .expect("the target directory")
+                .join("dashboard-e2e.png")
+        })
+}
+
+// ---- the test -------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_dashboard_follows_the_plant_live_in_a_real_browser() {
+    let server = Server::start(&[], &[("SHOPFLOOR_ADMIN_TOKEN", ADMIN)]).await;
+    let api = Api {
+        server: &server,
+        http: reqwest::Client::new(),
+    };
+
+    // The page needs no token, is HTML, and may load nothing from another host.
+    let page = api.http.get(server.url("/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(csp.contains("default-src 'self'"), "{csp}");
+    let html = page.text().await.unwrap();
+    let js_path = html
+        .split("src=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page names its script")
+        .to_string();
+    let js = api.http.get(server.url(&js_path)).send().await.unwrap();
+    assert_eq!(js.status(), 200);
+    assert!(js.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("immutable"));
+
+    let now = Utc::now();
+    build_demo_plant(&api, now).await;
+    let wall = api
+        .post(
+            "/api/v1/auth/tokens",
+            json!({ "name": "wall-screen", "role": "auditor" }),
+        )
+        .await;
+    let wall_token = wall["token"].as_str().unwrap().to_string();
+
+    let browser = Browser::start(1600, 1000).await;
+    browser.goto(&server.url("/")).await;
+
+    // A wrong token is refused on the sign-in form.
+    browser
+        .until(
+            "the sign-in form",
+            "!document.getElementById('signin').hidden",
+        )
+        .await;
+    let sign_in = |t: &str| {
+        format!(
+            "document.getElementById('token').value = {}; \
+             document.getElementById('signin-form').requestSubmit(); return true;",
+            json!(t)
+        )
+    };
+    browser.js(&sign_in("not-a-token")).await;
+    browser
+        .until(
+            "the refusal",
+            "document.getElementById('signin-error').textContent.includes('not accepted')",
+        )
+        .await;
+
+    // The read-only token sees the plant: a tile per machine, in its state.
+    browser.js(&sign_in(&wall_token)).await;
+    let tile = |id: &str| format!("document.querySelector('.tile[data-machine=\"{id}\"]')");
+    browser
+        .until(
+            "a tile per machine",
+            &format!(
+                "document.querySelectorAll('.tile').length === {}",
+                MACHINES.len()
+            ),
+        )
+        .await;
+    browser
+        .until(
+            "press-2 down with its reason",
+            &format!(
+                "{0}.dataset.state === 'down' && {0}.innerText.includes('Tool failure')",
+                tile("press-2")
+            ),
+        )
+        .await;
+    browser
+        .until(
+            "the live feed",
+            "document.getElementById('live').dataset.live === 'open'",
+        )
+        .await;
+
+    // The 24-hour window, so that the figures do not depend on the time of day.
+    browser
+        .js(
+            "const w = document.getElementById('window'); w.value = '24h'; \
+             w.dispatchEvent(new Event('change')); return true;",
+        )
+        .await;
+    browser
+        .until(
+            "KPIs of the window",
+            &format!(
+                "document.getElementById('tiles').dataset.window === '24h' && \
+                 {}.querySelector('[data-kpi=oee]').textContent.endsWith('%')",
+                tile("press-1")
+            ),
+        )
+        .await;
+
+    // From here on, no reload: the marker must survive.
+    browser.js("window.__marker = 1; return true;").await;
+    let good_before = browser
+        .js(&format!(
+            "return {}.querySelector('[data-kpi=good]').textContent.replace(/\\D/g, '')",
+            tile("pack-1")
+        ))
+        .await
+        .as_str()
+        .unwrap()
+        .parse::<u64>()
+        .unwrap();
+
+    // A breakdown on press-1: its tile turns red with the reason.
+    let at = Utc::now();
+    api.events(vec![
+        json!({ "event_type": "state_changed", "machine_id": "press-1",
+                            "timestamp": ts(at), "state": "down",
+                            "reason": "breakdown.electrical" }),
+    ])
+    .await;
+    browser
+        .until(
+            "press-1 down, live",
+            &format!(
+                "{0}.dataset.state === 'down' && {0}.innerText.includes('Electrical failure')",
+                tile("press-1")
+            ),
+        )
+        .await;
+
+    // Parts on pack-1 and press-2 back to running: counts and KPIs change, live.
+    api.events(vec![
+        json!({ "event_type": "parts_produced", "machine_id": "pack-1",
+                "timestamp": ts(at), "good": 777, "scrap": 0 }),
+        json!({ "event_type": "state_changed", "machine_id": "press-2",
+                "timestamp": ts(at), "state": "running" }),
+    ])
+    .await;
+    browser
+        .until(
+            "pack-1's good count, live",
+            &format!(
+                "{}.querySelector('[data-kpi=good]').textContent.replace(/\\D/g, '') === '{}'",
+                tile("pack-1"),
+                good_before + 777
+            ),
+        )
+        .await;
+    browser
+        .until(
+            "press-2 running again",
+            &format!("{}.dataset.state === 'running'", tile("press-2")),
+        )
+        .await;
+    assert_eq!(
+        browser.js("return window.__marker === 1").await,
+        true,
+        "the page was reloaded"
+    );
+
+    // Nothing came from another host.
+    let foreign = browser
+        .js("return performance.getEntriesByType('resource')\
+             .map(e => e.name).filter(n => !n.startsWith(location.origin))")
+        .await;
+    assert_eq!(foreign, json!([]), "requests to other hosts");
+
+    // The other views render their data (a screenshot of each beside the main one).
+    let shot = screenshot_path();
+    for (view, what, ready) in [
+        (
+            "downtime",
+            "the Pareto and the timeline",
+            "document.querySelectorAll('#pareto-reason rect').length > 0 && \
+          document.querySelectorAll('#gantt rect').length > 6 && \
+          document.querySelector('#reliability table')",
+        ),
+        (
+            "orders",
+            "the orders and the tasks",
+            "document.querySelectorAll('#orders-table tr[data-order]').length === 6 && \
+          document.querySelector('#tasks-table').innerText.includes('Overdue')",
+        ),
+        (
+            "inventory",
+            "the levels and the movements",
+            "document.querySelector('#levels').innerText.includes('steel-coil') && \
+          document.querySelectorAll('#movements tbody tr').length > 3",
+        ),
+    ] {
+        browser
+            .js(&format!("location.hash = '{view}'; return true;"))
+            .await;
+        browser.until(what, ready).await;
+        browser
+            .screenshot(&shot.with_file_name(format!("dashboard-e2e-{view}.png")))
+            .await;
+    }
+    browser.js("location.hash = 'overview'; return true;").await;
+    browser
+        .until(
+            "the overview again",
+            &format!("{}.dataset.state === 'down'", tile("press-1")),
+        )
+        .await;
+    assert_eq!(browser.js("return window.__marker === 1").await, true);
+    assert_eq!(
+        browser
+            .js("return document.getElementById('banner').hidden")
+            .await,
+        true,
+        "the page reports a load error"
+    );
+
+    browser.screenshot(&shot).await;
+    eprintln!("dashboard screenshot: {}", shot.display());
+    browser.quit().await;
+}
+
+#[test]
+fn base64_decodes() {
+    assert_eq!(base64_decode("aGVsbG8="), b"hello");
+    assert_eq!(base64_decode("aGVsbG8h"), b"hello!");
+    assert_eq!(base64_decode("aGk="), b"hi");
+}
+
+/// The README's screenshot: the demo plant with telemetry over MQTT (one sensor drifting,
+/// so that a predictive alert appears), once every order has caught up. Writes
+/// `docs/screenshot.png` (or `$SHOPFLOOR_SCREENSHOT`) and a telemetry view beside it.
+/// Run with `cargo test --test e2e demo_plant_screenshot -- --ignored`.
+#[tokio::test]
+#[ignore = "makes docs/screenshot.png; needs the MQTT broker"]
+async fn demo_plant_screenshot() {
+    let server = Server::start(
+        &[],
+        &[
+            ("SHOPFLOOR_ADMIN_TOKEN", ADMIN),
+            ("MQTT_URL", "mqtt://127.0.0.1:1883"),
+        ],
+    )
+    .await;
+    let api = Api {
+        server: &server,
+        http: reqwest::Client::new(),
+    };
+    let now = Utc::now();
+    let expected = build_demo_plant(&api, now).await;
+
+    // Eight hours of temperature and vibration, one sample a minute; cnc-1's vibration
+    // drifts up in the last 90 minutes.
+    let mut options =
+        rumqttc::MqttOptions::new(format!("{}-demo-pub", server.namespace), "127.0.0.1", 1883);
+    options.set_keep_alive(Duration::from_secs(5));
+    let (mqtt, mut eventloop) = rumqttc::AsyncClient::new(options, 64);
+    let pump = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    let mut rng = Lcg(11);
+    for (n, (id, ..)) in MACHINES.iter().enumerate() {
+        let topic = format!("{}/machines/{id}/telemetry", server.namespace);
+        for minute in (0..480).rev() {
+            let at = now - Span::minutes(minute);
+            let noise = |rng: &mut Lcg, scale: f64| (rng.next(1000) as f64 / 1000.0 - 0.5) * scale;
+            let mut vibration = 2.0 + n as f64 * 0.3 + noise(&mut rng, 0.4);
+            if *id == "cnc-1" && minute < 90 {
+                vibration += (90 - minute) as f64 * 0.03;
+            }
+            let temperature = 55.0
+                + n as f64 * 3.0
+                + 4.0 * ((480 - minute) as f64 / 70.0).sin()
+                + noise(&mut rng, 1.0);
+            let body = json!({ "timestamp": ts(at), "temperature_c": temperature,
+                               "vibration_mm_s": vibration });
+            mqtt.publish(
+                topic.clone(),
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                body.to_string(),
+            )
+            .await
+            .unwrap();
+        }
+    }
+
+    // Wait until every order has its parts and the alert is there.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let orders: Value = api
+            .http
+            .get(server.url("/api/v1/production-orders"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let tasks: Value = api
+            .http
+            .get(server.url("/api/v1/maintenance/tasks?kind=predictive"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let caught_up = expected.iter().all(|(order, good)| {
+            orders
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|o| o["order_id"] == order.as_str() && o["good_count"] == *good)
+        });
+        let samples: Value = api
+            .http
+            .get(server.url(&format!(
+                "/api/v1/machines/{}/telemetry?sensor=vibration_mm_s&from={}&step=86400",
+                MACHINES[MACHINES.len() - 1].0,
+                ts(now - Span::hours(9))
+            )))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let stored: i64 = samples
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["count"].as_i64().unwrap_or(0))
+            .sum();
+        if caught_up && stored >= 480 && !tasks.as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the demo plant did not settle: {tasks}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    pump.abort();
+
+    let browser = Browser::start(1600, 1000).await;
+    browser.goto(&server.url("/")).await;
+    browser
+        .until(
+            "the sign-in form",
+            "!document.getElementById('signin').hidden",
+        )
+        .await;
+    browser
+        .js(&format!(
+            "localStorage.setItem('shopfloor.window', 'shift'); \
+             document.getElementById('token').value = {}; \
+             document.getElementById('signin-form').requestSubmit(); return true;",
+            json!(ADMIN)
+        ))
+        .await;
+    browser
+        .until(
+            "the tiles with their orders",
+            &format!(
+                "document.querySelectorAll('.tile').length === {} && \
+                 document.getElementById('live').dataset.live === 'open' && \
+                 [...document.querySelectorAll('.tile .order')].every(o => !o.innerText.includes(' 0%'))",
+                MACHINES.len()
+            ),
+        )
+        .await;
+    let out = std::env::var_os("SHOPFLOOR_SCREENSHOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshot.png"));
+    browser.screenshot(&out).await;
+    for (view, ready) in [
+        (
+            "telemetry",
+            "document.querySelectorAll('#telemetry-charts svg.chart').length >= 2",
+        ),
+        (
+            "orders",
+            "document.querySelectorAll('#alerts .alert').length > 0",
+        ),
+        (
+            "downtime",
+            "document.querySelectorAll('#gantt rect').length > 6",
+        ),
+    ] {
+        browser
+            .js(&format!("location.hash = '{view}'; return true;"))
+            .await;
+        browser.until(view, ready).await;
+        let side = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .parent()
+            .unwrap()
+            .join(format!("dashboard-demo-{view}.png"));
+        browser.screenshot(&side).await;
+    }
+    eprintln!("demo screenshot: {}", out.display());
+    browser.quit().await;
+}
