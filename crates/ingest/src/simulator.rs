@@ -277,8 +277,9 @@ pub async fn simulate(
         let now = Utc::now().to_rfc3339();
         for (i, m) in machines.iter().enumerate() {
             let sim = &mut sims[i];
-            // States with reasons.
-            let mut state_changed = false;
+            // States with reasons; every machine announces its state on the first tick,
+            // so a plant never starts out "unknown".
+            let mut state_changed = tick == 1;
             if sim.remaining > 0 {
                 sim.remaining -= 1;
                 if sim.remaining == 0 {
