@@ -79,6 +79,7 @@ pub async fn commands(
     eprintln!("sending {commands} commands with {concurrency} concurrent tasks…");
     let next = Arc::new(AtomicUsize::new(0));
     let machines = Arc::new(machines);
+    let group_before = service.group_stats().unwrap_or_default();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency.max(1) {
@@ -112,6 +113,10 @@ pub async fn commands(
         latencies.extend(t.await.context("a bench task panicked")??);
     }
     let secs = started.elapsed().as_secs_f64();
+    let group = service
+        .group_stats()
+        .unwrap_or_default()
+        .since(&group_before);
     Ok(Summary {
         ops: latencies.len(),
         secs,
@@ -122,6 +127,8 @@ pub async fn commands(
         "aggregates": aggregates,
         "concurrency": concurrency,
         "group_commit": group_commit,
+        "mean_batch": group.mean_batch(),
+        "mean_transaction_ms": group.mean_transaction_ms(),
     })))
 }
 

@@ -33,7 +33,7 @@ use shopfloor_domain::{
 use shopfloor_eventstore::repository::{derived_event_id, meta};
 use shopfloor_eventstore::{
     AggregateRepository, AppendRequest, Direction, EventStore, ExpectedVersion, GroupCommitter,
-    Source, StoreError, StreamRef,
+    GroupStats, Source, StoreError, StreamRef,
 };
 use tracing::instrument;
 use uuid::Uuid;
@@ -239,6 +239,11 @@ impl CommandService {
 
     pub fn store(&self) -> &EventStore {
         &self.store
+    }
+
+    /// The group-commit writer's figures, when appends go through one.
+    pub fn group_stats(&self) -> Option<GroupStats> {
+        self.group.as_ref().map(GroupCommitter::stats)
     }
 
     /// Executes a command on the aggregate it is addressed to.

@@ -37,7 +37,7 @@ pub mod subscription;
 pub mod upcast;
 
 pub use error::StoreError;
-pub use group::GroupCommitter;
+pub use group::{GroupCommitter, GroupStats};
 pub use leader::Leadership;
 pub use model::{
     AppendRequest, AppendResult, Direction, EventMetadata, ExpectedVersion, NewEvent,

@@ -117,10 +117,82 @@ impl EventStore {
         &self,
         requests: Vec<AppendRequest>,
     ) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
+        Ok(self.append_batch_tip(&requests).await?.0)
+    }
+
+    /// [`Self::append_batch`], also returning the log head after the commit.
+    pub(crate) async fn append_batch_tip(
+        &self,
+        requests: &[AppendRequest],
+    ) -> Result<(Vec<Result<AppendResult, StoreError>>, Tip), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let results = Self::append_in(&mut tx, &requests).await?;
+        let done = append_in(&mut tx, requests).await?;
         tx.commit().await?;
-        Ok(results)
+        Ok(done)
+    }
+
+    /// Appends a batch prepared on the log head as it was at [`Prepared::before`],
+    /// in one statement (see `migrations/0006_append_function.sql`). Fails, writing
+    /// nothing, if anyone else appended since or a stream is not where the batch
+    /// expects it; the caller then goes through [`Self::append_batch`].
+    pub(crate) async fn append_prepared(&self, prepared: &Prepared) -> Result<(), StoreError> {
+        let rows = prepared.rows();
+        let c = Columns::new(&rows);
+        let checks = &prepared.checks;
+        let check_type: Vec<&str> = checks
+            .iter()
+            .map(|&(i, _)| prepared.requests[i].stream.stream_type.as_str())
+            .collect();
+        let check_id: Vec<&str> = checks
+            .iter()
+            .map(|&(i, _)| prepared.requests[i].stream.stream_id.as_str())
+            .collect();
+        let check_version: Vec<i64> = checks.iter().map(|&(_, v)| to_i64(v)).collect();
+        sqlx::query(
+            "SELECT shopfloor_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+             $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)",
+        )
+        .bind(prepared.before.position)
+        .bind(&prepared.before.hash)
+        .bind(prepared.after.position)
+        .bind(&prepared.after.hash)
+        .bind(prepared.after.recorded_at)
+        .bind(&check_type)
+        .bind(&check_id)
+        .bind(&check_version)
+        .bind(&c.position)
+        .bind(&c.stream_type)
+        .bind(&c.stream_id)
+        .bind(&c.version)
+        .bind(&c.event_id)
+        .bind(&c.event_type)
+        .bind(&c.schema_version)
+        .bind(&c.payload)
+        .bind(&c.actor)
+        .bind(&c.correlation)
+        .bind(&c.causation)
+        .bind(&c.source)
+        .bind(&c.occurred)
+        .bind(&c.extra)
+        .bind(&prepared.hashes)
+        .bind(NOTIFY_CHANNEL)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The log head as it is now.
+    pub async fn tip(&self) -> Result<Tip, StoreError> {
+        let (position, hash, recorded_at) = sqlx::query_as(
+            "SELECT position, last_hash, greatest(recorded_at, 'epoch') FROM event_log_head WHERE id",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Tip {
+            position,
+            hash,
+            recorded_at,
+        })
     }
 
     /// The current version of a stream (0 when it does not exist).
@@ -345,20 +417,22 @@ impl EventStore {
         tx: &mut Transaction<'_, Postgres>,
         requests: &[AppendRequest],
     ) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
-        append_in(tx, requests).await
+        Ok(append_in(tx, requests).await?.0)
     }
 }
 
 async fn append_in(
     tx: &mut Transaction<'_, Postgres>,
     requests: &[AppendRequest],
-) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
+) -> Result<(Vec<Result<AppendResult, StoreError>>, Tip), StoreError> {
     // 1. The single point of serialization: positions are taken under this lock,
     //    which is held until commit.
-    let (head, mut last_hash): (i64, Vec<u8>) =
-        sqlx::query_as("SELECT position, last_hash FROM event_log_head WHERE id FOR UPDATE")
-            .fetch_one(&mut **tx)
-            .await?;
+    let (head, mut last_hash, head_recorded_at): (i64, Vec<u8>, DateTime<Utc>) =
+        sqlx::query_as(
+            "SELECT position, last_hash, greatest(recorded_at, 'epoch') FROM event_log_head WHERE id FOR UPDATE",
+        )
+        .fetch_one(&mut **tx)
+        .await?;
 
     // 2. In one round trip: the event ids already in the log (idempotency), the
     //    current version of every stream involved, and the commit time — never
@@ -474,35 +548,26 @@ async fn append_in(
     }
 
     if rows.is_empty() {
-        return Ok(results);
+        let tip = Tip {
+            position: head,
+            hash: last_hash,
+            recorded_at: head_recorded_at,
+        };
+        return Ok((results, tip));
     }
 
     // 6. Extend the hash chain, insert every accepted event in one statement, and
     //    move the head.
-    let hashes: Vec<Vec<u8>> = rows
-        .iter()
-        .map(|r| {
-            let h = Hashed {
-                position: r.position,
-                stream_type: &r.stream.stream_type,
-                stream_id: &r.stream.stream_id,
-                version: to_i64(r.version),
-                event_id: r.event.event_id,
-                event_type: &r.event.event_type,
-                schema_version: r.event.schema_version,
-                payload: &r.event.payload,
-                metadata: &r.event.metadata,
-                recorded_at,
-            }
-            .hash(&last_hash);
-            last_hash = h.to_vec();
-            last_hash.clone()
-        })
-        .collect();
+    let hashes = chain_hashes(&rows, recorded_at, &mut last_hash);
     // One statement: insert the events, move the head, and NOTIFY (delivered at
     // commit, dropped on rollback) to wake subscribers.
     insert_rows(tx, &rows, recorded_at, &hashes, next_position, &last_hash).await?;
-    Ok(results)
+    let tip = Tip {
+        position: next_position,
+        hash: last_hash,
+        recorded_at,
+    };
+    Ok((results, tip))
 }
 
 /// If this request's events were appended before, the original result.
@@ -542,38 +607,22 @@ async fn insert_rows(
     head: i64,
     head_hash: &[u8],
 ) -> Result<(), StoreError> {
-    let n = rows.len();
-    let mut position = Vec::with_capacity(n);
-    let mut stream_type = Vec::with_capacity(n);
-    let mut stream_id = Vec::with_capacity(n);
-    let mut version = Vec::with_capacity(n);
-    let mut event_id = Vec::with_capacity(n);
-    let mut event_type = Vec::with_capacity(n);
-    let mut schema_version = Vec::with_capacity(n);
-    let mut payload = Vec::with_capacity(n);
-    let mut actor = Vec::with_capacity(n);
-    let mut correlation = Vec::with_capacity(n);
-    let mut causation = Vec::with_capacity(n);
-    let mut source = Vec::with_capacity(n);
-    let mut occurred = Vec::with_capacity(n);
-    let mut extra = Vec::with_capacity(n);
-    for r in rows {
-        let m = &r.event.metadata;
-        position.push(r.position);
-        stream_type.push(r.stream.stream_type.as_str());
-        stream_id.push(r.stream.stream_id.as_str());
-        version.push(to_i64(r.version));
-        event_id.push(r.event.event_id);
-        event_type.push(r.event.event_type.as_str());
-        schema_version.push(r.event.schema_version);
-        payload.push(&r.event.payload);
-        actor.push(m.actor.as_deref());
-        correlation.push(m.correlation_id.as_deref());
-        causation.push(m.causation_id.as_deref());
-        source.push(m.source.as_str());
-        occurred.push(m.occurred_at);
-        extra.push(serde_json::to_value(&m.extra).unwrap_or_default());
-    }
+    let Columns {
+        position,
+        stream_type,
+        stream_id,
+        version,
+        event_id,
+        event_type,
+        schema_version,
+        payload,
+        actor,
+        correlation,
+        causation,
+        source,
+        occurred,
+        extra,
+    } = Columns::new(rows);
     sqlx::query(
         "WITH inserted AS (INSERT INTO events (position, stream_type, stream_id, version, event_id, event_type, \
              schema_version, payload, actor, correlation_id, causation_id, source, occurred_at, \
@@ -597,7 +646,7 @@ async fn insert_rows(
     .bind(&event_id)
     .bind(&event_type)
     .bind(&schema_version)
-    .bind(payload)
+    .bind(&payload)
     .bind(&actor)
     .bind(&correlation)
     .bind(&causation)
@@ -612,4 +661,210 @@ async fn insert_rows(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Extends the hash chain over `rows`, starting after `last_hash` (which ends as
+/// the last row's hash).
+fn chain_hashes(
+    rows: &[Row<'_>],
+    recorded_at: DateTime<Utc>,
+    last_hash: &mut Vec<u8>,
+) -> Vec<Vec<u8>> {
+    rows.iter()
+        .map(|r| {
+            let h = Hashed {
+                position: r.position,
+                stream_type: &r.stream.stream_type,
+                stream_id: &r.stream.stream_id,
+                version: to_i64(r.version),
+                event_id: r.event.event_id,
+                event_type: &r.event.event_type,
+                schema_version: r.event.schema_version,
+                payload: &r.event.payload,
+                metadata: &r.event.metadata,
+                recorded_at,
+            }
+            .hash(last_hash);
+            *last_hash = h.to_vec();
+            last_hash.clone()
+        })
+        .collect()
+}
+
+/// The event rows as column arrays, for an `unnest` insert.
+struct Columns<'a> {
+    position: Vec<i64>,
+    stream_type: Vec<&'a str>,
+    stream_id: Vec<&'a str>,
+    version: Vec<i64>,
+    event_id: Vec<Uuid>,
+    event_type: Vec<&'a str>,
+    schema_version: Vec<i32>,
+    payload: Vec<&'a serde_json::Value>,
+    actor: Vec<Option<&'a str>>,
+    correlation: Vec<Option<&'a str>>,
+    causation: Vec<Option<&'a str>>,
+    source: Vec<&'a str>,
+    occurred: Vec<Option<DateTime<Utc>>>,
+    extra: Vec<Json<&'a std::collections::BTreeMap<String, String>>>,
+}
+
+impl<'a> Columns<'a> {
+    fn new(rows: &[Row<'a>]) -> Self {
+        let n = rows.len();
+        let mut c = Columns {
+            position: Vec::with_capacity(n),
+            stream_type: Vec::with_capacity(n),
+            stream_id: Vec::with_capacity(n),
+            version: Vec::with_capacity(n),
+            event_id: Vec::with_capacity(n),
+            event_type: Vec::with_capacity(n),
+            schema_version: Vec::with_capacity(n),
+            payload: Vec::with_capacity(n),
+            actor: Vec::with_capacity(n),
+            correlation: Vec::with_capacity(n),
+            causation: Vec::with_capacity(n),
+            source: Vec::with_capacity(n),
+            occurred: Vec::with_capacity(n),
+            extra: Vec::with_capacity(n),
+        };
+        for r in rows {
+            let m = &r.event.metadata;
+            c.position.push(r.position);
+            c.stream_type.push(r.stream.stream_type.as_str());
+            c.stream_id.push(r.stream.stream_id.as_str());
+            c.version.push(to_i64(r.version));
+            c.event_id.push(r.event.event_id);
+            c.event_type.push(r.event.event_type.as_str());
+            c.schema_version.push(r.event.schema_version);
+            c.payload.push(&r.event.payload);
+            c.actor.push(m.actor.as_deref());
+            c.correlation.push(m.correlation_id.as_deref());
+            c.causation.push(m.causation_id.as_deref());
+            c.source.push(m.source.as_str());
+            c.occurred.push(m.occurred_at);
+            c.extra.push(Json(&m.extra));
+        }
+        c
+    }
+}
+
+/// The log head as an appender saw it: the last position, its hash, and its
+/// commit time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tip {
+    pub position: i64,
+    pub hash: Vec<u8>,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// A batch of requests laid out on top of a known log head, for
+/// [`EventStore::append_prepared`]: positions, versions and hashes computed here,
+/// every request assumed to succeed.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub(crate) requests: Vec<AppendRequest>,
+    /// The version each request's stream is at before it.
+    bases: Vec<u64>,
+    /// (request, version) for streams that must already be at that version.
+    checks: Vec<(usize, u64)>,
+    hashes: Vec<Vec<u8>>,
+    pub(crate) before: Tip,
+    pub(crate) after: Tip,
+}
+
+impl Prepared {
+    /// Lays `requests` out after `before`, recorded at `now` (or at the head's
+    /// time, if the clock is behind it). Gives the requests back when the batch
+    /// cannot go this way: an invalid request, an expectation other than an exact
+    /// version, or two requests for one stream that do not follow each other.
+    pub(crate) fn new(
+        requests: Vec<AppendRequest>,
+        before: &Tip,
+        now: DateTime<Utc>,
+    ) -> Result<Self, Vec<AppendRequest>> {
+        let mut bases = Vec::with_capacity(requests.len());
+        let mut checks = Vec::new();
+        let mut ids = std::collections::HashSet::new();
+        let mut latest: HashMap<&StreamRef, u64> = HashMap::with_capacity(requests.len());
+        for (i, request) in requests.iter().enumerate() {
+            let base = match request.expected {
+                ExpectedVersion::NoStream => 0,
+                ExpectedVersion::Exact(v) => v,
+                ExpectedVersion::Any => return Err(requests),
+            };
+            if validate(request).is_err() || !request.events.iter().all(|e| ids.insert(e.event_id))
+            {
+                return Err(requests);
+            }
+            match latest.get(&request.stream) {
+                Some(&v) if v != base => return Err(requests),
+                Some(_) => {}
+                None if base > 0 => checks.push((i, base)),
+                None => {}
+            }
+            latest.insert(&request.stream, base + request.events.len() as u64);
+            bases.push(base);
+        }
+        let micros = now.timestamp_micros();
+        let now = DateTime::from_timestamp_micros(micros).unwrap_or(now);
+        let recorded_at = now.max(before.recorded_at);
+        let mut prepared = Prepared {
+            requests,
+            bases,
+            checks,
+            hashes: Vec::new(),
+            before: before.clone(),
+            after: before.clone(),
+        };
+        let mut hash = before.hash.clone();
+        let rows = prepared.rows();
+        let hashes = chain_hashes(&rows, recorded_at, &mut hash);
+        let position = rows.last().map_or(before.position, |r| r.position);
+        drop(rows);
+        prepared.hashes = hashes;
+        prepared.after = Tip {
+            position,
+            hash,
+            recorded_at,
+        };
+        Ok(prepared)
+    }
+
+    fn rows(&self) -> Vec<Row<'_>> {
+        let mut rows = Vec::new();
+        let mut position = self.before.position;
+        for (request, &base) in self.requests.iter().zip(&self.bases) {
+            for (i, event) in request.events.iter().enumerate() {
+                position += 1;
+                rows.push(Row {
+                    position,
+                    stream: &request.stream,
+                    version: base + 1 + i as u64,
+                    event,
+                });
+            }
+        }
+        rows
+    }
+
+    /// What each request got, once the batch is committed.
+    pub(crate) fn results(&self) -> Vec<Result<AppendResult, StoreError>> {
+        let mut position = self.before.position;
+        self.requests
+            .iter()
+            .zip(&self.bases)
+            .map(|(request, &base)| {
+                let n = request.events.len() as u64;
+                let first_position = position + 1;
+                position += n as i64;
+                Ok(AppendResult {
+                    stream_version: base + n,
+                    first_position,
+                    last_position: position,
+                    duplicate: false,
+                })
+            })
+            .collect()
+    }
 }
