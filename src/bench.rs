@@ -256,26 +256,24 @@ pub async fn ingest(
     let mut latencies = Vec::new();
     for phase in ["telemetry", "state_count"] {
         let acked_start = *acked_rx.borrow();
-        let (count_sql, before): (&str, i64) = if phase == "telemetry" {
-            let sql = "SELECT count(*) FROM telemetry WHERE machine_id LIKE $1";
-            (
-                sql,
-                sqlx::query_scalar(sql)
-                    .bind(format!("{prefix}-%"))
-                    .fetch_one(&pool)
-                    .await?,
-            )
+        // What is durable so far: counted over the new events only (from the head
+        // position before the phase), and polled every 20 ms, so that the counting
+        // does not itself load the database it measures.
+        let floor: i64 = sqlx::query_scalar("SELECT position FROM event_log_head")
+            .fetch_one(&pool)
+            .await?;
+        let count_sql = if phase == "telemetry" {
+            "SELECT count(*) FROM telemetry WHERE machine_id LIKE $1 AND $2::bigint IS NOT NULL"
         } else {
-            let sql = "SELECT count(*) FROM events WHERE stream_type = 'machine' AND stream_id LIKE $1 \
-                       AND event_type IN ('MachineStateChanged', 'MachinePartsProduced') AND source = 'mqtt'";
-            (
-                sql,
-                sqlx::query_scalar(sql)
-                    .bind(format!("{prefix}-%"))
-                    .fetch_one(&pool)
-                    .await?,
-            )
+            "SELECT count(*) FROM events WHERE position > $2 AND stream_type = 'machine' \
+             AND stream_id LIKE $1 AND event_type IN ('MachineStateChanged', 'MachinePartsProduced') \
+             AND source = 'mqtt'"
         };
+        let before: i64 = sqlx::query_scalar(count_sql)
+            .bind(format!("{prefix}-%"))
+            .bind(floor)
+            .fetch_one(&pool)
+            .await?;
         eprintln!("{phase}: publishing {messages} messages…");
         let started = Instant::now();
         for i in 0..messages {
@@ -317,13 +315,14 @@ pub async fn ingest(
         while stored < expected && last_progress.elapsed() < Duration::from_secs(15) {
             let n: i64 = sqlx::query_scalar(count_sql)
                 .bind(&like)
+                .bind(floor)
                 .fetch_one(&pool)
                 .await?;
             if n > stored {
                 stored = n;
                 last_progress = Instant::now();
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let lost = expected - stored;
         results.insert(format!("{phase}_lost"), json!(lost));
