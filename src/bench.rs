@@ -132,6 +132,61 @@ pub async fn commands(
     })))
 }
 
+/// Counts what the ingest made durable for the benchmark's machines.
+struct Durable<'a> {
+    pool: &'a sqlx::PgPool,
+    telemetry: bool,
+    like: String,
+    /// Events: the position counted up to, and the count so far.
+    position: i64,
+    events: i64,
+}
+
+impl<'a> Durable<'a> {
+    async fn new(pool: &'a sqlx::PgPool, telemetry: bool, like: String) -> anyhow::Result<Self> {
+        let position = sqlx::query_scalar("SELECT position FROM event_log_head")
+            .fetch_one(pool)
+            .await?;
+        Ok(Self {
+            pool,
+            telemetry,
+            like,
+            position,
+            events: 0,
+        })
+    }
+
+    async fn count(&mut self) -> anyhow::Result<i64> {
+        if self.telemetry {
+            return Ok(sqlx::query_scalar(
+                "SELECT count(*) FROM telemetry WHERE machine_id LIKE $1",
+            )
+            .bind(&self.like)
+            .fetch_one(self.pool)
+            .await?);
+        }
+        // Positions are gapless and in commit order: everything up to the head is
+        // committed, so each event is counted exactly once.
+        let head: i64 = sqlx::query_scalar("SELECT position FROM event_log_head")
+            .fetch_one(self.pool)
+            .await?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM events WHERE position > $2 AND position <= $3 \
+             AND stream_type = 'machine' AND stream_id LIKE $1 \
+             AND event_type IN ('MachineStateChanged', 'MachinePartsProduced') AND source = 'mqtt'",
+        )
+        .bind(&self.like)
+        .bind(self.position)
+        .bind(head)
+        .persistent(false)
+        .fetch_one(self.pool)
+        .await?;
+        self.position = head;
+        self.events += n;
+        Ok(self.events)
+    }
+}
+
 /// Registers benchmark machines named `{prefix}-{i}` (already registered ones are kept).
 async fn register_machines(
     service: &CommandService,
@@ -256,24 +311,12 @@ pub async fn ingest(
     let mut latencies = Vec::new();
     for phase in ["telemetry", "state_count"] {
         let acked_start = *acked_rx.borrow();
-        // What is durable so far: counted over the new events only (from the head
-        // position before the phase), and polled every 20 ms, so that the counting
-        // does not itself load the database it measures.
-        let floor: i64 = sqlx::query_scalar("SELECT position FROM event_log_head")
-            .fetch_one(&pool)
-            .await?;
-        let count_sql = if phase == "telemetry" {
-            "SELECT count(*) FROM telemetry WHERE machine_id LIKE $1 AND $2::bigint IS NOT NULL"
-        } else {
-            "SELECT count(*) FROM events WHERE position > $2 AND stream_type = 'machine' \
-             AND stream_id LIKE $1 AND event_type IN ('MachineStateChanged', 'MachinePartsProduced') \
-             AND source = 'mqtt'"
-        };
-        let before: i64 = sqlx::query_scalar(count_sql)
-            .bind(format!("{prefix}-%"))
-            .bind(floor)
-            .fetch_one(&pool)
-            .await?;
+        // What is durable so far, counted without loading the database it measures:
+        // events incrementally (only those committed since the last look, by
+        // position), telemetry rows as a whole.
+        let like = format!("{prefix}-%");
+        let mut counter = Durable::new(&pool, phase == "telemetry", like).await?;
+        let before = counter.count().await?;
         eprintln!("{phase}: publishing {messages} messages…");
         let started = Instant::now();
         for i in 0..messages {
@@ -309,15 +352,10 @@ pub async fn ingest(
         let expected = before + messages as i64;
         // Wait until everything is durable, or until nothing has moved for 15 s (then
         // what is missing was lost, and is reported as such).
-        let like = format!("{prefix}-%");
         let mut stored = before;
         let mut last_progress = Instant::now();
         while stored < expected && last_progress.elapsed() < Duration::from_secs(15) {
-            let n: i64 = sqlx::query_scalar(count_sql)
-                .bind(&like)
-                .bind(floor)
-                .fetch_one(&pool)
-                .await?;
+            let n = counter.count().await?;
             if n > stored {
                 stored = n;
                 last_progress = Instant::now();

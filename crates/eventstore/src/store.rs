@@ -461,6 +461,10 @@ async fn append_in(
     .bind(&types)
     .bind(&sids)
     .bind(&ids)
+    // Planned for these very arrays every time: a plan cached while the log was
+    // small (a sequential scan matching every row against the id array) would
+    // stay in use as the log grows.
+    .persistent(false)
     .fetch_all(&mut **tx)
     .await?;
     let mut found: HashMap<Uuid, Existing> = HashMap::new();

@@ -605,8 +605,10 @@ impl Engine {
         let existing: Vec<Uuid> = if first_ids.is_empty() {
             Vec::new()
         } else {
+            // Planned for this very array (not a plan cached while the log was small).
             sqlx::query_scalar("SELECT event_id FROM events WHERE event_id = ANY($1)")
                 .bind(&first_ids)
+                .persistent(false)
                 .fetch_all(&self.pool)
                 .await?
         };
