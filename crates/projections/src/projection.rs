@@ -51,9 +51,12 @@ use crate::models::{self, Decoded};
 pub const MAX_CHUNK: usize = 1_000;
 
 /// Most events read and applied in one transaction when reading the store
-/// directly (catch-up, replay, verify): set-based application makes a chunk
-/// cost a few statements, whatever its size.
-pub const CATCH_UP_CHUNK: usize = 20_000;
+/// directly (catch-up, replay, verify). Set-based application makes a chunk
+/// cost a few statements whatever its size; beyond a few thousand events bigger
+/// chunks only cost memory (a page of decoded events is held while the next one
+/// is read): replaying 500k events took the same time with pages of 5k to 40k
+/// events, at 70 MB to 380 MB of peak memory.
+pub const CATCH_UP_CHUNK: usize = 5_000;
 
 /// A read model and the projector that builds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -584,6 +587,8 @@ pub(crate) async fn catch_up_all(
                 totals[i].parked += done.parked;
                 updates[i].extend(u);
             }
+            // Freeing a page's events takes a while: not on the way of the next.
+            drop(tokio::task::spawn_blocking(move || drop(page)));
             let lowest = (0..targets.len())
                 .map(|i| totals[i].position.min(targets[i].1))
                 .min()

@@ -100,9 +100,9 @@ impl Decoded {
             return Decoded::Skipped;
         }
         fn d<E: DomainEvent>(event: &RecordedEvent, f: fn(E) -> Decoded) -> Decoded {
-            match decode_event::<E>(event) {
+            match decode_tagged::<E>(event) {
                 Ok(e) => f(e),
-                Err(e) => Decoded::Poison(e.to_string()),
+                Err(e) => Decoded::Poison(e),
             }
         }
         match st {
@@ -117,6 +117,102 @@ impl Decoded {
     /// Decodes every event for `projections`.
     pub(crate) fn all(events: &[RecordedEvent], projections: &[Projection]) -> Vec<Self> {
         events.iter().map(|e| Self::of(e, projections)).collect()
+    }
+}
+
+/// What [`decode_event`] decodes, without copying the payload: `decode_event`
+/// clones it and inserts the record's `event_type` (the enums' tag); here the
+/// payload is read in place through a map that yields the tag and the payload's
+/// other entries. When that fails, `decode_event` decides (and gives the error
+/// the per-event path parks the event with).
+fn decode_tagged<E: DomainEvent>(event: &RecordedEvent) -> Result<E, String> {
+    if let serde_json::Value::Object(map) = &event.payload {
+        let tagged = tagged::Tagged {
+            tag: &event.event_type,
+            map,
+        };
+        if let Ok(e) = E::deserialize(tagged) {
+            return Ok(e);
+        }
+    }
+    decode_event::<E>(event).map_err(|e| e.to_string())
+}
+
+mod tagged {
+    use serde::de::value::BorrowedStrDeserializer;
+    use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
+    use serde_json::{Map, Value};
+
+    /// A JSON object with `event_type` set to `tag` (replacing the object's own).
+    pub(super) struct Tagged<'a> {
+        pub(super) tag: &'a str,
+        pub(super) map: &'a Map<String, Value>,
+    }
+
+    impl<'de> Deserializer<'de> for Tagged<'de> {
+        type Error = serde_json::Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+            visitor.visit_map(Entries {
+                tag: Some(self.tag),
+                entries: self.map.iter(),
+                value: None,
+            })
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map struct enum identifier ignored_any
+        }
+    }
+
+    enum Next<'a> {
+        Tag(&'a str),
+        Value(&'a Value),
+    }
+
+    struct Entries<'a> {
+        tag: Option<&'a str>,
+        entries: serde_json::map::Iter<'a>,
+        value: Option<Next<'a>>,
+    }
+
+    impl<'de> MapAccess<'de> for Entries<'de> {
+        type Error = serde_json::Error;
+
+        fn next_key_seed<K: DeserializeSeed<'de>>(
+            &mut self,
+            seed: K,
+        ) -> Result<Option<K::Value>, Self::Error> {
+            if let Some(tag) = self.tag.take() {
+                self.value = Some(Next::Tag(tag));
+                return seed
+                    .deserialize(BorrowedStrDeserializer::new("event_type"))
+                    .map(Some);
+            }
+            for (key, value) in self.entries.by_ref() {
+                if key == "event_type" {
+                    continue;
+                }
+                self.value = Some(Next::Value(value));
+                return seed
+                    .deserialize(BorrowedStrDeserializer::new(key.as_str()))
+                    .map(Some);
+            }
+            Ok(None)
+        }
+
+        fn next_value_seed<V: DeserializeSeed<'de>>(
+            &mut self,
+            seed: V,
+        ) -> Result<V::Value, Self::Error> {
+            match self.value.take() {
+                Some(Next::Tag(tag)) => seed.deserialize(BorrowedStrDeserializer::new(tag)),
+                Some(Next::Value(value)) => seed.deserialize(value),
+                None => Err(de::Error::custom("a map value without its key")),
+            }
+        }
     }
 }
 

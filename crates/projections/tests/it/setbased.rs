@@ -658,3 +658,101 @@ async fn a_fact_already_there_is_skipped(pool: PgPool) {
     assert_eq!(state, "idle");
     assert_eq!(count(&pool, "public", "rm_state_facts").await, 2);
 }
+
+/// Appends `events` to one stream in one go (fast enough for long histories).
+async fn bulk<E: cqrs_es::DomainEvent>(f: &Floor, stream_type: &str, id: &str, events: &[E]) {
+    let new = events
+        .iter()
+        .map(|e| {
+            let (event_type, schema_version, payload) =
+                shopfloor_eventstore::repository::encode_event(e).unwrap();
+            shopfloor_eventstore::NewEvent {
+                event_id: uuid::Uuid::new_v4(),
+                event_type,
+                schema_version,
+                payload,
+                metadata: Default::default(),
+            }
+        })
+        .collect();
+    f.store
+        .append(
+            &shopfloor_eventstore::StreamRef::new(stream_type, id),
+            shopfloor_eventstore::ExpectedVersion::Any,
+            new,
+        )
+        .await
+        .unwrap();
+}
+
+/// Catch-up, verify and replay read the log in pages shared by every projection,
+/// each projection up to its own position: a history of several pages, with
+/// projections standing at different checkpoints.
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn pages_shared_by_projections_at_different_checkpoints(pool: PgPool) {
+    let f = Floor::new(&pool);
+    let mut rng = StdRng::seed_from_u64(3);
+    for m in &MACHINES[..4] {
+        f.register(m, "L1", 30.0).await;
+    }
+    let pages = 2 * projection::CATCH_UP_CHUNK + 1_000;
+    while (f.store.head_position().await.unwrap() as usize) < pages {
+        for m in MACHINES {
+            let events: Vec<MachineEvent> = (0..400)
+                .map(|_| {
+                    if rng.gen_bool(0.3) {
+                        let state = *pick(&mut rng, &["running", "idle", "down"]);
+                        let reason = *pick(&mut rng, &REASONS);
+                        state_event(m, state, reason, None, floor_time(&mut rng))
+                    } else {
+                        MachineEvent::MachinePartsProduced {
+                            machine_id: MachineId::new(m).unwrap(),
+                            good: rng.gen_range(0..300),
+                            scrap: rng.gen_range(0..10),
+                            order_id: None,
+                            ideal_cycle_time_s: CycleTime::new(30.0).unwrap(),
+                            at: floor_time(&mut rng),
+                        }
+                    }
+                })
+                .collect();
+            bulk(&f, "machine", m, &events).await;
+        }
+        let orders: Vec<OrderEvent> = (0..50).map(|_| order_event(&mut rng, "O1")).collect();
+        bulk(&f, "production_order", "O1", &orders).await;
+        let stock: Vec<InventoryEvent> = (0..50)
+            .map(|_| inventory_event(&mut rng, "steel"))
+            .collect();
+        bulk(&f, "inventory_item", "steel", &stock).await;
+        f.raw("machine", "M1", "SomethingExploded", 1, json!({}))
+            .await;
+    }
+    let events = f.store.read_all(0, 1_000_000).await.unwrap();
+    assert!(events.len() > pages);
+
+    // The live read models at different positions: machines part of the way
+    // (as a projector would have it), the others nowhere yet.
+    let part = &events[..projection::CATCH_UP_CHUNK + 123];
+    projection::process(&pool, &f.store, Projection::Machines, part.to_vec(), None)
+        .await
+        .unwrap();
+    let differences = shopfloor_projections::verify(&pool).await.unwrap();
+    assert!(differences.is_empty(), "{differences:#?}");
+
+    // Event by event, for reference.
+    per_event(&pool, "ref", &events).await;
+    // Each projection catching up on its own, then replay of them all.
+    for p in Projection::ALL {
+        let done = projection::apply_from_store(&pool, p).await.unwrap();
+        assert_eq!(done.position, events.last().unwrap().position);
+    }
+    assert_same(&pool, "ref", "public").await;
+    shopfloor_projections::replay(&pool, None, |_, _| {})
+        .await
+        .unwrap();
+    assert_same(&pool, "ref", "public").await;
+    assert!(shopfloor_projections::verify(&pool)
+        .await
+        .unwrap()
+        .is_empty());
+}
