@@ -234,6 +234,13 @@ pub(crate) async fn apply_events(
             _ => None,
         })
         .collect();
+    if !events
+        .iter()
+        .any(|e| e.stream_type == projection.stream_type())
+    {
+        // Nothing for this read model: no statement at all.
+        return Ok((events.len(), 0));
+    }
     {
         let mut sp = conn.begin().await?;
         match models::apply_chunk(projection, &mut sp, events, decoded).await {
