@@ -1,9 +1,11 @@
 //! Replay and verify: read models rebuilt from the event store alone (no NATS).
 //!
-//! Both build into a scratch schema (`shopfloor_scratch_<id>`, tables created
-//! `LIKE` the live ones) with the very code the projectors run, pointed there by
-//! `search_path`: the same history always gives the same rows, because every
-//! column is derived from the events (never from the clock).
+//! Both build into a scratch schema (`shopfloor_scratch_<id>`, unlogged tables
+//! created `LIKE` the live ones, the append-only fact tables without indexes)
+//! with the very code the projectors run, pointed there by `search_path`: the
+//! same history always gives the same rows, because every column is derived from
+//! the events (never from the clock). The log is read once, in pages shared by
+//! every read model (`projection::catch_up_all`), and applied set-based.
 //!
 //! - [`replay()`] rebuilds the chosen read models without stopping anything: it
 //!   builds the scratch copy, then, in one transaction holding the projections'
