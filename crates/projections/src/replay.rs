@@ -1,9 +1,11 @@
 //! Replay and verify: read models rebuilt from the event store alone (no NATS).
 //!
-//! Both build into a scratch schema (`shopfloor_scratch_<id>`, tables created
-//! `LIKE` the live ones) with the very code the projectors run, pointed there by
-//! `search_path`: the same history always gives the same rows, because every
-//! column is derived from the events (never from the clock).
+//! Both build into a scratch schema (`shopfloor_scratch_<id>`, unlogged tables
+//! created `LIKE` the live ones, the append-only fact tables without indexes)
+//! with the very code the projectors run, pointed there by `search_path`: the
+//! same history always gives the same rows, because every column is derived from
+//! the events (never from the clock). The log is read once, in pages shared by
+//! every read model (`projection::catch_up_all`), and applied set-based.
 //!
 //! - [`replay()`] rebuilds the chosen read models without stopping anything: it
 //!   builds the scratch copy, then, in one transaction holding the projections'
@@ -31,6 +33,14 @@ use uuid::Uuid;
 
 use crate::error::ProjectionError;
 use crate::projection::{self, quote_ident, Projection};
+
+/// The tables only ever appended to, keyed by their event's position.
+const APPEND_ONLY: [&str; 4] = [
+    "rm_state_facts",
+    "rm_stop_classifications",
+    "rm_parts_facts",
+    "rm_inventory_movements",
+];
 
 /// Most differences reported per table.
 const MAX_DIFFERENCES_PER_TABLE: i64 = 1_000;
@@ -110,8 +120,18 @@ impl Scratch {
             tables.extend_from_slice(p.tables());
         }
         for t in tables {
+            // Scratch tables are unlogged (they are thrown away after a crash
+            // anyway), and the append-only fact tables get no indexes: nothing
+            // reads them while they are built, and their keys contain the event's
+            // position, which each projection applies once. The live tables keep
+            // every index and check every key again when the rows are swapped in.
+            let indexes = if APPEND_ONLY.contains(&t) {
+                "EXCLUDING INDEXES"
+            } else {
+                ""
+            };
             sqlx::query(&format!(
-                "CREATE TABLE {s}.{t} (LIKE {l}.{t} INCLUDING ALL)",
+                "CREATE UNLOGGED TABLE {s}.{t} (LIKE {l}.{t} INCLUDING ALL {indexes})",
                 s = quote_ident(&schema),
                 l = quote_ident(&live),
                 t = quote_ident(t),
@@ -168,18 +188,21 @@ async fn replay_into(
 ) -> Result<Vec<Replayed>, ProjectionError> {
     let store = EventStore::new(pool.clone());
     let head = store.head_position().await?;
-    // The read models are independent (their own tables and checkpoint rows): build
-    // them side by side, each on its own connection.
-    futures::future::try_join_all(projections.iter().map(|p| {
-        let store = &store;
-        async move {
-            projection::catch_up(pool, store, *p, Some(&scratch.schema), head, &|pos| {
-                progress(pos, head)
-            })
-            .await
-        }
-    }))
+    // The read models are independent (their own tables and checkpoint rows): the
+    // log is read once and each page applied to all of them side by side, each on
+    // its own connection.
+    let targets: Vec<(Projection, i64)> = projections.iter().map(|p| (*p, head)).collect();
+    let started = std::time::Instant::now();
+    projection::catch_up_all(pool, &store, &targets, Some(&scratch.schema), &|pos| {
+        progress(pos, head)
+    })
     .await?;
+    info!(
+        head,
+        secs = started.elapsed().as_secs_f64(),
+        "read models rebuilt in the scratch schema"
+    );
+    let started = std::time::Instant::now();
     // Swap: hold the live checkpoints (projectors wait), top up, copy.
     let mut tx = pool.begin().await?;
     for p in projections {
@@ -229,6 +252,11 @@ async fn replay_into(
         });
     }
     tx.commit().await?;
+    info!(
+        head,
+        secs = started.elapsed().as_secs_f64(),
+        "rebuilt read models swapped in"
+    );
     progress(head, head);
     Ok(report)
 }
@@ -250,14 +278,11 @@ async fn verify_into(
     scratch: &Scratch,
 ) -> Result<Vec<Difference>, ProjectionError> {
     let store = EventStore::new(pool.clone());
-    futures::future::try_join_all(projections.iter().map(|p| {
-        let store = &store;
-        async move {
-            let live = projection::checkpoint(pool, *p).await?;
-            projection::catch_up(pool, store, *p, Some(&scratch.schema), live, &|_| {}).await
-        }
-    }))
-    .await?;
+    let mut targets = Vec::with_capacity(projections.len());
+    for p in projections {
+        targets.push((*p, projection::checkpoint(pool, *p).await?));
+    }
+    projection::catch_up_all(pool, &store, &targets, Some(&scratch.schema), &|_| {}).await?;
     // One snapshot for the comparison: the live tables and their checkpoints as
     // they stand at its start; projectors are not held up. The scratch copy is
     // topped up to those checkpoints inside the same transaction.

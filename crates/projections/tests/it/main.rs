@@ -7,4 +7,5 @@ mod live;
 mod projectors;
 mod readmodels;
 mod relay;
+mod setbased;
 mod support;

@@ -1,0 +1,758 @@
+//! Set-based application (a chunk folded in memory and written with a few
+//! statements) gives exactly the rows, parked events and live updates of
+//! event-by-event application: a varied generated history (the same keys many
+//! times per chunk, floor times out of order and with sub-microsecond digits,
+//! events before their aggregate exists, poison events mid-chunk) is applied
+//! event by event into one schema and set-based, chunked in several ways, into
+//! others, and every table is compared both ways with `EXCEPT ALL`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Duration, Utc};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rust_decimal::Decimal;
+use serde_json::json;
+use shopfloor_domain::inventory::{Allocation, InventoryEvent, ItemType};
+use shopfloor_domain::machine::{MachineEvent, MachineStatus};
+use shopfloor_domain::maintenance::{PartUsed, PredictiveEvidence, TaskEvent, TaskKind};
+use shopfloor_domain::order::{BomLine, OrderEvent, OrderStatus};
+use shopfloor_domain::reason::ReasonCatalogue;
+use shopfloor_domain::values::*;
+use shopfloor_eventstore::RecordedEvent;
+use shopfloor_projections::projection::{self, apply_per_event};
+use shopfloor_projections::{LiveUpdate, Projection};
+use sqlx::PgPool;
+
+use crate::floor::*;
+
+const MACHINES: [&str; 5] = ["M0", "M1", "M2", "M3", "M4"]; // M4 is never registered
+const ORDERS: [&str; 6] = ["O0", "O1", "O2", "O3", "O4", "O5"]; // O5 is never created
+const TASKS: [&str; 4] = ["T0", "T1", "T2", "T3"];
+const ITEMS: [&str; 3] = ["steel", "bolt", "widget"];
+const LOCATIONS: [&str; 3] = ["A", "B", "FG"];
+const REASONS: [Option<&str>; 5] = [
+    None,
+    Some("breakdown.mechanical"),
+    Some("setup.changeover"),
+    Some("planned.meeting"),
+    Some("something unheard of"),
+];
+
+fn pick<'a, T>(rng: &mut StdRng, xs: &'a [T]) -> &'a T {
+    &xs[rng.gen_range(0..xs.len())]
+}
+
+/// A floor time in a narrow window (ties and out-of-order arrival are common),
+/// sometimes with sub-microsecond digits, sometimes just before 2000-01-01 (where
+/// truncating to microseconds rounds up).
+fn floor_time(rng: &mut StdRng) -> DateTime<Utc> {
+    let base = if rng.gen_bool(0.1) {
+        t("1999-12-31T23:40:00Z")
+    } else {
+        t("2024-01-01T06:00:00Z")
+    };
+    let mut when = base + Duration::seconds(rng.gen_range(0..40) * 30);
+    if rng.gen_bool(0.2) {
+        when += Duration::nanoseconds(rng.gen_range(1..2_000_000_000));
+    }
+    when
+}
+
+fn qty(rng: &mut StdRng) -> Decimal {
+    Decimal::new(rng.gen_range(1..100_000), rng.gen_range(0..4))
+}
+
+/// Appends `n` events of every kind; with `fallbacks`, also events the fast
+/// path does not vouch for (counts that do not fit, timestamps PostgreSQL might
+/// refuse).
+async fn generate(f: &Floor, rng: &mut StdRng, n: usize, fallbacks: bool) {
+    let mut state_times: HashMap<&str, Vec<DateTime<Utc>>> = HashMap::new();
+    for m in &MACHINES[..3] {
+        f.register(m, "L1", 30.0).await;
+    }
+    for i in 0..n {
+        match rng.gen_range(0..100) {
+            0..=29 => {
+                let m = *pick(rng, &MACHINES);
+                let when = floor_time(rng);
+                let state = *pick(rng, &["running", "idle", "down"]);
+                let reason = *pick(rng, &REASONS);
+                let planned = *pick(rng, &[None, Some(true), Some(false)]);
+                state_times.entry(m).or_default().push(when);
+                f.state(m, state, reason, planned, when).await;
+            }
+            30..=49 => {
+                let m = *pick(rng, &MACHINES);
+                let order =
+                    pick(rng, &[None, Some("O1"), Some("O2")]).map(|o| OrderId::new(o).unwrap());
+                f.machine(MachineEvent::MachinePartsProduced {
+                    machine_id: MachineId::new(m).unwrap(),
+                    good: rng.gen_range(0..300),
+                    scrap: rng.gen_range(0..10),
+                    order_id: order,
+                    ideal_cycle_time_s: CycleTime::new(rng.gen_range(1.0..60.0)).unwrap(),
+                    at: floor_time(rng),
+                })
+                .await;
+            }
+            50..=52 => {
+                let m = *pick(rng, &MACHINES);
+                let stop_at = match state_times.get(m) {
+                    Some(times) if rng.gen_bool(0.8) => *pick(rng, times),
+                    _ => floor_time(rng),
+                };
+                let code = *pick(
+                    rng,
+                    &["breakdown.tooling", "small_stop.jam", "planned.no_demand"],
+                );
+                let def = ReasonCatalogue::builtin().get(code).unwrap().clone();
+                f.machine(MachineEvent::MachineStopClassified {
+                    machine_id: MachineId::new(m).unwrap(),
+                    stop_at,
+                    state: MachineStatus::Down,
+                    reason_code: def.code.clone(),
+                    category: def.category,
+                    loss: def.loss,
+                    planned: def.planned(),
+                    by: Actor::new("supervisor").unwrap(),
+                    at: stop_at,
+                })
+                .await;
+            }
+            53..=54 => {
+                let m = *pick(rng, &MACHINES);
+                f.machine(MachineEvent::MachineIdealCycleTimeChanged {
+                    machine_id: MachineId::new(m).unwrap(),
+                    ideal_cycle_time_s: CycleTime::new(rng.gen_range(1.0..60.0)).unwrap(),
+                    previous_ideal_cycle_time_s: CycleTime::new(30.0).unwrap(),
+                    effective_from: floor_time(rng),
+                    at: floor_time(rng),
+                })
+                .await;
+            }
+            55..=56 => {
+                let m = *pick(rng, &MACHINES);
+                f.machine(MachineEvent::MachineMaintenancePerformed {
+                    machine_id: MachineId::new(m).unwrap(),
+                    task_id: TaskId::new(*pick(rng, &TASKS)).unwrap(),
+                    notes: None,
+                    at: floor_time(rng),
+                })
+                .await;
+            }
+            57 => {
+                // A late registration (M3) or a second one (ignored).
+                let m = *pick(rng, &MACHINES[..4]);
+                f.register(m, "L2", 12.5).await;
+            }
+            58..=71 => {
+                let o = *pick(rng, &ORDERS);
+                let e = order_event(rng, o);
+                f.append("production_order", o, e).await;
+            }
+            72..=79 => {
+                let task = *pick(rng, &TASKS);
+                let e = task_event(rng, task);
+                f.append("maintenance_task", task, e).await;
+            }
+            80..=93 => {
+                let item = *pick(rng, &ITEMS);
+                let e = inventory_event(rng, item);
+                f.append("inventory_item", item, e).await;
+            }
+            94..=95 => {
+                // Poison: does not decode.
+                let st = *pick(
+                    rng,
+                    &[
+                        "machine",
+                        "production_order",
+                        "maintenance_task",
+                        "inventory_item",
+                    ],
+                );
+                f.raw(st, "X1", "SomethingExploded", 1, json!({"boom": i}))
+                    .await;
+            }
+            96 => {
+                // Not read by any read model.
+                f.raw("telemetry", "X2", "Whatever", 1, json!({"i": i}))
+                    .await;
+            }
+            _ if fallbacks => match rng.gen_range(0..5) {
+                0 => {
+                    // Decodes; its count does not fit a bigint.
+                    f.raw(
+                        "machine",
+                        "M0",
+                        "MachinePartsProduced",
+                        1,
+                        json!({"machine_id": "M0", "good": u64::MAX, "scrap": 0, "order_id": null,
+                               "ideal_cycle_time_s": 30.0, "at": "2024-01-01T08:00:00Z"}),
+                    )
+                    .await;
+                }
+                1 => {
+                    // The fast path does not vouch for year 0 (PostgreSQL takes it).
+                    let e = OrderEvent::OrderAssigned {
+                        order_id: OrderId::new(*pick(rng, &ORDERS)).unwrap(),
+                        machine_id: MachineId::new("M1").unwrap(),
+                        previous_machine_id: None,
+                        at: t("0000-06-01T00:00:00Z"),
+                    };
+                    f.append("production_order", "O1", e).await;
+                }
+                2 => {
+                    // A floor time the fast path does not vouch for (PostgreSQL
+                    // takes it).
+                    let mut e = state_event("M1", "down", None, None, at("08:00"));
+                    if let MachineEvent::MachineStateChanged { at, .. } = &mut e {
+                        *at = t("0000-06-01T00:00:00Z");
+                    }
+                    f.machine(e).await;
+                }
+                3 => {
+                    // The order count overflows a bigint only after adding up.
+                    f.raw(
+                        "production_order",
+                        "O1",
+                        "OrderInspectionRecorded",
+                        1,
+                        json!({"order_id": "O1", "inspection_id": "I1", "sample_size": i64::MAX as u64,
+                               "defects": 0, "passed": true, "inspector": "q", "notes": null,
+                               "at": "2024-01-01T08:00:00Z"}),
+                    )
+                    .await;
+                }
+                _ => {
+                    // A parts count that overflows the machine's running total.
+                    f.machine(MachineEvent::MachinePartsProduced {
+                        machine_id: MachineId::new("M2").unwrap(),
+                        good: i64::MAX as u64,
+                        scrap: 0,
+                        order_id: None,
+                        ideal_cycle_time_s: CycleTime::new(30.0).unwrap(),
+                        at: floor_time(rng),
+                    })
+                    .await;
+                }
+            },
+            _ => {
+                f.parts("M1", 1, 0, 30.0, floor_time(rng)).await;
+            }
+        }
+    }
+}
+
+fn order_event(rng: &mut StdRng, o: &str) -> OrderEvent {
+    let order_id = OrderId::new(o).unwrap();
+    let machine_id = MachineId::new(*pick(rng, &MACHINES)).unwrap();
+    let at = floor_time(rng);
+    match rng.gen_range(0..10) {
+        0 | 1 => OrderEvent::OrderCreated {
+            order_id,
+            product_id: ProductId::new("widget").unwrap(),
+            quantity: OrderQuantity::new(rng.gen_range(1..1000)).unwrap(),
+            bom: (0..rng.gen_range(0..3))
+                .map(|_| BomLine {
+                    item_id: ItemId::new(*pick(rng, &ITEMS)).unwrap(),
+                    qty_per_unit: Quantity::new(qty(rng)).unwrap(),
+                })
+                .collect(),
+            input_location: pick(rng, &[None, Some("A")]).map(|l| Location::new(l).unwrap()),
+            output_location: Location::new("FG").unwrap(),
+            at,
+        },
+        2 => OrderEvent::OrderAssigned {
+            order_id,
+            machine_id,
+            previous_machine_id: None,
+            at,
+        },
+        3 => OrderEvent::OrderStarted {
+            order_id,
+            machine_id,
+            at,
+        },
+        4 => OrderEvent::OrderHeld {
+            order_id,
+            reason: Text::new("waiting for steel").unwrap(),
+            at,
+        },
+        5 => OrderEvent::OrderResumed { order_id, at },
+        6 => OrderEvent::OrderCompleted {
+            order_id,
+            good_count: rng.gen_range(0..1000),
+            scrap_count: rng.gen_range(0..50),
+            at,
+        },
+        7 => OrderEvent::OrderCancelled {
+            order_id,
+            reason: pick(rng, &[None, Some("customer")]).map(|r| Text::new(r).unwrap()),
+            previous_status: OrderStatus::Created,
+            at,
+        },
+        8 => OrderEvent::OrderPartsReported {
+            order_id,
+            product_id: ProductId::new("widget").unwrap(),
+            machine_id,
+            good: 5,
+            scrap: 1,
+            good_count: rng.gen_range(0..1000),
+            scrap_count: rng.gen_range(0..50),
+            at,
+        },
+        _ => OrderEvent::OrderInspectionRecorded {
+            order_id,
+            inspection_id: InspectionId::new("I1").unwrap(),
+            sample_size: rng.gen_range(1..20),
+            defects: rng.gen_range(0..3),
+            passed: rng.gen_bool(0.7),
+            inspector: Actor::new("qa").unwrap(),
+            notes: None,
+            at,
+        },
+    }
+}
+
+fn task_event(rng: &mut StdRng, task: &str) -> TaskEvent {
+    let task_id = TaskId::new(task).unwrap();
+    let machine_id = MachineId::new(*pick(rng, &MACHINES)).unwrap();
+    let at = floor_time(rng);
+    match rng.gen_range(0..5) {
+        0 | 1 => TaskEvent::MaintenanceTaskScheduled {
+            task_id,
+            machine_id,
+            kind: TaskKind::Predictive,
+            scheduled_date: floor_time(rng),
+            description: pick(rng, &[None, Some("grease")]).map(|d| Text::new(d).unwrap()),
+            evidence: rng.gen_bool(0.5).then(|| PredictiveEvidence {
+                sensor: "vibration_mm_s".into(),
+                observed_value: rng.gen_range(0.0..10.0),
+                baseline_mean: 0.1,
+                baseline_std_dev: 1e-300,
+                deviation_sigma: 3.3,
+                samples: u64::MAX,
+                window_start: floor_time(rng),
+                window_end: floor_time(rng),
+                details: BTreeMap::from([
+                    ("big".to_owned(), json!(12345678901234567890u64)),
+                    ("huge".to_owned(), json!(1e300)),
+                    ("nested".to_owned(), json!({"b": [1, 2.5, "x"], "a": null})),
+                ]),
+            }),
+            policy_id: None,
+            at,
+        },
+        2 => TaskEvent::MaintenanceTaskStarted {
+            task_id,
+            machine_id,
+            at,
+        },
+        3 => TaskEvent::MaintenanceTaskCompleted {
+            task_id,
+            machine_id,
+            kind: TaskKind::Predictive,
+            policy_id: None,
+            notes: pick(rng, &[None, Some("done")]).map(|n| Text::new(n).unwrap()),
+            parts_used: (0..rng.gen_range(0..3))
+                .map(|_| PartUsed {
+                    item_id: ItemId::new(*pick(rng, &ITEMS)).unwrap(),
+                    qty: Quantity::new(qty(rng)).unwrap(),
+                })
+                .collect(),
+            at,
+        },
+        _ => TaskEvent::MaintenanceTaskCancelled {
+            task_id,
+            machine_id,
+            kind: TaskKind::Predictive,
+            policy_id: None,
+            reason: Text::new("not needed").unwrap(),
+            previous_status: shopfloor_domain::maintenance::TaskStatus::Scheduled,
+            at,
+        },
+    }
+}
+
+fn inventory_event(rng: &mut StdRng, item: &str) -> InventoryEvent {
+    let item_id = ItemId::new(item).unwrap();
+    let item_type = *pick(rng, &[ItemType::Raw, ItemType::Finished]);
+    let location = Location::new(*pick(rng, &LOCATIONS)).unwrap();
+    let at = floor_time(rng);
+    match rng.gen_range(0..4) {
+        0 => InventoryEvent::InventoryReceived {
+            item_id,
+            item_type,
+            location,
+            qty: Quantity::new(qty(rng)).unwrap(),
+            new_level: qty(rng),
+            reason: pick(rng, &[None, Some("delivery")]).map(|r| Text::new(r).unwrap()),
+            at,
+        },
+        1 => InventoryEvent::InventoryAdjusted {
+            item_id,
+            item_type,
+            location,
+            delta: StockDelta::new(-qty(rng)).unwrap(),
+            new_level: qty(rng),
+            reason: Text::new("count").unwrap(),
+            at,
+        },
+        2 => {
+            let allocations: Vec<Allocation> = (0..rng.gen_range(0..4))
+                .map(|_| Allocation {
+                    location: Location::new(*pick(rng, &LOCATIONS)).unwrap(),
+                    qty: qty(rng),
+                    new_level: qty(rng),
+                })
+                .collect();
+            InventoryEvent::InventoryConsumed {
+                item_id,
+                item_type,
+                order_id: OrderId::new(*pick(rng, &ORDERS)).unwrap(),
+                requested: Quantity::new(qty(rng)).unwrap(),
+                location: pick(rng, &[None, Some("A")]).map(|l| Location::new(l).unwrap()),
+                allocations,
+                shortage: *pick(rng, &[Decimal::ZERO, Decimal::new(25, 1)]),
+                at,
+            }
+        }
+        _ => InventoryEvent::InventoryProduced {
+            item_id,
+            item_type,
+            order_id: OrderId::new(*pick(rng, &ORDERS)).unwrap(),
+            location,
+            qty: Quantity::new(qty(rng)).unwrap(),
+            new_level: qty(rng),
+            at,
+        },
+    }
+}
+
+/// Every table of the read models, and the framework's.
+fn tables() -> Vec<&'static str> {
+    let mut tables = vec!["projection_checkpoints", "projection_parked"];
+    for p in Projection::ALL {
+        tables.extend_from_slice(p.tables());
+    }
+    tables
+}
+
+/// A schema with empty copies of every table.
+async fn schema(pool: &PgPool, name: &str) {
+    sqlx::query(&format!("CREATE SCHEMA {name}"))
+        .execute(pool)
+        .await
+        .unwrap();
+    for t in tables() {
+        sqlx::query(&format!(
+            "CREATE TABLE {name}.{t} (LIKE public.{t} INCLUDING ALL)"
+        ))
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+}
+
+/// Every event applied one by one into schema `name`; the live updates of each
+/// projection, coalesced as `process` coalesces them.
+async fn per_event(
+    pool: &PgPool,
+    name: &str,
+    events: &[RecordedEvent],
+) -> HashMap<Projection, Vec<LiveUpdate>> {
+    schema(pool, name).await;
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query(&format!("SET LOCAL search_path TO {name}"))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let mut updates = HashMap::new();
+    for p in Projection::ALL {
+        let (applied, parked, u) = apply_per_event(&mut tx, p, events).await.unwrap();
+        assert_eq!(applied + parked, events.len());
+        updates.insert(p, coalesce(u));
+    }
+    tx.commit().await.unwrap();
+    updates
+}
+
+fn coalesce(updates: Vec<LiveUpdate>) -> Vec<LiveUpdate> {
+    let mut last = HashMap::new();
+    for (i, u) in updates.iter().enumerate() {
+        last.insert(u.topic.clone(), i);
+    }
+    updates
+        .into_iter()
+        .enumerate()
+        .filter(|(i, u)| last[&u.topic] == *i)
+        .map(|(_, u)| u)
+        .collect()
+}
+
+/// The rows of `table` in schema `a` and not in `b` (`EXCEPT ALL`), as JSON.
+async fn only_in(pool: &PgPool, a: &str, b: &str, table: &str) -> Vec<serde_json::Value> {
+    let columns = if table == "projection_parked" {
+        // When it was parked is the clock's.
+        "projection, position, event_id, stream_type, stream_id, event_type, error, recorded_at"
+    } else if table == "projection_checkpoints" {
+        // The reference does not keep checkpoints.
+        return Vec::new();
+    } else {
+        "*"
+    };
+    sqlx::query_scalar(&format!(
+        "SELECT to_jsonb(x) FROM (SELECT {columns} FROM {a}.{table} \
+         EXCEPT ALL SELECT {columns} FROM {b}.{table}) x"
+    ))
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+async fn assert_same(pool: &PgPool, reference: &str, other: &str) {
+    for t in tables() {
+        let missing = only_in(pool, reference, other, t).await;
+        let extra = only_in(pool, other, reference, t).await;
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{other}.{t} differs from event-by-event application:\n\
+             missing {missing:#?}\nextra {extra:#?}"
+        );
+    }
+}
+
+async fn count(pool: &PgPool, schema: &str, table: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT count(*) FROM {schema}.{table}"))
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// Applies the whole log with `process` (what projectors do), in batches of
+/// the sizes `sizes` gives, into `name`; the coalesced live updates of each
+/// projection over all batches.
+async fn in_batches(
+    pool: &PgPool,
+    f: &Floor,
+    name: &str,
+    events: &[RecordedEvent],
+    mut sizes: impl FnMut() -> usize,
+) -> HashMap<Projection, Vec<LiveUpdate>> {
+    schema(pool, name).await;
+    let mut updates: HashMap<Projection, Vec<LiveUpdate>> = HashMap::new();
+    let mut rest = events;
+    while !rest.is_empty() {
+        let n = sizes().clamp(1, rest.len());
+        let (batch, tail) = rest.split_at(n);
+        for p in Projection::ALL {
+            let done = projection::process(pool, &f.store, p, batch.to_vec(), Some(name))
+                .await
+                .unwrap();
+            assert_eq!(done.position, batch.last().unwrap().position);
+            updates.entry(p).or_default().extend(done.updates);
+        }
+        rest = tail;
+    }
+    updates.into_iter().map(|(p, u)| (p, coalesce(u))).collect()
+}
+
+async fn run(pool: PgPool, seed: u64, n: usize, fallbacks: bool) {
+    let f = Floor::new(&pool);
+    let mut rng = StdRng::seed_from_u64(seed);
+    generate(&f, &mut rng, n, fallbacks).await;
+    let events = f.store.read_all(0, 100_000).await.unwrap();
+    let reference = per_event(&pool, "ref", &events).await;
+    // The history is varied enough to mean something.
+    for t in tables() {
+        if t != "projection_checkpoints" {
+            assert!(count(&pool, "ref", t).await > 0, "no rows in {t}");
+        }
+    }
+
+    // Projectors: every batch size from one event to several chunks.
+    let mut sizes = StdRng::seed_from_u64(seed + 1);
+    in_batches(&pool, &f, "small", &events, || sizes.gen_range(1..40)).await;
+    assert_same(&pool, "ref", "small").await;
+    // One batch of everything (several chunks): the same live updates.
+    let whole = in_batches(&pool, &f, "whole", &events, || usize::MAX).await;
+    assert_same(&pool, "ref", "whole").await;
+    for p in Projection::ALL {
+        assert_eq!(whole[&p], reference[&p], "live updates of {p}");
+    }
+
+    // Catch-up from the store (one chunk), into the live schema.
+    for p in Projection::ALL {
+        projection::apply_from_store(&pool, p).await.unwrap();
+    }
+    assert_same(&pool, "ref", "public").await;
+
+    // Replay (scratch schema, swap) and verify.
+    shopfloor_projections::replay(&pool, None, |_, _| {})
+        .await
+        .unwrap();
+    assert_same(&pool, "ref", "public").await;
+    let differences = shopfloor_projections::verify(&pool).await.unwrap();
+    assert!(differences.is_empty(), "{differences:#?}");
+}
+
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn set_based_equals_event_by_event(pool: PgPool) {
+    run(pool, 7, 1200, false).await;
+}
+
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn set_based_falls_back_event_by_event_and_equals_it(pool: PgPool) {
+    run(pool, 11, 900, true).await;
+}
+
+/// A fact that is already there makes the chunk's COPY fail: the chunk is redone
+/// event by event, which skips exactly that fact.
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn a_fact_already_there_is_skipped(pool: PgPool) {
+    let f = Floor::new(&pool);
+    f.register("M1", "L1", 30.0).await;
+    let first = f.state("M1", "running", None, None, at("08:00")).await;
+    f.parts("M1", 3, 0, 30.0, at("08:05")).await;
+    f.state("M1", "down", None, None, at("09:00")).await;
+    let events = f.store.read_all(0, 100).await.unwrap();
+    // As if the checkpoint had been lost after the first state fact was written.
+    for s in ["ref", "public"] {
+        if s == "ref" {
+            schema(&pool, s).await;
+        }
+        sqlx::query(&format!(
+            "INSERT INTO {s}.rm_state_facts (machine_id, at, position, state, planned, recorded_at) \
+             VALUES ('M1', $1, $2, 'idle', true, $1)"
+        ))
+        .bind(at("08:00"))
+        .bind(first)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL search_path TO ref")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    apply_per_event(&mut tx, Projection::MachineHistory, &events)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let done = projection::apply_from_store(&pool, Projection::MachineHistory)
+        .await
+        .unwrap();
+    assert_eq!((done.applied, done.parked), (4, 0));
+    for t in Projection::MachineHistory.tables() {
+        assert!(only_in(&pool, "ref", "public", t).await.is_empty());
+        assert!(only_in(&pool, "public", "ref", t).await.is_empty());
+    }
+    let state: String = sqlx::query_scalar("SELECT state FROM rm_state_facts WHERE position = $1")
+        .bind(first)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(state, "idle");
+    assert_eq!(count(&pool, "public", "rm_state_facts").await, 2);
+}
+
+/// Appends `events` to one stream in one go (fast enough for long histories).
+async fn bulk<E: cqrs_es::DomainEvent>(f: &Floor, stream_type: &str, id: &str, events: &[E]) {
+    let new = events
+        .iter()
+        .map(|e| {
+            let (event_type, schema_version, payload) =
+                shopfloor_eventstore::repository::encode_event(e).unwrap();
+            shopfloor_eventstore::NewEvent {
+                event_id: uuid::Uuid::new_v4(),
+                event_type,
+                schema_version,
+                payload,
+                metadata: Default::default(),
+            }
+        })
+        .collect();
+    f.store
+        .append(
+            &shopfloor_eventstore::StreamRef::new(stream_type, id),
+            shopfloor_eventstore::ExpectedVersion::Any,
+            new,
+        )
+        .await
+        .unwrap();
+}
+
+/// Catch-up, verify and replay read the log in pages shared by every projection,
+/// each projection up to its own position: a history of several pages, with
+/// projections standing at different checkpoints.
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn pages_shared_by_projections_at_different_checkpoints(pool: PgPool) {
+    let f = Floor::new(&pool);
+    let mut rng = StdRng::seed_from_u64(3);
+    for m in &MACHINES[..4] {
+        f.register(m, "L1", 30.0).await;
+    }
+    let pages = 2 * projection::CATCH_UP_CHUNK + 1_000;
+    while (f.store.head_position().await.unwrap() as usize) < pages {
+        for m in MACHINES {
+            let events: Vec<MachineEvent> = (0..400)
+                .map(|_| {
+                    if rng.gen_bool(0.3) {
+                        let state = *pick(&mut rng, &["running", "idle", "down"]);
+                        let reason = *pick(&mut rng, &REASONS);
+                        state_event(m, state, reason, None, floor_time(&mut rng))
+                    } else {
+                        MachineEvent::MachinePartsProduced {
+                            machine_id: MachineId::new(m).unwrap(),
+                            good: rng.gen_range(0..300),
+                            scrap: rng.gen_range(0..10),
+                            order_id: None,
+                            ideal_cycle_time_s: CycleTime::new(30.0).unwrap(),
+                            at: floor_time(&mut rng),
+                        }
+                    }
+                })
+                .collect();
+            bulk(&f, "machine", m, &events).await;
+        }
+        let orders: Vec<OrderEvent> = (0..50).map(|_| order_event(&mut rng, "O1")).collect();
+        bulk(&f, "production_order", "O1", &orders).await;
+        let stock: Vec<InventoryEvent> = (0..50)
+            .map(|_| inventory_event(&mut rng, "steel"))
+            .collect();
+        bulk(&f, "inventory_item", "steel", &stock).await;
+        f.raw("machine", "M1", "SomethingExploded", 1, json!({}))
+            .await;
+    }
+    let events = f.store.read_all(0, 1_000_000).await.unwrap();
+    assert!(events.len() > pages);
+
+    // The live read models at different positions: machines part of the way
+    // (as a projector would have it), the others nowhere yet.
+    let part = &events[..projection::CATCH_UP_CHUNK + 123];
+    projection::process(&pool, &f.store, Projection::Machines, part.to_vec(), None)
+        .await
+        .unwrap();
+    let differences = shopfloor_projections::verify(&pool).await.unwrap();
+    assert!(differences.is_empty(), "{differences:#?}");
+
+    // Event by event, for reference.
+    per_event(&pool, "ref", &events).await;
+    // Each projection catching up on its own, then replay of them all.
+    for p in Projection::ALL {
+        let done = projection::apply_from_store(&pool, p).await.unwrap();
+        assert_eq!(done.position, events.last().unwrap().position);
+    }
+    assert_same(&pool, "ref", "public").await;
+    shopfloor_projections::replay(&pool, None, |_, _| {})
+        .await
+        .unwrap();
+    assert_same(&pool, "ref", "public").await;
+    assert!(shopfloor_projections::verify(&pool)
+        .await
+        .unwrap()
+        .is_empty());
+}
