@@ -193,8 +193,10 @@ pub(crate) async fn fetch_intervals(
     to: DateTime<Utc>,
     as_of: Option<DateTime<Utc>>,
 ) -> Result<Vec<IntervalRow>, sqlx::Error> {
-    sqlx::query_as::<_, IntervalRow>(
-        "WITH ids AS (SELECT unnest($1::text[]) AS machine_id), \
+    // Two texts: without `as_of` the recorded-time filters are left out rather than
+    // written `($4 IS NULL OR …)`, so that PostgreSQL can keep one cached plan for
+    // the common query instead of planning it again on every request.
+    const SQL: &str = "WITH ids AS (SELECT unnest($1::text[]) AS machine_id), \
          firsts AS ( \
            SELECT ids.machine_id, \
              (SELECT f.at FROM rm_state_facts f WHERE f.machine_id = ids.machine_id AND f.at <= $2 \
@@ -226,14 +228,32 @@ pub(crate) async fn fetch_intervals(
              AND ($4::timestamptz IS NULL OR c.recorded_at <= $4) \
            ORDER BY c.position DESC LIMIT 1) c ON true \
          WHERE NOT o.extra \
-         ORDER BY o.machine_id, o.at, o.position",
-    )
-    .bind(machines)
-    .bind(from)
-    .bind(to)
-    .bind(as_of)
-    .fetch_all(pool)
-    .await
+         ORDER BY o.machine_id, o.at, o.position";
+    let filter = |alias: &str| match as_of {
+        Some(_) => format!("({alias}.recorded_at <= $4)"),
+        None => "true".to_owned(),
+    };
+    let sql = SQL
+        .replace(
+            "($4::timestamptz IS NULL OR f.recorded_at <= $4)",
+            &filter("f"),
+        )
+        .replace(
+            "($4::timestamptz IS NULL OR g.recorded_at <= $4)",
+            &filter("g"),
+        )
+        .replace(
+            "($4::timestamptz IS NULL OR c.recorded_at <= $4)",
+            &filter("c"),
+        );
+    let query = sqlx::query_as::<_, IntervalRow>(sql.as_str())
+        .bind(machines)
+        .bind(from)
+        .bind(to);
+    match as_of {
+        Some(t) => query.bind(t).fetch_all(pool).await,
+        None => query.fetch_all(pool).await,
+    }
 }
 
 /// The machines a query selects, with their lines, by id.
@@ -488,20 +508,29 @@ async fn buckets_and_parts(
             .collect();
         let starts: Vec<DateTime<Utc>> = buckets.iter().map(|b| b.from).collect();
         let ends: Vec<DateTime<Utc>> = buckets.iter().map(|b| b.to).collect();
-        let rows: Vec<(String, i64, i64, i64, f64)> = sqlx::query_as(
-            "SELECT p.machine_id, b.idx, sum(p.good)::bigint, sum(p.scrap)::bigint, \
+        let sql = "SELECT p.machine_id, b.idx, sum(p.good)::bigint, sum(p.scrap)::bigint, \
                sum(p.ideal_cycle_time_s * (p.good + p.scrap))::float8 \
              FROM unnest($2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS b(s, e, idx) \
              JOIN rm_parts_facts p ON p.machine_id = ANY($1) AND p.at >= b.s AND p.at < b.e \
-               AND ($4::timestamptz IS NULL OR p.recorded_at <= $4) \
-             GROUP BY p.machine_id, b.idx",
-        )
-        .bind(&line_ids)
-        .bind(&starts)
-        .bind(&ends)
-        .bind(q.as_of)
-        .fetch_all(pool)
-        .await?;
+               AND {} \
+             GROUP BY p.machine_id, b.idx";
+        // As for the intervals: no `($4 IS NULL OR …)`, so the plan can be cached.
+        let sql = sql.replace(
+            "{}",
+            if q.as_of.is_some() {
+                "p.recorded_at <= $4"
+            } else {
+                "true"
+            },
+        );
+        let query = sqlx::query_as(sql.as_str())
+            .bind(&line_ids)
+            .bind(&starts)
+            .bind(&ends);
+        let rows: Vec<(String, i64, i64, i64, f64)> = match q.as_of {
+            Some(t) => query.bind(t).fetch_all(pool).await?,
+            None => query.fetch_all(pool).await?,
+        };
         for (machine, idx, good, scrap, ideal) in rows {
             let idx = usize::try_from(idx - 1).unwrap_or(0);
             parts.insert((machine, idx), (good, scrap, ideal));
