@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use shopfloor_commands::{CommandError, RejectionKind};
 use shopfloor_domain::values::ValueError;
-use shopfloor_eventstore::StoreError;
+use shopfloor_eventstore::{Failure, StoreError};
 
 /// The media type of problem documents.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -132,6 +132,24 @@ impl ApiError {
         )
         .with_title("Service unavailable");
         e.retry_after = Some(retry_after);
+        e.internal = Some(internal.into());
+        e
+    }
+
+    /// 504: the database was cut off while the write was being committed and did not
+    /// come back in time to tell whether it was. The write may be stored: retrying
+    /// with the same Idempotency-Key is safe (and answers with the original outcome);
+    /// retrying without one may record it twice.
+    pub fn unknown_outcome(internal: impl Into<String>) -> Self {
+        let mut e = Self::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "unknown-outcome",
+            "the database was cut off while this write was being committed; it may or may not \
+             be recorded. Retry with the same Idempotency-Key to learn the outcome without \
+             recording it twice",
+        )
+        .with_title("Outcome unknown");
+        e.retry_after = Some(2);
         e.internal = Some(internal.into());
         e
     }
@@ -287,45 +305,24 @@ impl From<CommandError> for ApiError {
             .with_title("Stale version")
             .with_extensions(json!({ "current_version": actual, "expected_version": expected })),
             e @ CommandError::Contention { .. } => ApiError::unavailable(e.to_string(), 1),
+            e @ CommandError::Aborted { .. } => ApiError::conflict(e.to_string()),
             CommandError::Store(e) => e.into(),
         }
     }
 }
 
-/// True when PostgreSQL refused for a reason that passes: it is shutting down, starting
-/// up or recovering (class 57P: `admin_shutdown`, `crash_shutdown`, `cannot_connect_now`),
-/// the connection failed (class 08), or it is out of resources (class 53, e.g. too many
-/// connections). A restart of PostgreSQL shows these, and the client should retry (503),
-/// not be told of an internal error (500).
-fn database_unavailable(e: &StoreError) -> bool {
-    let StoreError::Database(sqlx::Error::Database(db)) = e else {
-        return false;
-    };
-    db.code()
-        .is_some_and(|c| c.starts_with("57P") || c.starts_with("08") || c.starts_with("53"))
-}
-
-/// True when PostgreSQL refused a value of the request itself (class 22, data exception:
-/// a NUL character in a text, a number out of range, ...): the client's fault, 400.
-fn data_exception(e: &StoreError) -> bool {
-    let StoreError::Database(sqlx::Error::Database(db)) = e else {
-        return false;
-    };
-    db.code().is_some_and(|c| c.starts_with("22"))
-}
-
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        if data_exception(&e) {
-            return ApiError::bad_request(
+        if let StoreError::UnknownOutcome(_) = e {
+            return ApiError::unknown_outcome(e.to_string());
+        }
+        match e.failure() {
+            Failure::BadValue => ApiError::bad_request(
                 "a value in the request cannot be stored or searched (a NUL character, a number out of range, ...)",
             )
-            .with_title("Invalid value");
-        }
-        if e.is_transient() || database_unavailable(&e) {
-            ApiError::unavailable(e.to_string(), 2)
-        } else {
-            ApiError::internal(e.to_string())
+            .with_title("Invalid value"),
+            Failure::Transient => ApiError::unavailable(e.to_string(), 2),
+            Failure::Fault => ApiError::internal(e.to_string()),
         }
     }
 }

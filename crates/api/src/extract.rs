@@ -107,6 +107,7 @@ impl Ctx {
             command_id: self.command_id(),
             occurred_at,
             expected_version: self.expected_version,
+            extra: Default::default(),
         }
     }
 

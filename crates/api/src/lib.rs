@@ -15,7 +15,6 @@
 //!   If-Match).
 //! - [`middleware`]: request ids, problem finishing and error logging, metrics, fallbacks.
 //! - [`idempotency`]: replays of POST/PATCH with an Idempotency-Key.
-//! - [`batch`]: all-or-nothing batches of machine events across machine streams.
 //! - [`views`]: the JSON shapes of single entities.
 //! - [`ratelimit`]: token buckets per principal and per client IP (failed auth).
 //! - [`serve`]: serving on a socket with a header read timeout, a request timeout and a
@@ -30,7 +29,6 @@
 //! names the permission it needs (403). Metrics is a route layer (it labels by route).
 
 pub mod auth;
-pub mod batch;
 pub mod dashboard;
 pub mod error;
 pub mod extract;

@@ -39,12 +39,52 @@ pub enum CommandError {
         stream_type: String,
         stream_id: String,
     },
+    /// Not written because another command of its all-or-nothing batch (at
+    /// `index`, when known) was refused or failed.
+    #[error("not recorded: another command of the batch was refused")]
+    Aborted { index: Option<usize> },
     /// The store failed (unreachable database, ...).
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 impl CommandError {
+    /// The same failure for another command of the batch it ended: refusals
+    /// exactly; a store failure as what it means to a caller (unknown outcome,
+    /// unavailable, or a fault), with its message.
+    pub fn replicate(&self) -> CommandError {
+        match self {
+            CommandError::Rejected { kind, message } => CommandError::Rejected {
+                kind: *kind,
+                message: message.clone(),
+            },
+            CommandError::VersionMismatch {
+                stream_type,
+                expected,
+                actual,
+            } => CommandError::VersionMismatch {
+                stream_type: stream_type.clone(),
+                expected: *expected,
+                actual: *actual,
+            },
+            CommandError::Contention {
+                stream_type,
+                stream_id,
+            } => CommandError::Contention {
+                stream_type: stream_type.clone(),
+                stream_id: stream_id.clone(),
+            },
+            CommandError::Aborted { index } => CommandError::Aborted { index: *index },
+            CommandError::Store(StoreError::UnknownOutcome(m)) => {
+                CommandError::Store(StoreError::UnknownOutcome(m.clone()))
+            }
+            CommandError::Store(e) if e.is_transient() => {
+                CommandError::Store(StoreError::Unavailable(e.to_string()))
+            }
+            CommandError::Store(e) => CommandError::Store(StoreError::Invalid(e.to_string())),
+        }
+    }
+
     /// True when the command may succeed if sent again later.
     pub fn is_transient(&self) -> bool {
         match self {

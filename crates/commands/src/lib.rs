@@ -15,11 +15,12 @@
 //!   idempotently.
 //! - [`workload`]: the machine-command workload of the benchmarks.
 
+mod aggregate;
 pub mod error;
 pub mod process;
 pub mod service;
 pub mod workload;
 
 pub use error::{CommandError, RejectionKind};
-pub use service::{CommandContext, CommandService, Outcome};
+pub use service::{Atomicity, BatchItem, CommandContext, CommandService, CommittedEvent, Outcome};
 pub use shopfloor_domain::process::Target;

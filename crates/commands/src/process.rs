@@ -284,6 +284,7 @@ impl ProcessManager {
             command_id: Some(issued.command_id.clone()),
             occurred_at: event.metadata.occurred_at,
             expected_version: None,
+            extra: Default::default(),
         };
         match self.service.execute(issued.target, &ctx).await {
             Ok(_) => Ok(()),

@@ -1,44 +1,50 @@
-//! [`CommandService`]: one domain command, from load to durable append.
+//! [`CommandService`]: the one writer. Every command of Shopfloor — an HTTP request,
+//! a batch of machine events, an MQTT message, a process manager's follow-up —
+//! goes from load to durable append through [`CommandService::execute_batch`].
 //!
-//! For each command:
-//! 1. **Load** the aggregate: from the in-memory cache, else from its snapshot
-//!    and later events.
-//! 2. **Idempotency.** With a `command_id` (an HTTP Idempotency-Key, an MQTT message
-//!    id, a process manager's deterministic id), event ids are derived from it, so
-//!    appending them again writes nothing and returns the original outcome. When
-//!    the aggregate has moved on and now refuses the command, the log is searched
-//!    for the command's first event id: if it is there, the original outcome is
-//!    returned instead of the refusal.
-//! 3. **Expected version** (HTTP `If-Match`): a mismatch refuses the command.
-//! 4. **Decide**: the pure domain decision; a refusal writes nothing.
-//! 5. **Append** with the loaded version as the expected one. If another writer
-//!    got there first, go back to 2 (a few times, with jittered back-off), unless
-//!    the caller pinned a version, in which case that is a mismatch.
+//! For a batch of commands (one command is a batch of one):
+//! 1. **Turns.** The batch takes the turn of every stream it touches, in stream
+//!    order (so two batches never wait on each other in a cycle). Commands on one
+//!    stream within this process therefore queue instead of racing; conflicts can
+//!    only come from other processes.
+//! 2. **Plan** ([`Plan`]): each stream's aggregate comes from the in-memory cache,
+//!    else from its snapshot and later events. Each command is decided in batch
+//!    order on its aggregate (the pure domain decision), later commands seeing the
+//!    events of earlier ones. A refusal writes nothing; with a `command_id` (an
+//!    HTTP Idempotency-Key, an MQTT message id, a process manager's deterministic
+//!    id) the log is first searched for the command's first derived event id, and
+//!    if it is there the original outcome is returned instead of the refusal.
+//! 3. **Commit** through the group-commit writer, so concurrent batches share one
+//!    transaction and one fsync. [`Atomicity::AllOrNothing`] sends the whole batch
+//!    as one unit; [`Atomicity::EachOnItsOwn`] sends one unit per stream (the
+//!    commands of one stream follow each other), so a refusal of one stream's
+//!    append keeps only that stream out.
+//! 4. **Settle**: an append refused because another process wrote first (a
+//!    version conflict) is planned again on the reloaded aggregate, a few times
+//!    with jittered back-off, unless the caller pinned a version (If-Match).
 //!
-//! Commands on the same stream within this process take turns (a per-stream
-//! lock), so a hot machine with many concurrent reports queues instead of losing
-//! optimistic races; conflicts then only come from other processes.
+//! Event ids are derived from the command id, so appending a command again (a
+//! retried request, a redelivered message) writes nothing and returns the
+//! original positions.
 
-use std::any::Any;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use shopfloor_domain::process::Target;
-use shopfloor_domain::{
-    Decide, InventoryItem, Machine, MaintenancePolicy, MaintenanceTask, ProductionOrder,
-};
-use shopfloor_eventstore::repository::{derived_event_id, meta};
+use shopfloor_domain::StreamType;
+use shopfloor_eventstore::repository::derived_event_id;
 use shopfloor_eventstore::{
-    AggregateRepository, AppendRequest, Direction, EventStore, ExpectedVersion, GroupCommitter,
-    GroupStats, Source, StoreError, StreamRef,
+    AggregateRepository, AppendRequest, AppendResult, Direction, EventMetadata, EventStore,
+    ExpectedVersion, GroupCommitter, GroupStats, Source, StoreError, StreamRef,
 };
 use tracing::instrument;
 use uuid::Uuid;
 
-use crate::error::{Classify, CommandError};
+use crate::aggregate::AnyAggregate;
+use crate::error::{CommandError, RejectionKind};
 
 /// Who sends a command, why, and under which conditions.
 #[derive(Debug, Clone, Default)]
@@ -55,6 +61,8 @@ pub struct CommandContext {
     pub occurred_at: Option<DateTime<Utc>>,
     /// The stream version the caller expects (If-Match).
     pub expected_version: Option<u64>,
+    /// More metadata kept verbatim with the events (an MQTT topic, ...).
+    pub extra: BTreeMap<String, String>,
 }
 
 impl CommandContext {
@@ -66,22 +74,51 @@ impl CommandContext {
         }
     }
 
-    fn metadata(&self) -> HashMap<String, String> {
-        let mut m = HashMap::new();
-        m.insert(meta::ACTOR.to_string(), self.actor.clone());
-        m.insert(meta::SOURCE.to_string(), self.source.as_str().to_string());
-        let mut put = |k: &str, v: &Option<String>| {
-            if let Some(v) = v {
-                m.insert(k.to_string(), v.clone());
-            }
-        };
-        put(meta::CORRELATION_ID, &self.correlation_id);
-        put(meta::CAUSATION_ID, &self.causation_id);
-        put("request_id", &self.request_id);
-        put(meta::COMMAND_ID, &self.command_id);
-        put(meta::OCCURRED_AT, &self.occurred_at.map(|t| t.to_rfc3339()));
-        m
+    /// The metadata every event of the command carries.
+    fn event_metadata(&self) -> EventMetadata {
+        let mut extra = self.extra.clone();
+        if let Some(v) = &self.request_id {
+            extra.insert("request_id".into(), v.clone());
+        }
+        if let Some(v) = &self.command_id {
+            extra.insert("command_id".into(), v.clone());
+        }
+        EventMetadata {
+            actor: Some(self.actor.clone()),
+            correlation_id: self.correlation_id.clone(),
+            causation_id: self.causation_id.clone(),
+            source: self.source,
+            occurred_at: self.occurred_at,
+            extra,
+        }
     }
+}
+
+/// One command of a batch: where it goes, and who sends it.
+#[derive(Debug, Clone)]
+pub struct BatchItem {
+    pub target: Target,
+    pub ctx: CommandContext,
+}
+
+impl BatchItem {
+    pub fn new(target: Target, ctx: CommandContext) -> Self {
+        Self { target, ctx }
+    }
+
+    fn stream(&self) -> StreamRef {
+        StreamRef::new(self.target.stream_type().as_str(), self.target.stream_id())
+    }
+}
+
+/// Whether a batch is recorded whole or command by command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Atomicity {
+    /// Every command is recorded, or none: the first refusal fails the batch, and
+    /// every other command gets [`CommandError::Aborted`].
+    AllOrNothing,
+    /// Each command stands on its own: a refused one does not keep the others out.
+    EachOnItsOwn,
 }
 
 /// An event a command appended.
@@ -96,7 +133,7 @@ pub struct CommittedEvent {
 /// What a command did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
-    pub stream_type: &'static str,
+    pub stream_type: StreamType,
     pub stream_id: String,
     /// The stream's version after the command.
     pub stream_version: u64,
@@ -146,15 +183,13 @@ impl Drop for StreamGuard {
     }
 }
 
-/// A cached aggregate (type-erased) and its stream version.
-type CachedAggregate = (Box<dyn Any + Send>, u64);
-
-/// Aggregates kept between commands, keyed by stream. Only touched while the
-/// stream's turn is held, so an entry is taken out, used, and put back.
+/// Aggregates kept between commands, keyed by stream, with their versions. Only
+/// touched while the stream's turn is held, so an entry is taken out, used, and
+/// put back.
 #[derive(Debug)]
 struct AggregateCache {
     capacity: usize,
-    entries: Mutex<HashMap<StreamRef, CachedAggregate>>,
+    entries: Mutex<HashMap<StreamRef, (AnyAggregate, u64)>>,
 }
 
 impl AggregateCache {
@@ -165,13 +200,12 @@ impl AggregateCache {
         }
     }
 
-    fn take<A: 'static>(&self, stream: &StreamRef) -> Option<(A, u64)> {
+    fn take(&self, stream: &StreamRef) -> Option<(AnyAggregate, u64)> {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let (boxed, version) = entries.remove(stream)?;
-        boxed.downcast::<A>().ok().map(|a| (*a, version))
+        entries.remove(stream)
     }
 
-    fn put<A: Send + 'static>(&self, stream: StreamRef, aggregate: A, version: u64) {
+    fn put(&self, stream: StreamRef, aggregate: AnyAggregate, version: u64) {
         if self.capacity == 0 {
             return;
         }
@@ -187,8 +221,75 @@ impl AggregateCache {
                 entries.remove(&k);
             }
         }
-        entries.insert(stream, (Box::new(aggregate), version));
+        entries.insert(stream, (aggregate, version));
     }
+}
+
+/// Where appends go: the group-commit writer, or straight to the store.
+#[derive(Debug, Clone)]
+enum Writer {
+    Group(GroupCommitter),
+    Direct(EventStore),
+}
+
+impl Writer {
+    /// Every request's result, in order (see [`GroupCommitter::append_units`]).
+    async fn append_units(
+        &self,
+        units: Vec<Vec<AppendRequest>>,
+    ) -> Vec<Result<AppendResult, StoreError>> {
+        match self {
+            Writer::Group(group) => group.append_units(units).await,
+            Writer::Direct(store) => {
+                let n: usize = units.iter().map(Vec::len).sum();
+                match store.append_units(units).await {
+                    Ok(results) => results,
+                    Err(e) => {
+                        let message = e.to_string();
+                        let unknown = matches!(e, StoreError::UnknownOutcome(_));
+                        (0..n)
+                            .map(|_| {
+                                Err(if unknown {
+                                    StoreError::UnknownOutcome(message.clone())
+                                } else {
+                                    StoreError::Unavailable(message.clone())
+                                })
+                            })
+                            .collect()
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A stream's aggregate while a batch works on it.
+struct Slot {
+    aggregate: AnyAggregate,
+    /// The version it was loaded at.
+    loaded: u64,
+    /// The version after the events planned so far.
+    next: u64,
+}
+
+/// The plan of one round: per open command, its append or its settled result.
+#[derive(Default)]
+struct Plan {
+    /// (command index, request), in batch order.
+    appends: Vec<(usize, AppendRequest)>,
+    /// Commands settled without an append (no events, refused, done before).
+    settled: Vec<(usize, Result<Outcome, CommandError>)>,
+    /// Refused commands with a command id: perhaps done before.
+    refused: Vec<(usize, CommandError)>,
+}
+
+/// A command's append and what came of it.
+struct Appended {
+    index: usize,
+    stream: StreamRef,
+    /// The ids and types of the events it carried.
+    events: Vec<(Uuid, String)>,
+    result: Result<AppendResult, StoreError>,
 }
 
 /// Executes commands. Cheap to clone.
@@ -199,30 +300,29 @@ pub struct CommandService {
     /// Recently used aggregates with their versions; a stale one (another
     /// process wrote) shows as a conflict at append and is reloaded.
     cache: Arc<AggregateCache>,
-    /// When set, appends go through one group-commit writer.
-    group: Option<GroupCommitter>,
+    writer: Writer,
     /// Snapshot every this many events of a stream.
     snapshot_every: u64,
-    /// Attempts before giving up on a stream that other writers keep changing.
+    /// Rounds before giving up on streams that other processes keep changing.
     max_attempts: u32,
 }
 
 impl CommandService {
     pub fn new(store: EventStore) -> Self {
         Self {
+            writer: Writer::Direct(store.clone()),
             store,
             locks: Arc::default(),
             cache: Arc::new(AggregateCache::new(50_000)),
-            group: None,
             snapshot_every: 200,
-            max_attempts: 8,
+            max_attempts: 16,
         }
     }
 
     /// Sends appends through a group-commit writer (started on the current
-    /// runtime) that puts up to `max_batch` concurrent commands in one transaction.
+    /// runtime) that puts up to `max_batch` concurrent requests in one transaction.
     pub fn with_group_commit(mut self, max_batch: usize) -> Self {
-        self.group = Some(GroupCommitter::start(self.store.clone(), max_batch));
+        self.writer = Writer::Group(GroupCommitter::start(self.store.clone(), max_batch));
         self
     }
 
@@ -243,235 +343,382 @@ impl CommandService {
 
     /// The group-commit writer's figures, when appends go through one.
     pub fn group_stats(&self) -> Option<GroupStats> {
-        self.group.as_ref().map(GroupCommitter::stats)
-    }
-
-    /// Executes a command on the aggregate it is addressed to.
-    pub async fn execute(
-        &self,
-        target: Target,
-        ctx: &CommandContext,
-    ) -> Result<Outcome, CommandError> {
-        match target {
-            Target::ProductionOrder { order_id, command } => {
-                self.run::<ProductionOrder>(order_id.as_str(), command, ctx)
-                    .await
-            }
-            Target::Machine {
-                machine_id,
-                command,
-            } => self.run::<Machine>(machine_id.as_str(), command, ctx).await,
-            Target::MaintenanceTask { task_id, command } => {
-                self.run::<MaintenanceTask>(task_id.as_str(), command, ctx)
-                    .await
-            }
-            Target::InventoryItem { item_id, command } => {
-                self.run::<InventoryItem>(item_id.as_str(), command, ctx)
-                    .await
-            }
-            Target::MaintenancePolicy { policy_id, command } => {
-                self.run::<MaintenancePolicy>(policy_id.as_str(), command, ctx)
-                    .await
-            }
+        match &self.writer {
+            Writer::Group(group) => Some(group.stats()),
+            Writer::Direct(_) => None,
         }
     }
 
     /// Loads an aggregate as it is now, with its version.
     pub async fn load<A: Aggregate>(&self, id: &str) -> Result<(A, u64), StoreError> {
-        self.repository::<A>().load(id).await
+        AggregateRepository::<A>::new(self.store.clone())
+            .with_snapshots(self.snapshot_every)
+            .load(id)
+            .await
     }
 
-    fn repository<A: Aggregate>(&self) -> AggregateRepository<A> {
-        AggregateRepository::<A>::new(self.store.clone()).with_snapshots(self.snapshot_every)
-    }
-
-    /// Executes a command on aggregate `A` with id `id`.
-    #[instrument(skip_all, fields(stream_type = A::TYPE, stream_id = id), err(Display))]
-    pub async fn run<A>(
+    /// Executes one command on the aggregate it is addressed to.
+    pub async fn execute(
         &self,
-        id: &str,
-        command: A::Command,
+        target: Target,
         ctx: &CommandContext,
-    ) -> Result<Outcome, CommandError>
-    where
-        A: Decide + 'static,
-        A::Command: Clone,
-        A::Error: Classify,
-    {
-        let repo = self.repository::<A>();
-        let stream = StreamRef::new(A::TYPE, id);
-        let metadata = ctx.metadata();
-        let _turn = self.locks.lock(&stream).await;
+    ) -> Result<Outcome, CommandError> {
+        self.execute_batch(
+            vec![BatchItem::new(target, ctx.clone())],
+            Atomicity::EachOnItsOwn,
+        )
+        .await
+        .pop()
+        .unwrap_or_else(|| Err(StoreError::Invalid("a command without a result".into()).into()))
+    }
+
+    /// Executes a batch of commands (see the module docs); returns each command's
+    /// result, in order.
+    #[instrument(skip_all, fields(commands = items.len(), ?atomicity))]
+    pub async fn execute_batch(
+        &self,
+        items: Vec<BatchItem>,
+        atomicity: Atomicity,
+    ) -> Vec<Result<Outcome, CommandError>> {
+        let streams: Vec<StreamRef> = items.iter().map(BatchItem::stream).collect();
+        let mut turns = Vec::new();
+        for stream in streams.iter().collect::<BTreeSet<_>>() {
+            turns.push(self.locks.lock(stream).await);
+        }
+        let mut results: Vec<Option<Result<Outcome, CommandError>>> =
+            (0..items.len()).map(|_| None).collect();
+        let mut open: Vec<usize> = (0..items.len()).collect();
+        let mut slots: HashMap<StreamRef, Slot> = HashMap::new();
         for attempt in 0..self.max_attempts {
-            let (mut aggregate, mut version) = match self.cache.take::<A>(&stream) {
-                Some(cached) => cached,
-                None => repo.load(id).await?,
-            };
-            if let Some(expected) = ctx.expected_version {
-                if expected != version {
-                    // The cached version may be stale (another writer): ask the store.
-                    (aggregate, version) = repo.load(id).await?;
-                }
-                if expected != version {
-                    self.cache.put(stream.clone(), aggregate, version);
-                    return Err(CommandError::VersionMismatch {
-                        stream_type: A::TYPE.to_string(),
-                        expected,
-                        actual: version,
-                    });
-                }
+            if attempt > 0 {
+                backoff(attempt).await;
             }
-            let events = match aggregate.decide(command.clone()) {
-                Ok(events) => events,
+            open = match self
+                .round(&items, &streams, open, &mut slots, &mut results, atomicity)
+                .await
+            {
+                Ok(open) => open,
                 Err(e) => {
-                    self.cache.put(stream.clone(), aggregate, version);
-                    // Refused now, but perhaps done before under the same command id
-                    // (a retried request after the aggregate moved on).
-                    if let Some(command_id) = &ctx.command_id {
-                        if let Some(done) = self.already_done::<A>(&stream, command_id).await? {
-                            metrics::counter!("shopfloor_commands_total", "aggregate" => A::TYPE, "outcome" => "duplicate").increment(1);
-                            return Ok(done);
-                        }
-                    }
-                    metrics::counter!("shopfloor_commands_total", "aggregate" => A::TYPE, "outcome" => "rejected").increment(1);
-                    return Err(CommandError::Rejected {
-                        kind: e.kind(),
-                        message: e.to_string(),
-                    });
+                    fail_open(&mut results, e, atomicity);
+                    open = Vec::new();
+                    break;
                 }
             };
-            if events.is_empty() {
-                self.cache.put(stream.clone(), aggregate, version);
-                return Ok(Outcome {
-                    stream_type: A::TYPE,
-                    stream_id: id.to_string(),
-                    stream_version: version,
-                    events: Vec::new(),
-                    duplicate: false,
-                });
-            }
-            let new_events = AggregateRepository::<A>::new_events(&stream, &events, &metadata)?;
-            let expected = match version {
-                0 => ExpectedVersion::NoStream,
-                v => ExpectedVersion::Exact(v),
-            };
-            let described: Vec<(Uuid, String)> = new_events
-                .iter()
-                .map(|e| (e.event_id, e.event_type.clone()))
-                .collect();
-            let request = AppendRequest {
-                stream: stream.clone(),
-                expected,
-                events: new_events,
-            };
-            let appended = match &self.group {
-                Some(group) => group.append(request).await,
-                None => {
-                    self.store
-                        .append(&request.stream, request.expected, request.events)
-                        .await
-                }
-            };
-            match appended {
-                Ok(result) if result.duplicate => {
-                    // Done before (the ids exist): the aggregate we decided on is not
-                    // the stream's state; forget it and report the original.
-                    if let Some(command_id) = &ctx.command_id {
-                        if let Some(done) = self.already_done::<A>(&stream, command_id).await? {
-                            return Ok(done);
-                        }
-                    }
-                    return Ok(Outcome {
-                        stream_type: A::TYPE,
-                        stream_id: id.to_string(),
-                        stream_version: result.stream_version,
-                        events: Vec::new(),
-                        duplicate: true,
-                    });
-                }
-                Ok(result) => {
-                    for e in events {
-                        aggregate.apply(e);
-                    }
-                    let n = self.snapshot_every;
-                    if n > 0 && result.stream_version / n > version / n {
-                        if let Err(e) = repo
-                            .save_snapshot(id, result.stream_version, &aggregate)
-                            .await
-                        {
-                            tracing::warn!(error = %e, "snapshot not saved");
-                        }
-                    }
-                    self.cache
-                        .put(stream.clone(), aggregate, result.stream_version);
-                    metrics::counter!("shopfloor_commands_total", "aggregate" => A::TYPE, "outcome" => "accepted").increment(1);
-                    let first_version = result.stream_version + 1 - described.len() as u64;
-                    return Ok(Outcome {
-                        stream_type: A::TYPE,
-                        stream_id: id.to_string(),
-                        stream_version: result.stream_version,
-                        events: described
-                            .into_iter()
-                            .enumerate()
-                            .map(|(i, (event_id, event_type))| CommittedEvent {
-                                position: result.first_position + i as i64,
-                                version: first_version + i as u64,
-                                event_id,
-                                event_type,
-                            })
-                            .collect(),
-                        duplicate: false,
-                    });
-                }
-                Err(StoreError::Conflict { actual, .. }) => {
-                    // The cached or loaded state is stale: it is not put back.
-                    if let Some(expected) = ctx.expected_version {
-                        return Err(CommandError::VersionMismatch {
-                            stream_type: A::TYPE.to_string(),
-                            expected,
-                            actual,
-                        });
-                    }
-                    metrics::counter!("shopfloor_command_conflicts_total", "aggregate" => A::TYPE)
-                        .increment(1);
-                    // Another process wrote to this stream: back off a little, with jitter.
-                    let cap = 2u64 << attempt.min(6);
-                    let jitter = u64::from(Uuid::new_v4().as_u128() as u16) % cap;
-                    tokio::time::sleep(Duration::from_millis(jitter)).await;
-                }
-                Err(e) => return Err(e.into()),
+            if open.is_empty() {
+                break;
             }
         }
-        Err(CommandError::Contention {
-            stream_type: A::TYPE.to_string(),
-            stream_id: id.to_string(),
-        })
-    }
-
-    /// The outcome of a command done before, found by its first derived event id.
-    async fn already_done<A: Aggregate>(
-        &self,
-        stream: &StreamRef,
-        command_id: &str,
-    ) -> Result<Option<Outcome>, CommandError> {
-        let first = derived_event_id(stream, command_id, 0);
-        let found: Option<(String, String, i64)> = sqlx::query_as(
-            "SELECT stream_type, stream_id, version FROM events WHERE event_id = $1",
-        )
-        .bind(first)
-        .fetch_optional(self.store.pool())
-        .await
-        .map_err(StoreError::from)?;
-        let Some((st, sid, version)) = found else {
-            return Ok(None);
-        };
-        if st != stream.stream_type || sid != stream.stream_id {
-            return Err(CommandError::Rejected {
-                kind: crate::RejectionKind::Conflict,
-                message: "this idempotency key was already used for another command".into(),
+        for i in open {
+            let stream = &streams[i];
+            results[i].get_or_insert_with(|| {
+                Err(CommandError::Contention {
+                    stream_type: stream.stream_type.clone(),
+                    stream_id: stream.stream_id.clone(),
+                })
             });
         }
-        let from = u64::try_from(version).unwrap_or(1);
+        drop(turns);
+        let results: Vec<_> = results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(CommandError::Aborted { index: None })))
+            .collect();
+        count(&items, &results);
+        results
+    }
+
+    /// One round: plan the open commands, append, settle. Returns the commands to
+    /// plan again (their streams changed under them), or the error that ends the
+    /// batch.
+    async fn round(
+        &self,
+        items: &[BatchItem],
+        streams: &[StreamRef],
+        open: Vec<usize>,
+        slots: &mut HashMap<StreamRef, Slot>,
+        results: &mut [Option<Result<Outcome, CommandError>>],
+        atomicity: Atomicity,
+    ) -> Result<Vec<usize>, (usize, CommandError)> {
+        self.load_slots(items, streams, &open, slots)
+            .await
+            .map_err(|e| (open[0], e.into()))?;
+        let mut plan = plan(items, streams, &open, slots);
+        let done = self.done_before(items, streams, &plan.refused).await;
+        let mut done = done.map_err(|e| (open[0], e))?;
+        for (i, refusal) in std::mem::take(&mut plan.refused) {
+            let settled = match done.remove(&i) {
+                Some(original) => Ok(original),
+                None => Err(refusal),
+            };
+            plan.settled.push((i, settled));
+        }
+        plan.settled.sort_by_key(|(i, _)| *i);
+        if atomicity == Atomicity::AllOrNothing {
+            if let Some(k) = plan.settled.iter().position(|(_, r)| r.is_err()) {
+                // Some aggregates took events of commands before it: forget them.
+                slots.clear();
+                let (i, r) = plan.settled.swap_remove(k);
+                return Err((i, r.err().unwrap_or(CommandError::Aborted { index: None })));
+            }
+        }
+        for (i, r) in plan.settled.drain(..) {
+            results[i] = Some(r);
+        }
+        let appended = self.commit(plan.appends, atomicity).await;
+        self.settle(items, appended, slots, results, atomicity)
+            .await
+    }
+
+    /// Brings every open command's stream into `slots`: from the cache, else
+    /// from the store. A stream with a pinned version (If-Match) is read from the
+    /// store, so that a stale cache never refuses it.
+    async fn load_slots(
+        &self,
+        items: &[BatchItem],
+        streams: &[StreamRef],
+        open: &[usize],
+        slots: &mut HashMap<StreamRef, Slot>,
+    ) -> Result<(), StoreError> {
+        for &i in open {
+            let stream = &streams[i];
+            if slots.contains_key(stream) {
+                continue;
+            }
+            let cached = match items[i].ctx.expected_version {
+                Some(_) => None,
+                None => self.cache.take(stream),
+            };
+            let (aggregate, version) = match cached {
+                Some(cached) => cached,
+                None => {
+                    let stream_type = items[i].target.stream_type();
+                    AnyAggregate::load(
+                        &self.store,
+                        self.snapshot_every,
+                        stream_type,
+                        &stream.stream_id,
+                    )
+                    .await?
+                }
+            };
+            slots.insert(
+                stream.clone(),
+                Slot {
+                    aggregate,
+                    loaded: version,
+                    next: version,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Appends the planned requests: one unit for the whole batch, or one per
+    /// stream. Returns each command's result, in the order planned.
+    async fn commit(
+        &self,
+        appends: Vec<(usize, AppendRequest)>,
+        atomicity: Atomicity,
+    ) -> Vec<Appended> {
+        let mut unit_of: HashMap<StreamRef, usize> = HashMap::new();
+        let mut grouped: Vec<Vec<(usize, AppendRequest)>> = Vec::new();
+        for (i, request) in appends {
+            let k = match atomicity {
+                Atomicity::AllOrNothing => 0,
+                Atomicity::EachOnItsOwn => *unit_of
+                    .entry(request.stream.clone())
+                    .or_insert(grouped.len()),
+            };
+            if k == grouped.len() {
+                grouped.push(Vec::new());
+            }
+            grouped[k].push((i, request));
+        }
+        let mut order = Vec::new();
+        let mut units = Vec::with_capacity(grouped.len());
+        for unit in grouped {
+            let mut requests = Vec::with_capacity(unit.len());
+            for (i, request) in unit {
+                let events = request
+                    .events
+                    .iter()
+                    .map(|e| (e.event_id, e.event_type.clone()))
+                    .collect();
+                order.push((i, request.stream.clone(), events));
+                requests.push(request);
+            }
+            units.push(requests);
+        }
+        let results = self.writer.append_units(units).await;
+        order
+            .into_iter()
+            .zip(results)
+            .map(|((index, stream, events), result)| Appended {
+                index,
+                stream,
+                events,
+                result,
+            })
+            .collect()
+    }
+
+    /// Turns append results into outcomes; keeps the aggregates of streams that
+    /// took all their events, forgets the others, and returns the commands to
+    /// plan again.
+    async fn settle(
+        &self,
+        items: &[BatchItem],
+        appended: Vec<Appended>,
+        slots: &mut HashMap<StreamRef, Slot>,
+        results: &mut [Option<Result<Outcome, CommandError>>],
+        atomicity: Atomicity,
+    ) -> Result<Vec<usize>, (usize, CommandError)> {
+        let mut again = Vec::new();
+        let mut stale: BTreeSet<StreamRef> = BTreeSet::new();
+        let mut versions: HashMap<StreamRef, u64> = HashMap::new();
+        for Appended {
+            index: i,
+            stream,
+            events,
+            result,
+        } in appended
+        {
+            match result {
+                Ok(r) => {
+                    if r.duplicate {
+                        stale.insert(stream.clone());
+                    }
+                    versions.insert(stream.clone(), r.stream_version);
+                    results[i] = Some(Ok(outcome(&items[i], &stream, events, &r)));
+                }
+                Err(StoreError::Conflict { actual, .. }) => {
+                    stale.insert(stream.clone());
+                    match items[i].ctx.expected_version {
+                        Some(expected) => {
+                            let e = CommandError::VersionMismatch {
+                                stream_type: stream.stream_type.clone(),
+                                expected,
+                                actual,
+                            };
+                            if atomicity == Atomicity::AllOrNothing {
+                                return Err((i, e));
+                            }
+                            results[i] = Some(Err(e));
+                        }
+                        None => again.push(i),
+                    }
+                    metrics::counter!("shopfloor_command_conflicts_total", "aggregate" => items[i].target.stream_type().as_str()).increment(1);
+                }
+                Err(StoreError::Aborted { .. }) => {
+                    stale.insert(stream.clone());
+                    again.push(i);
+                }
+                Err(e) => {
+                    stale.insert(stream.clone());
+                    let e = match e {
+                        StoreError::IdempotencyMismatch { .. } => CommandError::Rejected {
+                            kind: RejectionKind::Conflict,
+                            message: "this idempotency key was already used for another command"
+                                .into(),
+                        },
+                        e => e.into(),
+                    };
+                    if atomicity == Atomicity::AllOrNothing {
+                        return Err((i, e));
+                    }
+                    results[i] = Some(Err(e));
+                }
+            }
+        }
+        self.keep_slots(slots, &stale, &versions).await;
+        again.sort_unstable();
+        Ok(again)
+    }
+
+    /// Puts the aggregates of streams that took all their events back in the
+    /// cache (snapshotting a stream that crossed a multiple of `snapshot_every`),
+    /// and forgets the stale ones.
+    async fn keep_slots(
+        &self,
+        slots: &mut HashMap<StreamRef, Slot>,
+        stale: &BTreeSet<StreamRef>,
+        versions: &HashMap<StreamRef, u64>,
+    ) {
+        for (stream, slot) in slots.drain() {
+            if stale.contains(&stream) {
+                continue;
+            }
+            let version = versions.get(&stream).copied().unwrap_or(slot.loaded);
+            if version != slot.next {
+                continue;
+            }
+            let n = self.snapshot_every;
+            if n > 0 && version / n > slot.loaded / n {
+                if let Err(e) = slot
+                    .aggregate
+                    .save_snapshot(&self.store, &stream.stream_id, version)
+                    .await
+                {
+                    tracing::warn!(%stream, error = %e, "snapshot not saved");
+                }
+            }
+            self.cache.put(stream, slot.aggregate, version);
+        }
+    }
+
+    /// The outcomes of refused commands that were done before under the same
+    /// command id (a retried request after the aggregate moved on), found by
+    /// their first derived event ids in one query.
+    async fn done_before(
+        &self,
+        items: &[BatchItem],
+        streams: &[StreamRef],
+        refused: &[(usize, CommandError)],
+    ) -> Result<HashMap<usize, Outcome>, CommandError> {
+        let keyed: Vec<(usize, &str)> = refused
+            .iter()
+            .filter_map(|(i, _)| items[*i].ctx.command_id.as_deref().map(|c| (*i, c)))
+            .collect();
+        if keyed.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let ids: Vec<Uuid> = keyed
+            .iter()
+            .map(|&(i, c)| derived_event_id(&streams[i], c, 0))
+            .collect();
+        let found: Vec<(Uuid, String, String, i64)> = sqlx::query_as(
+            "SELECT event_id, stream_type, stream_id, version FROM events WHERE event_id = ANY($1)",
+        )
+        .bind(&ids)
+        .persistent(false)
+        .fetch_all(self.store.pool())
+        .await
+        .map_err(StoreError::from)?;
+        let mut done = HashMap::new();
+        for (event_id, stream_type, stream_id, version) in found {
+            let Some(k) = ids.iter().position(|id| *id == event_id) else {
+                continue;
+            };
+            let (i, command_id) = keyed[k];
+            let stream = &streams[i];
+            if stream_type != stream.stream_type || stream_id != stream.stream_id {
+                continue;
+            }
+            let from = u64::try_from(version).map_err(|_| {
+                StoreError::Invalid(format!("event {event_id} has a negative version"))
+            })?;
+            done.insert(i, self.original(&items[i], stream, command_id, from).await?);
+        }
+        Ok(done)
+    }
+
+    /// The outcome of a command done before: its events from `from` on.
+    async fn original(
+        &self,
+        item: &BatchItem,
+        stream: &StreamRef,
+        command_id: &str,
+        from: u64,
+    ) -> Result<Outcome, CommandError> {
         let mut events = Vec::new();
         for e in self
             .store
@@ -488,12 +735,151 @@ impl CommandService {
                 event_type: e.event_type,
             });
         }
-        Ok(Some(Outcome {
-            stream_type: A::TYPE,
+        Ok(Outcome {
+            stream_type: item.target.stream_type(),
             stream_id: stream.stream_id.clone(),
             stream_version: events.last().map_or(from, |e| e.version),
             events,
             duplicate: true,
-        }))
+        })
+    }
+}
+
+/// Decides every open command in batch order on its stream's slot (pure: no I/O).
+fn plan(
+    items: &[BatchItem],
+    streams: &[StreamRef],
+    open: &[usize],
+    slots: &mut HashMap<StreamRef, Slot>,
+) -> Plan {
+    let mut plan = Plan::default();
+    for &i in open {
+        let item = &items[i];
+        let stream = &streams[i];
+        let Some(slot) = slots.get_mut(stream) else {
+            continue;
+        };
+        if let Some(expected) = item.ctx.expected_version {
+            if expected != slot.next {
+                let e = CommandError::VersionMismatch {
+                    stream_type: stream.stream_type.clone(),
+                    expected,
+                    actual: slot.next,
+                };
+                plan.settled.push((i, Err(e)));
+                continue;
+            }
+        }
+        let metadata = item.ctx.event_metadata();
+        let command_id = item.ctx.command_id.as_deref();
+        match slot
+            .aggregate
+            .decide(item.target.clone(), stream, &metadata, command_id)
+        {
+            Ok(events) if events.is_empty() => {
+                plan.settled.push((i, Ok(nothing(item, stream, slot.next))));
+            }
+            Ok(events) => {
+                let expected = match slot.next {
+                    0 => ExpectedVersion::NoStream,
+                    v => ExpectedVersion::Exact(v),
+                };
+                slot.next += events.len() as u64;
+                let request = AppendRequest {
+                    stream: stream.clone(),
+                    expected,
+                    events,
+                };
+                plan.appends.push((i, request));
+            }
+            Err(e @ CommandError::Rejected { .. }) if item.ctx.command_id.is_some() => {
+                plan.refused.push((i, e));
+            }
+            Err(e) => plan.settled.push((i, Err(e))),
+        }
+    }
+    plan
+}
+
+/// The outcome of a command that decided no events.
+fn nothing(item: &BatchItem, stream: &StreamRef, version: u64) -> Outcome {
+    Outcome {
+        stream_type: item.target.stream_type(),
+        stream_id: stream.stream_id.clone(),
+        stream_version: version,
+        events: Vec::new(),
+        duplicate: false,
+    }
+}
+
+/// The outcome of an appended (or earlier appended) command.
+fn outcome(
+    item: &BatchItem,
+    stream: &StreamRef,
+    events: Vec<(Uuid, String)>,
+    r: &AppendResult,
+) -> Outcome {
+    let events = if r.duplicate {
+        Vec::new()
+    } else {
+        let first_version = (r.stream_version + 1).saturating_sub(events.len() as u64);
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(k, (event_id, event_type))| CommittedEvent {
+                position: r.first_position + k as i64,
+                version: first_version + k as u64,
+                event_id,
+                event_type,
+            })
+            .collect()
+    };
+    Outcome {
+        stream_type: item.target.stream_type(),
+        stream_id: stream.stream_id.clone(),
+        stream_version: r.stream_version,
+        events,
+        duplicate: r.duplicate,
+    }
+}
+
+/// Fails every command still without a result: the one that failed with its
+/// error; the others with a copy of it, or (all or nothing) as aborted by it.
+fn fail_open(
+    results: &mut [Option<Result<Outcome, CommandError>>],
+    (failed, e): (usize, CommandError),
+    atomicity: Atomicity,
+) {
+    for (i, r) in results.iter_mut().enumerate() {
+        if i == failed || r.is_some() {
+            continue;
+        }
+        *r = Some(Err(match atomicity {
+            Atomicity::AllOrNothing => CommandError::Aborted {
+                index: Some(failed),
+            },
+            Atomicity::EachOnItsOwn => e.replicate(),
+        }));
+    }
+    results[failed] = Some(Err(e));
+}
+
+/// Waits a little before planning again, with jitter, longer each round.
+async fn backoff(attempt: u32) {
+    let cap = 2u64 << attempt.min(6);
+    let jitter = u64::from(Uuid::new_v4().as_u128() as u16) % cap;
+    tokio::time::sleep(Duration::from_millis(jitter)).await;
+}
+
+/// Counts each command's outcome.
+fn count(items: &[BatchItem], results: &[Result<Outcome, CommandError>]) {
+    for (item, r) in items.iter().zip(results) {
+        let outcome = match r {
+            Ok(o) if o.duplicate => "duplicate",
+            Ok(_) => "accepted",
+            Err(CommandError::Rejected { .. } | CommandError::VersionMismatch { .. }) => "rejected",
+            Err(_) => "failed",
+        };
+        metrics::counter!("shopfloor_commands_total", "aggregate" => item.target.stream_type().as_str(), "outcome" => outcome).increment(1);
     }
 }

@@ -389,7 +389,7 @@ impl Decide for InventoryItem {
 }
 
 impl Aggregate for InventoryItem {
-    const TYPE: &'static str = "inventory_item";
+    const TYPE: &'static str = crate::StreamType::InventoryItem.as_str();
     type Command = InventoryCommand;
     type Event = InventoryEvent;
     type Error = InventoryError;

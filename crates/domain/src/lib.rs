@@ -16,6 +16,7 @@
 //! - [`maintenance`]: maintenance tasks (`maintenance_task`).
 //! - [`inventory`]: stock of one item across locations (`inventory_item`), backflush.
 //! - [`policy`]: preventive-maintenance policies (`maintenance_policy`).
+//! - [`stream`]: [`StreamType`], the kinds of stream in the log.
 //! - [`process`]: the pure half of the process managers: given an event and looked-up facts,
 //!   the commands to issue next, each with a deterministic command id.
 //!
@@ -33,6 +34,7 @@ pub mod order;
 pub mod policy;
 pub mod process;
 pub mod reason;
+pub mod stream;
 pub mod values;
 
 pub use inventory::InventoryItem;
@@ -40,6 +42,7 @@ pub use machine::Machine;
 pub use maintenance::MaintenanceTask;
 pub use order::ProductionOrder;
 pub use policy::MaintenancePolicy;
+pub use stream::StreamType;
 
 use cqrs_es::Aggregate;
 

@@ -212,8 +212,6 @@ pub enum MachineError {
     AlreadyRegistered { machine_id: MachineId },
     #[error("the machine is not registered")]
     NotRegistered,
-    #[error("a parts report must count at least one part")]
-    NoParts,
     #[error("a parts report may count at most {max} parts")]
     TooManyParts { max: u64 },
     #[error("{code} is not a known reason code")]
@@ -400,7 +398,8 @@ impl Decide for Machine {
             MachineCommand::RecordParts(cmd) => {
                 let parts = cmd.good.saturating_add(cmd.scrap);
                 if parts == 0 {
-                    return Err(MachineError::NoParts);
+                    // A PLC's heartbeat: accepted, and it changes no count.
+                    return Ok(Vec::new());
                 }
                 if parts > MAX_PARTS_PER_REPORT {
                     return Err(MachineError::TooManyParts {
@@ -482,7 +481,7 @@ impl Decide for Machine {
 }
 
 impl Aggregate for Machine {
-    const TYPE: &'static str = "machine";
+    const TYPE: &'static str = crate::StreamType::Machine.as_str();
     type Command = MachineCommand;
     type Event = MachineEvent;
     type Error = MachineError;

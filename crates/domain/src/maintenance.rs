@@ -364,7 +364,7 @@ impl Decide for MaintenanceTask {
 }
 
 impl Aggregate for MaintenanceTask {
-    const TYPE: &'static str = "maintenance_task";
+    const TYPE: &'static str = crate::StreamType::MaintenanceTask.as_str();
     type Command = TaskCommand;
     type Event = TaskEvent;
     type Error = TaskError;

@@ -557,7 +557,7 @@ impl Decide for ProductionOrder {
 }
 
 impl Aggregate for ProductionOrder {
-    const TYPE: &'static str = "production_order";
+    const TYPE: &'static str = crate::StreamType::ProductionOrder.as_str();
     type Command = OrderCommand;
     type Event = OrderEvent;
     type Error = OrderError;

@@ -338,7 +338,7 @@ impl Decide for MaintenancePolicy {
 }
 
 impl Aggregate for MaintenancePolicy {
-    const TYPE: &'static str = "maintenance_policy";
+    const TYPE: &'static str = crate::StreamType::MaintenancePolicy.as_str();
     type Command = PolicyCommand;
     type Event = PolicyEvent;
     type Error = PolicyError;

@@ -23,21 +23,18 @@
 //! the causing event stays a fact.
 
 use chrono::{DateTime, Utc};
-use cqrs_es::Aggregate;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::inventory::{ConsumeStock, InventoryCommand, InventoryItem, ProduceStock};
-use crate::machine::{
-    Machine, MachineCommand, MachineEvent, MachineUsage, RecordMaintenancePerformed,
-};
-use crate::maintenance::{MaintenanceTask, ScheduleTask, TaskCommand, TaskEvent, TaskKind};
-use crate::order::{BomLine, Order, OrderCommand, ProductionOrder, ReportProduction};
+use crate::inventory::{ConsumeStock, InventoryCommand, ProduceStock};
+use crate::machine::{MachineCommand, MachineEvent, MachineUsage, RecordMaintenancePerformed};
+use crate::maintenance::{ScheduleTask, TaskCommand, TaskEvent, TaskKind};
+use crate::order::{BomLine, Order, OrderCommand, ReportProduction};
 use crate::policy::{
-    CheckDue, MaintenancePolicy, PolicyCommand, PolicyEvent, RecordPolicyTaskCancelled,
-    RecordPolicyTaskCompleted,
+    CheckDue, PolicyCommand, PolicyEvent, RecordPolicyTaskCancelled, RecordPolicyTaskCompleted,
 };
 use crate::values::{ItemId, Location, MachineId, OrderId, PolicyId, ProductId, Quantity, TaskId};
+use crate::StreamType;
 
 /// A command addressed to one aggregate instance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,14 +62,14 @@ pub enum Target {
 }
 
 impl Target {
-    /// The stream type (aggregate `TYPE`) the command goes to.
-    pub fn stream_type(&self) -> &'static str {
+    /// The stream type (aggregate) the command goes to.
+    pub fn stream_type(&self) -> StreamType {
         match self {
-            Self::ProductionOrder { .. } => ProductionOrder::TYPE,
-            Self::Machine { .. } => Machine::TYPE,
-            Self::MaintenanceTask { .. } => MaintenanceTask::TYPE,
-            Self::InventoryItem { .. } => InventoryItem::TYPE,
-            Self::MaintenancePolicy { .. } => MaintenancePolicy::TYPE,
+            Self::ProductionOrder { .. } => StreamType::ProductionOrder,
+            Self::Machine { .. } => StreamType::Machine,
+            Self::MaintenanceTask { .. } => StreamType::MaintenanceTask,
+            Self::InventoryItem { .. } => StreamType::InventoryItem,
+            Self::MaintenancePolicy { .. } => StreamType::MaintenancePolicy,
         }
     }
 

@@ -24,7 +24,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
@@ -34,10 +34,15 @@ use crate::model::{AppendRequest, AppendResult};
 use crate::store::{Prepared, Tip};
 use crate::{EventStore, StoreError};
 
-type Reply = oneshot::Sender<Result<AppendResult, StoreError>>;
+/// How long a cut-off commit is retried before its outcome is reported unknown.
+const SETTLE_FOR: Duration = Duration::from_secs(15);
 
+/// Every request's result, in the unit's order.
+type Reply = oneshot::Sender<Vec<Result<AppendResult, StoreError>>>;
+
+/// One all-or-nothing unit of requests, and where its answer goes.
 struct Pending {
-    request: AppendRequest,
+    requests: Vec<AppendRequest>,
     reply: Reply,
 }
 
@@ -110,6 +115,7 @@ impl GroupCommitter {
             store,
             counters: counters.clone(),
             tip: None,
+            settle_for: SETTLE_FOR,
         };
         tokio::spawn(writer.run(rx, max_batch));
         Self { tx, counters }
@@ -117,13 +123,52 @@ impl GroupCommitter {
 
     /// Appends one request as part of the next group.
     pub async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Pending { request, reply })
-            .await
-            .map_err(|_| StoreError::Unavailable("the group-commit writer has stopped".into()))?;
-        rx.await
-            .map_err(|_| StoreError::Unavailable("the group-commit writer has stopped".into()))?
+        let mut done = self.append_all(vec![request]).await?;
+        done.pop()
+            .ok_or_else(|| StoreError::Invalid("an append without a result".into()))
+    }
+
+    /// Appends `requests` as one all-or-nothing unit of the next group: every one
+    /// of them, or (on the first refusal, which is returned) none.
+    pub async fn append_all(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<Vec<AppendResult>, StoreError> {
+        let n = requests.len();
+        unit_result(self.append_units(vec![requests]).await, n)
+    }
+
+    /// Appends several all-or-nothing units, queued in this order (so units of one
+    /// stream reach the writer in the order given). Returns every request's result,
+    /// in order: within a refused unit, the refusal, [`StoreError::Aborted`] for
+    /// the requests it kept out, and the original result of any request that was
+    /// appended before (a duplicate).
+    pub async fn append_units(
+        &self,
+        units: Vec<Vec<AppendRequest>>,
+    ) -> Vec<Result<AppendResult, StoreError>> {
+        let stopped = || StoreError::Unavailable("the group-commit writer has stopped".into());
+        let mut waiting = Vec::with_capacity(units.len());
+        for requests in units {
+            let n = requests.len();
+            if n == 0 {
+                continue;
+            }
+            let (reply, rx) = oneshot::channel();
+            let sent = self.tx.send(Pending { requests, reply }).await;
+            waiting.push((n, sent.ok().map(|()| rx)));
+        }
+        let mut results = Vec::new();
+        for (n, rx) in waiting {
+            match rx {
+                Some(rx) => match rx.await {
+                    Ok(unit) => results.extend(unit),
+                    Err(_) => results.extend((0..n).map(|_| Err(stopped()))),
+                },
+                None => results.extend((0..n).map(|_| Err(stopped()))),
+            }
+        }
+        results
     }
 
     /// What the writer has done so far.
@@ -143,69 +188,150 @@ struct Writer {
     counters: Arc<Counters>,
     /// The log head after the last batch, when known.
     tip: Option<Tip>,
+    /// How long a batch whose commit was cut off is retried, to settle whether it
+    /// was written, before its callers are told the outcome is unknown.
+    settle_for: Duration,
+}
+
+/// A batch taken from the queue: the units' requests, laid end to end.
+struct Batch {
+    requests: Vec<AppendRequest>,
+    units: Vec<usize>,
+    replies: Vec<Reply>,
+}
+
+impl Batch {
+    /// Sends each unit its requests' results.
+    fn answer(self, results: Vec<Result<AppendResult, StoreError>>) {
+        let mut results = results.into_iter();
+        for (&size, reply) in self.units.iter().zip(self.replies) {
+            let _ = reply.send(results.by_ref().take(size).collect());
+        }
+    }
+
+    /// Sends every request the same failure.
+    fn fail(self, error: impl Fn() -> StoreError) {
+        for (&size, reply) in self.units.iter().zip(self.replies) {
+            let _ = reply.send((0..size).map(|_| Err(error())).collect());
+        }
+    }
+}
+
+/// A unit's answer as one result: every request's, or the refusal that kept the
+/// unit out (not the [`StoreError::Aborted`] of its innocent companions).
+pub(crate) fn unit_result(
+    unit: Vec<Result<AppendResult, StoreError>>,
+    expected: usize,
+) -> Result<Vec<AppendResult>, StoreError> {
+    if unit.len() == expected && unit.iter().all(Result::is_ok) {
+        return Ok(unit.into_iter().flatten().collect());
+    }
+    let mut aborted = None;
+    for r in unit {
+        match r {
+            Err(StoreError::Aborted { failed }) => aborted = Some(StoreError::Aborted { failed }),
+            Err(e) => return Err(e),
+            Ok(_) => {}
+        }
+    }
+    Err(aborted.unwrap_or_else(|| StoreError::Invalid("a unit without all its results".into())))
 }
 
 impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Pending>, max_batch: usize) {
-        let mut batch = Vec::with_capacity(max_batch);
         while let Some(first) = rx.recv().await {
-            batch.push(first);
-            while batch.len() < max_batch {
-                match rx.try_recv() {
-                    Ok(p) => batch.push(p),
-                    Err(_) => break,
+            let mut batch = Batch {
+                requests: Vec::with_capacity(max_batch),
+                units: Vec::new(),
+                replies: Vec::new(),
+            };
+            let mut next = Some(first);
+            while let Some(p) = next.take() {
+                batch.units.push(p.requests.len());
+                batch.requests.extend(p.requests);
+                batch.replies.push(p.reply);
+                if batch.requests.len() < max_batch {
+                    next = rx.try_recv().ok();
                 }
             }
-            let (requests, replies): (Vec<_>, Vec<_>) =
-                batch.drain(..).map(|p| (p.request, p.reply)).unzip();
             self.counters.batches.fetch_add(1, Ordering::Relaxed);
             self.counters
                 .requests
-                .fetch_add(requests.len() as u64, Ordering::Relaxed);
-            metrics::histogram!("shopfloor_group_commit_batch_size").record(requests.len() as f64);
-            let started = Instant::now();
-            let requests = match self.tip.take() {
-                Some(tip) => match Prepared::new(requests, &tip, Utc::now()) {
-                    Ok(prepared) => match self.store.append_prepared(&prepared).await {
-                        Ok(()) => {
-                            self.add_busy(started);
-                            for (reply, result) in replies.into_iter().zip(prepared.results()) {
-                                let _ = reply.send(result);
-                            }
-                            self.tip = Some(prepared.after);
-                            continue;
-                        }
-                        Err(e) => {
-                            debug!(error = %e, "one-statement append refused; redoing the batch");
-                            prepared.requests
-                        }
-                    },
-                    Err(requests) => requests,
-                },
-                None => requests,
-            };
-            self.fall_back(requests, replies).await;
+                .fetch_add(batch.requests.len() as u64, Ordering::Relaxed);
+            metrics::histogram!("shopfloor_group_commit_batch_size")
+                .record(batch.requests.len() as f64);
+            self.write(batch).await;
         }
     }
 
-    /// Appends a batch with the lock-lookup-insert transaction.
-    async fn fall_back(&mut self, requests: Vec<AppendRequest>, replies: Vec<Reply>) {
+    /// Appends a batch in one statement on the known tip, else through the
+    /// lock-lookup-insert transaction.
+    async fn write(&mut self, mut batch: Batch) {
+        let started = Instant::now();
+        let mut cut_off = false;
+        if let Some(tip) = self.tip.take() {
+            let requests = std::mem::take(&mut batch.requests);
+            match Prepared::new(requests, &tip, Utc::now()) {
+                Ok(prepared) => match self.store.append_prepared(&prepared).await {
+                    Ok(()) => {
+                        self.add_busy(started);
+                        self.tip = Some(prepared.after.clone());
+                        batch.answer(prepared.results());
+                        return;
+                    }
+                    Err(e) => {
+                        debug!(error = %e, "one-statement append refused; redoing the batch");
+                        // A statement cut off may have committed: the redo settles it.
+                        cut_off = e.is_transient();
+                        batch.requests = prepared.requests;
+                    }
+                },
+                Err(requests) => batch.requests = requests,
+            }
+        }
+        self.fall_back(batch, cut_off).await;
+    }
+
+    /// Appends a batch with the lock-lookup-insert transaction. A transient
+    /// failure is retried (the event ids are fixed, so a redo after a commit that
+    /// did happen finds them and writes nothing) until the store answers or
+    /// `settle_for` has passed; only then is the batch failed: as unknown when a
+    /// commit may have happened, as unavailable when none can have.
+    async fn fall_back(&mut self, batch: Batch, mut cut_off: bool) {
         self.counters.fallbacks.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let appended = self.store.append_batch_tip(&requests).await;
-        self.add_busy(started);
-        match appended {
-            Ok((results, tip)) => {
-                self.tip = Some(tip);
-                for (reply, result) in replies.into_iter().zip(results) {
-                    let _ = reply.send(result);
+        let deadline = started + self.settle_for;
+        let mut delay = Duration::from_millis(20);
+        loop {
+            let appended = self
+                .store
+                .append_batch_tip(&batch.requests, &batch.units)
+                .await;
+            match appended {
+                Ok((results, tip)) => {
+                    self.add_busy(started);
+                    self.tip = Some(tip);
+                    batch.answer(results);
+                    return;
                 }
-            }
-            Err(e) => {
-                warn!(error = %e, "group commit failed; nothing of it was written");
-                let message = e.to_string();
-                for reply in replies {
-                    let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
+                Err(e) => {
+                    cut_off |= matches!(e, StoreError::UnknownOutcome(_));
+                    if !e.is_transient() || Instant::now() + delay > deadline {
+                        self.add_busy(started);
+                        warn!(error = %e, cut_off, "group commit failed");
+                        let message = e.to_string();
+                        batch.fail(|| {
+                            if cut_off {
+                                StoreError::UnknownOutcome(message.clone())
+                            } else {
+                                StoreError::Unavailable(message.clone())
+                            }
+                        });
+                        return;
+                    }
+                    debug!(error = %e, "group commit interrupted; retrying to settle it");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_millis(500));
                 }
             }
         }

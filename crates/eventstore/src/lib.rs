@@ -36,7 +36,7 @@ pub mod store;
 pub mod subscription;
 pub mod upcast;
 
-pub use error::StoreError;
+pub use error::{classify, Failure, StoreError};
 pub use group::{GroupCommitter, GroupStats};
 pub use leader::Leadership;
 pub use model::{

@@ -58,7 +58,7 @@ impl ExpectedVersion {
         } else {
             Err(crate::StoreError::Conflict {
                 stream: stream.clone(),
-                expected: self.to_string(),
+                expected: self,
                 actual,
             })
         }

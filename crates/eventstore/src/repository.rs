@@ -298,25 +298,36 @@ impl<A: Aggregate> AggregateRepository<A> {
         metadata: &HashMap<String, String>,
     ) -> Result<Vec<NewEvent>, StoreError> {
         let meta = EventMetadata::from_map(metadata);
-        let command_id = metadata.get(meta::COMMAND_ID);
-        events
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                let (event_type, schema_version, payload) = encode_event(e)?;
-                Ok(NewEvent {
-                    event_id: match command_id {
-                        Some(c) => derived_event_id(stream, c, i),
-                        None => Uuid::new_v4(),
-                    },
-                    event_type,
-                    schema_version,
-                    payload,
-                    metadata: meta.clone(),
-                })
-            })
-            .collect()
+        let command_id = metadata.get(meta::COMMAND_ID).map(String::as_str);
+        encode_events(stream, events, &meta, command_id)
     }
+}
+
+/// Encodes a command's events for an append: ids derived from `command_id` when
+/// there is one (so appending them again writes nothing), random otherwise.
+pub fn encode_events<E: DomainEvent>(
+    stream: &StreamRef,
+    events: &[E],
+    metadata: &EventMetadata,
+    command_id: Option<&str>,
+) -> Result<Vec<NewEvent>, StoreError> {
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let (event_type, schema_version, payload) = encode_event(e)?;
+            Ok(NewEvent {
+                event_id: match command_id {
+                    Some(c) => derived_event_id(stream, c, i),
+                    None => Uuid::new_v4(),
+                },
+                event_type,
+                schema_version,
+                payload,
+                metadata: metadata.clone(),
+            })
+        })
+        .collect()
 }
 
 fn to_aggregate_error<E: std::error::Error>(e: StoreError) -> AggregateError<E> {

@@ -117,17 +117,51 @@ impl EventStore {
         &self,
         requests: Vec<AppendRequest>,
     ) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
-        Ok(self.append_batch_tip(&requests).await?.0)
+        let units = vec![1; requests.len()];
+        Ok(self.append_batch_tip(&requests, &units).await?.0)
     }
 
-    /// [`Self::append_batch`], also returning the log head after the commit.
+    /// Appends all-or-nothing units in one transaction, with every request's
+    /// result as [`crate::GroupCommitter::append_units`] gives them. The outer
+    /// error means the transaction failed and nothing was written (or, for
+    /// [`StoreError::UnknownOutcome`], that it may have been).
+    pub async fn append_units(
+        &self,
+        units: Vec<Vec<AppendRequest>>,
+    ) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
+        let sizes: Vec<usize> = units.iter().map(Vec::len).collect();
+        let requests: Vec<AppendRequest> = units.into_iter().flatten().collect();
+        Ok(self.append_batch_tip(&requests, &sizes).await?.0)
+    }
+
+    /// Appends `requests` as one all-or-nothing unit: every one, or none and the
+    /// refusal.
+    pub async fn append_all(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<Vec<AppendResult>, StoreError> {
+        let n = requests.len();
+        crate::group::unit_result(self.append_units(vec![requests]).await?, n)
+    }
+
+    /// [`Self::append_batch`] over all-or-nothing units (`units` gives the number
+    /// of consecutive requests in each), also returning the log head after the
+    /// commit.
+    ///
+    /// A failure of the COMMIT itself (the connection lost while it was under way)
+    /// is [`StoreError::UnknownOutcome`]: the transaction may or may not have
+    /// committed. Any earlier failure means nothing was written.
     pub(crate) async fn append_batch_tip(
         &self,
         requests: &[AppendRequest],
+        units: &[usize],
     ) -> Result<(Vec<Result<AppendResult, StoreError>>, Tip), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let done = append_in(&mut tx, requests).await?;
-        tx.commit().await?;
+        let done = append_in(&mut tx, requests, units).await?;
+        tx.commit().await.map_err(|e| match crate::classify(&e) {
+            crate::Failure::Transient => StoreError::UnknownOutcome(e.to_string()),
+            _ => StoreError::Database(e),
+        })?;
         Ok(done)
     }
 
@@ -417,13 +451,15 @@ impl EventStore {
         tx: &mut Transaction<'_, Postgres>,
         requests: &[AppendRequest],
     ) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
-        Ok(append_in(tx, requests).await?.0)
+        let units = vec![1; requests.len()];
+        Ok(append_in(tx, requests, &units).await?.0)
     }
 }
 
-async fn append_in(
+async fn append_in<'r>(
     tx: &mut Transaction<'_, Postgres>,
-    requests: &[AppendRequest],
+    requests: &'r [AppendRequest],
+    units: &[usize],
 ) -> Result<(Vec<Result<AppendResult, StoreError>>, Tip), StoreError> {
     // 1. The single point of serialization: positions are taken under this lock,
     //    which is held until commit.
@@ -497,59 +533,25 @@ async fn append_in(
     let recorded_at =
         recorded_at.ok_or_else(|| StoreError::Invalid("the log head is missing".into()))?;
 
-    // 4. Decide each request in order.
-    let mut next_position = head;
-    let mut rows: Vec<Row<'_>> = Vec::new();
+    // 4. Decide each unit in order: all of a unit's requests, or none of them.
+    let mut ledger = Ledger {
+        found,
+        versions,
+        next_position: head,
+        rows: Vec::new(),
+    };
     let mut results = Vec::with_capacity(requests.len());
-    for request in requests {
-        if let Err(e) = validate(request) {
-            results.push(Err(e));
-            continue;
-        }
-        match duplicate_of(request, &found) {
-            Ok(Some(original)) => {
-                results.push(Ok(original));
-                continue;
-            }
-            Ok(None) => {}
-            Err(e) => {
-                results.push(Err(e));
-                continue;
-            }
-        }
-        let actual = versions.get(&request.stream).copied().unwrap_or(0);
-        if let Err(e) = request.expected.check(&request.stream, actual) {
-            results.push(Err(e));
-            continue;
-        }
-        let first_position = next_position + 1;
-        let mut version = actual;
-        for event in &request.events {
-            version += 1;
-            next_position += 1;
-            rows.push(Row {
-                position: next_position,
-                stream: &request.stream,
-                version,
-                event,
-            });
-            found.insert(
-                event.event_id,
-                Existing {
-                    stream: request.stream.clone(),
-                    version,
-                    position: next_position,
-                },
-            );
-        }
-        versions.insert(request.stream.clone(), version);
-        results.push(Ok(AppendResult {
-            stream_version: version,
-            first_position,
-            last_position: next_position,
-            duplicate: false,
-        }));
+    let mut start = 0;
+    for &size in units {
+        let unit = &requests[start..(start + size).min(requests.len())];
+        start += size;
+        results.extend(ledger.decide_unit(unit));
     }
+    let Ledger {
+        next_position,
+        rows,
+        ..
+    } = ledger;
 
     if rows.is_empty() {
         let tip = Tip {
@@ -572,6 +574,94 @@ async fn append_in(
         recorded_at,
     };
     Ok((results, tip))
+}
+
+/// What an append has decided so far: the events known to exist, each stream's
+/// version, and the rows to insert.
+struct Ledger<'r> {
+    found: HashMap<Uuid, Existing>,
+    versions: HashMap<StreamRef, u64>,
+    next_position: i64,
+    rows: Vec<Row<'r>>,
+}
+
+impl<'r> Ledger<'r> {
+    /// Decides one all-or-nothing unit: if any request of it is refused, the
+    /// ledger is as it was before the unit, and the others get [`StoreError::Aborted`].
+    fn decide_unit(&mut self, unit: &'r [AppendRequest]) -> Vec<Result<AppendResult, StoreError>> {
+        let mark = (self.next_position, self.rows.len());
+        let saved: Vec<(&StreamRef, Option<u64>)> = unit
+            .iter()
+            .map(|r| (&r.stream, self.versions.get(&r.stream).copied()))
+            .collect();
+        let results: Vec<_> = unit.iter().map(|r| self.decide(r)).collect();
+        let Some(failed) = results.iter().zip(unit).find(|(r, _)| r.is_err()) else {
+            return results;
+        };
+        if unit.len() == 1 {
+            return results;
+        }
+        let failed = failed.1.stream.clone();
+        for row in self.rows.drain(mark.1..) {
+            self.found.remove(&row.event.event_id);
+        }
+        self.next_position = mark.0;
+        for (stream, version) in saved.into_iter().rev() {
+            match version {
+                Some(v) => self.versions.insert(stream.clone(), v),
+                None => self.versions.remove(stream),
+            };
+        }
+        results
+            .into_iter()
+            .map(|r| match r {
+                // Appended before: a fact this unit did not change.
+                Ok(done) if done.duplicate => Ok(done),
+                Ok(_) => Err(StoreError::Aborted {
+                    failed: failed.clone(),
+                }),
+                Err(e) => Err(e),
+            })
+            .collect()
+    }
+
+    /// Decides one request: its original result if it was appended before, a
+    /// refusal, or its new rows.
+    fn decide(&mut self, request: &'r AppendRequest) -> Result<AppendResult, StoreError> {
+        validate(request)?;
+        if let Some(original) = duplicate_of(request, &self.found)? {
+            return Ok(original);
+        }
+        let actual = self.versions.get(&request.stream).copied().unwrap_or(0);
+        request.expected.check(&request.stream, actual)?;
+        let first_position = self.next_position + 1;
+        let mut version = actual;
+        for event in &request.events {
+            version += 1;
+            self.next_position += 1;
+            self.rows.push(Row {
+                position: self.next_position,
+                stream: &request.stream,
+                version,
+                event,
+            });
+            self.found.insert(
+                event.event_id,
+                Existing {
+                    stream: request.stream.clone(),
+                    version,
+                    position: self.next_position,
+                },
+            );
+        }
+        self.versions.insert(request.stream.clone(), version);
+        Ok(AppendResult {
+            stream_version: version,
+            first_position,
+            last_position: self.next_position,
+            duplicate: false,
+        })
+    }
 }
 
 /// If this request's events were appended before, the original result.

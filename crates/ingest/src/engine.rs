@@ -678,7 +678,7 @@ impl Engine {
                     if round >= MAX_CONFLICT_ROUNDS {
                         return Err(IngestError::Store(StoreError::Conflict {
                             stream: StreamRef::new("machine", conflicted.join(",")),
-                            expected: "the loaded version".into(),
+                            expected: ExpectedVersion::Any,
                             actual: 0,
                         }));
                     }

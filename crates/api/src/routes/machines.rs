@@ -7,6 +7,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use shopfloor_commands::{Atomicity, BatchItem, CommandError, RejectionKind};
 use shopfloor_domain::machine::{
     ChangeState, MachineCommand, MachineStatus, RecordParts, RegisterMachine,
 };
@@ -15,7 +16,6 @@ use shopfloor_domain::values::{CycleTime, LineId, MachineId, MachineType, OrderI
 use utoipa::ToSchema;
 
 use crate::auth::{perm, Auth};
-use crate::batch::{append_machine_events, MachineItem};
 use crate::error::{ApiError, FieldContext};
 use crate::extract::{ApiJson, ApiPath, Ctx};
 use crate::routes::{machine_view, now};
@@ -170,14 +170,109 @@ pub async fn events(
     ctx: Ctx,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    let items = parse_batch(body)?;
-    let accepted = append_machine_events(&state, &ctx, &items).await?;
+    let items = parse_batch(body, now())?;
+    let accepted = record_machine_events(&state, &ctx, items).await?;
     Ok((StatusCode::ACCEPTED, Json(Accepted { accepted })))
+}
+
+/// How far ahead of the server's clock a floor timestamp may be: the same limit
+/// as the MQTT ingest's default (`future_tolerance_s`). A machine clock further
+/// ahead would leave the machine in a state "since" a time that has not come.
+pub const MAX_FUTURE_SKEW_S: i64 = 300;
+
+/// One machine event of a request, validated.
+#[derive(Debug, Clone)]
+pub struct MachineItem {
+    pub machine_id: MachineId,
+    pub command: MachineCommand,
+    /// Floor time of the event.
+    pub at: DateTime<Utc>,
+}
+
+/// Records the events all or nothing through the one writer; returns how many
+/// were accepted, or the refusal of the first refused item (naming its index).
+async fn record_machine_events(
+    state: &AppState,
+    ctx: &Ctx,
+    items: Vec<MachineItem>,
+) -> Result<usize, ApiError> {
+    let n = items.len();
+    let mut ids: Vec<&MachineId> = items.iter().map(|i| &i.machine_id).collect();
+    ids.sort();
+    ids.dedup();
+    if ctx.expected_version.is_some() && ids.len() > 1 {
+        return Err(ApiError::bad_request(
+            "If-Match applies to one stream: send the events of one machine only",
+        ));
+    }
+    let base_command_id = ctx.command_id();
+    let batch: Vec<BatchItem> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let mut c = ctx.command(Some(item.at));
+            c.command_id = base_command_id.as_ref().map(|b| format!("{b}/{i}"));
+            BatchItem::new(
+                Target::Machine {
+                    machine_id: item.machine_id.clone(),
+                    command: item.command.clone(),
+                },
+                c,
+            )
+        })
+        .collect();
+    let results = state
+        .commands
+        .execute_batch(batch, Atomicity::AllOrNothing)
+        .await;
+    let refusal = results.into_iter().enumerate().find_map(|(i, r)| match r {
+        Err(CommandError::Aborted { .. }) | Ok(_) => None,
+        Err(e) => Some((i, e)),
+    });
+    if let Some((i, e)) = refusal {
+        return Err(refused(i, n, &items[i].machine_id, e));
+    }
+    metrics::counter!("shopfloor_machine_events_accepted_total").increment(n as u64);
+    Ok(n)
+}
+
+/// The refusal of item `i`, failing the whole batch.
+fn refused(i: usize, n: usize, machine_id: &MachineId, e: CommandError) -> ApiError {
+    let CommandError::Rejected { kind, message } = e else {
+        return e.into();
+    };
+    let detail = if n > 1 {
+        format!("events[{i}] (machine {machine_id}): {message}; nothing of the batch was recorded")
+    } else {
+        format!("machine {machine_id}: {message}")
+    };
+    let error = match kind {
+        RejectionKind::NotFound => ApiError::not_found(detail),
+        RejectionKind::Conflict => ApiError::conflict(detail),
+        RejectionKind::Invalid => ApiError::bad_request(detail).with_title("Event refused"),
+    };
+    error.with_extensions(json!({ "index": i }))
+}
+
+/// Refuses a floor time further ahead of `now` than [`MAX_FUTURE_SKEW_S`].
+pub fn not_in_future(at: DateTime<Utc>, now: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
+    if at > now + chrono::Duration::seconds(MAX_FUTURE_SKEW_S) {
+        return Err(ApiError::invalid_field(
+            "timestamp",
+            format!(
+                "{} is more than {MAX_FUTURE_SKEW_S} s ahead of the server's clock ({}); \
+                 check the sender's clock",
+                at.to_rfc3339(),
+                now.to_rfc3339()
+            ),
+        ));
+    }
+    Ok(at)
 }
 
 /// Parses one event or `{"events": [...]}` into validated items; the first bad item is a
 /// 400 naming its index.
-pub fn parse_batch(body: Value) -> Result<Vec<MachineItem>, ApiError> {
+pub fn parse_batch(body: Value, now: DateTime<Utc>) -> Result<Vec<MachineItem>, ApiError> {
     let (raw, batch) = match body {
         Value::Object(mut map) if map.contains_key("events") && !map.contains_key("event_type") => {
             match map.remove("events") {
@@ -200,7 +295,7 @@ pub fn parse_batch(body: Value) -> Result<Vec<MachineItem>, ApiError> {
     raw.into_iter()
         .enumerate()
         .map(|(i, v)| {
-            parse_item(v).map_err(|e| {
+            parse_item(v, now).map_err(|e| {
                 if batch {
                     ApiError::bad_request(format!(
                         "events[{i}]: {}; nothing of the batch was recorded",
@@ -216,10 +311,10 @@ pub fn parse_batch(body: Value) -> Result<Vec<MachineItem>, ApiError> {
         .collect()
 }
 
-fn parse_item(v: Value) -> Result<MachineItem, ApiError> {
+fn parse_item(v: Value, now: DateTime<Utc>) -> Result<MachineItem, ApiError> {
     let body: MachineEventBody =
         serde_json::from_value(v).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    Ok(match body {
+    let item = match body {
         MachineEventBody::StateChanged {
             machine_id,
             timestamp,
@@ -260,5 +355,7 @@ fn parse_item(v: Value) -> Result<MachineItem, ApiError> {
                 at: timestamp,
             }),
         },
-    })
+    };
+    not_in_future(item.at, now)?;
+    Ok(item)
 }

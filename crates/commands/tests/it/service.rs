@@ -12,7 +12,7 @@ async fn executes_commands_and_records_metadata(pool: PgPool) {
     let out = run(&service, register("M-1")).await;
     assert_eq!(
         (out.stream_type, out.stream_id.as_str(), out.stream_version),
-        ("machine", "M-1", 1)
+        (shopfloor_domain::StreamType::Machine, "M-1", 1)
     );
     assert_eq!(out.events[0].event_type, "MachineRegistered");
 
@@ -73,8 +73,20 @@ async fn refusals_are_classified_and_write_nothing(pool: PgPool) {
         "{err:?}"
     );
     assert_eq!(err.to_string(), "machine M-1 is already registered");
+    // A heartbeat (no parts) is accepted and writes nothing.
+    let heartbeat = run(&service, parts("M-1", 0, 0, None, t(7, 0))).await;
+    assert!(heartbeat.events.is_empty(), "{heartbeat:?}");
     let err = service
-        .execute(parts("M-1", 0, 0, None, t(7, 0)), &ctx())
+        .execute(
+            parts(
+                "M-1",
+                shopfloor_domain::MAX_PARTS_PER_REPORT + 1,
+                0,
+                None,
+                t(7, 0),
+            ),
+            &ctx(),
+        )
         .await
         .unwrap_err();
     assert!(

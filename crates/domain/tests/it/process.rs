@@ -103,9 +103,15 @@ fn parts_for_an_order_report_production_and_backflush() {
             },
         ]
     );
-    assert_eq!(commands[0].target.stream_type(), "production_order");
+    assert_eq!(
+        commands[0].target.stream_type(),
+        shopfloor_domain::StreamType::ProductionOrder
+    );
     assert_eq!(commands[0].target.stream_id(), "PO-1");
-    assert_eq!(commands[1].target.stream_type(), "inventory_item");
+    assert_eq!(
+        commands[1].target.stream_type(),
+        shopfloor_domain::StreamType::InventoryItem
+    );
     // Deterministic: the same event gives the same commands.
     assert_eq!(
         commands,

@@ -1,0 +1,148 @@
+//! [`AnyAggregate`]: every aggregate type behind one enum, so one batch can hold
+//! commands for machines, orders, tasks, stock and policies, and one cache can
+//! keep them all, without type erasure.
+
+use cqrs_es::Aggregate;
+use shopfloor_domain::process::Target;
+use shopfloor_domain::{
+    Decide, InventoryItem, Machine, MaintenancePolicy, MaintenanceTask, ProductionOrder, StreamType,
+};
+use shopfloor_eventstore::repository::encode_events;
+use shopfloor_eventstore::{
+    AggregateRepository, EventMetadata, EventStore, NewEvent, StoreError, StreamRef,
+};
+
+use crate::error::{Classify, CommandError};
+
+/// One aggregate of any type, as loaded or as a batch has left it.
+#[derive(Debug, Clone)]
+pub(crate) enum AnyAggregate {
+    ProductionOrder(ProductionOrder),
+    Machine(Machine),
+    MaintenanceTask(MaintenanceTask),
+    InventoryItem(InventoryItem),
+    MaintenancePolicy(MaintenancePolicy),
+}
+
+/// A command decided: the events to append, already applied to the aggregate.
+pub(crate) type Decided = Vec<NewEvent>;
+
+/// The store's view of a stream, for one aggregate type.
+fn repo<A: Aggregate>(store: &EventStore, snapshot_every: u64) -> AggregateRepository<A> {
+    AggregateRepository::<A>::new(store.clone()).with_snapshots(snapshot_every)
+}
+
+/// Decides `command` on `aggregate`; on success applies the events to it and
+/// encodes them for `stream`.
+fn decide_on<A>(
+    aggregate: &mut A,
+    command: A::Command,
+    stream: &StreamRef,
+    metadata: &EventMetadata,
+    command_id: Option<&str>,
+) -> Result<Decided, CommandError>
+where
+    A: Decide,
+    A::Error: Classify,
+{
+    let events = aggregate
+        .decide(command)
+        .map_err(|e| CommandError::Rejected {
+            kind: e.kind(),
+            message: e.to_string(),
+        })?;
+    let encoded = encode_events(stream, &events, metadata, command_id)?;
+    for e in events {
+        aggregate.apply(e);
+    }
+    Ok(encoded)
+}
+
+impl AnyAggregate {
+    /// Loads a stream as it is now (snapshot-aware), with its version.
+    pub(crate) async fn load(
+        store: &EventStore,
+        snapshot_every: u64,
+        stream_type: StreamType,
+        id: &str,
+    ) -> Result<(Self, u64), StoreError> {
+        Ok(match stream_type {
+            StreamType::ProductionOrder => {
+                let (a, v) = repo::<ProductionOrder>(store, snapshot_every)
+                    .load(id)
+                    .await?;
+                (Self::ProductionOrder(a), v)
+            }
+            StreamType::Machine => {
+                let (a, v) = repo::<Machine>(store, snapshot_every).load(id).await?;
+                (Self::Machine(a), v)
+            }
+            StreamType::MaintenanceTask => {
+                let (a, v) = repo::<MaintenanceTask>(store, snapshot_every)
+                    .load(id)
+                    .await?;
+                (Self::MaintenanceTask(a), v)
+            }
+            StreamType::InventoryItem => {
+                let (a, v) = repo::<InventoryItem>(store, snapshot_every)
+                    .load(id)
+                    .await?;
+                (Self::InventoryItem(a), v)
+            }
+            StreamType::MaintenancePolicy => {
+                let (a, v) = repo::<MaintenancePolicy>(store, snapshot_every)
+                    .load(id)
+                    .await?;
+                (Self::MaintenancePolicy(a), v)
+            }
+        })
+    }
+
+    /// Decides a command addressed to this aggregate; on success the events are
+    /// applied here and returned encoded. A refusal leaves the aggregate as it was.
+    pub(crate) fn decide(
+        &mut self,
+        target: Target,
+        stream: &StreamRef,
+        metadata: &EventMetadata,
+        command_id: Option<&str>,
+    ) -> Result<Decided, CommandError> {
+        match (self, target) {
+            (Self::ProductionOrder(a), Target::ProductionOrder { command, .. }) => {
+                decide_on(a, command, stream, metadata, command_id)
+            }
+            (Self::Machine(a), Target::Machine { command, .. }) => {
+                decide_on(a, command, stream, metadata, command_id)
+            }
+            (Self::MaintenanceTask(a), Target::MaintenanceTask { command, .. }) => {
+                decide_on(a, command, stream, metadata, command_id)
+            }
+            (Self::InventoryItem(a), Target::InventoryItem { command, .. }) => {
+                decide_on(a, command, stream, metadata, command_id)
+            }
+            (Self::MaintenancePolicy(a), Target::MaintenancePolicy { command, .. }) => {
+                decide_on(a, command, stream, metadata, command_id)
+            }
+            (_, target) => Err(CommandError::Store(StoreError::Invalid(format!(
+                "a {} command sent to another aggregate type",
+                target.stream_type()
+            )))),
+        }
+    }
+
+    /// Stores this aggregate as the snapshot of its stream at `version`.
+    pub(crate) async fn save_snapshot(
+        &self,
+        store: &EventStore,
+        id: &str,
+        version: u64,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::ProductionOrder(a) => repo(store, 1).save_snapshot(id, version, a).await,
+            Self::Machine(a) => repo(store, 1).save_snapshot(id, version, a).await,
+            Self::MaintenanceTask(a) => repo(store, 1).save_snapshot(id, version, a).await,
+            Self::InventoryItem(a) => repo(store, 1).save_snapshot(id, version, a).await,
+            Self::MaintenancePolicy(a) => repo(store, 1).save_snapshot(id, version, a).await,
+        }
+    }
+}
