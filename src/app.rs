@@ -241,6 +241,10 @@ impl Application {
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
         let pool = self.store.pool().clone();
+        // The one writer of this process: the API, the process managers and the
+        // ingest all append through it, so they share its turns, its aggregate
+        // cache and its group commits (ADR 0035).
+        let commands = CommandService::new(self.store.clone()).with_group_commit(256);
         // Read-model changes, shared by the projectors and the API's live feed.
         let live = self.roles.contains(&Role::Projector).then(LiveHub::default);
         let mut mqtt_ready = None;
@@ -272,7 +276,7 @@ impl Application {
                         Ok(())
                     });
                     // The process managers run with the read side.
-                    let pm = ProcessManager::new(CommandService::new(self.store.clone()));
+                    let pm = ProcessManager::new(commands.clone());
                     tasks.spawn(async move {
                         pm.run(cancel).await;
                         Ok(())
@@ -292,9 +296,9 @@ impl Application {
                     }
                     let (tx, rx) = watch::channel(false);
                     mqtt_ready = Some(rx);
-                    let pool = pool.clone();
+                    let commands = commands.clone();
                     tasks.spawn(async move {
-                        run_ingest(pool, config, tx, cancel)
+                        run_ingest(commands, config, tx, cancel)
                             .await
                             .context("MQTT ingest")
                     });
@@ -314,7 +318,7 @@ impl Application {
                 self.settings.admin_token.clone(),
                 self.settings.namespace.clone(),
             );
-            state.commands = CommandService::new(self.store.clone()).with_group_commit(256);
+            state.commands = commands.clone();
             state.live = live;
             state.shutdown = cancel.clone();
             let router = shopfloor_api::router(state);

@@ -251,7 +251,7 @@ pub async fn ingest(
     let cancel = tokio_util::sync::CancellationToken::new();
     let (ready_tx, mut ready_rx) = tokio::sync::watch::channel(false);
     let ingest = tokio::spawn(shopfloor_ingest::run_ingest(
-        pool.clone(),
+        service.clone(),
         shopfloor_ingest::IngestConfig::new(url.clone(), ns.clone()),
         ready_tx,
         cancel.clone(),

@@ -238,6 +238,9 @@ impl Writer {
         &self,
         units: Vec<Vec<AppendRequest>>,
     ) -> Vec<Result<AppendResult, StoreError>> {
+        if units.iter().all(Vec::is_empty) {
+            return Vec::new();
+        }
         match self {
             Writer::Group(group) => group.append_units(units).await,
             Writer::Direct(store) => {
@@ -380,6 +383,9 @@ impl CommandService {
         items: Vec<BatchItem>,
         atomicity: Atomicity,
     ) -> Vec<Result<Outcome, CommandError>> {
+        if items.is_empty() {
+            return Vec::new();
+        }
         let streams: Vec<StreamRef> = items.iter().map(BatchItem::stream).collect();
         let mut turns = Vec::new();
         for stream in streams.iter().collect::<BTreeSet<_>>() {

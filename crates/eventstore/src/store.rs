@@ -242,6 +242,23 @@ impl EventStore {
         Ok(v.map_or(0, to_u64))
     }
 
+    /// Which of `ids` name streams of `stream_type` that exist (have a first event).
+    pub async fn existing_streams(
+        &self,
+        stream_type: &str,
+        ids: &[&str],
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT stream_id FROM events WHERE stream_type = $1 AND stream_id = ANY($2) \
+             AND version = 1",
+        )
+        .bind(stream_type)
+        .bind(ids)
+        .persistent(false)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// The position of the last committed event (0 for an empty log).
     pub async fn head_position(&self) -> Result<i64, StoreError> {
         Ok(
@@ -456,9 +473,9 @@ impl EventStore {
     }
 }
 
-async fn append_in<'r>(
+async fn append_in(
     tx: &mut Transaction<'_, Postgres>,
-    requests: &'r [AppendRequest],
+    requests: &[AppendRequest],
     units: &[usize],
 ) -> Result<(Vec<Result<AppendResult, StoreError>>, Tip), StoreError> {
     // 1. The single point of serialization: positions are taken under this lock,

@@ -1,6 +1,7 @@
 //! The errors of the ingest.
 
-use shopfloor_eventstore::StoreError;
+use shopfloor_commands::CommandError;
+use shopfloor_eventstore::{classify, Failure, StoreError};
 
 /// What can stop the ingest, or fail one of its queries.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +22,9 @@ pub enum IngestError {
     /// The event store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The one writer failed a command for a reason that is not a refusal.
+    #[error(transparent)]
+    Command(#[from] CommandError),
     /// The MQTT client could not be driven (its event loop is gone).
     #[error("mqtt client: {0}")]
     Mqtt(String),
@@ -30,27 +34,11 @@ impl IngestError {
     /// True when retrying later may succeed (a database that is down, a lock conflict).
     pub fn is_transient(&self) -> bool {
         match self {
-            IngestError::Database(e) => sqlx_is_transient(e),
+            IngestError::Database(e) => classify(e) == Failure::Transient,
             IngestError::Store(e) => e.is_transient(),
+            IngestError::Command(e) => e.is_transient(),
             IngestError::Mqtt(_) => true,
             IngestError::Config(_) | IngestError::MappingFile { .. } => false,
         }
-    }
-}
-
-/// Connection trouble, pool exhaustion, serialization failures and deadlocks are
-/// worth a retry; anything else is a bug or bad data.
-pub(crate) fn sqlx_is_transient(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Tls(_) => true,
-        sqlx::Error::Database(db) => matches!(
-            db.code().as_deref(),
-            Some("40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03" | "53300")
-        ),
-        _ => false,
     }
 }

@@ -29,6 +29,7 @@ pub mod filter;
 pub mod json;
 pub mod message;
 pub mod mqtt;
+pub mod plan;
 pub mod predictive;
 pub mod simulator;
 pub mod sparkplug;

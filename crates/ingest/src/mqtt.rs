@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, Publish, QoS};
+use shopfloor_commands::CommandService;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::rustls;
@@ -163,7 +164,7 @@ pub(crate) fn event_loop(options: MqttOptions, capacity: usize) -> (AsyncClient,
 /// stands (for `/readyz`).
 #[instrument(skip_all, fields(namespace = %config.namespace), err)]
 pub async fn run_ingest(
-    pool: PgPool,
+    commands: CommandService,
     config: IngestConfig,
     ready: watch::Sender<bool>,
     cancel: CancellationToken,
@@ -175,9 +176,10 @@ pub async fn run_ingest(
             config.namespace
         )));
     }
+    let pool = commands.store().pool().clone();
     store::maintain_telemetry(&pool, &config.telemetry).await?;
     let mapping = Arc::new(config.mapping.clone());
-    let engine = Engine::load(pool.clone(), &config.namespace, mapping, Utc::now()).await?;
+    let engine = Engine::load(commands, &config.namespace, mapping, Utc::now()).await?;
 
     let mut options = mqtt_options(config.client_id(), host, port, config.keep_alive);
     apply_url(&mut options, &config.mqtt_url)?;

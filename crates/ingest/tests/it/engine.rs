@@ -551,3 +551,53 @@ async fn throughput(pool: PgPool) {
         eprintln!("{kind}: {rate:.0} messages/s");
     }
 }
+
+/// The ingest's own rows are written outside the event log's head lock: with the
+/// lock held by another connection, a telemetry-only batch still commits (and a
+/// batch with a state change waits for the lock, then commits too).
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn a_telemetry_only_batch_commits_while_the_log_head_is_locked(pool: PgPool) {
+    register(&pool, "m1").await;
+    let now = chrono::Utc::now();
+    let mut e = engine(&pool, "ns", plain_mapping(), now).await;
+    let t = (now - Duration::seconds(30)).to_rfc3339();
+
+    let mut holder = pool.begin().await.expect("begin");
+    sqlx::query("SELECT position FROM event_log_head WHERE id FOR UPDATE")
+        .execute(&mut *holder)
+        .await
+        .expect("lock the log head");
+
+    let telemetry = vec![msg(
+        "ns/machines/m1/telemetry",
+        format!(r#"{{"timestamp":"{t}","temperature_c":61.5}}"#),
+        now,
+    )];
+    let report = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        e.process(&telemetry, now, false),
+    )
+    .await
+    .expect("a telemetry-only batch must not wait for the log head lock")
+    .expect("batch");
+    assert_eq!((report.samples, report.events), (1, 0));
+
+    // A state change needs the lock: it waits, and lands once the lock is gone.
+    let state = vec![msg(
+        "ns/machines/m1/state",
+        format!(r#"{{"state":"running","timestamp":"{t}"}}"#),
+        now,
+    )];
+    let pending = tokio::spawn(async move { e.process(&state, now, false).await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !pending.is_finished(),
+        "an event append must wait for the lock"
+    );
+    holder.rollback().await.expect("release");
+    let report = pending.await.expect("task").expect("batch");
+    assert_eq!(report.events, 1);
+    let events = machine_events(&pool, "m1").await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].1["state"], "running");
+}

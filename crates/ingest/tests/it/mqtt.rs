@@ -29,7 +29,7 @@ impl Ingest {
         config.max_backoff = Duration::from_millis(300);
         let (tx, ready) = watch::channel(false);
         let cancel = CancellationToken::new();
-        let handle = tokio::spawn(run_ingest(pool.clone(), config, tx, cancel.clone()));
+        let handle = tokio::spawn(run_ingest(writer(pool), config, tx, cancel.clone()));
         Self {
             cancel,
             handle,

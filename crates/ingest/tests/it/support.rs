@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
+use shopfloor_commands::CommandService;
 use shopfloor_domain::machine::{MachineCommand, RegisterMachine};
 use shopfloor_domain::values::{CycleTime, LineId, MachineId, MachineType};
 use shopfloor_domain::{Decide, Machine};
@@ -91,8 +92,13 @@ pub fn plain_mapping() -> Arc<Mapping> {
     mapping(r#"{"defaults": {"min_dwell_ms": 0, "no_signal_timeout_s": 0}}"#)
 }
 
+/// The one writer, as `serve` builds it (group commit).
+pub fn writer(pool: &PgPool) -> CommandService {
+    CommandService::new(EventStore::new(pool.clone())).with_group_commit(256)
+}
+
 pub async fn engine(pool: &PgPool, ns: &str, mapping: Arc<Mapping>, now: DateTime<Utc>) -> Engine {
-    Engine::load(pool.clone(), ns, mapping, now)
+    Engine::load(writer(pool), ns, mapping, now)
         .await
         .expect("engine")
 }

@@ -147,7 +147,7 @@ fn start_ingest(
     config.max_backoff = Duration::from_millis(300);
     let (tx, rx) = watch::channel(false);
     let cancel = CancellationToken::new();
-    let handle = tokio::spawn(run_ingest(pool.clone(), config, tx, cancel.clone()));
+    let handle = tokio::spawn(run_ingest(writer(pool), config, tx, cancel.clone()));
     (cancel, rx, handle)
 }
 
