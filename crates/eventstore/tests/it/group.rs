@@ -278,3 +278,59 @@ async fn a_prepared_batch_on_a_stale_head_writes_nothing(pool: PgPool) {
     }
     assert_log_sound(&pool, total).await;
 }
+
+/// An all-or-nothing unit: a conflict on one of its streams keeps every request
+/// of the unit out, while other units of the same batch land; a request of the
+/// unit that was appended before keeps its original result.
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn a_unit_is_appended_whole_or_not_at_all(pool: PgPool) {
+    let store = EventStore::new(pool.clone());
+    let (a, b, c) = (
+        StreamRef::new("t", "a"),
+        StreamRef::new("t", "b"),
+        StreamRef::new("t", "c"),
+    );
+    store
+        .append(&b, ExpectedVersion::NoStream, vec![event("E", json!({}))])
+        .await
+        .unwrap();
+    let earlier = request(&c, ExpectedVersion::NoStream, 1);
+    store.append_all(vec![earlier.clone()]).await.unwrap();
+
+    for group in [None, Some(GroupCommitter::start(store.clone(), 64))] {
+        let units = vec![
+            // b is at 1, not 0: the unit is refused, a and c with it.
+            vec![
+                request(&a, ExpectedVersion::NoStream, 2),
+                earlier.clone(),
+                request(&b, ExpectedVersion::NoStream, 1),
+            ],
+            vec![request(&StreamRef::new("t", "d"), ExpectedVersion::Any, 1)],
+        ];
+        let results = match &group {
+            Some(g) => g.append_units(units).await,
+            None => store.append_units(units).await.unwrap(),
+        };
+        assert!(
+            matches!(&results[0], Err(StoreError::Aborted { failed }) if *failed == b),
+            "{results:?}"
+        );
+        assert!(matches!(&results[1], Ok(r) if r.duplicate), "{results:?}");
+        assert!(
+            matches!(&results[2], Err(StoreError::Conflict { actual: 1, expected: ExpectedVersion::NoStream, .. })),
+            "{results:?}"
+        );
+        assert!(matches!(&results[3], Ok(r) if !r.duplicate), "{results:?}");
+        assert_eq!(store.stream_version(&a).await.unwrap(), 0);
+    }
+    // The unit that fits lands whole.
+    let done = store
+        .append_all(vec![
+            request(&a, ExpectedVersion::NoStream, 2),
+            request(&b, ExpectedVersion::Exact(1), 1),
+        ])
+        .await
+        .unwrap();
+    assert_eq!((done[0].stream_version, done[1].stream_version), (2, 2));
+    assert_log_sound(&pool, 1 + 1 + 2 + 2 + 1).await;
+}
