@@ -149,10 +149,10 @@ async fn a_refused_item_rolls_back_the_other_machines(pool: PgPool) {
         detail.contains("events[1]") && detail.contains("GHOST"),
         "{detail}"
     );
-    // Zero parts is refused by the domain: 400, nothing written.
+    // An implausible count is refused by the domain: 400, nothing written.
     let batch = json!({ "events": [
         { "event_type": "parts_produced", "machine_id": "A", "timestamp": "2025-03-01T08:00:00Z", "good": 1, "scrap": 0 },
-        { "event_type": "parts_produced", "machine_id": "A", "timestamp": "2025-03-01T08:00:00Z", "good": 0, "scrap": 0 },
+        { "event_type": "parts_produced", "machine_id": "A", "timestamp": "2025-03-01T08:00:00Z", "good": 100000001u64, "scrap": 0 },
     ]});
     let r = app
         .post("/api/v1/machines/events", &app.admin, &batch)
@@ -186,4 +186,107 @@ async fn concurrent_batches_on_one_machine_all_land(pool: PgPool) {
     let b = app.get("/api/v1/machines/B", &app.admin).await;
     assert_eq!(a.body["good_count"], 8);
     assert_eq!(b.body["good_count"], 16);
+}
+
+/// Many clients post multi-machine batches while four writers hammer one hot
+/// machine: every request is answered 202 (never 503), and every event is stored
+/// exactly once.
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn concurrent_batches_and_a_hot_machine_are_all_accepted_once(pool: PgPool) {
+    let app = std::sync::Arc::new(TestApp::spawn(pool).await);
+    for m in 0..8 {
+        app.machine(&format!("CB-{m}")).await;
+    }
+    let token = app.token("operator").await;
+    let before = app.event_count().await;
+    let base = chrono::Utc::now() - chrono::Duration::hours(1);
+    let mut tasks = Vec::new();
+    for client in 0..12u32 {
+        let (app, token) = (app.clone(), token.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for round in 0..8u32 {
+                let at = (base + chrono::Duration::seconds(i64::from(client * 100 + round)))
+                    .to_rfc3339();
+                let body = if client < 4 {
+                    json!({"event_type": "parts_produced", "machine_id": "CB-0",
+                           "timestamp": at, "good": 1, "scrap": 0})
+                } else {
+                    let events: Vec<_> = (0..5u32)
+                        .map(|k| json!({"event_type": "parts_produced",
+                            "machine_id": format!("CB-{}", (client + round + k) % 8),
+                            "timestamp": at, "good": 1, "scrap": 0}))
+                        .collect();
+                    json!({ "events": events })
+                };
+                let r = app.post("/api/v1/machines/events", &token, &body).await;
+                statuses.push((r.status, r.body["accepted"].as_u64().unwrap_or(0)));
+            }
+            statuses
+        }));
+    }
+    let mut accepted = 0;
+    for task in tasks {
+        for (status, n) in task.await.unwrap() {
+            assert_eq!(status, 202);
+            accepted += n;
+        }
+    }
+    assert_eq!(accepted, 4 * 8 + 8 * 8 * 5);
+    assert_eq!(app.event_count().await - before, accepted as i64);
+}
+
+/// A PLC heartbeat (`good: 0, scrap: 0`) is accepted and changes no count; in a
+/// batch it does not fail the others.
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn a_parts_heartbeat_is_accepted_and_counts_nothing(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    app.machine("HB-1").await;
+    let token = app.token("operator").await;
+    let at = (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
+    let heartbeat = json!({"event_type": "parts_produced", "machine_id": "HB-1",
+                           "timestamp": at, "good": 0, "scrap": 0});
+    let before = app.event_count().await;
+    let r = app.post("/api/v1/machines/events", &token, &heartbeat).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(app.event_count().await, before);
+    let batch = json!({"events": [heartbeat, {"event_type": "parts_produced", "machine_id": "HB-1",
+                           "timestamp": at, "good": 2, "scrap": 1}]});
+    let r = app.post("/api/v1/machines/events", &token, &batch).await;
+    assert_eq!((r.status, r.body["accepted"].as_u64()), (202, Some(2)), "{}", r.body);
+    assert_eq!(app.event_count().await, before + 1);
+    let m = app.get("/api/v1/machines/HB-1", &token).await;
+    assert_eq!(m.body["good_count"], 2, "{}", m.body);
+}
+
+/// A floor time far in the future is refused on the HTTP path, as on MQTT: it
+/// would leave the machine "down since" a time that has not come.
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn a_far_future_timestamp_is_refused(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    app.machine("FF-1").await;
+    let token = app.token("operator").await;
+    let before = app.event_count().await;
+    let r = app
+        .post(
+            "/api/v1/machines/events",
+            &token,
+            &json!({"event_type": "state_changed", "machine_id": "FF-1",
+                    "timestamp": "2062-12-01T08:00:00Z", "state": "down"}),
+        )
+        .await;
+    let detail = r.assert_problem(400);
+    assert!(detail.contains("ahead of the server's clock"), "{detail}");
+    assert_eq!(app.event_count().await, before);
+    // Within the skew it is accepted.
+    let soon = (chrono::Utc::now() + chrono::Duration::seconds(60)).to_rfc3339();
+    let r = app
+        .post(
+            "/api/v1/machines/events",
+            &token,
+            &json!({"event_type": "state_changed", "machine_id": "FF-1",
+                    "timestamp": soon, "state": "running"}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
 }

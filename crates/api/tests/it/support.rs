@@ -63,13 +63,15 @@ impl TestApp {
         let store = EventStore::new(pool.clone());
         let admin = format!("test-admin-{}", uuid::Uuid::new_v4().simple());
         let namespace = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-        let state = AppState::new(
-            store,
+        let mut state = AppState::new(
+            store.clone(),
             Readiness::default(),
             None,
             Some(SecretString::from(admin.clone())),
             namespace,
         );
+        // The one writer, as `serve` builds it.
+        state.commands = shopfloor_commands::CommandService::new(store).with_group_commit(256);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, router(state)).await });
