@@ -108,6 +108,18 @@ enum Bench {
         #[arg(long, default_value_t = 20.0)]
         secs: f64,
     },
+    /// The HTTP write path as a client meets it: the real binary (`serve --role
+    /// api`) as a child process, driven over keep-alive connections: single machine
+    /// events, batches of 50, order creation, and 4 writers on one hot machine.
+    Http {
+        #[arg(long, default_value_t = 1000)]
+        machines: usize,
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        /// Seconds per workload.
+        #[arg(long, default_value_t = 10.0)]
+        secs: f64,
+    },
     /// Rebuild every read model from at least this many events.
     Replay {
         #[arg(long, default_value_t = 500000)]
@@ -340,6 +352,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     let nats = app::connect_nats(&settings).await?;
                     crate::bench::e2e(&settings, store.pool().clone(), nats, rate, secs).await?
                 }
+                Bench::Http {
+                    machines,
+                    connections,
+                    secs,
+                } => crate::bench_http::http(&settings, machines, connections, secs).await?,
                 Bench::Replay { events } => {
                     crate::bench::replay(store.pool().clone(), events).await?
                 }

@@ -6,5 +6,6 @@
 
 pub mod app;
 pub mod bench;
+pub mod bench_http;
 pub mod cli;
 pub mod settings;
