@@ -39,7 +39,9 @@
 
 use std::collections::HashMap;
 
-use shopfloor_eventstore::{EventStore, RecordedEvent, StoreError};
+use shopfloor_eventstore::{
+    Checkpoint, CheckpointError, EventStore, Reader, RecordedEvent, StoreError,
+};
 use sqlx::{Acquire, PgConnection, PgPool};
 use tracing::{debug, warn};
 
@@ -171,42 +173,22 @@ pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Locks the projection's checkpoint row (creating it at 0) and returns it.
+/// Locks the projection's checkpoint row until the transaction on `conn` ends
+/// (creating it at 0) and returns it.
 pub(crate) async fn lock_checkpoint(
     conn: &mut PgConnection,
     projection: Projection,
-) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "INSERT INTO projection_checkpoints (projection, position) VALUES ($1, 0) \
-         ON CONFLICT (projection) DO UPDATE SET position = projection_checkpoints.position \
-         RETURNING position",
-    )
-    .bind(projection.name())
-    .fetch_one(conn)
-    .await
-}
-
-pub(crate) async fn save_checkpoint(
-    conn: &mut PgConnection,
-    projection: Projection,
-    position: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE projection_checkpoints SET position = $2 WHERE projection = $1")
-        .bind(projection.name())
-        .bind(position)
-        .execute(conn)
-        .await?;
-    Ok(())
+) -> Result<Checkpoint, CheckpointError> {
+    Checkpoint::lock(conn, Reader::Projection, projection.name()).await
 }
 
 /// The checkpoint of a projection (0 when it never ran).
-pub async fn checkpoint(pool: &PgPool, projection: Projection) -> Result<i64, sqlx::Error> {
-    let p: Option<i64> =
-        sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE projection = $1")
-            .bind(projection.name())
-            .fetch_optional(pool)
-            .await?;
-    Ok(p.unwrap_or(0))
+pub async fn checkpoint(pool: &PgPool, projection: Projection) -> Result<i64, CheckpointError> {
+    Ok(
+        Checkpoint::load(pool, Reader::Projection, projection.name())
+            .await?
+            .position(),
+    )
 }
 
 /// Applies `events` (contiguous, in position order, all after the checkpoint) in
@@ -398,7 +380,8 @@ async fn process_decoded(
         if let Some(schema) = schema {
             set_schema(&mut tx, schema).await?;
         }
-        let checkpoint = lock_checkpoint(&mut tx, projection).await?;
+        let mut locked = lock_checkpoint(&mut tx, projection).await?;
+        let checkpoint = locked.position();
         result.position = checkpoint;
         while next < incoming.len() && incoming[next].position <= checkpoint {
             next += 1;
@@ -437,7 +420,7 @@ async fn process_decoded(
         };
         let last = last.position;
         let (applied, parked) = apply_events(&mut tx, projection, events, decoded, updates).await?;
-        save_checkpoint(&mut tx, projection, last).await?;
+        locked.advance(&mut *tx, last).await?;
         tx.commit().await?;
         result.position = last;
         result.applied += applied;
@@ -623,7 +606,8 @@ pub(crate) async fn top_up_in(
     projection: Projection,
     up_to: i64,
 ) -> Result<i64, ProjectionError> {
-    let mut position = lock_checkpoint(conn, projection).await?;
+    let mut checkpoint = lock_checkpoint(conn, projection).await?;
+    let mut position = checkpoint.position();
     let mut ignored = Vec::new();
     while position < up_to {
         let limit = usize::try_from(up_to - position)
@@ -635,7 +619,7 @@ pub(crate) async fn top_up_in(
         };
         let decoded = Decoded::all(&events, &[projection]);
         apply_events(conn, projection, &events, &decoded, &mut ignored).await?;
-        save_checkpoint(conn, projection, last).await?;
+        checkpoint.advance(&mut *conn, last).await?;
         position = last;
         ignored.clear();
     }
