@@ -39,6 +39,7 @@
 //! run the same code with `SET LOCAL search_path` pointing at a scratch schema.
 
 use std::collections::HashMap;
+use std::ops::Range;
 
 use shopfloor_eventstore::{
     Checkpoint, CheckpointError, EventStore, Reader, RecordedEvent, StoreError,
@@ -230,7 +231,8 @@ async fn apply_or_split(
 ) -> Result<usize, sqlx::Error> {
     let mut parked = 0;
     // Ranges still to apply, the next one last.
-    let mut pending = vec![0..events.len()];
+    let mut pending: Vec<Range<usize>> = Vec::new();
+    pending.push(0..events.len());
     while let Some(range) = pending.pop() {
         let chunk = (&events[range.clone()], &decoded[range.clone()]);
         let mut sp = conn.begin().await?;
