@@ -172,7 +172,7 @@ async fn generate(f: &Floor, rng: &mut StdRng, n: usize, poison: bool) {
                 f.raw("telemetry", "X2", "Whatever", 1, json!({"i": i}))
                     .await;
             }
-            _ if poison => match rng.gen_range(0..5) {
+            _ if poison => match rng.gen_range(0..4) {
                 0 => {
                     // Decodes; its count does not fit a bigint.
                     f.raw(
@@ -186,16 +186,6 @@ async fn generate(f: &Floor, rng: &mut StdRng, n: usize, poison: bool) {
                     .await;
                 }
                 1 => {
-                    // Year 0 (PostgreSQL takes it).
-                    let e = OrderEvent::OrderAssigned {
-                        order_id: OrderId::new(*pick(rng, &ORDERS)).unwrap(),
-                        machine_id: MachineId::new("M1").unwrap(),
-                        previous_machine_id: None,
-                        at: t("0000-06-01T00:00:00Z"),
-                    };
-                    f.append("production_order", "O1", e).await;
-                }
-                2 => {
                     // A floor time in year 0 (PostgreSQL takes it).
                     let mut e = state_event("M1", "down", None, None, at("08:00"));
                     if let MachineEvent::MachineStateChanged { at, .. } = &mut e {
@@ -203,7 +193,7 @@ async fn generate(f: &Floor, rng: &mut StdRng, n: usize, poison: bool) {
                     }
                     f.machine(e).await;
                 }
-                3 => {
+                2 => {
                     // The order count overflows a bigint only after adding up.
                     f.raw(
                         "production_order",
