@@ -174,6 +174,9 @@ impl Relay {
             0
         } else {
             let msg = stream.get_raw_message(last).await.map_err(js_err)?;
+            // A value from NATS, not the database: a last message without a
+            // readable position (not one of ours) means republishing from the
+            // start, the safe side (the projectors skip what they hold).
             msg.headers
                 .get(names::POSITION_HEADER)
                 .and_then(|v| v.as_str().parse::<i64>().ok())
