@@ -111,21 +111,8 @@ async fn probe_mqtt(url: &url::Url) -> anyhow::Result<()> {
 /// After a restore the log's follow-up commands and publications already happened:
 /// the process manager and the relay start after the restored events.
 pub async fn mark_restored(pool: &PgPool, namespace: &str, head: i64) -> anyhow::Result<()> {
-    sqlx::query(
-        "INSERT INTO process_checkpoints (name, position) VALUES ('process-manager', $1) \
-         ON CONFLICT (name) DO UPDATE SET position = excluded.position",
-    )
-    .bind(head)
-    .execute(pool)
-    .await?;
-    sqlx::query(
-        "INSERT INTO relay_checkpoints (namespace, position, js_sequence) VALUES ($1, $2, 0) \
-         ON CONFLICT (namespace) DO UPDATE SET position = excluded.position, js_sequence = 0",
-    )
-    .bind(namespace)
-    .bind(head)
-    .execute(pool)
-    .await?;
+    shopfloor_commands::process::mark_restored(pool, head).await?;
+    shopfloor_projections::relay::mark_restored(pool, namespace, head).await?;
     Ok(())
 }
 

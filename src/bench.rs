@@ -427,12 +427,12 @@ pub async fn e2e(
         }
     });
     let visible = || async {
-        let p: Option<i64> = sqlx::query_scalar(
-            "SELECT position FROM projection_checkpoints WHERE projection = 'machines'",
+        let p = shopfloor_projections::projection::checkpoint(
+            &pool,
+            shopfloor_projections::Projection::Machines,
         )
-        .fetch_optional(&pool)
         .await?;
-        Ok::<_, anyhow::Error>(p.unwrap_or(0))
+        Ok::<_, anyhow::Error>(p)
     };
     // Let the projectors catch up with the registrations first.
     let head = store.head_position().await?;

@@ -28,7 +28,9 @@ use shopfloor_domain::process::{self as flows, IssuedCommand, OrderFacts, Target
 use shopfloor_domain::values::{MachineId, PolicyId};
 use shopfloor_domain::{Machine, ProductionOrder};
 use shopfloor_eventstore::repository::decode_event;
-use shopfloor_eventstore::{Leadership, RecordedEvent, Source, StoreError};
+use shopfloor_eventstore::{
+    Checkpoint, CheckpointError, Leadership, Reader, RecordedEvent, Source, StoreError,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, instrument, warn};
 
@@ -47,6 +49,16 @@ pub enum ProcessError {
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Command(#[from] CommandError),
+    #[error("checkpoint: {0}")]
+    Checkpoint(#[from] CheckpointError),
+}
+
+/// Sets the process manager to start after `position` (after a restore: the
+/// restored events' follow-up commands are in the log already).
+pub async fn mark_restored(pool: &sqlx::PgPool, position: i64) -> Result<(), ProcessError> {
+    let mut checkpoint = Checkpoint::new(Reader::ProcessManager, CHECKPOINT);
+    checkpoint.rewind(pool, position).await?;
+    Ok(())
 }
 
 /// Drives the process managers.
@@ -113,34 +125,19 @@ impl ProcessManager {
 
     /// The position of the last event handled.
     pub async fn checkpoint(&self) -> Result<i64, ProcessError> {
-        let p: Option<i64> =
-            sqlx::query_scalar("SELECT position FROM process_checkpoints WHERE name = $1")
-                .bind(CHECKPOINT)
-                .fetch_optional(self.pool())
-                .await?;
-        Ok(p.unwrap_or(0))
-    }
-
-    async fn save_checkpoint(&self, position: i64) -> Result<(), ProcessError> {
-        sqlx::query(
-            "INSERT INTO process_checkpoints (name, position) VALUES ($1, $2) \
-             ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = now()",
-        )
-        .bind(CHECKPOINT)
-        .bind(position)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        let checkpoint = Checkpoint::load(self.pool(), Reader::ProcessManager, CHECKPOINT).await?;
+        Ok(checkpoint.position())
     }
 
     async fn run_once(&self, cancel: &CancellationToken) -> Result<(), ProcessError> {
-        let from = self.checkpoint().await?;
+        let mut checkpoint =
+            Checkpoint::load(self.pool(), Reader::ProcessManager, CHECKPOINT).await?;
         let sub_cancel = cancel.child_token();
         let _stop = sub_cancel.clone().drop_guard();
         let mut subscription = self
             .service
             .store()
-            .subscribe_all(from, sub_cancel)
+            .subscribe_all(checkpoint.position(), sub_cancel)
             .page_size(self.batch);
         let mut tick = tokio::time::interval(self.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -153,7 +150,7 @@ impl ProcessManager {
                         self.handle(event).await?;
                     }
                     if let Some(last) = batch.last() {
-                        self.save_checkpoint(last.position).await?;
+                        checkpoint.advance(self.pool(), last.position).await?;
                         metrics::gauge!("shopfloor_process_position").set(last.position as f64);
                     }
                 }

@@ -11,6 +11,8 @@
 //!   forwards or backwards, the whole log from a position).
 //! - [`archive`]: backup and restore (a consistent, compressed export of the log).
 //! - [`chain`]: the hash chain that makes tampering with the log detectable.
+//! - [`checkpoint`]: [`Checkpoint`], how far a reader of the log (the relay, a
+//!   projection, the process manager) has got.
 //! - [`group`]: group commit — concurrent appends from many tasks in one transaction.
 //! - [`subscription`]: a catch-up subscription over the global log — history first,
 //!   then live events woken by `LISTEN/NOTIFY`, without a gap or a duplicate.
@@ -27,6 +29,7 @@
 
 pub mod archive;
 pub mod chain;
+pub mod checkpoint;
 pub mod error;
 pub mod group;
 pub mod leader;
@@ -36,6 +39,7 @@ pub mod store;
 pub mod subscription;
 pub mod upcast;
 
+pub use checkpoint::{Checkpoint, CheckpointError, Reader};
 pub use error::{classify, Failure, StoreError};
 pub use group::{GroupCommitter, GroupStats};
 pub use leader::Leadership;

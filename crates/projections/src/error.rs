@@ -8,7 +8,7 @@
 //!   the event itself (poison: it is parked and the projection goes on) or because
 //!   of the database (transient: the batch is retried).
 
-use shopfloor_eventstore::StoreError;
+use shopfloor_eventstore::{CheckpointError, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -16,6 +16,8 @@ pub enum ProjectionError {
     Database(#[from] sqlx::Error),
     #[error("event store: {0}")]
     Store(#[from] StoreError),
+    #[error("checkpoint: {0}")]
+    Checkpoint(#[from] CheckpointError),
     #[error("JetStream: {0}")]
     JetStream(String),
     #[error("unknown projection {0:?}")]

@@ -15,31 +15,35 @@
 //! transport.
 //!
 //! # Set-based application
-//! A chunk is applied set-based, in one savepoint: each read model folds the
-//! chunk in memory and writes it with a few statements (facts with one binary
-//! COPY per table; status rows loaded once, folded, upserted once per key), with
-//! exactly the result of applying the events one by one (see `models`). Live
-//! projectors, catch-up, replay and verify all go through it. Catch-up, replay
-//! and verify read the log once, in pages of [`CATCH_UP_CHUNK`] events decoded
-//! once, and apply each page to every projection side by side
+//! A chunk is applied in one savepoint by its read model's one implementation:
+//! the model folds the chunk in memory and writes it with a few statements
+//! (facts with one binary COPY per table; status rows loaded once, folded,
+//! upserted once per key; see `models`). A single event is a chunk of one.
+//! Live projectors, catch-up, replay and verify all go through it. Catch-up,
+//! replay and verify read the log once, in pages of [`CATCH_UP_CHUNK`] events
+//! decoded once, and apply each page to every projection side by side
 //! (`catch_up_all`).
 //!
 //! # Poison events
-//! An event that cannot be applied (it does not decode, or the database refuses
-//! its data) is parked in `projection_parked` with its error and the checkpoint
-//! moves past it: one bad event never stops the others. Events that do not
-//! decode are left out of the set-based chunk and parked. When anything else in
-//! the chunk fails (or the fast path does not vouch for a value), the chunk is
-//! redone event by event, one savepoint per event, by the per-event apply
-//! functions (the slow path), so the common case costs no extra round trips.
+//! An event that cannot be applied (it does not decode, a value does not fit,
+//! or the database refuses its data) is parked in `projection_parked` with its
+//! error and the checkpoint moves past it: one bad event never stops the others.
+//! Events that do not decode are left out of the chunk and parked. When anything
+//! else in a chunk fails, the chunk is rolled back to its savepoint and split in
+//! halves, applied in order, down to the single events that fail on their own,
+//! which are parked; so the common case costs no extra round trips and a poison
+//! event costs a few.
 //!
 //! # Schemas
 //! Every statement of the models uses unqualified table names. Replay and verify
 //! run the same code with `SET LOCAL search_path` pointing at a scratch schema.
 
 use std::collections::HashMap;
+use std::ops::Range;
 
-use shopfloor_eventstore::{EventStore, RecordedEvent, StoreError};
+use shopfloor_eventstore::{
+    Checkpoint, CheckpointError, EventStore, Reader, RecordedEvent, StoreError,
+};
 use sqlx::{Acquire, PgConnection, PgPool};
 use tracing::{debug, warn};
 
@@ -122,21 +126,6 @@ impl Projection {
             Projection::Inventory => "inventory_item",
         }
     }
-
-    /// Applies one event; the live updates it causes.
-    pub(crate) async fn apply(
-        self,
-        conn: &mut PgConnection,
-        event: &RecordedEvent,
-    ) -> Result<Vec<LiveUpdate>, ApplyError> {
-        match self {
-            Projection::Machines => models::machines::apply(conn, event).await,
-            Projection::MachineHistory => models::history::apply(conn, event).await,
-            Projection::Orders => models::orders::apply(conn, event).await,
-            Projection::Maintenance => models::maintenance::apply(conn, event).await,
-            Projection::Inventory => models::inventory::apply(conn, event).await,
-        }
-    }
 }
 
 impl std::fmt::Display for Projection {
@@ -171,42 +160,22 @@ pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Locks the projection's checkpoint row (creating it at 0) and returns it.
+/// Locks the projection's checkpoint row until the transaction on `conn` ends
+/// (creating it at 0) and returns it.
 pub(crate) async fn lock_checkpoint(
     conn: &mut PgConnection,
     projection: Projection,
-) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "INSERT INTO projection_checkpoints (projection, position) VALUES ($1, 0) \
-         ON CONFLICT (projection) DO UPDATE SET position = projection_checkpoints.position \
-         RETURNING position",
-    )
-    .bind(projection.name())
-    .fetch_one(conn)
-    .await
-}
-
-pub(crate) async fn save_checkpoint(
-    conn: &mut PgConnection,
-    projection: Projection,
-    position: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE projection_checkpoints SET position = $2 WHERE projection = $1")
-        .bind(projection.name())
-        .bind(position)
-        .execute(conn)
-        .await?;
-    Ok(())
+) -> Result<Checkpoint, CheckpointError> {
+    Checkpoint::lock(conn, Reader::Projection, projection.name()).await
 }
 
 /// The checkpoint of a projection (0 when it never ran).
-pub async fn checkpoint(pool: &PgPool, projection: Projection) -> Result<i64, sqlx::Error> {
-    let p: Option<i64> =
-        sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE projection = $1")
-            .bind(projection.name())
-            .fetch_optional(pool)
-            .await?;
-    Ok(p.unwrap_or(0))
+pub async fn checkpoint(pool: &PgPool, projection: Projection) -> Result<i64, CheckpointError> {
+    Ok(
+        Checkpoint::load(pool, Reader::Projection, projection.name())
+            .await?
+            .position(),
+    )
 }
 
 /// Applies `events` (contiguous, in position order, all after the checkpoint) in
@@ -221,10 +190,15 @@ pub(crate) async fn apply_events(
     updates: &mut Vec<LiveUpdate>,
 ) -> Result<(usize, usize), sqlx::Error> {
     debug_assert_eq!(events.len(), decoded.len());
-    // Fast path: the whole chunk set-based, in one savepoint. Events that do not
-    // decode are left out and parked: event by event they fail before any
-    // statement, so leaving them out is what parking them does.
-    let poison: Vec<(&RecordedEvent, &str)> = events
+    if !events
+        .iter()
+        .any(|e| e.stream_type == projection.stream_type())
+    {
+        // Nothing for this read model: no statement at all.
+        return Ok((events.len(), 0));
+    }
+    // Events that do not decode are left out of the chunks and parked.
+    let undecodable: Vec<(&RecordedEvent, &str)> = events
         .iter()
         .zip(decoded)
         .filter_map(|(event, d)| match d {
@@ -234,85 +208,63 @@ pub(crate) async fn apply_events(
             _ => None,
         })
         .collect();
-    if !events
-        .iter()
-        .any(|e| e.stream_type == projection.stream_type())
-    {
-        // Nothing for this read model: no statement at all.
-        return Ok((events.len(), 0));
+    let mut parked = apply_or_split(conn, projection, events, decoded, updates).await?;
+    for (event, error) in &undecodable {
+        park(conn, projection, event, error).await?;
     }
-    {
+    parked += undecodable.len();
+    Ok((events.len() - parked, parked))
+}
+
+/// Applies `events` as one chunk, in a savepoint; a chunk that holds a poison
+/// event is rolled back and split in halves, applied in order, down to single
+/// events: the ones that fail on their own are parked. Every event is therefore
+/// applied to the state the events before it left, however the log was cut into
+/// chunks, and a chunk with one poison event costs a few more statements, not
+/// one per event. Returns the number of events parked.
+async fn apply_or_split(
+    conn: &mut PgConnection,
+    projection: Projection,
+    events: &[RecordedEvent],
+    decoded: &[Decoded],
+    updates: &mut Vec<LiveUpdate>,
+) -> Result<usize, sqlx::Error> {
+    let mut parked = 0;
+    // Ranges still to apply, the next one last.
+    let mut pending: Vec<Range<usize>> = Vec::new();
+    pending.push(0..events.len());
+    while let Some(range) = pending.pop() {
+        let chunk = (&events[range.clone()], &decoded[range.clone()]);
         let mut sp = conn.begin().await?;
-        match models::apply_chunk(projection, &mut sp, events, decoded).await {
+        match models::apply_chunk(projection, &mut sp, chunk.0, chunk.1).await {
             Ok(u) => {
                 sp.commit().await?;
-                for (event, error) in &poison {
-                    park(conn, projection, event, error).await?;
-                }
                 updates.extend(u);
-                return Ok((events.len() - poison.len(), poison.len()));
             }
             Err(ApplyError::Poison(reason)) => {
-                // Something in the chunk cannot be applied (or the fast path
-                // does not vouch for it): redo the chunk event by event.
                 sp.rollback().await?;
+                if let [event] = chunk.0 {
+                    park(conn, projection, event, &reason).await?;
+                    parked += 1;
+                    continue;
+                }
                 debug!(
                     projection = projection.name(),
-                    first = events.first().map(|e| e.position),
-                    n = events.len(),
+                    first = chunk.0.first().map(|e| e.position),
+                    n = chunk.0.len(),
                     %reason,
-                    "chunk applied event by event"
+                    "chunk split"
                 );
                 metrics::counter!("shopfloor_projection_slow_chunks_total", "projection" => projection.name())
                     .increment(1);
+                let middle = range.start + range.len() / 2;
+                pending.push(middle..range.end);
+                pending.push(range.start..middle);
             }
             Err(ApplyError::Transient(e)) => return Err(e),
         }
     }
-    // Slow path: one savepoint per event, parking those that fail.
-    slow_path(conn, projection, events, updates).await
-}
-
-/// Applies `events` one at a time, each in its own savepoint, parking the
-/// events that fail: the slow path of [`apply_events`], and the reference
-/// semantics set-based application must equal (the tests compare both). Runs
-/// in the transaction open on `conn`; does not touch the checkpoint. Returns
-/// the number applied and parked, and every live update (not coalesced).
-#[doc(hidden)]
-pub async fn apply_per_event(
-    conn: &mut PgConnection,
-    projection: Projection,
-    events: &[RecordedEvent],
-) -> Result<(usize, usize, Vec<LiveUpdate>), ProjectionError> {
-    let mut updates = Vec::new();
-    let (applied, parked) = slow_path(conn, projection, events, &mut updates).await?;
-    Ok((applied, parked, updates))
-}
-
-async fn slow_path(
-    conn: &mut PgConnection,
-    projection: Projection,
-    events: &[RecordedEvent],
-    updates: &mut Vec<LiveUpdate>,
-) -> Result<(usize, usize), sqlx::Error> {
-    let (mut applied, mut parked) = (0, 0);
-    for event in events {
-        let mut sp = conn.begin().await?;
-        match projection.apply(&mut sp, event).await {
-            Ok(u) => {
-                sp.commit().await?;
-                updates.extend(u);
-                applied += 1;
-            }
-            Err(ApplyError::Poison(error)) => {
-                sp.rollback().await?;
-                park(conn, projection, event, &error).await?;
-                parked += 1;
-            }
-            Err(ApplyError::Transient(e)) => return Err(e),
-        }
-    }
-    Ok((applied, parked))
+    Ok(parked)
 }
 
 async fn park(
@@ -398,7 +350,8 @@ async fn process_decoded(
         if let Some(schema) = schema {
             set_schema(&mut tx, schema).await?;
         }
-        let checkpoint = lock_checkpoint(&mut tx, projection).await?;
+        let mut locked = lock_checkpoint(&mut tx, projection).await?;
+        let checkpoint = locked.position();
         result.position = checkpoint;
         while next < incoming.len() && incoming[next].position <= checkpoint {
             next += 1;
@@ -437,7 +390,7 @@ async fn process_decoded(
         };
         let last = last.position;
         let (applied, parked) = apply_events(&mut tx, projection, events, decoded, updates).await?;
-        save_checkpoint(&mut tx, projection, last).await?;
+        locked.advance(&mut *tx, last).await?;
         tx.commit().await?;
         result.position = last;
         result.applied += applied;
@@ -623,7 +576,8 @@ pub(crate) async fn top_up_in(
     projection: Projection,
     up_to: i64,
 ) -> Result<i64, ProjectionError> {
-    let mut position = lock_checkpoint(conn, projection).await?;
+    let mut checkpoint = lock_checkpoint(conn, projection).await?;
+    let mut position = checkpoint.position();
     let mut ignored = Vec::new();
     while position < up_to {
         let limit = usize::try_from(up_to - position)
@@ -635,7 +589,7 @@ pub(crate) async fn top_up_in(
         };
         let decoded = Decoded::all(&events, &[projection]);
         apply_events(conn, projection, &events, &decoded, &mut ignored).await?;
-        save_checkpoint(conn, projection, last).await?;
+        checkpoint.advance(&mut *conn, last).await?;
         position = last;
         ignored.clear();
     }

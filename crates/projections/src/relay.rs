@@ -23,7 +23,9 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, context::Publish, stream};
 use bytes::Bytes;
-use shopfloor_eventstore::{EventStore, Leadership, RecordedEvent, StoreError};
+use shopfloor_eventstore::{
+    Checkpoint, CheckpointError, EventStore, Leadership, Reader, RecordedEvent, StoreError,
+};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, instrument, warn};
@@ -38,6 +40,10 @@ pub enum RelayError {
     Database(#[from] sqlx::Error),
     #[error("JetStream: {0}")]
     JetStream(String),
+    #[error("checkpoint: {0}")]
+    Checkpoint(#[from] CheckpointError),
+    #[error("JetStream sequence {0} is out of range")]
+    Sequence(String),
     #[error("event {0} cannot be serialized: {1}")]
     Encode(i64, serde_json::Error),
 }
@@ -46,11 +52,20 @@ fn js_err(e: impl std::fmt::Display) -> RelayError {
     RelayError::JetStream(e.to_string())
 }
 
-/// Where the relay stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Checkpoint {
-    pub position: i64,
+/// Where the relay stands: its [`Checkpoint`] in the log, and the JetStream
+/// sequence of the last acknowledged publish (kept beside it in
+/// `relay_checkpoints`, to notice NATS losing its tail).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayCheckpoint {
+    pub checkpoint: Checkpoint,
     pub js_sequence: u64,
+}
+
+impl RelayCheckpoint {
+    /// The position of the last event published and acknowledged.
+    pub fn position(&self) -> i64 {
+        self.checkpoint.position()
+    }
 }
 
 /// The relay of one namespace.
@@ -143,36 +158,14 @@ impl Relay {
             .map_err(js_err)
     }
 
-    pub async fn checkpoint(&self) -> Result<Checkpoint, RelayError> {
-        let row: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT position, js_sequence FROM relay_checkpoints WHERE namespace = $1",
-        )
-        .bind(&self.namespace)
-        .fetch_optional(self.pool())
-        .await?;
-        Ok(row.map_or(Checkpoint::default(), |(p, s)| Checkpoint {
-            position: p,
-            js_sequence: u64::try_from(s).unwrap_or(0),
-        }))
-    }
-
-    async fn save_checkpoint(&self, c: Checkpoint) -> Result<(), RelayError> {
-        sqlx::query(
-            "INSERT INTO relay_checkpoints (namespace, position, js_sequence) VALUES ($1, $2, $3) \
-             ON CONFLICT (namespace) DO UPDATE SET position = excluded.position, \
-             js_sequence = excluded.js_sequence, updated_at = now()",
-        )
-        .bind(&self.namespace)
-        .bind(c.position)
-        .bind(i64::try_from(c.js_sequence).unwrap_or(i64::MAX))
-        .execute(self.pool())
-        .await?;
-        Ok(())
+    /// Where the relay stands (at 0 when it never published).
+    pub async fn checkpoint(&self) -> Result<RelayCheckpoint, RelayError> {
+        load(self.pool(), &self.namespace).await
     }
 
     /// The checkpoint, rewound if JetStream lost messages we had published.
-    async fn reconcile(&self, stream: &mut stream::Stream) -> Result<Checkpoint, RelayError> {
-        let checkpoint = self.checkpoint().await?;
+    async fn reconcile(&self, stream: &mut stream::Stream) -> Result<RelayCheckpoint, RelayError> {
+        let mut checkpoint = self.checkpoint().await?;
         let last = stream.info().await.map_err(js_err)?.state.last_sequence;
         if last >= checkpoint.js_sequence {
             return Ok(checkpoint);
@@ -181,11 +174,14 @@ impl Relay {
             0
         } else {
             let msg = stream.get_raw_message(last).await.map_err(js_err)?;
+            // A value from NATS, not the database: a last message without a
+            // readable position (not one of ours) means republishing from the
+            // start, the safe side (the projectors skip what they hold).
             msg.headers
                 .get(names::POSITION_HEADER)
                 .and_then(|v| v.as_str().parse::<i64>().ok())
                 .unwrap_or(0)
-                .min(checkpoint.position)
+                .min(checkpoint.position())
         };
         warn!(
             namespace = %self.namespace,
@@ -195,12 +191,8 @@ impl Relay {
             "JetStream lost its tail; republishing from the event store"
         );
         metrics::counter!("shopfloor_relay_rewinds_total").increment(1);
-        let rewound = Checkpoint {
-            position,
-            js_sequence: last,
-        };
-        self.save_checkpoint(rewound).await?;
-        Ok(rewound)
+        save(self.pool(), &mut checkpoint, position, last, Move::Rewind).await?;
+        Ok(checkpoint)
     }
 
     /// Publishes from the checkpoint on, until cancelled (Ok) or a failure (Err).
@@ -216,7 +208,7 @@ impl Relay {
         let _stop_subscription = sub_cancel.clone().drop_guard();
         let mut subscription = self
             .store
-            .subscribe_all(checkpoint.position, sub_cancel)
+            .subscribe_all(checkpoint.position(), sub_cancel)
             .page_size(self.batch);
         let mut last_lock_check = tokio::time::Instant::now();
         loop {
@@ -231,11 +223,15 @@ impl Relay {
             }
             let js_sequence = self.publish(&batch).await?;
             if let Some(last) = batch.last() {
-                checkpoint = Checkpoint {
-                    position: last.position,
+                let pool = self.pool();
+                save(
+                    pool,
+                    &mut checkpoint,
+                    last.position,
                     js_sequence,
-                };
-                self.save_checkpoint(checkpoint).await?;
+                    Move::Advance,
+                )
+                .await?;
                 metrics::counter!("shopfloor_relay_published_total").increment(batch.len() as u64);
                 metrics::gauge!("shopfloor_relay_position").set(last.position as f64);
                 debug!(position = last.position, n = batch.len(), "published");
@@ -271,4 +267,68 @@ impl Relay {
         }
         Ok(last)
     }
+}
+
+/// How a save moves the relay's checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Move {
+    Advance,
+    Rewind,
+}
+
+async fn load(pool: &PgPool, namespace: &str) -> Result<RelayCheckpoint, RelayError> {
+    let checkpoint = Checkpoint::load(pool, Reader::Relay, namespace).await?;
+    let stored: Option<i64> =
+        sqlx::query_scalar("SELECT js_sequence FROM relay_checkpoints WHERE namespace = $1")
+            .bind(namespace)
+            .fetch_optional(pool)
+            .await?;
+    let js_sequence = match stored {
+        None => 0,
+        Some(s) => u64::try_from(s).map_err(|_| RelayError::Sequence(s.to_string()))?,
+    };
+    Ok(RelayCheckpoint {
+        checkpoint,
+        js_sequence,
+    })
+}
+
+/// Moves the relay's checkpoint to `position` and its JetStream sequence to
+/// `js_sequence`, both in one transaction.
+async fn save(
+    pool: &PgPool,
+    state: &mut RelayCheckpoint,
+    position: i64,
+    js_sequence: u64,
+    how: Move,
+) -> Result<(), RelayError> {
+    let stored =
+        i64::try_from(js_sequence).map_err(|_| RelayError::Sequence(js_sequence.to_string()))?;
+    let mut tx = pool.begin().await?;
+    match how {
+        Move::Advance => state.checkpoint.advance(&mut *tx, position).await?,
+        Move::Rewind => state.checkpoint.rewind(&mut *tx, position).await?,
+    }
+    sqlx::query("UPDATE relay_checkpoints SET js_sequence = $2 WHERE namespace = $1")
+        .bind(state.checkpoint.name())
+        .bind(stored)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    state.js_sequence = js_sequence;
+    Ok(())
+}
+
+/// Sets the relay of `namespace` to start after `position`, with no JetStream
+/// sequence known (after a restore: the restored events were published before).
+pub async fn mark_restored(
+    pool: &PgPool,
+    namespace: &str,
+    position: i64,
+) -> Result<(), RelayError> {
+    let mut state = RelayCheckpoint {
+        checkpoint: Checkpoint::new(Reader::Relay, namespace),
+        js_sequence: 0,
+    };
+    save(pool, &mut state, position, 0, Move::Rewind).await
 }

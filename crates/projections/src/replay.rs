@@ -26,7 +26,7 @@
 use std::fmt;
 
 use serde::Serialize;
-use shopfloor_eventstore::EventStore;
+use shopfloor_eventstore::{Checkpoint, EventStore, Reader};
 use sqlx::PgPool;
 use tracing::{info, instrument, warn};
 use uuid::Uuid;
@@ -205,12 +205,13 @@ async fn replay_into(
     let started = std::time::Instant::now();
     // Swap: hold the live checkpoints (projectors wait), top up, copy.
     let mut tx = pool.begin().await?;
+    let mut live = Vec::with_capacity(projections.len());
     for p in projections {
-        projection::lock_checkpoint(&mut tx, *p).await?;
+        live.push(projection::lock_checkpoint(&mut tx, *p).await?);
     }
     let head = store.head_position().await?;
     let mut report = Vec::new();
-    for p in projections {
+    for (p, live) in projections.iter().zip(&mut live) {
         // The top-up runs in this transaction, on the scratch schema.
         projection::set_schema(&mut tx, &scratch.schema).await?;
         let position = projection::top_up_in(&mut tx, &store, *p, head).await?;
@@ -243,7 +244,7 @@ async fn replay_into(
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        projection::save_checkpoint(&mut tx, *p, position).await?;
+        live.advance(&mut *tx, position).await?;
         info!(projection = p.name(), position, "read model rebuilt");
         report.push(Replayed {
             projection: p.name().to_owned(),
@@ -290,19 +291,14 @@ async fn verify_into(
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         .execute(&mut *tx)
         .await?;
-    let live_positions: Vec<(String, i64)> = sqlx::query_as(&format!(
-        "SELECT projection, position FROM {}",
-        scratch.live("projection_checkpoints")
-    ))
-    .fetch_all(&mut *tx)
-    .await?;
+    let mut live_positions = Vec::with_capacity(projections.len());
+    for p in projections {
+        let live = Checkpoint::load(&mut *tx, Reader::Projection, p.name()).await?;
+        live_positions.push(live.position());
+    }
     projection::set_schema(&mut tx, &scratch.schema).await?;
     let mut differences = Vec::new();
-    for p in projections {
-        let live = live_positions
-            .iter()
-            .find(|(name, _)| name == p.name())
-            .map_or(0, |(_, position)| *position);
+    for (p, live) in projections.iter().zip(live_positions) {
         let rebuilt_position = projection::top_up_in(&mut tx, &store, *p, live).await?;
         if rebuilt_position != live {
             differences.push(Difference {

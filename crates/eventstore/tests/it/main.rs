@@ -4,6 +4,7 @@
 mod append;
 mod archive;
 mod chain;
+mod checkpoint;
 mod group;
 mod ordering;
 mod repository;

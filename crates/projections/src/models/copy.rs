@@ -1,13 +1,12 @@
 //! Rows for `COPY ... FROM STDIN (FORMAT binary)`: the fastest way to append many
 //! rows. Only the types the fact tables use are encoded (text, bigint, boolean,
 //! double precision, timestamptz); values are encoded exactly as sqlx encodes
-//! the same Rust values as parameters, so the rows equal what the per-event
-//! inserts write.
+//! the same Rust values as parameters.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-use super::{fallback, pg_micros};
+use super::{pg_micros, poison};
 use crate::error::ApplyError;
 
 /// The binary COPY stream of one table.
@@ -65,10 +64,9 @@ impl CopyRows {
         self.field(&v.to_bits().to_be_bytes());
     }
 
-    /// A timestamptz; one the fast path does not vouch for sends the chunk to
-    /// the per-event path.
+    /// A timestamptz; one PostgreSQL refuses is poison.
     pub(crate) fn timestamptz(&mut self, t: &DateTime<Utc>) -> Result<(), ApplyError> {
-        let micros = pg_micros(t).ok_or_else(|| fallback(format!("timestamp {t} out of range")))?;
+        let micros = pg_micros(t).ok_or_else(|| poison(format!("timestamp {t} out of range")))?;
         self.field(&micros.to_be_bytes());
         Ok(())
     }

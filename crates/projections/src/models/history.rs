@@ -15,107 +15,9 @@ use shopfloor_eventstore::RecordedEvent;
 use sqlx::PgConnection;
 
 use super::copy::CopyRows;
-use super::{count, decode, last_updates, name_of};
+use super::{count, last_updates, name_of};
 use crate::error::ApplyError;
 use crate::live::LiveUpdate;
-
-pub(crate) async fn apply(
-    conn: &mut PgConnection,
-    event: &RecordedEvent,
-) -> Result<Vec<LiveUpdate>, ApplyError> {
-    if event.stream_type != "machine" {
-        return Ok(Vec::new());
-    }
-    let e: MachineEvent = decode(event)?;
-    let (machine_id, at) = match &e {
-        MachineEvent::MachineStateChanged {
-            machine_id,
-            state,
-            reason,
-            reason_code,
-            category,
-            loss,
-            planned,
-            at,
-        } => {
-            sqlx::query(
-                "INSERT INTO rm_state_facts (machine_id, at, position, state, planned, reason, \
-                 reason_code, category, loss, recorded_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
-            )
-            .bind(machine_id.as_str())
-            .bind(at)
-            .bind(event.position)
-            .bind(name_of(state))
-            .bind(planned)
-            .bind(reason.as_ref().map(|r| r.as_str()))
-            .bind(reason_code.as_ref().map(|r| r.as_str()))
-            .bind(category.as_ref().map(name_of))
-            .bind(loss.as_ref().map(name_of))
-            .bind(event.recorded_at)
-            .execute(&mut *conn)
-            .await?;
-            (machine_id, at)
-        }
-        MachineEvent::MachineStopClassified {
-            machine_id,
-            stop_at,
-            reason_code,
-            category,
-            loss,
-            planned,
-            by,
-            ..
-        } => {
-            sqlx::query(
-                "INSERT INTO rm_stop_classifications (machine_id, stop_at, position, reason_code, \
-                 category, loss, planned, classified_by, recorded_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
-            )
-            .bind(machine_id.as_str())
-            .bind(stop_at)
-            .bind(event.position)
-            .bind(reason_code.as_str())
-            .bind(name_of(category))
-            .bind(loss.as_ref().map(name_of))
-            .bind(planned)
-            .bind(by.as_str())
-            .bind(event.recorded_at)
-            .execute(&mut *conn)
-            .await?;
-            (machine_id, stop_at)
-        }
-        MachineEvent::MachinePartsProduced {
-            machine_id,
-            good,
-            scrap,
-            order_id,
-            ideal_cycle_time_s,
-            at,
-        } => {
-            sqlx::query(
-                "INSERT INTO rm_parts_facts (machine_id, at, position, good, scrap, \
-                 ideal_cycle_time_s, order_id, recorded_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-            )
-            .bind(machine_id.as_str())
-            .bind(at)
-            .bind(event.position)
-            .bind(count(*good)?)
-            .bind(count(*scrap)?)
-            .bind(ideal_cycle_time_s.seconds())
-            .bind(order_id.as_ref().map(|o| o.as_str()))
-            .bind(event.recorded_at)
-            .execute(&mut *conn)
-            .await?;
-            (machine_id, at)
-        }
-        MachineEvent::MachineRegistered { .. }
-        | MachineEvent::MachineIdealCycleTimeChanged { .. }
-        | MachineEvent::MachineMaintenancePerformed { .. } => return Ok(Vec::new()),
-    };
-    Ok(vec![update(event, machine_id, at)])
-}
 
 fn update(event: &RecordedEvent, machine_id: &MachineId, at: &DateTime<Utc>) -> LiveUpdate {
     LiveUpdate {
@@ -153,11 +55,13 @@ const COPY_STOPS: &str =
 const COPY_PARTS: &str = "COPY rm_parts_facts (machine_id, at, position, good, scrap, \
      ideal_cycle_time_s, order_id, recorded_at) FROM STDIN (FORMAT binary)";
 
-/// Set-based [`apply`]: the facts of the chunk as one binary COPY per table.
+/// Applies a chunk (of any size, a single event included): its facts as one
+/// binary COPY per table.
 ///
-/// COPY has no `ON CONFLICT DO NOTHING`; a fact that is already there (its
-/// event applied before: impossible while the checkpoint is kept) makes the
-/// COPY fail, and the per-event path then skips exactly that fact.
+/// COPY has no `ON CONFLICT DO NOTHING`: a fact that is already there (its
+/// event applied before, which cannot happen while the checkpoint is kept in the
+/// same transaction) makes the COPY fail, and the event that carries it is
+/// parked like any event the database refuses.
 pub(crate) async fn apply_chunk(
     conn: &mut PgConnection,
     items: &[(&RecordedEvent, &MachineEvent)],

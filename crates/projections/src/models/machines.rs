@@ -5,161 +5,16 @@
 //! not stored here: queries take it from `rm_orders` (the order in progress on
 //! the machine).
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use shopfloor_domain::machine::MachineEvent;
 use shopfloor_domain::values::MachineId;
 use shopfloor_eventstore::RecordedEvent;
-use sqlx::PgConnection;
 
-use super::{add, count, decode, fallback, last_updates, name_of, pg_ts};
+use super::rows::{col, Bound, RowModel};
+use super::{add, count, name_of, pg_ts};
 use crate::error::ApplyError;
 use crate::live::LiveUpdate;
-
-pub(crate) async fn apply(
-    conn: &mut PgConnection,
-    event: &RecordedEvent,
-) -> Result<Vec<LiveUpdate>, ApplyError> {
-    if event.stream_type != "machine" {
-        return Ok(Vec::new());
-    }
-    let e: MachineEvent = decode(event)?;
-    let machine_id = match &e {
-        MachineEvent::MachineRegistered {
-            machine_id,
-            machine_type,
-            line,
-            ideal_cycle_time_s,
-            at,
-        } => {
-            sqlx::query(
-                "INSERT INTO rm_machines (machine_id, machine_type, line, ideal_cycle_time_s, registered_at) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (machine_id) DO NOTHING",
-            )
-            .bind(machine_id.as_str())
-            .bind(machine_type.as_str())
-            .bind(line.as_str())
-            .bind(ideal_cycle_time_s.seconds())
-            .bind(at)
-            .execute(&mut *conn)
-            .await?;
-            machine_id
-        }
-        MachineEvent::MachineStateChanged {
-            machine_id,
-            state,
-            reason,
-            reason_code,
-            category,
-            loss,
-            planned,
-            at,
-        } => {
-            sqlx::query(
-                "UPDATE rm_machines SET current_status = $2, status_since = $3, reason = $4, \
-                 reason_code = $5, category = $6, loss = $7, planned = $8 \
-                 WHERE machine_id = $1 AND (status_since IS NULL OR status_since <= $3)",
-            )
-            .bind(machine_id.as_str())
-            .bind(name_of(state))
-            .bind(at)
-            .bind(reason.as_ref().map(|r| r.as_str()))
-            .bind(reason_code.as_ref().map(|r| r.as_str()))
-            .bind(category.as_ref().map(name_of))
-            .bind(loss.as_ref().map(name_of))
-            .bind(planned)
-            .execute(&mut *conn)
-            .await?;
-            machine_id
-        }
-        MachineEvent::MachinePartsProduced {
-            machine_id,
-            good,
-            scrap,
-            order_id,
-            at,
-            ..
-        } => {
-            sqlx::query(
-                "UPDATE rm_machines SET good_count = good_count + $2, scrap_count = scrap_count + $3, \
-                 last_parts_order = CASE WHEN last_parts_at IS NULL OR last_parts_at <= $4 \
-                     THEN $5 ELSE last_parts_order END, \
-                 last_parts_at = CASE WHEN last_parts_at IS NULL OR last_parts_at <= $4 \
-                     THEN $4 ELSE last_parts_at END \
-                 WHERE machine_id = $1",
-            )
-            .bind(machine_id.as_str())
-            .bind(count(*good)?)
-            .bind(count(*scrap)?)
-            .bind(at)
-            .bind(order_id.as_ref().map(|o| o.as_str()))
-            .execute(&mut *conn)
-            .await?;
-            machine_id
-        }
-        MachineEvent::MachineIdealCycleTimeChanged {
-            machine_id,
-            ideal_cycle_time_s,
-            effective_from,
-            ..
-        } => {
-            sqlx::query(
-                "UPDATE rm_machines SET ideal_cycle_time_s = $2, ideal_cycle_time_from = $3 \
-                 WHERE machine_id = $1 AND (ideal_cycle_time_from IS NULL OR ideal_cycle_time_from <= $3)",
-            )
-            .bind(machine_id.as_str())
-            .bind(ideal_cycle_time_s.seconds())
-            .bind(effective_from)
-            .execute(&mut *conn)
-            .await?;
-            machine_id
-        }
-        MachineEvent::MachineMaintenancePerformed {
-            machine_id,
-            task_id,
-            at,
-            ..
-        } => {
-            sqlx::query(
-                "UPDATE rm_machines SET last_maintenance = $2, last_maintenance_task = $3 \
-                 WHERE machine_id = $1 AND (last_maintenance IS NULL OR last_maintenance <= $2)",
-            )
-            .bind(machine_id.as_str())
-            .bind(at)
-            .bind(task_id.as_str())
-            .execute(&mut *conn)
-            .await?;
-            machine_id
-        }
-        MachineEvent::MachineStopClassified {
-            machine_id,
-            stop_at,
-            reason_code,
-            category,
-            loss,
-            planned,
-            ..
-        } => {
-            // Only matters to the board while that stop is the current state.
-            sqlx::query(
-                "UPDATE rm_machines SET reason_code = $3, category = $4, loss = $5, planned = $6 \
-                 WHERE machine_id = $1 AND status_since = $2",
-            )
-            .bind(machine_id.as_str())
-            .bind(stop_at)
-            .bind(reason_code.as_str())
-            .bind(name_of(category))
-            .bind(loss.as_ref().map(name_of))
-            .bind(planned)
-            .execute(&mut *conn)
-            .await?;
-            machine_id
-        }
-    };
-    Ok(vec![update(event, machine_id)])
-}
 
 fn update(event: &RecordedEvent, machine_id: &MachineId) -> LiveUpdate {
     LiveUpdate {
@@ -185,7 +40,7 @@ fn machine_id(e: &MachineEvent) -> &MachineId {
 
 /// A row of `rm_machines`.
 #[derive(Debug, Clone, sqlx::FromRow)]
-struct Row {
+pub(crate) struct Row {
     machine_id: String,
     machine_type: String,
     line: String,
@@ -211,9 +66,8 @@ const COLUMNS: &str = "machine_id, machine_type, line, ideal_cycle_time_s, ideal
      registered_at, current_status, status_since, reason, reason_code, category, loss, planned, \
      last_maintenance, last_maintenance_task, good_count, scrap_count, last_parts_at, last_parts_order";
 
-/// Folds one event into the machine's row (None: not registered), exactly as
-/// the statement of [`apply`] changes it. Timestamps are compared as
-/// PostgreSQL stores them.
+/// Folds one event into the machine's row (None: not registered): the
+/// semantics of the board. Timestamps are compared as PostgreSQL stores them.
 fn fold(row: &mut Option<Row>, e: &MachineEvent) -> Result<(), ApplyError> {
     match e {
         MachineEvent::MachineRegistered {
@@ -333,57 +187,19 @@ fn fold(row: &mut Option<Row>, e: &MachineEvent) -> Result<(), ApplyError> {
     Ok(())
 }
 
-/// Set-based [`apply`]: the touched machines' rows are loaded once, every event
-/// is folded into them in position order, and each row is written back once.
-pub(crate) async fn apply_chunk(
-    conn: &mut PgConnection,
-    items: &[(&RecordedEvent, &MachineEvent)],
-) -> Result<Vec<LiveUpdate>, ApplyError> {
-    if items.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut rows: HashMap<&str, Option<Row>> = HashMap::new();
-    for (_, e) in items {
-        rows.entry(machine_id(e).as_str()).or_default();
-    }
-    let keys: Vec<&str> = rows.keys().copied().collect();
-    let loaded: Vec<Row> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM rm_machines WHERE machine_id = ANY($1)"
-    ))
-    .bind(&keys)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut touched = HashMap::with_capacity(loaded.len());
-    for row in loaded {
-        touched.insert(row.machine_id.clone(), row);
-    }
-    for (k, v) in rows.iter_mut() {
-        *v = touched.remove(*k);
-    }
-    for (_, e) in items {
-        let row = rows
-            .get_mut(machine_id(e).as_str())
-            .ok_or_else(|| fallback("machine not loaded"))?;
-        fold(row, e)?;
-    }
-    let rows: Vec<Row> = rows.into_values().flatten().collect();
-    write(conn, &rows).await?;
-    Ok(last_updates(
-        items,
-        |e| Some(machine_id(e).as_str()),
-        |event, e| Some(update(event, machine_id(e))),
-    ))
-}
+/// The machine status board, folded row by row.
+pub(crate) struct Machines;
 
-/// Upserts `rows` with one statement.
-async fn write(conn: &mut PgConnection, rows: &[Row]) -> Result<(), ApplyError> {
-    if rows.is_empty() {
-        return Ok(());
+impl RowModel for Machines {
+    type Event = MachineEvent;
+    type Row = Row;
+
+    fn load_sql() -> String {
+        format!("SELECT {COLUMNS} FROM rm_machines WHERE machine_id = ANY($1)")
     }
-    fn col<T: Clone>(rows: &[Row], f: impl Fn(&Row) -> &T) -> Vec<T> {
-        rows.iter().map(|r| f(r).clone()).collect()
-    }
-    sqlx::query(&format!(
+
+    fn upsert_sql() -> String {
+        format!(
         "INSERT INTO rm_machines ({COLUMNS}) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::float8[], $5::timestamptz[], \
              $6::timestamptz[], $7::text[], $8::timestamptz[], $9::text[], $10::text[], $11::text[], \
@@ -400,27 +216,45 @@ async fn write(conn: &mut PgConnection, rows: &[Row]) -> Result<(), ApplyError> 
              last_maintenance_task = excluded.last_maintenance_task, \
              good_count = excluded.good_count, scrap_count = excluded.scrap_count, \
              last_parts_at = excluded.last_parts_at, last_parts_order = excluded.last_parts_order"
-    ))
-    .bind(col(rows, |r| &r.machine_id))
-    .bind(col(rows, |r| &r.machine_type))
-    .bind(col(rows, |r| &r.line))
-    .bind(col(rows, |r| &r.ideal_cycle_time_s))
-    .bind(col(rows, |r| &r.ideal_cycle_time_from))
-    .bind(col(rows, |r| &r.registered_at))
-    .bind(col(rows, |r| &r.current_status))
-    .bind(col(rows, |r| &r.status_since))
-    .bind(col(rows, |r| &r.reason))
-    .bind(col(rows, |r| &r.reason_code))
-    .bind(col(rows, |r| &r.category))
-    .bind(col(rows, |r| &r.loss))
-    .bind(col(rows, |r| &r.planned))
-    .bind(col(rows, |r| &r.last_maintenance))
-    .bind(col(rows, |r| &r.last_maintenance_task))
-    .bind(col(rows, |r| &r.good_count))
-    .bind(col(rows, |r| &r.scrap_count))
-    .bind(col(rows, |r| &r.last_parts_at))
-    .bind(col(rows, |r| &r.last_parts_order))
-    .execute(conn)
-    .await?;
-    Ok(())
+        )
+    }
+
+    fn bind<'q>(query: Bound<'q>, rows: &[Row]) -> Bound<'q> {
+        query
+            .bind(col(rows, |r| &r.machine_id))
+            .bind(col(rows, |r| &r.machine_type))
+            .bind(col(rows, |r| &r.line))
+            .bind(col(rows, |r| &r.ideal_cycle_time_s))
+            .bind(col(rows, |r| &r.ideal_cycle_time_from))
+            .bind(col(rows, |r| &r.registered_at))
+            .bind(col(rows, |r| &r.current_status))
+            .bind(col(rows, |r| &r.status_since))
+            .bind(col(rows, |r| &r.reason))
+            .bind(col(rows, |r| &r.reason_code))
+            .bind(col(rows, |r| &r.category))
+            .bind(col(rows, |r| &r.loss))
+            .bind(col(rows, |r| &r.planned))
+            .bind(col(rows, |r| &r.last_maintenance))
+            .bind(col(rows, |r| &r.last_maintenance_task))
+            .bind(col(rows, |r| &r.good_count))
+            .bind(col(rows, |r| &r.scrap_count))
+            .bind(col(rows, |r| &r.last_parts_at))
+            .bind(col(rows, |r| &r.last_parts_order))
+    }
+
+    fn key(e: &MachineEvent) -> &str {
+        machine_id(e).as_str()
+    }
+
+    fn row_key(row: &Row) -> &str {
+        &row.machine_id
+    }
+
+    fn fold(row: &mut Option<Row>, e: &MachineEvent) -> Result<(), ApplyError> {
+        fold(row, e)
+    }
+
+    fn update(event: &RecordedEvent, e: &MachineEvent) -> LiveUpdate {
+        update(event, machine_id(e))
+    }
 }

@@ -2,16 +2,14 @@
 //! Overdue is not stored: it depends on the clock, so queries derive it (an open
 //! task past its scheduled date).
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use shopfloor_domain::maintenance::{PartUsed, TaskEvent};
 use shopfloor_domain::values::{MachineId, TaskId};
 use shopfloor_eventstore::RecordedEvent;
-use sqlx::PgConnection;
 
-use super::{decode, fallback, json_text, last_updates, name_of, number, pg_ts};
+use super::rows::{col, Bound, RowModel};
+use super::{json_text, name_of, number, pg_ts, poison};
 use crate::error::ApplyError;
 use crate::live::LiveUpdate;
 
@@ -22,104 +20,6 @@ fn parts_json(parts: &[PartUsed]) -> serde_json::Value {
             .map(|p| json!({"item_id": p.item_id.as_str(), "qty": number(p.qty.value())}))
             .collect(),
     )
-}
-
-pub(crate) async fn apply(
-    conn: &mut PgConnection,
-    event: &RecordedEvent,
-) -> Result<Vec<LiveUpdate>, ApplyError> {
-    if event.stream_type != "maintenance_task" {
-        return Ok(Vec::new());
-    }
-    let e: TaskEvent = decode(event)?;
-    let (task_id, machine_id) = match &e {
-        TaskEvent::MaintenanceTaskScheduled {
-            task_id,
-            machine_id,
-            kind,
-            scheduled_date,
-            description,
-            evidence,
-            policy_id,
-            at,
-        } => {
-            let evidence = match evidence {
-                Some(ev) => {
-                    Some(serde_json::to_value(ev).map_err(|e| ApplyError::Poison(e.to_string()))?)
-                }
-                None => None,
-            };
-            sqlx::query(
-                "INSERT INTO rm_maintenance_tasks (task_id, machine_id, kind, status, scheduled_date, \
-                 description, evidence, policy_id, scheduled_at) \
-                 VALUES ($1, $2, $3, 'scheduled', $4, $5, $6, $7, $8) ON CONFLICT (task_id) DO NOTHING",
-            )
-            .bind(task_id.as_str())
-            .bind(machine_id.as_str())
-            .bind(name_of(kind))
-            .bind(scheduled_date)
-            .bind(description.as_ref().map(|d| d.as_str()))
-            .bind(evidence)
-            .bind(policy_id.as_ref().map(|p| p.as_str()))
-            .bind(at)
-            .execute(&mut *conn)
-            .await?;
-            (task_id, machine_id)
-        }
-        TaskEvent::MaintenanceTaskStarted {
-            task_id,
-            machine_id,
-            at,
-        } => {
-            sqlx::query(
-                "UPDATE rm_maintenance_tasks SET status = 'in_progress', started_at = $2 WHERE task_id = $1",
-            )
-            .bind(task_id.as_str())
-            .bind(at)
-            .execute(&mut *conn)
-            .await?;
-            (task_id, machine_id)
-        }
-        TaskEvent::MaintenanceTaskCompleted {
-            task_id,
-            machine_id,
-            notes,
-            parts_used,
-            at,
-            ..
-        } => {
-            sqlx::query(
-                "UPDATE rm_maintenance_tasks SET status = 'completed', completed_at = $2, notes = $3, \
-                 parts_used = $4 WHERE task_id = $1",
-            )
-            .bind(task_id.as_str())
-            .bind(at)
-            .bind(notes.as_ref().map(|n| n.as_str()))
-            .bind(parts_json(parts_used))
-            .execute(&mut *conn)
-            .await?;
-            (task_id, machine_id)
-        }
-        TaskEvent::MaintenanceTaskCancelled {
-            task_id,
-            machine_id,
-            reason,
-            at,
-            ..
-        } => {
-            sqlx::query(
-                "UPDATE rm_maintenance_tasks SET status = 'cancelled', cancelled_at = $2, \
-                 cancel_reason = $3 WHERE task_id = $1",
-            )
-            .bind(task_id.as_str())
-            .bind(at)
-            .bind(reason.as_str())
-            .execute(&mut *conn)
-            .await?;
-            (task_id, machine_id)
-        }
-    };
-    Ok(vec![update(event, task_id, machine_id)])
 }
 
 fn update(event: &RecordedEvent, task_id: &TaskId, machine_id: &MachineId) -> LiveUpdate {
@@ -161,7 +61,7 @@ fn ids(e: &TaskEvent) -> (&TaskId, &MachineId) {
 
 /// A row of `rm_maintenance_tasks` (jsonb columns as their JSON text).
 #[derive(Debug, Clone, sqlx::FromRow)]
-struct Row {
+pub(crate) struct Row {
     task_id: String,
     machine_id: String,
     kind: String,
@@ -182,8 +82,8 @@ struct Row {
 const COLUMNS: &str = "task_id, machine_id, kind, status, scheduled_date, description, evidence, \
      policy_id, scheduled_at, started_at, completed_at, cancelled_at, notes, cancel_reason, parts_used";
 
-/// Folds one event into the task's row (None: not scheduled), exactly as the
-/// statement of [`apply`] changes it.
+/// Folds one event into the task's row (None: not scheduled): the semantics of
+/// the maintenance read model.
 fn fold(row: &mut Option<Row>, e: &TaskEvent) -> Result<(), ApplyError> {
     match e {
         TaskEvent::MaintenanceTaskScheduled {
@@ -198,7 +98,7 @@ fn fold(row: &mut Option<Row>, e: &TaskEvent) -> Result<(), ApplyError> {
         } => {
             let evidence = match evidence {
                 Some(ev) => Some(json_text(
-                    &serde_json::to_value(ev).map_err(|e| ApplyError::Poison(e.to_string()))?,
+                    &serde_json::to_value(ev).map_err(|e| poison(e.to_string()))?,
                 )?),
                 None => None,
             };
@@ -258,61 +158,24 @@ fn fold(row: &mut Option<Row>, e: &TaskEvent) -> Result<(), ApplyError> {
     Ok(())
 }
 
-/// Set-based [`apply`]: the touched tasks' rows are loaded once, every event is
-/// folded into them in position order, and each row is written back once.
-pub(crate) async fn apply_chunk(
-    conn: &mut PgConnection,
-    items: &[(&RecordedEvent, &TaskEvent)],
-) -> Result<Vec<LiveUpdate>, ApplyError> {
-    if items.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut rows: HashMap<&str, Option<Row>> = HashMap::new();
-    for (_, e) in items {
-        rows.entry(ids(e).0.as_str()).or_default();
-    }
-    let keys: Vec<&str> = rows.keys().copied().collect();
-    let loaded: Vec<Row> = sqlx::query_as(&format!(
-        "SELECT {} FROM rm_maintenance_tasks WHERE task_id = ANY($1)",
-        COLUMNS
-            .replace("evidence,", "evidence::text AS evidence,")
-            .replace("parts_used", "parts_used::text AS parts_used")
-    ))
-    .bind(&keys)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut found: HashMap<String, Row> =
-        loaded.into_iter().map(|r| (r.task_id.clone(), r)).collect();
-    for (k, v) in rows.iter_mut() {
-        *v = found.remove(*k);
-    }
-    for (_, e) in items {
-        let row = rows
-            .get_mut(ids(e).0.as_str())
-            .ok_or_else(|| fallback("task not loaded"))?;
-        fold(row, e)?;
-    }
-    let rows: Vec<Row> = rows.into_values().flatten().collect();
-    write(conn, &rows).await?;
-    Ok(last_updates(
-        items,
-        |e| Some(ids(e).0.as_str()),
-        |event, e| {
-            let (task_id, machine_id) = ids(e);
-            Some(update(event, task_id, machine_id))
-        },
-    ))
-}
+/// The maintenance schedule, folded row by row.
+pub(crate) struct Tasks;
 
-/// Upserts `rows` with one statement.
-async fn write(conn: &mut PgConnection, rows: &[Row]) -> Result<(), ApplyError> {
-    if rows.is_empty() {
-        return Ok(());
+impl RowModel for Tasks {
+    type Event = TaskEvent;
+    type Row = Row;
+
+    fn load_sql() -> String {
+        format!(
+            "SELECT {} FROM rm_maintenance_tasks WHERE task_id = ANY($1)",
+            COLUMNS
+                .replace("evidence,", "evidence::text AS evidence,")
+                .replace("parts_used", "parts_used::text AS parts_used")
+        )
     }
-    fn col<T: Clone>(rows: &[Row], f: impl Fn(&Row) -> &T) -> Vec<T> {
-        rows.iter().map(|r| f(r).clone()).collect()
-    }
-    sqlx::query(&format!(
+
+    fn upsert_sql() -> String {
+        format!(
         "INSERT INTO rm_maintenance_tasks ({COLUMNS}) \
          SELECT task_id, machine_id, kind, status, scheduled_date, description, evidence::jsonb, \
              policy_id, scheduled_at, started_at, completed_at, cancelled_at, notes, cancel_reason, \
@@ -329,23 +192,42 @@ async fn write(conn: &mut PgConnection, rows: &[Row]) -> Result<(), ApplyError> 
              completed_at = excluded.completed_at, cancelled_at = excluded.cancelled_at, \
              notes = excluded.notes, cancel_reason = excluded.cancel_reason, \
              parts_used = excluded.parts_used"
-    ))
-    .bind(col(rows, |r| &r.task_id))
-    .bind(col(rows, |r| &r.machine_id))
-    .bind(col(rows, |r| &r.kind))
-    .bind(col(rows, |r| &r.status))
-    .bind(col(rows, |r| &r.scheduled_date))
-    .bind(col(rows, |r| &r.description))
-    .bind(col(rows, |r| &r.evidence))
-    .bind(col(rows, |r| &r.policy_id))
-    .bind(col(rows, |r| &r.scheduled_at))
-    .bind(col(rows, |r| &r.started_at))
-    .bind(col(rows, |r| &r.completed_at))
-    .bind(col(rows, |r| &r.cancelled_at))
-    .bind(col(rows, |r| &r.notes))
-    .bind(col(rows, |r| &r.cancel_reason))
-    .bind(col(rows, |r| &r.parts_used))
-    .execute(conn)
-    .await?;
-    Ok(())
+        )
+    }
+
+    fn bind<'q>(query: Bound<'q>, rows: &[Row]) -> Bound<'q> {
+        query
+            .bind(col(rows, |r| &r.task_id))
+            .bind(col(rows, |r| &r.machine_id))
+            .bind(col(rows, |r| &r.kind))
+            .bind(col(rows, |r| &r.status))
+            .bind(col(rows, |r| &r.scheduled_date))
+            .bind(col(rows, |r| &r.description))
+            .bind(col(rows, |r| &r.evidence))
+            .bind(col(rows, |r| &r.policy_id))
+            .bind(col(rows, |r| &r.scheduled_at))
+            .bind(col(rows, |r| &r.started_at))
+            .bind(col(rows, |r| &r.completed_at))
+            .bind(col(rows, |r| &r.cancelled_at))
+            .bind(col(rows, |r| &r.notes))
+            .bind(col(rows, |r| &r.cancel_reason))
+            .bind(col(rows, |r| &r.parts_used))
+    }
+
+    fn key(e: &TaskEvent) -> &str {
+        ids(e).0.as_str()
+    }
+
+    fn row_key(row: &Row) -> &str {
+        &row.task_id
+    }
+
+    fn fold(row: &mut Option<Row>, e: &TaskEvent) -> Result<(), ApplyError> {
+        fold(row, e)
+    }
+
+    fn update(event: &RecordedEvent, e: &TaskEvent) -> LiveUpdate {
+        let (task_id, machine_id) = ids(e);
+        update(event, task_id, machine_id)
+    }
 }

@@ -1,15 +1,25 @@
-//! The projectors' apply functions, one module per read model.
+//! The read models: how each one applies events, one module per read model.
 //!
-//! Each `apply` decodes the events it cares about (by stream type) into the
-//! domain's event enums and writes its tables with plain SQL on the connection it
-//! is given (inside the batch transaction; table names unqualified so replay can
-//! point them at a scratch schema). Nothing here reads the clock: every value
-//! comes from the event, so a replay gives the same rows. Events of other stream
-//! types are ignored (the checkpoint still moves past them).
+//! A read model has one implementation: it folds a chunk of events (any number
+//! of them, a single event included) in memory and writes the result with a few
+//! statements: append-only facts with one binary COPY or multi-row insert per
+//! table, status-like rows (machines, orders, tasks: [`rows`]) loaded once,
+//! folded and upserted once per key, inventory levels once per item and
+//! location. Live projectors, catch-up, replay and verify all apply events this
+//! way; a chunk that fails is split by the framework (`projection`) until the
+//! events that fail on their own are parked, so the result never depends on how
+//! the log was cut into chunks.
 //!
-//! Each model also has `apply_chunk`, the set-based equivalent used on the fast
-//! path (see the section below); the per-event `apply` is the slow path and the
-//! reference semantics (`tests/it/setbased.rs` compares both).
+//! Events are decoded once per page ([`Decoded`]) by stream type into the
+//! domain's event enums. Writes use unqualified table names, on the connection
+//! they are given (inside the batch transaction), so replay can point them at a
+//! scratch schema. Nothing here reads the clock: every value comes from the
+//! event, so a replay gives the same rows. Events of other stream types are
+//! ignored (the checkpoint still moves past them).
+//!
+//! Anything the fold cannot apply (a count that does not fit a bigint, a sum that
+//! overflows one, a timestamp or JSON document PostgreSQL would refuse) is
+//! [`ApplyError::Poison`], as is a database error caused by the data.
 
 pub(crate) mod history;
 pub(crate) mod inventory;
@@ -18,10 +28,11 @@ pub(crate) mod maintenance;
 pub(crate) mod orders;
 
 pub(crate) mod copy;
+pub(crate) mod rows;
 
 use std::collections::HashSet;
 
-use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeDelta, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Utc};
 use cqrs_es::DomainEvent;
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
@@ -38,14 +49,9 @@ use crate::error::ApplyError;
 use crate::live::LiveUpdate;
 use crate::projection::Projection;
 
-/// Decodes an event into a domain event; failure is poison.
-pub(crate) fn decode<E: DomainEvent>(event: &RecordedEvent) -> Result<E, ApplyError> {
-    decode_event::<E>(event).map_err(|e| ApplyError::Poison(e.to_string()))
-}
-
 /// A count as a PostgreSQL bigint; one that does not fit is poison.
 pub(crate) fn count(n: u64) -> Result<i64, ApplyError> {
-    i64::try_from(n).map_err(|_| ApplyError::Poison(format!("count {n} is out of range")))
+    i64::try_from(n).map_err(|_| poison(format!("count {n} is out of range")))
 }
 
 /// The snake_case name a serde enum serializes to.
@@ -63,20 +69,6 @@ pub(crate) fn number(d: Decimal) -> serde_json::Value {
         .and_then(serde_json::Number::from_f64)
         .map_or(serde_json::Value::Null, serde_json::Value::Number)
 }
-
-// ---------------------------------------------------------------------------
-// Set-based application (one chunk at a time).
-//
-// Each model's `apply_chunk` folds a chunk of events in memory, with exactly the
-// semantics of its per-event `apply`, and writes the result with a few statements:
-// append-only facts with one binary COPY or multi-row insert per table, status-like
-// rows (machines, orders, tasks, levels) loaded once, folded and upserted once per
-// key. Anything the fold cannot vouch for (a count that does not fit, a timestamp
-// PostgreSQL would refuse, text PostgreSQL would refuse) is reported as
-// `ApplyError::Poison`: the caller then redoes the chunk event by event with the
-// per-event `apply` (which parks the culprit), so the fast path never has to
-// reproduce the failure semantics of single statements.
-// ---------------------------------------------------------------------------
 
 /// An event decoded once per chunk into its domain enum (shared by the read
 /// models that read its stream type).
@@ -118,13 +110,41 @@ impl Decoded {
     pub(crate) fn all(events: &[RecordedEvent], projections: &[Projection]) -> Vec<Self> {
         events.iter().map(|e| Self::of(e, projections)).collect()
     }
+
+    fn machine(&self) -> Option<&MachineEvent> {
+        match self {
+            Decoded::Machine(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    fn order(&self) -> Option<&OrderEvent> {
+        match self {
+            Decoded::Order(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    fn task(&self) -> Option<&TaskEvent> {
+        match self {
+            Decoded::Task(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    fn inventory(&self) -> Option<&InventoryEvent> {
+        match self {
+            Decoded::Inventory(e) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 /// What [`decode_event`] decodes, without copying the payload: `decode_event`
 /// clones it and inserts the record's `event_type` (the enums' tag); here the
 /// payload is read in place through a map that yields the tag and the payload's
 /// other entries. When that fails, `decode_event` decides (and gives the error
-/// the per-event path parks the event with).
+/// the event is parked with).
 fn decode_tagged<E: DomainEvent>(event: &RecordedEvent) -> Result<E, String> {
     if let serde_json::Value::Object(map) = &event.payload {
         let tagged = tagged::Tagged {
@@ -216,56 +236,45 @@ mod tagged {
     }
 }
 
-/// Applies a chunk set-based (see above); the live updates, coalesced per topic.
-/// Events of the projection's stream type that do not decode are left out (the
-/// caller parks them: their per-event `apply` would fail before any statement).
+/// Applies a chunk of events to `projection`; the live updates, coalesced per
+/// topic. Events of the projection's stream type that do not decode are left out
+/// (the caller parks them).
 pub(crate) async fn apply_chunk(
     projection: Projection,
     conn: &mut PgConnection,
     events: &[RecordedEvent],
     decoded: &[Decoded],
 ) -> Result<Vec<LiveUpdate>, ApplyError> {
-    let pairs = events.iter().zip(decoded);
+    /// The events of the chunk that `pick` takes, with their records.
+    fn items<'a, E>(
+        events: &'a [RecordedEvent],
+        decoded: &'a [Decoded],
+        pick: fn(&Decoded) -> Option<&E>,
+    ) -> Vec<(&'a RecordedEvent, &'a E)> {
+        events
+            .iter()
+            .zip(decoded)
+            .filter_map(|(r, d)| pick(d).map(|e| (r, e)))
+            .collect()
+    }
     match projection {
-        Projection::Machines | Projection::MachineHistory => {
-            let items: Vec<(&RecordedEvent, &MachineEvent)> = pairs
-                .filter_map(|(r, d)| match d {
-                    Decoded::Machine(e) if r.stream_type == "machine" => Some((r, e)),
-                    _ => None,
-                })
-                .collect();
-            if projection == Projection::Machines {
-                machines::apply_chunk(conn, &items).await
-            } else {
-                history::apply_chunk(conn, &items).await
-            }
+        Projection::Machines => {
+            let items = items(events, decoded, Decoded::machine);
+            rows::load_fold_upsert::<machines::Machines>(conn, &items).await
+        }
+        Projection::MachineHistory => {
+            history::apply_chunk(conn, &items(events, decoded, Decoded::machine)).await
         }
         Projection::Orders => {
-            let items: Vec<_> = pairs
-                .filter_map(|(r, d)| match d {
-                    Decoded::Order(e) if r.stream_type == "production_order" => Some((r, e)),
-                    _ => None,
-                })
-                .collect();
-            orders::apply_chunk(conn, &items).await
+            let items = items(events, decoded, Decoded::order);
+            rows::load_fold_upsert::<orders::Orders>(conn, &items).await
         }
         Projection::Maintenance => {
-            let items: Vec<_> = pairs
-                .filter_map(|(r, d)| match d {
-                    Decoded::Task(e) if r.stream_type == "maintenance_task" => Some((r, e)),
-                    _ => None,
-                })
-                .collect();
-            maintenance::apply_chunk(conn, &items).await
+            let items = items(events, decoded, Decoded::task);
+            rows::load_fold_upsert::<maintenance::Tasks>(conn, &items).await
         }
         Projection::Inventory => {
-            let items: Vec<_> = pairs
-                .filter_map(|(r, d)| match d {
-                    Decoded::Inventory(e) if r.stream_type == "inventory_item" => Some((r, e)),
-                    _ => None,
-                })
-                .collect();
-            inventory::apply_chunk(conn, &items).await
+            inventory::apply_chunk(conn, &items(events, decoded, Decoded::inventory)).await
         }
     }
 }
@@ -273,7 +282,7 @@ pub(crate) async fn apply_chunk(
 /// The live updates of `items` coalesced per topic, as `coalesce` would leave
 /// them of the per-event updates: the last update of each key, in the order of
 /// their last occurrence. `key` names the topic of an item's update (None: the
-/// item causes no update) and `update` makes it (the per-event `apply`'s update).
+/// item causes no update) and `update` makes it.
 pub(crate) fn last_updates<'a, T: ?Sized + 'a>(
     items: &[(&'a RecordedEvent, &'a T)],
     key: impl Fn(&'a T) -> Option<&'a str>,
@@ -298,42 +307,44 @@ fn postgres_epoch() -> NaiveDateTime {
         .unwrap_or_default()
 }
 
+/// The earliest timestamp PostgreSQL stores (4714-11-24 BC), in microseconds
+/// since 2000-01-01; its latest (294276 AD) is beyond what chrono represents.
+const PG_MIN_MICROS: i64 = -211_813_488_000_000_000;
+
 /// What PostgreSQL stores of a timestamp, as microseconds since 2000-01-01:
 /// computed exactly as sqlx encodes a `DateTime` parameter (sub-microsecond
-/// digits truncated). None for a timestamp the fast path does not vouch for
-/// (outside years 1..=9999; PostgreSQL refuses some of those).
+/// digits truncated). None for a timestamp PostgreSQL refuses.
 pub(crate) fn pg_micros(t: &DateTime<Utc>) -> Option<i64> {
-    if !(1..=9999).contains(&t.year()) {
-        return None;
-    }
-    (t.naive_utc() - postgres_epoch()).num_microseconds()
+    (t.naive_utc() - postgres_epoch())
+        .num_microseconds()
+        .filter(|&micros| micros >= PG_MIN_MICROS)
 }
 
-/// `t` as PostgreSQL will store it (see [`pg_micros`]), for comparisons made in
-/// memory that the per-event SQL makes in the database; a timestamp the fast
-/// path does not vouch for sends the chunk to the per-event path.
+/// `t` as PostgreSQL will store it (see [`pg_micros`]), so that timestamps
+/// folded in memory compare as they do once stored; one PostgreSQL refuses is
+/// poison.
 pub(crate) fn pg_ts(t: &DateTime<Utc>) -> Result<DateTime<Utc>, ApplyError> {
-    let micros = pg_micros(t).ok_or_else(|| fallback(format!("timestamp {t} out of range")))?;
+    let micros = pg_micros(t).ok_or_else(|| poison(format!("timestamp {t} out of range")))?;
     Ok((postgres_epoch() + TimeDelta::microseconds(micros)).and_utc())
 }
 
-/// An error that sends the chunk to the per-event path.
-pub(crate) fn fallback(reason: impl Into<String>) -> ApplyError {
+/// An event that cannot be applied, for `reason`.
+pub(crate) fn poison(reason: impl Into<String>) -> ApplyError {
     ApplyError::Poison(reason.into())
 }
 
 /// A bigint sum as PostgreSQL computes it (an overflow is an error there).
 pub(crate) fn add(a: i64, b: i64) -> Result<i64, ApplyError> {
     a.checked_add(b)
-        .ok_or_else(|| fallback("bigint out of range"))
+        .ok_or_else(|| poison("bigint out of range"))
 }
 
 /// A JSON document as the text sqlx sends for a `serde_json::Value` parameter;
-/// text jsonb would refuse (a NUL character) sends the chunk to the per-event path.
+/// text jsonb would refuse (a NUL character) is poison.
 pub(crate) fn json_text(value: &serde_json::Value) -> Result<String, ApplyError> {
-    let text = serde_json::to_string(value).map_err(|e| ApplyError::Poison(e.to_string()))?;
+    let text = serde_json::to_string(value).map_err(|e| poison(e.to_string()))?;
     if text.contains("\\u0000") {
-        return Err(fallback("NUL in a JSON document"));
+        return Err(poison("NUL in a JSON document"));
     }
     Ok(text)
 }

@@ -3,193 +3,16 @@
 //! row always matches the aggregate. Ratios (yield, scrap rate, progress) are
 //! derived at query time.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use shopfloor_domain::order::{BomLine, OrderEvent};
 use shopfloor_domain::values::OrderId;
 use shopfloor_eventstore::RecordedEvent;
-use sqlx::PgConnection;
 
-use super::{add, count, decode, fallback, json_text, last_updates, number, pg_ts};
+use super::rows::{col, Bound, RowModel};
+use super::{add, count, json_text, number, pg_ts};
 use crate::error::ApplyError;
 use crate::live::LiveUpdate;
-
-pub(crate) async fn apply(
-    conn: &mut PgConnection,
-    event: &RecordedEvent,
-) -> Result<Vec<LiveUpdate>, ApplyError> {
-    if event.stream_type != "production_order" {
-        return Ok(Vec::new());
-    }
-    let e: OrderEvent = decode(event)?;
-    let order_id = match &e {
-        OrderEvent::OrderCreated {
-            order_id,
-            product_id,
-            quantity,
-            bom,
-            input_location,
-            output_location,
-            at,
-        } => {
-            sqlx::query(
-                "INSERT INTO rm_orders (order_id, product_id, quantity, status, bom, input_location, \
-                 output_location, created_at, updated_at) \
-                 VALUES ($1, $2, $3, 'created', $4, $5, $6, $7, $7) ON CONFLICT (order_id) DO NOTHING",
-            )
-            .bind(order_id.as_str())
-            .bind(product_id.as_str())
-            .bind(count(quantity.value())?)
-            .bind(bom_json(bom))
-            .bind(input_location.as_ref().map(|l| l.as_str()))
-            .bind(output_location.as_str())
-            .bind(at)
-            .execute(&mut *conn)
-            .await?;
-            order_id
-        }
-        OrderEvent::OrderAssigned {
-            order_id,
-            machine_id,
-            at,
-            ..
-        } => {
-            sqlx::query(
-                "UPDATE rm_orders SET status = 'assigned', assigned_machine = $2, assigned_at = $3, \
-                 updated_at = $3 WHERE order_id = $1",
-            )
-            .bind(order_id.as_str())
-            .bind(machine_id.as_str())
-            .bind(at)
-            .execute(&mut *conn)
-            .await?;
-            order_id
-        }
-        OrderEvent::OrderStarted {
-            order_id,
-            machine_id,
-            at,
-        } => {
-            sqlx::query(
-                "UPDATE rm_orders SET status = 'in_progress', assigned_machine = $2, started_at = $3, \
-                 updated_at = $3 WHERE order_id = $1",
-            )
-            .bind(order_id.as_str())
-            .bind(machine_id.as_str())
-            .bind(at)
-            .execute(&mut *conn)
-            .await?;
-            order_id
-        }
-        OrderEvent::OrderHeld {
-            order_id,
-            reason,
-            at,
-        } => {
-            sqlx::query(
-                "UPDATE rm_orders SET status = 'on_hold', hold_reason = $2, updated_at = $3 \
-                 WHERE order_id = $1",
-            )
-            .bind(order_id.as_str())
-            .bind(reason.as_str())
-            .bind(at)
-            .execute(&mut *conn)
-            .await?;
-            order_id
-        }
-        OrderEvent::OrderResumed { order_id, at } => {
-            sqlx::query(
-                "UPDATE rm_orders SET status = 'in_progress', hold_reason = NULL, updated_at = $2 \
-                 WHERE order_id = $1",
-            )
-            .bind(order_id.as_str())
-            .bind(at)
-            .execute(&mut *conn)
-            .await?;
-            order_id
-        }
-        OrderEvent::OrderCompleted {
-            order_id,
-            good_count,
-            scrap_count,
-            at,
-        } => {
-            sqlx::query(
-                "UPDATE rm_orders SET status = 'completed', good_count = $2, scrap_count = $3, \
-                 completed_at = $4, updated_at = $4 WHERE order_id = $1",
-            )
-            .bind(order_id.as_str())
-            .bind(count(*good_count)?)
-            .bind(count(*scrap_count)?)
-            .bind(at)
-            .execute(&mut *conn)
-            .await?;
-            order_id
-        }
-        OrderEvent::OrderCancelled {
-            order_id,
-            reason,
-            at,
-            ..
-        } => {
-            sqlx::query(
-                "UPDATE rm_orders SET status = 'cancelled', cancel_reason = $2, cancelled_at = $3, \
-                 updated_at = $3 WHERE order_id = $1",
-            )
-            .bind(order_id.as_str())
-            .bind(reason.as_ref().map(|r| r.as_str()))
-            .bind(at)
-            .execute(&mut *conn)
-            .await?;
-            order_id
-        }
-        OrderEvent::OrderPartsReported {
-            order_id,
-            good_count,
-            scrap_count,
-            at,
-            ..
-        } => {
-            sqlx::query(
-                "UPDATE rm_orders SET good_count = $2, scrap_count = $3, \
-                 updated_at = greatest(updated_at, $4) WHERE order_id = $1",
-            )
-            .bind(order_id.as_str())
-            .bind(count(*good_count)?)
-            .bind(count(*scrap_count)?)
-            .bind(at)
-            .execute(&mut *conn)
-            .await?;
-            order_id
-        }
-        OrderEvent::OrderInspectionRecorded {
-            order_id,
-            sample_size,
-            defects,
-            passed,
-            at,
-            ..
-        } => {
-            sqlx::query(
-                "UPDATE rm_orders SET inspections = inspections + 1, \
-                 inspections_failed = inspections_failed + CASE WHEN $2 THEN 0 ELSE 1 END, \
-                 inspected_parts = inspected_parts + $3, defects = defects + $4, \
-                 updated_at = greatest(updated_at, $5) WHERE order_id = $1",
-            )
-            .bind(order_id.as_str())
-            .bind(passed)
-            .bind(count(*sample_size)?)
-            .bind(count(*defects)?)
-            .bind(at)
-            .execute(&mut *conn)
-            .await?;
-            order_id
-        }
-    };
-    Ok(vec![update(event, order_id)])
-}
 
 fn update(event: &RecordedEvent, order_id: &OrderId) -> LiveUpdate {
     LiveUpdate {
@@ -226,7 +49,7 @@ fn order_id(e: &OrderEvent) -> &OrderId {
 
 /// A row of `rm_orders` (`bom` as its JSON text).
 #[derive(Debug, Clone, sqlx::FromRow)]
-struct Row {
+pub(crate) struct Row {
     order_id: String,
     product_id: String,
     quantity: i64,
@@ -256,8 +79,8 @@ const COLUMNS: &str = "order_id, product_id, quantity, status, assigned_machine,
      inspections_failed, inspected_parts, defects, created_at, assigned_at, started_at, \
      completed_at, cancelled_at, updated_at";
 
-/// Folds one event into the order's row (None: not created), exactly as the
-/// statement of [`apply`] changes it.
+/// Folds one event into the order's row (None: not created): the semantics of
+/// the orders read model.
 fn fold(row: &mut Option<Row>, e: &OrderEvent) -> Result<(), ApplyError> {
     match e {
         OrderEvent::OrderCreated {
@@ -393,58 +216,22 @@ fn fold(row: &mut Option<Row>, e: &OrderEvent) -> Result<(), ApplyError> {
     Ok(())
 }
 
-/// Set-based [`apply`]: the touched orders' rows are loaded once, every event is
-/// folded into them in position order, and each row is written back once.
-pub(crate) async fn apply_chunk(
-    conn: &mut PgConnection,
-    items: &[(&RecordedEvent, &OrderEvent)],
-) -> Result<Vec<LiveUpdate>, ApplyError> {
-    if items.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut rows: HashMap<&str, Option<Row>> = HashMap::new();
-    for (_, e) in items {
-        rows.entry(order_id(e).as_str()).or_default();
-    }
-    let keys: Vec<&str> = rows.keys().copied().collect();
-    let loaded: Vec<Row> = sqlx::query_as(&format!(
-        "SELECT {} FROM rm_orders WHERE order_id = ANY($1)",
-        COLUMNS.replace("bom,", "bom::text AS bom,")
-    ))
-    .bind(&keys)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut found: HashMap<String, Row> = loaded
-        .into_iter()
-        .map(|r| (r.order_id.clone(), r))
-        .collect();
-    for (k, v) in rows.iter_mut() {
-        *v = found.remove(*k);
-    }
-    for (_, e) in items {
-        let row = rows
-            .get_mut(order_id(e).as_str())
-            .ok_or_else(|| fallback("order not loaded"))?;
-        fold(row, e)?;
-    }
-    let rows: Vec<Row> = rows.into_values().flatten().collect();
-    write(conn, &rows).await?;
-    Ok(last_updates(
-        items,
-        |e| Some(order_id(e).as_str()),
-        |event, e| Some(update(event, order_id(e))),
-    ))
-}
+/// Production orders, folded row by row.
+pub(crate) struct Orders;
 
-/// Upserts `rows` with one statement.
-async fn write(conn: &mut PgConnection, rows: &[Row]) -> Result<(), ApplyError> {
-    if rows.is_empty() {
-        return Ok(());
+impl RowModel for Orders {
+    type Event = OrderEvent;
+    type Row = Row;
+
+    fn load_sql() -> String {
+        format!(
+            "SELECT {} FROM rm_orders WHERE order_id = ANY($1)",
+            COLUMNS.replace("bom,", "bom::text AS bom,")
+        )
     }
-    fn col<T: Clone>(rows: &[Row], f: impl Fn(&Row) -> &T) -> Vec<T> {
-        rows.iter().map(|r| f(r).clone()).collect()
-    }
-    sqlx::query(&format!(
+
+    fn upsert_sql() -> String {
+        format!(
         "INSERT INTO rm_orders ({COLUMNS}) \
          SELECT order_id, product_id, quantity, status, assigned_machine, good_count, scrap_count, \
              bom::jsonb, input_location, output_location, hold_reason, cancel_reason, inspections, \
@@ -466,30 +253,48 @@ async fn write(conn: &mut PgConnection, rows: &[Row]) -> Result<(), ApplyError> 
              created_at = excluded.created_at, assigned_at = excluded.assigned_at, \
              started_at = excluded.started_at, completed_at = excluded.completed_at, \
              cancelled_at = excluded.cancelled_at, updated_at = excluded.updated_at"
-    ))
-    .bind(col(rows, |r| &r.order_id))
-    .bind(col(rows, |r| &r.product_id))
-    .bind(col(rows, |r| &r.quantity))
-    .bind(col(rows, |r| &r.status))
-    .bind(col(rows, |r| &r.assigned_machine))
-    .bind(col(rows, |r| &r.good_count))
-    .bind(col(rows, |r| &r.scrap_count))
-    .bind(col(rows, |r| &r.bom))
-    .bind(col(rows, |r| &r.input_location))
-    .bind(col(rows, |r| &r.output_location))
-    .bind(col(rows, |r| &r.hold_reason))
-    .bind(col(rows, |r| &r.cancel_reason))
-    .bind(col(rows, |r| &r.inspections))
-    .bind(col(rows, |r| &r.inspections_failed))
-    .bind(col(rows, |r| &r.inspected_parts))
-    .bind(col(rows, |r| &r.defects))
-    .bind(col(rows, |r| &r.created_at))
-    .bind(col(rows, |r| &r.assigned_at))
-    .bind(col(rows, |r| &r.started_at))
-    .bind(col(rows, |r| &r.completed_at))
-    .bind(col(rows, |r| &r.cancelled_at))
-    .bind(col(rows, |r| &r.updated_at))
-    .execute(conn)
-    .await?;
-    Ok(())
+        )
+    }
+
+    fn bind<'q>(query: Bound<'q>, rows: &[Row]) -> Bound<'q> {
+        query
+            .bind(col(rows, |r| &r.order_id))
+            .bind(col(rows, |r| &r.product_id))
+            .bind(col(rows, |r| &r.quantity))
+            .bind(col(rows, |r| &r.status))
+            .bind(col(rows, |r| &r.assigned_machine))
+            .bind(col(rows, |r| &r.good_count))
+            .bind(col(rows, |r| &r.scrap_count))
+            .bind(col(rows, |r| &r.bom))
+            .bind(col(rows, |r| &r.input_location))
+            .bind(col(rows, |r| &r.output_location))
+            .bind(col(rows, |r| &r.hold_reason))
+            .bind(col(rows, |r| &r.cancel_reason))
+            .bind(col(rows, |r| &r.inspections))
+            .bind(col(rows, |r| &r.inspections_failed))
+            .bind(col(rows, |r| &r.inspected_parts))
+            .bind(col(rows, |r| &r.defects))
+            .bind(col(rows, |r| &r.created_at))
+            .bind(col(rows, |r| &r.assigned_at))
+            .bind(col(rows, |r| &r.started_at))
+            .bind(col(rows, |r| &r.completed_at))
+            .bind(col(rows, |r| &r.cancelled_at))
+            .bind(col(rows, |r| &r.updated_at))
+    }
+
+    fn key(e: &OrderEvent) -> &str {
+        order_id(e).as_str()
+    }
+
+    fn row_key(row: &Row) -> &str {
+        &row.order_id
+    }
+
+    fn fold(row: &mut Option<Row>, e: &OrderEvent) -> Result<(), ApplyError> {
+        fold(row, e)
+    }
+
+    fn update(event: &RecordedEvent, e: &OrderEvent) -> LiveUpdate {
+        update(event, order_id(e))
+    }
 }

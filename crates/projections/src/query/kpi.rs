@@ -31,7 +31,7 @@ use sqlx::PgPool;
 use tracing::instrument;
 
 use super::calendar::Calendar;
-use super::ratio;
+use super::{out_of_range, ratio};
 use crate::error::QueryError;
 
 /// Most buckets one query may ask for (machines × buckets).
@@ -532,7 +532,11 @@ async fn buckets_and_parts(
             None => query.fetch_all(pool).await?,
         };
         for (machine, idx, good, scrap, ideal) in rows {
-            let idx = usize::try_from(idx - 1).unwrap_or(0);
+            // WITH ORDINALITY counts from 1; anything else is the database's fault.
+            let idx = idx
+                .checked_sub(1)
+                .and_then(|i| usize::try_from(i).ok())
+                .ok_or_else(|| out_of_range("bucket index", idx))?;
             parts.insert((machine, idx), (good, scrap, ideal));
         }
     }

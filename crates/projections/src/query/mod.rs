@@ -44,6 +44,14 @@ pub use orders::{get_order, list_orders, OrderFilter, OrderView};
 pub use parked::{parked_events, projection_status, ParkedEvent, ParkedFilter, ProjectionStatus};
 
 /// `num / den`, or `None` when the denominator is zero.
+/// A value from the database that is out of the range it must be in: an error,
+/// never silently a zero.
+pub(crate) fn out_of_range(what: &str, value: impl std::fmt::Display) -> crate::error::QueryError {
+    crate::error::QueryError::Database(sqlx::Error::Decode(
+        format!("{what} {value} from the database is out of range").into(),
+    ))
+}
+
 pub(crate) fn ratio(num: f64, den: f64) -> Option<f64> {
     (den != 0.0).then(|| num / den)
 }

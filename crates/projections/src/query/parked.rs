@@ -65,9 +65,8 @@ pub struct ProjectionStatus {
 #[instrument(skip(pool), err)]
 pub async fn projection_status(pool: &PgPool) -> Result<Vec<ProjectionStatus>, QueryError> {
     let head: i64 = sqlx::query_scalar("SELECT position FROM event_log_head")
-        .fetch_optional(pool)
-        .await?
-        .unwrap_or(0);
+        .fetch_one(pool)
+        .await?;
     let rows: Vec<(String, i64, i64)> = sqlx::query_as(
         "SELECT p.name, coalesce(c.position, 0), \
          (SELECT count(*) FROM projection_parked k WHERE k.projection = p.name) \

@@ -1,5 +1,6 @@
 //! Integration tests of the read side against the real PostgreSQL and NATS.
 
+mod chunks;
 mod downtime;
 mod floor;
 mod kpi;
@@ -7,5 +8,4 @@ mod live;
 mod projectors;
 mod readmodels;
 mod relay;
-mod setbased;
 mod support;

@@ -127,7 +127,7 @@ async fn killed_mid_batch_nothing_is_double_counted_and_verify_is_equal(pool: Pg
     eventually(60, "projectors caught up", || all_caught_up(&pool)).await;
     eventually(30, "relay caught up", || async {
         let head = f.store.head_position().await.ok()?;
-        (relay.checkpoint().await.ok()?.position == head).then_some(())
+        (relay.checkpoint().await.ok()?.position() == head).then_some(())
     })
     .await;
 

@@ -80,7 +80,7 @@ async fn publishes_the_log_in_order_and_resumes_from_its_checkpoint(pool: PgPool
     // Live events while it catches up.
     append_events(&store, 80, "live").await;
     eventually(30, "200 events published", || async {
-        (relay.checkpoint().await.unwrap().position == 200).then_some(())
+        (relay.checkpoint().await.unwrap().position() == 200).then_some(())
     })
     .await;
     let messages = stream_messages(&js, &ns).await;
@@ -102,7 +102,7 @@ async fn publishes_the_log_in_order_and_resumes_from_its_checkpoint(pool: PgPool
         async move { relay.run(cancel).await }
     });
     eventually(30, "230 events published", || async {
-        (relay.checkpoint().await.unwrap().position == 230).then_some(())
+        (relay.checkpoint().await.unwrap().position() == 230).then_some(())
     })
     .await;
     assert_complete(&stream_messages(&js, &ns).await, 230);
@@ -126,7 +126,7 @@ async fn a_second_relay_stands_by_until_the_first_stops(pool: PgPool) {
     });
     append_events(&store, 10, "one").await;
     eventually(30, "first relay active", || async {
-        (first.checkpoint().await.unwrap().position == 10).then_some(())
+        (first.checkpoint().await.unwrap().position() == 10).then_some(())
     })
     .await;
     let t2 = tokio::spawn({
@@ -150,7 +150,7 @@ async fn a_second_relay_stands_by_until_the_first_stops(pool: PgPool) {
     t1.await.unwrap();
     append_events(&store, 10, "two").await;
     eventually(30, "the second relay took over", || async {
-        (second.checkpoint().await.unwrap().position == 20).then_some(())
+        (second.checkpoint().await.unwrap().position() == 20).then_some(())
     })
     .await;
     assert_complete(&stream_messages(&js, &ns).await, 20);
@@ -179,7 +179,7 @@ async fn survives_a_nats_restart_that_lost_its_tail(pool: PgPool) {
     });
     append_events(&store, 50, "first").await;
     eventually(30, "50 published", || async {
-        (relay.checkpoint().await.unwrap().position == 50).then_some(())
+        (relay.checkpoint().await.unwrap().position() == 50).then_some(())
     })
     .await;
 
