@@ -545,6 +545,12 @@ impl Engine {
             }
         }
         if timers {
+            // Sparkplug nodes whose missing seq never arrived (ADR 0034).
+            for node in sessions.due_rebirths(now) {
+                if !report.rebirths.contains(&node) {
+                    report.rebirths.push(node);
+                }
+            }
             let ids: Vec<String> = self
                 .machines
                 .keys()

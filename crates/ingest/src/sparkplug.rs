@@ -12,11 +12,23 @@
 //! are unique per node). A DATA message names metrics by alias; an alias with no
 //! birth behind it (the ingest started after the birth) sets the message aside and
 //! asks the node to rebirth (NCMD `Node Control/Rebirth`). Every message but NBIRTH
-//! must carry the previous `seq` + 1 (mod 256); a gap is recorded as a notice. An
-//! NDEATH whose `bdSeq` is not the current birth's is stale (the broker delivers an
-//! old session's will late) and refused. A death marks the machines of the node, or
-//! of the device, signal-lost. Metrics flagged `is_historical` take the late-data
-//! path (stored, never debounced or judged as live).
+//! must carry the previous `seq` + 1 (mod 256): a gap is recorded as a notice, and
+//! when a missing `seq` has not arrived within `reorder_timeout_ms` (checked on the
+//! node's next message and on the engine's timer tick, [`Sessions::due_rebirths`]),
+//! the node is asked to rebirth. A message repeating the last `seq` is the same
+//! message again (a publisher's retry): it is dropped, with a notice. An NDEATH
+//! whose `bdSeq` is not the current birth's is stale (the broker delivers an old
+//! session's will late) and refused. A death marks the machines of the node, or of
+//! the device, signal-lost; a birth restores the state it reports. Metrics flagged
+//! `is_historical` take the late-data path (stored, never debounced or judged as
+//! live; historical totals count at their own time).
+//!
+//! # Metrics
+//! Each count metric keeps its own timestamp and its own counter width: counts of
+//! one message with different timestamps become separate counts. Metrics the mapping
+//! does not list and whose value is not numeric (String, Text, DateTime, UUID,
+//! bytes, ...) are ignored and counted in
+//! `shopfloor_ingest_sparkplug_ignored_metrics_total`, never set aside.
 
 use std::collections::{HashMap, HashSet};
 
@@ -112,6 +124,14 @@ use proto::datatype as dt;
 /// Sparkplug's topic namespace.
 pub const NAMESPACE: &str = "spBv1.0";
 
+/// The host application's STATE topic (Sparkplug 3.0).
+pub fn state_topic(host_id: &str) -> String {
+    format!("{NAMESPACE}/STATE/{host_id}")
+}
+
+/// Most missing `seq` values remembered per node.
+const MAX_MISSING: usize = 255;
+
 /// A Sparkplug message type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -177,6 +197,8 @@ pub struct NodeSession {
     /// name → datatype per device (`None`: the node).
     pub datatypes: HashMap<(Option<String>, String), u32>,
     pub devices: HashSet<String>,
+    /// `seq` values skipped by a gap, with the time after which they are lost.
+    pub missing: Vec<(u64, DateTime<Utc>)>,
 }
 
 /// All sessions, by (group, edge).
@@ -225,6 +247,25 @@ fn value_of(metric: &proto::Metric, datatype: u32) -> Option<Val> {
     })
 }
 
+/// Whether a datatype holds a number (integers, floats, booleans); an unknown
+/// datatype (0) is judged by its value.
+fn numeric(datatype: u32, metric: &proto::Metric) -> bool {
+    match datatype {
+        dt::INT8..=dt::BOOLEAN => true,
+        0 => matches!(
+            metric.value,
+            Some(
+                proto::Value::IntValue(_)
+                    | proto::Value::LongValue(_)
+                    | proto::Value::FloatValue(_)
+                    | proto::Value::DoubleValue(_)
+                    | proto::Value::BooleanValue(_)
+            )
+        ),
+        _ => false,
+    }
+}
+
 fn counter_bits(datatype: u32) -> Option<u32> {
     match datatype {
         dt::INT16 | dt::UINT16 => Some(16),
@@ -251,7 +292,64 @@ pub fn rebirth_request() -> Vec<u8> {
     .encode_to_vec()
 }
 
+/// What a message's `seq` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SeqCheck {
+    InOrder,
+    /// The last `seq` again: the same message.
+    Repeat,
+    /// A `seq` a gap had skipped: a reordered message.
+    Late,
+    Gap {
+        expected: u64,
+    },
+}
+
+/// Checks and records a message's `seq` on its node's session.
+fn check_seq(
+    session: &mut NodeSession,
+    seq: u64,
+    now: DateTime<Utc>,
+    timeout: chrono::Duration,
+) -> SeqCheck {
+    if session.last_seq == Some(seq) {
+        return SeqCheck::Repeat;
+    }
+    if let Some(i) = session.missing.iter().position(|(s, _)| *s == seq) {
+        session.missing.remove(i);
+        return SeqCheck::Late;
+    }
+    let check = match session.last_seq {
+        Some(last) if seq != (last + 1) % 256 => {
+            let expected = (last + 1) % 256;
+            let mut s = expected;
+            while s != seq % 256 && session.missing.len() < MAX_MISSING {
+                session.missing.push((s, now + timeout));
+                s = (s + 1) % 256;
+            }
+            SeqCheck::Gap { expected }
+        }
+        _ => SeqCheck::InOrder,
+    };
+    session.last_seq = Some(seq);
+    check
+}
+
 impl Sessions {
+    /// Nodes with a missing `seq` older than its deadline: each is asked once to
+    /// rebirth (the missing messages are forgotten).
+    pub fn due_rebirths(&mut self, now: DateTime<Utc>) -> Vec<(String, String)> {
+        let mut due = Vec::new();
+        for (key, session) in &mut self.nodes {
+            if session.missing.iter().any(|(_, deadline)| *deadline <= now) {
+                session.missing.clear();
+                due.push(key.clone());
+            }
+        }
+        due.sort();
+        due
+    }
+
     /// Decodes one Sparkplug message, updating the sessions.
     pub fn decode(
         &mut self,
@@ -336,16 +434,39 @@ impl Sessions {
                     return decoded;
                 };
                 if let Some(seq) = payload.seq {
-                    if let Some(last) = session.last_seq {
-                        let expected = (last + 1) % 256;
-                        if seq != expected {
+                    let timeout = chrono::Duration::milliseconds(
+                        i64::try_from(mapping.reorder_timeout_ms).unwrap_or(i64::MAX / 4),
+                    );
+                    match check_seq(session, seq, now, timeout) {
+                        SeqCheck::InOrder => {}
+                        SeqCheck::Repeat => {
                             decoded.notices.push(format!(
-                                "Sparkplug seq gap on {}/{}: expected {expected}, got {seq}",
+                                "Sparkplug seq {seq} on {}/{} repeats the last message: dropped",
                                 topic.group, topic.edge
                             ));
+                            return decoded;
                         }
+                        SeqCheck::Late => decoded.notices.push(format!(
+                            "Sparkplug seq {seq} on {}/{} arrived out of order: processed",
+                            topic.group, topic.edge
+                        )),
+                        SeqCheck::Gap { expected } => decoded.notices.push(format!(
+                            "Sparkplug seq gap on {}/{}: expected {expected}, got {seq}",
+                            topic.group, topic.edge
+                        )),
                     }
-                    session.last_seq = Some(seq);
+                    if session.missing.iter().any(|(_, deadline)| *deadline <= now) {
+                        let lost: Vec<String> =
+                            session.missing.iter().map(|(s, _)| s.to_string()).collect();
+                        session.missing.clear();
+                        decoded.notices.push(format!(
+                            "Sparkplug seq {} on {}/{} never arrived: rebirth requested",
+                            lost.join(","),
+                            topic.group,
+                            topic.edge
+                        ));
+                        decoded.rebirth = Some(key.clone());
+                    }
                 }
             }
         }
@@ -376,11 +497,9 @@ impl Sessions {
         let mut state: Option<(MachineStatus, bool)> = None;
         let mut reason: Option<String> = None;
         let mut planned: Option<bool> = None;
-        let mut good: Option<(u64, Option<u32>, bool)> = None;
-        let mut scrap: Option<(u64, Option<u32>, bool)> = None;
+        let mut counts: Vec<CountMetric> = Vec::new();
         let mut samples = Vec::new();
         let mut state_at = at;
-        let mut count_at = at;
         for metric in &payload.metrics {
             let (name, datatype) = match (&metric.name, metric.alias) {
                 (Some(name), alias) => {
@@ -425,6 +544,13 @@ impl Sessions {
             }
             let meaning = mapping.meaning(&name);
             if meaning == MetricMeaning::Named(NamedMeaning::Ignore) {
+                continue;
+            }
+            if matches!(meaning, MetricMeaning::Sensor { .. })
+                && !mapping.is_listed(&name)
+                && !numeric(datatype, metric)
+            {
+                metrics::counter!("shopfloor_ingest_sparkplug_ignored_metrics_total").increment(1);
                 continue;
             }
             let Some(value) = value_of(metric, datatype) else {
@@ -480,13 +606,13 @@ impl Sessions {
                             .push(format!("metric {name}: impossible count {value:?}"));
                         continue;
                     };
-                    count_at = metric_at;
-                    let entry = Some((v, counter_bits(datatype), historical));
-                    if n == NamedMeaning::GoodCount {
-                        good = entry;
-                    } else {
-                        scrap = entry;
-                    }
+                    counts.push(CountMetric {
+                        good: n == NamedMeaning::GoodCount,
+                        value: v,
+                        bits: counter_bits(datatype),
+                        historical,
+                        at: metric_at,
+                    });
                 }
                 MetricMeaning::Named(NamedMeaning::Ignore) => {}
                 MetricMeaning::Sensor { sensor } => match value.as_f64() {
@@ -510,27 +636,12 @@ impl Sessions {
                     reason,
                     planned,
                     at: state_at,
+                    birth_at: birth.then_some(at),
                 },
                 historical,
             });
         }
-        if good.is_some() || scrap.is_some() {
-            let wrap = |v: u64| match mapping.counter_mode {
-                CounterMode::Cumulative => Counter::Total(v),
-                CounterMode::Delta => Counter::Delta(v),
-            };
-            let bits = good.and_then(|g| g.1).or_else(|| scrap.and_then(|s| s.1));
-            let historical = good.is_some_and(|g| g.2) || scrap.is_some_and(|s| s.2);
-            observations.push(Observation::Count {
-                report: CountReport {
-                    good: good.map(|g| wrap(g.0)),
-                    scrap: scrap.map(|s| wrap(s.0)),
-                    bits,
-                    at: count_at,
-                },
-                historical,
-            });
-        }
+        observations.extend(count_observations(mapping.counter_mode, &counts));
         if !samples.is_empty() {
             observations.push(Observation::Telemetry(samples));
         }
@@ -542,6 +653,62 @@ impl Sessions {
         }
         decoded
     }
+}
+
+/// One good or scrap metric of a message.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct CountMetric {
+    good: bool,
+    value: u64,
+    bits: Option<u32>,
+    historical: bool,
+    at: DateTime<Utc>,
+}
+
+/// The counts of a message: one per (timestamp, historical), oldest first, each
+/// counter with its own width. Several counts are told apart by a tag (their time).
+fn count_observations(mode: CounterMode, metrics: &[CountMetric]) -> Vec<Observation> {
+    let wrap = |v: u64| match mode {
+        CounterMode::Cumulative => Counter::Total(v),
+        CounterMode::Delta => Counter::Delta(v),
+    };
+    let mut groups: Vec<(DateTime<Utc>, bool)> =
+        metrics.iter().map(|m| (m.at, m.historical)).collect();
+    groups.sort();
+    groups.dedup();
+    let several = groups.len() > 1;
+    groups
+        .iter()
+        .map(|&(at, historical)| {
+            let mut report = CountReport {
+                good: None,
+                scrap: None,
+                good_bits: None,
+                scrap_bits: None,
+                at,
+                tag: several.then(|| {
+                    format!(
+                        "{}{}",
+                        at.timestamp_millis(),
+                        if historical { "h" } else { "" }
+                    )
+                }),
+            };
+            for m in metrics
+                .iter()
+                .filter(|m| m.at == at && m.historical == historical)
+            {
+                if m.good {
+                    report.good = Some(wrap(m.value));
+                    report.good_bits = m.bits;
+                } else {
+                    report.scrap = Some(wrap(m.value));
+                    report.scrap_bits = m.bits;
+                }
+            }
+            Observation::Count { report, historical }
+        })
+        .collect()
 }
 
 #[cfg(test)]
