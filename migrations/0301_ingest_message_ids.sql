@@ -10,7 +10,9 @@
 --   topic and payload: a DUP packet whose content differs is another message (a
 --   reused packet id), never the other way round.
 -- - `msg:{topic}\x1f{msg_id}`: a JSON payload's explicit `msg_id`; kept as long
---   as rejected messages (`rejected_retention_days`).
+--   as rejected messages (`rejected_retention_days`; that delete scans, hourly).
+-- JSON telemetry packets are not remembered: a sample is stored once per (machine,
+-- sensor, time) whatever message carries it, so its id changes nothing.
 CREATE TABLE ingest_message_ids (
     scope       text        NOT NULL,
     key         text        NOT NULL,
@@ -19,4 +21,3 @@ CREATE TABLE ingest_message_ids (
     received_at timestamptz NOT NULL,
     PRIMARY KEY (scope, key)
 );
-CREATE INDEX ingest_message_ids_received ON ingest_message_ids (received_at);

@@ -103,6 +103,10 @@ pub struct Delivery {
     pub pkid: u16,
     /// The MQTT DUP flag: the broker says it may have sent this packet before.
     pub dup: bool,
+    /// Whether its effects depend on its id. JSON telemetry does not: a sample is
+    /// stored once per (machine, sensor, time) whatever the message, so its packet
+    /// id is not remembered (one row less per message on the busiest topic).
+    pub keyed: bool,
 }
 
 /// What the store remembers under an identity key.
@@ -136,7 +140,7 @@ pub fn identity_key(d: &Delivery) -> (Option<String>, Option<String>) {
     if let Some(m) = crate::json::explicit_id(&d.payload) {
         return (Some(format!("msg:{}\u{1f}{m}", d.topic)), Some(m));
     }
-    if d.acknowledged {
+    if d.acknowledged && d.keyed {
         return (Some(format!("pkid:{}", d.pkid)), None);
     }
     (None, None)

@@ -396,6 +396,7 @@ fn publish_online(client: &AsyncClient, h: &HostState) {
 /// new ids (recording the repeats as notices) before the batch is processed.
 async fn identify_once(
     pool: &PgPool,
+    namespace: &str,
     scope: &str,
     publishes: &[Publish],
 ) -> Result<Vec<Incoming>, IngestError> {
@@ -408,6 +409,10 @@ async fn identify_once(
             acknowledged: p.qos != QoS::AtMostOnce,
             pkid: p.pkid,
             dup: p.dup,
+            keyed: !matches!(
+                crate::json::parse_topic(namespace, &p.topic),
+                Some((_, crate::json::JsonKind::Telemetry))
+            ),
         })
         .collect();
     let known = store::load_identities(pool, scope, &keys_to_load(&deliveries)).await?;
@@ -446,6 +451,7 @@ async fn identify_once(
 /// [`identify_once`], retried with backoff; `None` when cancelled first.
 pub(crate) async fn identify(
     pool: &PgPool,
+    namespace: &str,
     scope: &str,
     publishes: &[Publish],
     max_backoff: Duration,
@@ -453,7 +459,7 @@ pub(crate) async fn identify(
 ) -> Option<Vec<Incoming>> {
     let mut backoff = Duration::from_millis(50);
     loop {
-        match identify_once(pool, scope, publishes).await {
+        match identify_once(pool, namespace, scope, publishes).await {
             Ok(batch) => return Some(batch),
             Err(e) => {
                 error!(error = %e, "message identities not stored; retrying");
@@ -544,6 +550,7 @@ async fn process_loop(
         }
         let Some(batch) = identify(
             &pool,
+            &config.namespace,
             &config.client_id(),
             &publishes,
             config.max_backoff,

@@ -99,6 +99,7 @@ fn delivery(pkid: u16, dup: bool, payload: &str) -> Delivery {
         acknowledged: true,
         pkid,
         dup,
+        keyed: true,
     }
 }
 
@@ -154,6 +155,13 @@ fn a_dup_packet_gets_its_first_delivery_id_and_a_new_packet_a_new_one() {
     // A packet id reused without DUP is a new message, remembered in its place.
     let remembered: HashMap<String, KnownId> = second.remember.into_iter().collect();
     assert_eq!(remembered["pkid:1"].message_id, got[3]);
+    // Telemetry (its samples are keyed by time) is not remembered.
+    let tele = Delivery {
+        keyed: false,
+        ..delivery(9, false, r#"{"temperature_c":1}"#)
+    };
+    let plan = plan_identities(&[tele], &HashMap::new(), now, &mut fresh);
+    assert!(plan.remember.is_empty());
 }
 
 #[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
