@@ -691,3 +691,67 @@ async fn the_ingest_publishes_its_sparkplug_host_state(pool: PgPool) {
     })
     .await;
 }
+
+/// Issue 16 item 14 against an independent implementation: the `pysparkplug` edge
+/// node (PyPI) births, counts, dies by its will, reconnects re-sending its state
+/// stamped with the old time, and counts on. The machine must be running, with every
+/// part counted, and nothing set aside (its String metric is ignored).
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+#[ignore = "needs pysparkplug: python3 -m venv /tmp/sp && /tmp/sp/bin/pip install pysparkplug==0.6.1 && PYSPARKPLUG_PYTHON=/tmp/sp/bin/python cargo test -p shopfloor-ingest --test it pysparkplug -- --ignored"]
+async fn a_pysparkplug_edge_node_reconnects_and_its_machine_runs_on(pool: PgPool) {
+    let python = std::env::var("PYSPARKPLUG_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ns = namespace("pysp");
+    register(&pool, "press").await;
+    let mut ingest = Ingest::start(&pool, "mqtt://127.0.0.1:1883", &ns, PLAIN);
+    ingest.wait_ready().await;
+    let t0 = chrono::Utc::now() - chrono::Duration::minutes(10);
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/pysparkplug_edge.py");
+    let args = [
+        script.display().to_string(),
+        "127.0.0.1".into(),
+        "1883".into(),
+        ns.clone(),
+        "edge1".into(),
+        t0.timestamp_millis().to_string(),
+    ];
+    let out = tokio::task::spawn_blocking(move || Command::new(python).args(args).output())
+        .await
+        .expect("join")
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "the edge node ran: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last_state = || async {
+        let events = machine_events(&pool, "press").await;
+        events
+            .iter()
+            .filter(|e| e.0 == "MachineStateChanged")
+            .max_by_key(|e| e.1["at"].as_str().map(str::to_string))
+            .map(|e| e.1["state"].as_str().unwrap_or("").to_string())
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            parts(&pool, "press").await.1 == 25
+        })
+        .await,
+        "10 parts before the death, 15 after: {:?}",
+        parts(&pool, "press").await
+    );
+    assert_eq!(last_state().await.as_deref(), Some("running"));
+    let events = machine_events(&pool, "press").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.1["reason_code"] == "small_stop.no_signal"),
+        "the will marked the machine signal-lost in between"
+    );
+    let rejected = list_rejected(&pool, 20).await.expect("list");
+    assert!(
+        rejected.iter().all(|r| r.disposition == "notice"),
+        "nothing set aside: {rejected:?}"
+    );
+    ingest.stop().await;
+}
