@@ -230,11 +230,18 @@ pub async fn run_ingest(
 
     let mut options = mqtt_options(config.client_id(), host, port, config.keep_alive);
     apply_url(&mut options, &config.mqtt_url)?;
+    let host_id = sparkplug_host_id(&config);
+    if config.mapping.sparkplug.enabled && (host_id.is_empty() || host_id.contains(['+', '#', '/']))
+    {
+        return Err(IngestError::Config(format!(
+            "Sparkplug host id {host_id:?} cannot be an MQTT topic level"
+        )));
+    }
     let host_state = config
         .mapping
         .sparkplug
         .enabled
-        .then(|| HostState::new(&sparkplug_host_id(&config), Utc::now().timestamp_millis()));
+        .then(|| HostState::new(&host_id, Utc::now().timestamp_millis()));
     if let Some(h) = &host_state {
         options.set_last_will(LastWill::new(
             h.topic.clone(),
