@@ -374,56 +374,14 @@ impl Sessions {
         let mut decoded = Decoded::default();
         match topic.kind {
             Kind::NBirth => {
-                let bd_seq = payload
-                    .metrics
-                    .iter()
-                    .find(|m| m.name.as_deref() == Some("bdSeq"))
-                    .and_then(|m| match m.value {
-                        Some(proto::Value::LongValue(v)) => Some(v),
-                        Some(proto::Value::IntValue(v)) => Some(u64::from(v)),
-                        _ => None,
-                    });
                 let session = NodeSession {
-                    bd_seq,
+                    bd_seq: bd_seq_of(&payload),
                     last_seq: payload.seq,
                     ..Default::default()
                 };
                 self.nodes.insert(key.clone(), session);
             }
-            Kind::NDeath => {
-                let bd_seq = payload.metrics.iter().find_map(|m| {
-                    (m.name.as_deref() == Some("bdSeq")).then_some(match m.value {
-                        Some(proto::Value::LongValue(v)) => Some(v),
-                        Some(proto::Value::IntValue(v)) => Some(u64::from(v)),
-                        _ => None,
-                    })?
-                });
-                let session = self.nodes.get(&key);
-                if let (Some(current), Some(dead)) = (session.and_then(|s| s.bd_seq), bd_seq) {
-                    if current != dead {
-                        return Decoded::rejected(format!(
-                            "stale NDEATH: bdSeq {dead}, but the current birth has bdSeq {current}"
-                        ));
-                    }
-                }
-                let devices: Vec<String> = session
-                    .map(|s| s.devices.iter().cloned().collect())
-                    .unwrap_or_default();
-                self.nodes.remove(&key);
-                // The will carries no meaningful time: the death is known now.
-                let at = now;
-                let mut push = |machine_id: String| {
-                    decoded.machines.push(MachineObservations {
-                        machine_id,
-                        observations: vec![Observation::SignalLost { at }],
-                    })
-                };
-                push(mapping.machine_for(topic.group, topic.edge, None));
-                for d in devices {
-                    push(mapping.machine_for(topic.group, topic.edge, Some(&d)));
-                }
-                return decoded;
-            }
+            Kind::NDeath => return self.node_death(mapping, topic, &payload, &key, now),
             _ => {
                 let Some(session) = self.nodes.get_mut(&key) else {
                     decoded.rejections.push(format!(
@@ -434,38 +392,8 @@ impl Sessions {
                     return decoded;
                 };
                 if let Some(seq) = payload.seq {
-                    let timeout = chrono::Duration::milliseconds(
-                        i64::try_from(mapping.reorder_timeout_ms).unwrap_or(i64::MAX / 4),
-                    );
-                    match check_seq(session, seq, now, timeout) {
-                        SeqCheck::InOrder => {}
-                        SeqCheck::Repeat => {
-                            decoded.notices.push(format!(
-                                "Sparkplug seq {seq} on {}/{} repeats the last message: dropped",
-                                topic.group, topic.edge
-                            ));
-                            return decoded;
-                        }
-                        SeqCheck::Late => decoded.notices.push(format!(
-                            "Sparkplug seq {seq} on {}/{} arrived out of order: processed",
-                            topic.group, topic.edge
-                        )),
-                        SeqCheck::Gap { expected } => decoded.notices.push(format!(
-                            "Sparkplug seq gap on {}/{}: expected {expected}, got {seq}",
-                            topic.group, topic.edge
-                        )),
-                    }
-                    if session.missing.iter().any(|(_, deadline)| *deadline <= now) {
-                        let lost: Vec<String> =
-                            session.missing.iter().map(|(s, _)| s.to_string()).collect();
-                        session.missing.clear();
-                        decoded.notices.push(format!(
-                            "Sparkplug seq {} on {}/{} never arrived: rebirth requested",
-                            lost.join(","),
-                            topic.group,
-                            topic.edge
-                        ));
-                        decoded.rebirth = Some(key.clone());
+                    if sequence(session, mapping, topic, seq, now, &mut decoded) == Seq::Drop {
+                        return decoded;
                     }
                 }
             }
@@ -493,158 +421,19 @@ impl Sessions {
             _ => {}
         }
         let birth = matches!(topic.kind, Kind::NBirth | Kind::DBirth);
-        // Resolve every metric's name, datatype and value.
-        let mut state: Option<(MachineStatus, bool)> = None;
-        let mut reason: Option<String> = None;
-        let mut planned: Option<bool> = None;
-        let mut counts: Vec<CountMetric> = Vec::new();
-        let mut samples = Vec::new();
-        let mut state_at = at;
+        let mut reading = Reading::default();
         for metric in &payload.metrics {
-            let (name, datatype) = match (&metric.name, metric.alias) {
-                (Some(name), alias) => {
-                    let datatype = metric
-                        .datatype
-                        .or_else(|| {
-                            session
-                                .datatypes
-                                .get(&(device.clone(), name.clone()))
-                                .copied()
-                        })
-                        .unwrap_or(0);
-                    if birth {
-                        if let Some(alias) = alias {
-                            session.aliases.insert(alias, (name.clone(), datatype));
-                        }
-                        session
-                            .datatypes
-                            .insert((device.clone(), name.clone()), datatype);
-                    }
-                    (name.clone(), datatype)
-                }
-                (None, Some(alias)) => match session.aliases.get(&alias) {
-                    Some((name, datatype)) => (name.clone(), metric.datatype.unwrap_or(*datatype)),
-                    None => {
-                        decoded.rejections.push(format!(
-                            "metric alias {alias} was not in any birth: rebirth requested"
-                        ));
-                        decoded.rebirth = Some(key.clone());
-                        continue;
-                    }
-                },
-                (None, None) => {
-                    decoded
-                        .rejections
-                        .push("a metric has neither name nor alias".into());
-                    continue;
-                }
+            let Some((name, datatype)) =
+                resolve(session, device.as_ref(), birth, metric, &key, &mut decoded)
+            else {
+                continue;
             };
             if metric.is_null == Some(true) {
                 continue;
             }
-            let meaning = mapping.meaning(&name);
-            if meaning == MetricMeaning::Named(NamedMeaning::Ignore) {
-                continue;
-            }
-            if matches!(meaning, MetricMeaning::Sensor { .. })
-                && !mapping.is_listed(&name)
-                && !numeric(datatype, metric)
-            {
-                metrics::counter!("shopfloor_ingest_sparkplug_ignored_metrics_total").increment(1);
-                continue;
-            }
-            let Some(value) = value_of(metric, datatype) else {
-                decoded
-                    .rejections
-                    .push(format!("metric {name} has no usable value"));
-                continue;
-            };
-            let historical = metric.is_historical == Some(true);
-            let metric_at = metric
-                .timestamp
-                .and_then(|t| i64::try_from(t).ok())
-                .and_then(from_millis)
-                .unwrap_or(at);
-            match meaning {
-                MetricMeaning::Named(NamedMeaning::State) => {
-                    let parsed = match &value {
-                        Val::Text(s) => parse_state(s),
-                        other => other.as_f64().and_then(|f| {
-                            mapping.state_values.get(&format!("{}", f as i64)).copied()
-                        }),
-                    };
-                    match parsed {
-                        Some(s) => {
-                            state = Some((s, historical));
-                            state_at = metric_at;
-                        }
-                        None => decoded
-                            .rejections
-                            .push(format!("metric {name}: unknown state {value:?}")),
-                    }
-                }
-                MetricMeaning::Named(NamedMeaning::Reason) => {
-                    if let Val::Text(s) = value {
-                        reason = Some(s).filter(|s| !s.trim().is_empty());
-                    }
-                }
-                MetricMeaning::Named(NamedMeaning::Planned) => {
-                    if let Val::Bool(b) = value {
-                        planned = Some(b);
-                    }
-                }
-                MetricMeaning::Named(n @ (NamedMeaning::GoodCount | NamedMeaning::ScrapCount)) => {
-                    let v = match value {
-                        Val::UInt(u) => Some(u),
-                        Val::Int(i) => u64::try_from(i).ok(),
-                        Val::Num(f) if f >= 0.0 && f.fract() == 0.0 => Some(f as u64),
-                        _ => None,
-                    };
-                    let Some(v) = v else {
-                        decoded
-                            .rejections
-                            .push(format!("metric {name}: impossible count {value:?}"));
-                        continue;
-                    };
-                    counts.push(CountMetric {
-                        good: n == NamedMeaning::GoodCount,
-                        value: v,
-                        bits: counter_bits(datatype),
-                        historical,
-                        at: metric_at,
-                    });
-                }
-                MetricMeaning::Named(NamedMeaning::Ignore) => {}
-                MetricMeaning::Sensor { sensor } => match value.as_f64() {
-                    Some(v) => samples.push(Sample {
-                        sensor,
-                        value: v,
-                        at: metric_at,
-                        historical,
-                    }),
-                    None => decoded
-                        .rejections
-                        .push(format!("metric {name}: {value:?} is not a number")),
-                },
-            }
+            reading.read(mapping, &name, datatype, metric, at, &mut decoded);
         }
-        let mut observations = Vec::new();
-        if let Some((s, historical)) = state {
-            observations.push(Observation::State {
-                report: StateReport {
-                    state: s,
-                    reason,
-                    planned,
-                    at: state_at,
-                    birth_at: birth.then_some(at),
-                },
-                historical,
-            });
-        }
-        observations.extend(count_observations(mapping.counter_mode, &counts));
-        if !samples.is_empty() {
-            observations.push(Observation::Telemetry(samples));
-        }
+        let observations = reading.observations(mapping.counter_mode, at, birth);
         if !observations.is_empty() {
             decoded.machines.push(MachineObservations {
                 machine_id: mapping.machine_for(topic.group, topic.edge, topic.device),
@@ -652,6 +441,278 @@ impl Sessions {
             });
         }
         decoded
+    }
+
+    /// An NDEATH: the node's machines (and its devices') lose their signal, unless
+    /// its `bdSeq` says it is an old session's will.
+    fn node_death(
+        &mut self,
+        mapping: &SparkplugMapping,
+        topic: &Topic<'_>,
+        payload: &proto::Payload,
+        key: &(String, String),
+        now: DateTime<Utc>,
+    ) -> Decoded {
+        let session = self.nodes.get(key);
+        if let (Some(current), Some(dead)) = (session.and_then(|s| s.bd_seq), bd_seq_of(payload)) {
+            if current != dead {
+                return Decoded::rejected(format!(
+                    "stale NDEATH: bdSeq {dead}, but the current birth has bdSeq {current}"
+                ));
+            }
+        }
+        let devices: Vec<String> = session
+            .map(|s| s.devices.iter().cloned().collect())
+            .unwrap_or_default();
+        self.nodes.remove(key);
+        // The will carries no meaningful time: the death is known now.
+        let at = now;
+        let mut decoded = Decoded::default();
+        let mut push = |machine_id: String| {
+            decoded.machines.push(MachineObservations {
+                machine_id,
+                observations: vec![Observation::SignalLost { at }],
+            })
+        };
+        push(mapping.machine_for(topic.group, topic.edge, None));
+        for d in devices {
+            push(mapping.machine_for(topic.group, topic.edge, Some(&d)));
+        }
+        decoded
+    }
+}
+
+/// The `bdSeq` metric of a birth or death.
+fn bd_seq_of(payload: &proto::Payload) -> Option<u64> {
+    payload
+        .metrics
+        .iter()
+        .find(|m| m.name.as_deref() == Some("bdSeq"))
+        .and_then(|m| match m.value {
+            Some(proto::Value::LongValue(v)) => Some(v),
+            Some(proto::Value::IntValue(v)) => Some(u64::from(v)),
+            _ => None,
+        })
+}
+
+/// Whether a message goes on after its `seq` was checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seq {
+    Go,
+    Drop,
+}
+
+/// Checks a message's `seq`: notices for a gap, a reordered or a repeated message
+/// (dropped), and a rebirth request once a missing one is overdue.
+fn sequence(
+    session: &mut NodeSession,
+    mapping: &SparkplugMapping,
+    topic: &Topic<'_>,
+    seq: u64,
+    now: DateTime<Utc>,
+    decoded: &mut Decoded,
+) -> Seq {
+    let node = format!("{}/{}", topic.group, topic.edge);
+    let timeout = chrono::Duration::milliseconds(
+        i64::try_from(mapping.reorder_timeout_ms).unwrap_or(i64::MAX / 4),
+    );
+    match check_seq(session, seq, now, timeout) {
+        SeqCheck::InOrder => {}
+        SeqCheck::Repeat => {
+            decoded.notices.push(format!(
+                "Sparkplug seq {seq} on {node} repeats the last message: dropped"
+            ));
+            return Seq::Drop;
+        }
+        SeqCheck::Late => decoded.notices.push(format!(
+            "Sparkplug seq {seq} on {node} arrived out of order: processed"
+        )),
+        SeqCheck::Gap { expected } => decoded.notices.push(format!(
+            "Sparkplug seq gap on {node}: expected {expected}, got {seq}"
+        )),
+    }
+    if session.missing.iter().any(|(_, deadline)| *deadline <= now) {
+        let lost: Vec<String> = session.missing.iter().map(|(s, _)| s.to_string()).collect();
+        session.missing.clear();
+        decoded.notices.push(format!(
+            "Sparkplug seq {} on {node} never arrived: rebirth requested",
+            lost.join(",")
+        ));
+        decoded.rebirth = Some((topic.group.to_string(), topic.edge.to_string()));
+    }
+    Seq::Go
+}
+
+/// A metric's name and datatype: from the metric, or by its alias from the birth
+/// (a birth records both). `None` (with a rejection) when neither tells.
+fn resolve(
+    session: &mut NodeSession,
+    device: Option<&String>,
+    birth: bool,
+    metric: &proto::Metric,
+    key: &(String, String),
+    decoded: &mut Decoded,
+) -> Option<(String, u32)> {
+    match (&metric.name, metric.alias) {
+        (Some(name), alias) => {
+            let slot = (device.cloned(), name.clone());
+            let datatype = metric
+                .datatype
+                .or_else(|| session.datatypes.get(&slot).copied())
+                .unwrap_or(0);
+            if birth {
+                if let Some(alias) = alias {
+                    session.aliases.insert(alias, (name.clone(), datatype));
+                }
+                session.datatypes.insert(slot, datatype);
+            }
+            Some((name.clone(), datatype))
+        }
+        (None, Some(alias)) => match session.aliases.get(&alias) {
+            Some((name, datatype)) => Some((name.clone(), metric.datatype.unwrap_or(*datatype))),
+            None => {
+                decoded.rejections.push(format!(
+                    "metric alias {alias} was not in any birth: rebirth requested"
+                ));
+                decoded.rebirth = Some(key.clone());
+                None
+            }
+        },
+        (None, None) => {
+            decoded
+                .rejections
+                .push("a metric has neither name nor alias".into());
+            None
+        }
+    }
+}
+
+/// What the metrics of one message say about its machine.
+#[derive(Debug, Default)]
+struct Reading {
+    state: Option<(MachineStatus, bool, DateTime<Utc>)>,
+    reason: Option<String>,
+    planned: Option<bool>,
+    counts: Vec<CountMetric>,
+    samples: Vec<Sample>,
+}
+
+impl Reading {
+    /// Reads one metric by its meaning (`at`: the payload's time).
+    fn read(
+        &mut self,
+        mapping: &SparkplugMapping,
+        name: &str,
+        datatype: u32,
+        metric: &proto::Metric,
+        at: DateTime<Utc>,
+        decoded: &mut Decoded,
+    ) {
+        let meaning = mapping.meaning(name);
+        if meaning == MetricMeaning::Named(NamedMeaning::Ignore) {
+            return;
+        }
+        if matches!(meaning, MetricMeaning::Sensor { .. })
+            && !mapping.is_listed(name)
+            && !numeric(datatype, metric)
+        {
+            metrics::counter!("shopfloor_ingest_sparkplug_ignored_metrics_total").increment(1);
+            return;
+        }
+        let Some(value) = value_of(metric, datatype) else {
+            decoded
+                .rejections
+                .push(format!("metric {name} has no usable value"));
+            return;
+        };
+        let historical = metric.is_historical == Some(true);
+        let metric_at = metric
+            .timestamp
+            .and_then(|t| i64::try_from(t).ok())
+            .and_then(from_millis)
+            .unwrap_or(at);
+        match meaning {
+            MetricMeaning::Named(NamedMeaning::State) => {
+                let parsed = match &value {
+                    Val::Text(s) => parse_state(s),
+                    other => other
+                        .as_f64()
+                        .and_then(|f| mapping.state_values.get(&format!("{}", f as i64)).copied()),
+                };
+                match parsed {
+                    Some(s) => self.state = Some((s, historical, metric_at)),
+                    None => decoded
+                        .rejections
+                        .push(format!("metric {name}: unknown state {value:?}")),
+                }
+            }
+            MetricMeaning::Named(NamedMeaning::Reason) => {
+                if let Val::Text(s) = value {
+                    self.reason = Some(s).filter(|s| !s.trim().is_empty());
+                }
+            }
+            MetricMeaning::Named(NamedMeaning::Planned) => {
+                if let Val::Bool(b) = value {
+                    self.planned = Some(b);
+                }
+            }
+            MetricMeaning::Named(n @ (NamedMeaning::GoodCount | NamedMeaning::ScrapCount)) => {
+                let v = match value {
+                    Val::UInt(u) => Some(u),
+                    Val::Int(i) => u64::try_from(i).ok(),
+                    Val::Num(f) if f >= 0.0 && f.fract() == 0.0 => Some(f as u64),
+                    _ => None,
+                };
+                let Some(v) = v else {
+                    decoded
+                        .rejections
+                        .push(format!("metric {name}: impossible count {value:?}"));
+                    return;
+                };
+                self.counts.push(CountMetric {
+                    good: n == NamedMeaning::GoodCount,
+                    value: v,
+                    bits: counter_bits(datatype),
+                    historical,
+                    at: metric_at,
+                });
+            }
+            MetricMeaning::Named(NamedMeaning::Ignore) => {}
+            MetricMeaning::Sensor { sensor } => match value.as_f64() {
+                Some(v) => self.samples.push(Sample {
+                    sensor,
+                    value: v,
+                    at: metric_at,
+                    historical,
+                }),
+                None => decoded
+                    .rejections
+                    .push(format!("metric {name}: {value:?} is not a number")),
+            },
+        }
+    }
+
+    /// The observations: the state (a birth's carries the birth time), the counts,
+    /// the samples.
+    fn observations(self, mode: CounterMode, at: DateTime<Utc>, birth: bool) -> Vec<Observation> {
+        let mut observations = Vec::new();
+        if let Some((state, historical, state_at)) = self.state {
+            observations.push(Observation::State {
+                report: StateReport {
+                    state,
+                    reason: self.reason,
+                    planned: self.planned,
+                    at: state_at,
+                    birth_at: birth.then_some(at),
+                },
+                historical,
+            });
+        }
+        observations.extend(count_observations(mode, &self.counts));
+        if !self.samples.is_empty() {
+            observations.push(Observation::Telemetry(self.samples));
+        }
+        observations
     }
 }
 
