@@ -463,6 +463,73 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_birth_restores_its_state_after_a_loss_of_signal_and_a_plain_late_state_does_not() {
+        let s = settings(0, 32, 1000);
+        let running = |at: i64, birth: Option<i64>| StateReport {
+            state: MachineStatus::Running,
+            reason: None,
+            planned: None,
+            at: t(at),
+            birth_at: birth.map(t),
+        };
+        for (birth, expected_at) in [(Some(20), t(20)), (None, t(0))] {
+            let mut m = MachineState::default();
+            let mut out = Outcome::default();
+            m.touch("a", t(0), t(0), true, &mut out);
+            m.observe_state(&s, running(0, None), false, "a", t(0), &mut out);
+            m.lose_signal(t(10), "lost".into(), &mut out);
+            m.touch("b", t(20), t(0), true, &mut out);
+            m.observe_state(&s, running(0, birth), false, "b", t(20), &mut out);
+            let Some(Action::ChangeState { report, .. }) = out.actions.last() else {
+                panic!("a state change");
+            };
+            assert_eq!(
+                (report.state, report.at),
+                (MachineStatus::Running, expected_at)
+            );
+            assert_eq!(m.signal_lost, None);
+        }
+    }
+
+    #[test]
+    fn each_counter_rolls_over_at_its_own_width_and_historical_totals_count_in_order() {
+        let s = settings(0, 64, 1000);
+        let mut m = MachineState::default();
+        let mut out = Outcome::default();
+        let report = |good, scrap, at: i64| CountReport {
+            good: Some(Counter::Total(good)),
+            scrap: Some(Counter::Total(scrap)),
+            good_bits: Some(64),
+            scrap_bits: Some(32),
+            at: t(at),
+            tag: None,
+        };
+        m.observe_count(
+            &s,
+            &report(1_000_000, 4_294_967_290, 0),
+            false,
+            "a",
+            &mut out,
+        );
+        m.observe_count(&s, &report(1_000_050, 3, 1), true, "b", &mut out);
+        m.observe_count(&s, &report(1_000_040, 2, 0), true, "c", &mut out);
+        let got: Vec<(u64, u64)> = out
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::RecordParts { good, scrap, .. } => Some((*good, *scrap)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [(50, 9)],
+            "a historical total in order counts; an older one not"
+        );
+        assert!(out.filtered.contains(&"late_counter"));
+    }
+
     proptest! {
         /// Whatever the totals, no delta exceeds the per-message bound, and a
         /// monotonic counter's deltas add up to its growth.

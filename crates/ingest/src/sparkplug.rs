@@ -802,6 +802,72 @@ mod tests {
         assert_eq!(value_of(&m, dt::INT8), Some(Val::Int(-5)));
     }
 
+    #[test]
+    fn seq_repeats_gaps_and_late_arrivals_are_told_apart() {
+        let now = Utc::now();
+        let timeout = chrono::Duration::seconds(2);
+        let mut s = NodeSession {
+            last_seq: Some(254),
+            ..Default::default()
+        };
+        assert_eq!(check_seq(&mut s, 255, now, timeout), SeqCheck::InOrder);
+        assert_eq!(check_seq(&mut s, 255, now, timeout), SeqCheck::Repeat);
+        assert_eq!(
+            check_seq(&mut s, 2, now, timeout),
+            SeqCheck::Gap { expected: 0 },
+            "the gap wraps at 256"
+        );
+        assert_eq!(s.missing.iter().map(|m| m.0).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(check_seq(&mut s, 0, now, timeout), SeqCheck::Late);
+        assert_eq!(check_seq(&mut s, 3, now, timeout), SeqCheck::InOrder);
+        let mut sessions = Sessions::default();
+        sessions.nodes.insert(("g".into(), "e".into()), s);
+        assert!(sessions
+            .due_rebirths(now + chrono::Duration::seconds(1))
+            .is_empty());
+        assert_eq!(
+            sessions.due_rebirths(now + timeout),
+            [("g".to_string(), "e".to_string())]
+        );
+        assert!(sessions.due_rebirths(now + timeout * 2).is_empty(), "once");
+    }
+
+    #[test]
+    fn counts_with_their_own_times_are_separate_and_tagged() {
+        let t1 = Utc::now();
+        let t2 = t1 + chrono::Duration::seconds(1);
+        let m = |good, at, bits| CountMetric {
+            good,
+            value: 7,
+            bits,
+            historical: false,
+            at,
+        };
+        let one = count_observations(
+            CounterMode::Cumulative,
+            &[m(true, t1, Some(64)), m(false, t1, Some(16))],
+        );
+        let Some(Observation::Count { report, .. }) = one.first() else {
+            panic!("a count");
+        };
+        assert_eq!(
+            (report.good_bits, report.scrap_bits, report.tag.as_deref()),
+            (Some(64), Some(16), None)
+        );
+        let two = count_observations(
+            CounterMode::Cumulative,
+            &[m(false, t2, None), m(true, t1, None)],
+        );
+        let times: Vec<_> = two
+            .iter()
+            .filter_map(|o| match o {
+                Observation::Count { report, .. } => Some((report.at, report.tag.is_some())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(times, [(t1, true), (t2, true)]);
+    }
+
     proptest! {
         /// Decoding arbitrary bytes on any topic never panics.
         #[test]
