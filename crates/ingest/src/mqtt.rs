@@ -7,7 +7,7 @@
 //!   fresh one needs the subscriptions again), flips the readiness flag, and hands
 //!   every PUBLISH to the processor through a bounded channel;
 //! - the **processor** gathers a batch (up to `batch_max` messages, or `batch_linger`
-//!   after the first), gives each message its identity ([`identify`]: an explicit
+//!   after the first), gives each message its identity (`identify`: an explicit
 //!   `msg_id`, or a fresh id remembered under the packet id of the session, which a
 //!   DUP redelivery of the packet gets back; ADR 0034), has the [`Engine`] commit it,
 //!   and only then acknowledges each message. A failed batch is retried with backoff
