@@ -160,6 +160,15 @@ impl MachineSettings {
 
     /// `Err(reason)` when `value` is physically impossible for `sensor`.
     pub fn check_sensor(&self, sensor: &str, value: f64) -> Result<(), String> {
+        // A value in a reason: short, whatever its magnitude (1e300, not 301 digits).
+        let value_text = |v: f64| {
+            if v != 0.0 && (v.abs() >= 1e9 || v.abs() < 1e-6) {
+                format!("{v:e}")
+            } else {
+                format!("{v}")
+            }
+        };
+        let (value_shown, limit_shown) = (value_text(value), value_text(self.max_abs_sensor_value));
         if !value.is_finite() {
             return Err(format!("{sensor} is not a finite number"));
         }
@@ -167,19 +176,24 @@ impl MachineSettings {
             Some(s) => {
                 if let Some(min) = s.min {
                     if value < min {
-                        return Err(format!("{sensor} = {value} is below its minimum {min}"));
+                        return Err(format!(
+                            "{sensor} = {value_shown} is below its minimum {}",
+                            value_text(min)
+                        ));
                     }
                 }
                 if let Some(max) = s.max {
                     if value > max {
-                        return Err(format!("{sensor} = {value} is above its maximum {max}"));
+                        return Err(format!(
+                            "{sensor} = {value_shown} is above its maximum {}",
+                            value_text(max)
+                        ));
                     }
                 }
                 Ok(())
             }
             None if value.abs() > self.max_abs_sensor_value => Err(format!(
-                "{sensor} = {value} is out of range (|v| <= {})",
-                self.max_abs_sensor_value
+                "{sensor} = {value_shown} is out of range (|v| <= {limit_shown})"
             )),
             None => Ok(()),
         }
@@ -241,6 +255,13 @@ pub struct SparkplugMapping {
     pub state_values: BTreeMap<String, MachineStatus>,
     /// Sparkplug counters are running totals by convention.
     pub counter_mode: CounterMode,
+    /// The Sparkplug host id of the ingest (its `spBv1.0/STATE/{host_id}` message,
+    /// which edge nodes configured with a primary host wait for). Default: the MQTT
+    /// client id, `{namespace}-ingest`.
+    pub host_id: Option<String>,
+    /// How long a missing `seq` may be late (reordered) before the node is asked to
+    /// publish its births again (Sparkplug 3.0's reorder timeout).
+    pub reorder_timeout_ms: u64,
 }
 
 impl Default for SparkplugMapping {
@@ -252,6 +273,8 @@ impl Default for SparkplugMapping {
             metrics: BTreeMap::new(),
             state_values: BTreeMap::new(),
             counter_mode: CounterMode::Cumulative,
+            host_id: None,
+            reorder_timeout_ms: 2000,
         }
     }
 }
@@ -268,6 +291,12 @@ impl SparkplugMapping {
             })
             .map(|d| d.machine_id.clone())
             .unwrap_or_else(|| device.unwrap_or(edge).to_string())
+    }
+
+    /// Whether the mapping names this metric explicitly (an unlisted metric whose
+    /// value is not numeric is ignored, not set aside).
+    pub fn is_listed(&self, name: &str) -> bool {
+        self.metrics.contains_key(name)
     }
 
     /// What a metric means.

@@ -220,6 +220,14 @@ impl Engine {
             rebirths: std::mem::take(&mut plan.rebirths),
             ..Default::default()
         };
+        if timers {
+            // Sparkplug nodes whose missing seq never arrived (ADR 0034).
+            for node in sessions.due_rebirths(now) {
+                if !report.rebirths.contains(&node) {
+                    report.rebirths.push(node);
+                }
+            }
+        }
         self.send_commands(batch, &mut plan, &mut report).await?;
         report.samples = self.store_rows(&plan).await?;
         report.rejected = plan.rejected.iter().filter(|r| !r.notice).count();
@@ -268,7 +276,8 @@ impl Engine {
                         }
                         _ => {
                             count_rejection("internal");
-                            format!("could not be processed: {e}")
+                            warn!(command_id = %planned.command_id, error = %e, "command not recorded");
+                            "could not be recorded (an internal error; see the ingest log)".into()
                         }
                     };
                     match planned.message.and_then(|m| batch.get(m)) {

@@ -18,12 +18,17 @@
 //! Deltas pass through. Running totals become deltas against the last total: a
 //! lower total is a rollover when wrapping at the counter's width gives a plausible
 //! count (≤ `max_parts_per_message`), else a reset to zero (the delta is the new
-//! total). The first total only sets the baseline. An out-of-order total is ignored.
+//! total). Each counter has its own width (a Sparkplug datatype is per metric). The
+//! first total only sets the baseline. A Sparkplug historical total (store and
+//! forward) newer than the last one counts at its own time, like any total; a total
+//! older than the last one (out of order) is ignored and counted as `late_counter`.
 //!
 //! # No signal
 //! Silent for `no_signal_timeout` (wall time): `down`, reason `small_stop.no_signal`,
 //! unplanned. The next message brings the machine back: a state message says where
-//! it is; anything else restores the state it was in before.
+//! it is; anything else restores the state it was in before. A Sparkplug birth
+//! re-sends each metric with the time it last changed, which can be older than the
+//! loss of signal: a birth restores the state it reports from the birth on.
 
 use std::collections::BTreeMap;
 
@@ -107,6 +112,7 @@ fn no_signal_report(at: DateTime<Utc>) -> StateReport {
         reason: Some(NO_SIGNAL.to_string()),
         planned: Some(false),
         at,
+        birth_at: None,
     }
 }
 
@@ -131,10 +137,12 @@ impl MachineState {
     ) {
         self.last_seen = Some(self.last_seen.map_or(arrived, |t| t.max(arrived)));
         self.last_message = Some(message_id.to_string());
+        if is_state {
+            // The state message says where the machine is ([`Self::observe_state`]
+            // takes the loss of signal).
+            return;
+        }
         if let Some(lost) = self.signal_lost.take() {
-            if is_state {
-                return;
-            }
             if let Some(previous) = lost.previous {
                 let report = StateReport {
                     at: floor_time.max(lost.since),
@@ -160,6 +168,17 @@ impl MachineState {
         out: &mut Outcome,
     ) {
         let command_id = format!("{message_id}:state");
+        let lost = self.signal_lost.take();
+        let report = match (&lost, report.birth_at) {
+            (Some(lost), Some(birth_at)) if report.at < lost.since => {
+                out.filtered.push("birth_restores_state");
+                StateReport {
+                    at: birth_at.max(lost.since),
+                    ..report
+                }
+            }
+            _ => report,
+        };
         let late = historical
             || self.last_state.as_ref().is_some_and(|l| report.at < l.at)
             || self
@@ -225,53 +244,55 @@ impl MachineState {
         message_id: &str,
         out: &mut Outcome,
     ) {
-        let mut delta = |name: &str, counter: Option<Counter>, out: &mut Outcome| -> u64 {
-            match counter {
-                None => 0,
-                Some(Counter::Delta(v)) => v,
-                Some(Counter::Total(v)) => {
-                    let previous = self.counters.get(name).copied();
-                    match previous {
-                        Some(p) if historical || report.at < p.at => {
-                            out.filtered.push("late_counter");
+        let mut delta =
+            |name: &str, counter: Option<Counter>, bits: Option<u32>, out: &mut Outcome| -> u64 {
+                match counter {
+                    None => 0,
+                    Some(Counter::Delta(v)) => v,
+                    Some(Counter::Total(v)) => {
+                        let previous = self.counters.get(name).copied();
+                        match previous {
+                            Some(p) if report.at < p.at => {
+                                out.filtered.push("late_counter");
+                                return 0;
+                            }
+                            _ if historical => out.filtered.push("historical_counter"),
+                            _ => {}
+                        }
+                        self.counters.insert(
+                            name.to_string(),
+                            CounterState {
+                                last: v,
+                                at: report.at,
+                            },
+                        );
+                        let Some(p) = previous else {
+                            out.filtered.push("counter_baseline");
                             return 0;
+                        };
+                        if v >= p.last {
+                            return v - p.last;
                         }
-                        _ => {}
-                    }
-                    self.counters.insert(
-                        name.to_string(),
-                        CounterState {
-                            last: v,
-                            at: report.at,
-                        },
-                    );
-                    let Some(p) = previous else {
-                        out.filtered.push("counter_baseline");
-                        return 0;
-                    };
-                    if v >= p.last {
-                        return v - p.last;
-                    }
-                    let max = match report.bits {
-                        Some(16) => u64::from(u16::MAX),
-                        Some(32) => u64::from(u32::MAX),
-                        Some(_) => u64::MAX,
-                        None => settings.counter_max(),
-                    };
-                    if p.last <= max {
-                        let wrapped = (max - p.last).saturating_add(v).saturating_add(1);
-                        if wrapped <= settings.max_parts_per_message {
-                            out.filtered.push("counter_rollover");
-                            return wrapped;
+                        let max = match bits {
+                            Some(16) => u64::from(u16::MAX),
+                            Some(32) => u64::from(u32::MAX),
+                            Some(_) => u64::MAX,
+                            None => settings.counter_max(),
+                        };
+                        if p.last <= max {
+                            let wrapped = (max - p.last).saturating_add(v).saturating_add(1);
+                            if wrapped <= settings.max_parts_per_message {
+                                out.filtered.push("counter_rollover");
+                                return wrapped;
+                            }
                         }
+                        out.filtered.push("counter_reset");
+                        v
                     }
-                    out.filtered.push("counter_reset");
-                    v
                 }
-            }
-        };
-        let good = delta("good", report.good, out);
-        let scrap = delta("scrap", report.scrap, out);
+            };
+        let good = delta("good", report.good, report.good_bits, out);
+        let scrap = delta("scrap", report.scrap, report.scrap_bits, out);
         let total = good.saturating_add(scrap);
         if total > settings.max_parts_per_message {
             out.rejections.push(format!(
@@ -288,7 +309,10 @@ impl MachineState {
             good,
             scrap,
             at: report.at,
-            command_id: format!("{message_id}:parts"),
+            command_id: match &report.tag {
+                None => format!("{message_id}:parts"),
+                Some(tag) => format!("{message_id}:parts:{tag}"),
+            },
         });
     }
 
@@ -371,8 +395,10 @@ mod tests {
         CountReport {
             good: Some(Counter::Total(v)),
             scrap: None,
-            bits: None,
+            good_bits: None,
+            scrap_bits: None,
             at: t(at),
+            tag: None,
         }
     }
 
@@ -409,6 +435,7 @@ mod tests {
             reason: None,
             planned: None,
             at: t(0),
+            birth_at: None,
         };
         m.touch("a", t(0), t(0), true, &mut out);
         m.observe_state(&s, report, false, "a", t(0), &mut out);
@@ -434,6 +461,73 @@ mod tests {
             2,
             "one no-signal event, not one per tick"
         );
+    }
+
+    #[test]
+    fn a_birth_restores_its_state_after_a_loss_of_signal_and_a_plain_late_state_does_not() {
+        let s = settings(0, 32, 1000);
+        let running = |at: i64, birth: Option<i64>| StateReport {
+            state: MachineStatus::Running,
+            reason: None,
+            planned: None,
+            at: t(at),
+            birth_at: birth.map(t),
+        };
+        for (birth, expected_at) in [(Some(20), t(20)), (None, t(0))] {
+            let mut m = MachineState::default();
+            let mut out = Outcome::default();
+            m.touch("a", t(0), t(0), true, &mut out);
+            m.observe_state(&s, running(0, None), false, "a", t(0), &mut out);
+            m.lose_signal(t(10), "lost".into(), &mut out);
+            m.touch("b", t(20), t(0), true, &mut out);
+            m.observe_state(&s, running(0, birth), false, "b", t(20), &mut out);
+            let Some(Action::ChangeState { report, .. }) = out.actions.last() else {
+                panic!("a state change");
+            };
+            assert_eq!(
+                (report.state, report.at),
+                (MachineStatus::Running, expected_at)
+            );
+            assert_eq!(m.signal_lost, None);
+        }
+    }
+
+    #[test]
+    fn each_counter_rolls_over_at_its_own_width_and_historical_totals_count_in_order() {
+        let s = settings(0, 64, 1000);
+        let mut m = MachineState::default();
+        let mut out = Outcome::default();
+        let report = |good, scrap, at: i64| CountReport {
+            good: Some(Counter::Total(good)),
+            scrap: Some(Counter::Total(scrap)),
+            good_bits: Some(64),
+            scrap_bits: Some(32),
+            at: t(at),
+            tag: None,
+        };
+        m.observe_count(
+            &s,
+            &report(1_000_000, 4_294_967_290, 0),
+            false,
+            "a",
+            &mut out,
+        );
+        m.observe_count(&s, &report(1_000_050, 3, 1), true, "b", &mut out);
+        m.observe_count(&s, &report(1_000_040, 2, 0), true, "c", &mut out);
+        let got: Vec<(u64, u64)> = out
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::RecordParts { good, scrap, .. } => Some((*good, *scrap)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [(50, 9)],
+            "a historical total in order counts; an older one not"
+        );
+        assert!(out.filtered.contains(&"late_counter"));
     }
 
     proptest! {

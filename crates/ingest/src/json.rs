@@ -5,7 +5,11 @@
 //! milliseconds. A count message is `{"good", "scrap"}` (parts since the last
 //! message, the CONTRACT's meaning) or `{"good_total", "scrap_total", "bits"?}`
 //! (the PLC's running totals, turned into deltas by the filter). Every refusal says
-//! why, for the rejected-messages table.
+//! why, for the rejected-messages table, quoting a value only in part.
+//!
+//! Any payload may carry `msg_id` (a string or an integer): the publisher's own id
+//! of the message. Two publishes with the same `msg_id` on one topic are one report
+//! (the publisher retried); without it, every publish is a report (ADR 0034).
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
@@ -14,8 +18,42 @@ use shopfloor_domain::values::{MachineId, Text};
 
 use crate::config::{CounterMode, Mapping};
 use crate::message::{
-    from_millis, CountReport, Counter, Decoded, Observation, Sample, StateReport,
+    from_millis, quote, CountReport, Counter, Decoded, Observation, Sample, StateReport,
 };
+
+/// Longest `msg_id` accepted as a message's identity.
+pub const MAX_MSG_ID: usize = 128;
+
+/// The `msg_id` of a JSON payload, if it has a usable one (a non-empty string of
+/// at most [`MAX_MSG_ID`] bytes, or an integer). Anything but a JSON object has none.
+pub fn explicit_id(payload: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        msg_id: Option<Value>,
+    }
+    let first = payload.iter().find(|b| !b.is_ascii_whitespace())?;
+    if *first != b'{' {
+        return None;
+    }
+    let probe: Probe = serde_json::from_slice(payload).ok()?;
+    match probe.msg_id? {
+        Value::String(s) if !s.is_empty() && s.len() <= MAX_MSG_ID => Some(s),
+        Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// A JSON value quoted in a reason, in part.
+fn quote_value(value: &Value) -> String {
+    match value {
+        Value::String(s) => quote(s),
+        other => {
+            let text = other.to_string();
+            let q = quote(&text);
+            q.trim_matches('"').to_string()
+        }
+    }
+}
 
 /// Longest sensor name accepted.
 pub const MAX_SENSOR_NAME: usize = 64;
@@ -94,14 +132,15 @@ fn timestamp(obj: &Map<String, Value>, now: DateTime<Utc>) -> Result<DateTime<Ut
         None | Some(Value::Null) => Ok(now),
         Some(Value::String(s)) => DateTime::parse_from_rfc3339(s)
             .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| format!("timestamp {s:?} is not RFC 3339: {e}")),
+            .map_err(|e| format!("timestamp {} is not RFC 3339: {e}", quote(s))),
         Some(Value::Number(n)) => n
             .as_i64()
             .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
             .and_then(from_millis)
             .ok_or_else(|| format!("timestamp {n} is not epoch milliseconds")),
         Some(other) => Err(format!(
-            "timestamp {other} is neither RFC 3339 nor a number"
+            "timestamp {} is neither RFC 3339 nor a number",
+            quote_value(other)
         )),
     }
 }
@@ -118,10 +157,9 @@ pub fn parse_state(s: &str) -> Option<MachineStatus> {
 
 fn state(obj: &Map<String, Value>, at: DateTime<Utc>) -> Result<StateReport, String> {
     let state = match obj.get("state") {
-        Some(Value::String(s)) => {
-            parse_state(s).ok_or_else(|| format!("unknown state {s:?} (running, idle, down)"))?
-        }
-        Some(other) => return Err(format!("state {other} is not a string")),
+        Some(Value::String(s)) => parse_state(s)
+            .ok_or_else(|| format!("unknown state {} (running, idle, down)", quote(s)))?,
+        Some(other) => return Err(format!("state {} is not a string", quote_value(other))),
         None => return Err("a state message needs `state`".into()),
     };
     let reason = match obj.get("reason") {
@@ -133,18 +171,19 @@ fn state(obj: &Map<String, Value>, at: DateTime<Utc>) -> Result<StateReport, Str
                 .as_str()
                 .to_string(),
         ),
-        Some(other) => return Err(format!("reason {other} is not a string")),
+        Some(other) => return Err(format!("reason {} is not a string", quote_value(other))),
     };
     let planned = match obj.get("planned") {
         None | Some(Value::Null) => None,
         Some(Value::Bool(b)) => Some(*b),
-        Some(other) => return Err(format!("planned {other} is not a boolean")),
+        Some(other) => return Err(format!("planned {} is not a boolean", quote_value(other))),
     };
     Ok(StateReport {
         state,
         reason,
         planned,
         at,
+        birth_at: None,
     })
 }
 
@@ -163,7 +202,7 @@ fn count_field(obj: &Map<String, Value>, key: &str) -> Result<Option<u64>, Strin
                 }
             }
         }
-        Some(other) => Err(format!("{key} = {other} is not a number")),
+        Some(other) => Err(format!("{key} = {} is not a number", quote_value(other))),
     }
 }
 
@@ -201,8 +240,10 @@ fn count(
     Ok(CountReport {
         good,
         scrap,
-        bits,
+        good_bits: bits,
+        scrap_bits: bits,
         at,
+        tag: None,
     })
 }
 
@@ -210,7 +251,7 @@ fn telemetry(machine_id: &str, obj: &Map<String, Value>, at: DateTime<Utc>) -> D
     let mut samples = Vec::new();
     let mut rejections = Vec::new();
     for (key, value) in obj {
-        if key == "timestamp" || key == "machine_id" {
+        if key == "timestamp" || key == "machine_id" || key == "msg_id" {
             continue;
         }
         if key.is_empty() || key.len() > MAX_SENSOR_NAME || key.chars().any(char::is_control) {
@@ -227,7 +268,10 @@ fn telemetry(machine_id: &str, obj: &Map<String, Value>, at: DateTime<Utc>) -> D
                 at,
                 historical: false,
             }),
-            _ => rejections.push(format!("sensor {key} = {value} is not a number")),
+            _ => rejections.push(format!(
+                "sensor {key} = {} is not a number: set aside, the other samples are kept",
+                quote_value(value)
+            )),
         }
     }
     if samples.len() > MAX_SAMPLES_PER_MESSAGE {

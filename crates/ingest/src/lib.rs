@@ -9,7 +9,8 @@
 //! # Layout
 //! - [`config`]: [`IngestConfig`] and the [`Mapping`] file (topics and Sparkplug
 //!   metrics to machines and meanings, per-machine noise settings).
-//! - [`message`]: an incoming message, its deterministic id, observations.
+//! - [`message`]: an incoming message, its identity (a packet on the session or an
+//!   explicit `msg_id`, never its content: ADR 0034), observations.
 //! - [`json`] and [`sparkplug`]: the decoders (Sparkplug with hand-written prost
 //!   structs, births, aliases, seq, bdSeq).
 //! - [`filter`]: per-machine noise filtering (debounce, duplicates, counters to

@@ -7,10 +7,16 @@
 //!   fresh one needs the subscriptions again), flips the readiness flag, and hands
 //!   every PUBLISH to the processor through a bounded channel;
 //! - the **processor** gathers a batch (up to `batch_max` messages, or `batch_linger`
-//!   after the first), has the [`Engine`] commit it, and only then acknowledges each
-//!   message. A failed batch is retried with backoff and never acknowledged before
-//!   it commits, so a crash loses nothing: the broker redelivers, and deterministic
-//!   ids make the redelivery a no-op.
+//!   after the first), gives each message its identity (`identify`: an explicit
+//!   `msg_id`, or a fresh id remembered under the packet id of the session, which a
+//!   DUP redelivery of the packet gets back; ADR 0034), has the [`Engine`] commit it,
+//!   and only then acknowledges each message. A failed batch is retried with backoff
+//!   and never acknowledged before it commits, so a crash loses nothing: the broker
+//!   redelivers, and the redelivery, having its first delivery's id, is a no-op.
+//!
+//! With Sparkplug on, the ingest is a Sparkplug 3.0 host application: it publishes
+//! `spBv1.0/STATE/{host_id}` `{"online": true, "timestamp": T}` (QoS 1, retained) once
+//! subscribed, with the matching `online: false` as its will and before a clean exit.
 //!
 //! On cancellation the processor finishes its batch, acknowledges it, and the event
 //! loop is stopped after the acknowledgements went out.
@@ -19,7 +25,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, Publish, QoS};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, LastWill, MqttOptions, NetworkOptions, Packet, Publish, QoS,
+};
 use shopfloor_commands::CommandService;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, watch};
@@ -30,9 +38,39 @@ use tracing::{debug, error, info, instrument, warn};
 use crate::config::IngestConfig;
 use crate::engine::Engine;
 use crate::error::IngestError;
-use crate::message::Incoming;
+use crate::message::{keys_to_load, plan_identities, Delivery, Incoming};
 use crate::sparkplug;
-use crate::store;
+use crate::store::{self, RejectedRow};
+
+/// The Sparkplug host application's STATE topic and its two payloads (online,
+/// offline), stamped with one time per process (Sparkplug 3.0: the will and the
+/// birth carry the same timestamp).
+#[derive(Debug, Clone)]
+pub(crate) struct HostState {
+    pub topic: String,
+    pub online: Vec<u8>,
+    pub offline: Vec<u8>,
+}
+
+impl HostState {
+    pub(crate) fn new(host_id: &str, at_ms: i64) -> Self {
+        let body =
+            |online: bool| serde_json::json!({"online": online, "timestamp": at_ms}).to_string();
+        Self {
+            topic: sparkplug::state_topic(host_id),
+            online: body(true).into_bytes(),
+            offline: body(false).into_bytes(),
+        }
+    }
+
+    fn is_offline_notice(&self, publish: &Publish) -> bool {
+        publish.topic == self.topic
+            && serde_json::from_slice::<serde_json::Value>(&publish.payload)
+                .ok()
+                .and_then(|v| v.get("online").and_then(serde_json::Value::as_bool))
+                == Some(false)
+    }
+}
 
 /// The topic filters the ingest subscribes to.
 pub fn subscriptions(config: &IngestConfig) -> Vec<String> {
@@ -43,6 +81,7 @@ pub fn subscriptions(config: &IngestConfig) -> Vec<String> {
         format!("{ns}/machines/+/telemetry"),
     ];
     if config.mapping.sparkplug.enabled {
+        topics.push(sparkplug::state_topic(&sparkplug_host_id(config)));
         topics.push(format!("{}/{ns}/#", sparkplug::NAMESPACE));
         for g in &config.mapping.sparkplug.groups {
             if g != ns {
@@ -51,6 +90,16 @@ pub fn subscriptions(config: &IngestConfig) -> Vec<String> {
         }
     }
     topics
+}
+
+/// The Sparkplug host id: the mapping's `sparkplug.host_id`, else the client id.
+pub fn sparkplug_host_id(config: &IngestConfig) -> String {
+    config
+        .mapping
+        .sparkplug
+        .host_id
+        .clone()
+        .unwrap_or_else(|| config.client_id())
 }
 
 /// Builds the client options: persistent session, manual acks, large packets.
@@ -183,20 +232,47 @@ pub async fn run_ingest(
 
     let mut options = mqtt_options(config.client_id(), host, port, config.keep_alive);
     apply_url(&mut options, &config.mqtt_url)?;
+    let host_id = sparkplug_host_id(&config);
+    if config.mapping.sparkplug.enabled && (host_id.is_empty() || host_id.contains(['+', '#', '/']))
+    {
+        return Err(IngestError::Config(format!(
+            "Sparkplug host id {host_id:?} cannot be an MQTT topic level"
+        )));
+    }
+    let host_state = config
+        .mapping
+        .sparkplug
+        .enabled
+        .then(|| HostState::new(&host_id, Utc::now().timestamp_millis()));
+    if let Some(h) = &host_state {
+        options.set_last_will(LastWill::new(
+            h.topic.clone(),
+            h.offline.clone(),
+            QoS::AtLeastOnce,
+            true,
+        ));
+    }
     let (client, eventloop) = event_loop(options, 100_000);
     let (tx, rx) = mpsc::channel::<Publish>(config.batch_max.max(1) * 4);
     let stop_polling = CancellationToken::new();
     let poller = tokio::spawn(poll_loop(
         eventloop,
         client.clone(),
-        subscriptions(&config),
+        PollSettings {
+            topics: subscriptions(&config),
+            host_state: host_state.clone(),
+            max_backoff: config.max_backoff,
+        },
         tx,
         ready.clone(),
-        config.max_backoff,
         stop_polling.clone(),
     ));
     let result = process_loop(engine, pool, &config, client.clone(), rx, cancel).await;
-    // Let the last acknowledgements go out, then leave (the session stays).
+    // Say the host goes offline, let the last acknowledgements go out, then leave
+    // (the session stays).
+    if let Some(h) = &host_state {
+        let _ = client.try_publish(h.topic.clone(), QoS::AtLeastOnce, true, h.offline.clone());
+    }
     let _ = client.try_disconnect();
     tokio::select! {
         _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -214,16 +290,27 @@ async fn wait_finished(handle: &tokio::task::JoinHandle<()>) {
     }
 }
 
+/// What the event loop task needs besides its channels.
+struct PollSettings {
+    topics: Vec<String>,
+    host_state: Option<HostState>,
+    max_backoff: Duration,
+}
+
 /// Drives the MQTT connection.
 async fn poll_loop(
     mut eventloop: EventLoop,
     client: AsyncClient,
-    topics: Vec<String>,
+    settings: PollSettings,
     tx: mpsc::Sender<Publish>,
     ready: watch::Sender<bool>,
-    max_backoff: Duration,
     stop: CancellationToken,
 ) {
+    let PollSettings {
+        topics,
+        host_state,
+        max_backoff,
+    } = settings;
     let mut backoff = Duration::from_millis(100);
     let mut pending_subscription = false;
     loop {
@@ -257,8 +344,27 @@ async fn poll_loop(
                     pending_subscription = false;
                     ready.send_replace(true);
                     info!("subscribed");
+                    if let Some(h) = &host_state {
+                        publish_online(&client, h);
+                    }
                 } else if refused {
                     error!("the broker refused a subscription");
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(publish)))
+                if host_state
+                    .as_ref()
+                    .is_some_and(|h| publish.topic == h.topic) =>
+            {
+                // Our own STATE: someone (or our old will) says we are offline.
+                if let Some(h) = host_state
+                    .as_ref()
+                    .filter(|h| h.is_offline_notice(&publish))
+                {
+                    publish_online(&client, h);
+                }
+                if let Err(e) = client.try_ack(&publish) {
+                    warn!(error = %e, "ack of the STATE message not sent");
                 }
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
@@ -285,6 +391,114 @@ async fn poll_loop(
         }
     }
     ready.send_replace(false);
+}
+
+/// Publishes the host application's online STATE (retained, QoS 1).
+fn publish_online(client: &AsyncClient, h: &HostState) {
+    if let Err(e) = client.try_publish(h.topic.clone(), QoS::AtLeastOnce, true, h.online.clone()) {
+        warn!(error = %e, "Sparkplug STATE not published");
+    }
+}
+
+/// Gives each publish of a batch its identity (ADR 0034): loads what the session
+/// remembers of the DUP packets and explicit `msg_id`s, plans, and remembers the
+/// new ids (recording the repeats as notices) before the batch is processed.
+async fn identify_once(
+    pool: &PgPool,
+    namespace: &str,
+    scope: &str,
+    publishes: &[Publish],
+) -> Result<Vec<Incoming>, IngestError> {
+    let now = Utc::now();
+    let deliveries: Vec<Delivery> = publishes
+        .iter()
+        .map(|p| Delivery {
+            topic: p.topic.clone(),
+            payload: p.payload.clone(),
+            acknowledged: p.qos != QoS::AtMostOnce,
+            pkid: p.pkid,
+            dup: p.dup,
+            keyed: !matches!(
+                crate::json::parse_topic(namespace, &p.topic),
+                Some((_, crate::json::JsonKind::Telemetry))
+            ),
+        })
+        .collect();
+    let known = store::load_identities(pool, scope, &keys_to_load(&deliveries)).await?;
+    let plan = plan_identities(&deliveries, &known, now, crate::message::fresh_message_id);
+    let batch: Vec<Incoming> = deliveries
+        .into_iter()
+        .zip(&plan.identities)
+        .map(|(d, identity)| Incoming {
+            topic: d.topic,
+            payload: d.payload,
+            received_at: now,
+            id: identity.message_id.clone(),
+        })
+        .collect();
+    let notices: Vec<RejectedRow> = batch
+        .iter()
+        .zip(&plan.identities)
+        .filter_map(|(m, identity)| {
+            let reason = identity.repeat.clone()?;
+            metrics::counter!("shopfloor_ingest_repeats_total").increment(1);
+            Some(RejectedRow {
+                message_id: m.id.clone(),
+                topic: m.topic.clone(),
+                reason,
+                payload: crate::message::bounded_payload(&m.payload),
+                payload_bytes: i32::try_from(m.payload.len()).unwrap_or(i32::MAX),
+                notice: true,
+                received_at: now,
+            })
+        })
+        .collect();
+    store::save_identities(pool, scope, &plan.remember, &notices).await?;
+    Ok(batch)
+}
+
+/// [`identify_once`], retried with backoff; `None` when cancelled first.
+pub(crate) async fn identify(
+    pool: &PgPool,
+    namespace: &str,
+    scope: &str,
+    publishes: &[Publish],
+    max_backoff: Duration,
+    cancel: &CancellationToken,
+) -> Option<Vec<Incoming>> {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match identify_once(pool, namespace, scope, publishes).await {
+            Ok(batch) => return Some(batch),
+            Err(e) => {
+                error!(error = %e, "message identities not stored; retrying");
+                tokio::select! {
+                    _ = cancel.cancelled() => return None,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(max_backoff);
+            }
+        }
+    }
+}
+
+/// What a rejection says about an internal failure: its kind, never the raw
+/// database message (which can quote a whole value); the log has the details.
+fn failure_reason(e: &IngestError) -> String {
+    let kind = match e {
+        IngestError::Database(sqlx::Error::Database(db)) => {
+            format!(
+                "the database refused it (SQLSTATE {})",
+                db.code().unwrap_or_default()
+            )
+        }
+        IngestError::Database(_) => "a database failure".to_string(),
+        IngestError::Store(_) => "the event store refused it".to_string(),
+        IngestError::Command(_) => "the command could not be recorded".to_string(),
+        IngestError::Config(_) | IngestError::MappingFile { .. } => "a configuration error".into(),
+        IngestError::Mqtt(_) => "an MQTT client failure".to_string(),
+    };
+    format!("{kind}; see the ingest log")
 }
 
 /// Gathers batches, commits them, acknowledges them.
@@ -341,17 +555,21 @@ async fn process_loop(
                 }
             }
         }
-        let batch: Vec<Incoming> = publishes
-            .iter()
-            .map(|p| Incoming {
-                topic: p.topic.clone(),
-                payload: p.payload.clone(),
-                received_at: Utc::now(),
-            })
-            .collect();
-        if batch.is_empty() && !timers {
+        if publishes.is_empty() && !timers {
             continue;
         }
+        let Some(batch) = identify(
+            &pool,
+            &config.namespace,
+            &config.client_id(),
+            &publishes,
+            config.max_backoff,
+            &cancel,
+        )
+        .await
+        else {
+            break;
+        };
         // Commit, retrying until it works (or we are told to stop, unacknowledged).
         let Some(report) = commit(&mut engine, &batch, timers, config, &cancel).await else {
             break;
@@ -415,7 +633,9 @@ async fn commit(
                                     }
                                 }
                                 Err(e) => {
-                                    if let Err(e2) = engine.set_aside(message, &e.to_string()).await
+                                    error!(error = %e, topic = %message.topic, "message set aside");
+                                    if let Err(e2) =
+                                        engine.set_aside(message, &failure_reason(&e)).await
                                     {
                                         error!(error = %e2, "could not set a failing message aside");
                                         return None;

@@ -12,11 +12,23 @@
 //! are unique per node). A DATA message names metrics by alias; an alias with no
 //! birth behind it (the ingest started after the birth) sets the message aside and
 //! asks the node to rebirth (NCMD `Node Control/Rebirth`). Every message but NBIRTH
-//! must carry the previous `seq` + 1 (mod 256); a gap is recorded as a notice. An
-//! NDEATH whose `bdSeq` is not the current birth's is stale (the broker delivers an
-//! old session's will late) and refused. A death marks the machines of the node, or
-//! of the device, signal-lost. Metrics flagged `is_historical` take the late-data
-//! path (stored, never debounced or judged as live).
+//! must carry the previous `seq` + 1 (mod 256): a gap is recorded as a notice, and
+//! when a missing `seq` has not arrived within `reorder_timeout_ms` (checked on the
+//! node's next message and on the engine's timer tick, [`Sessions::due_rebirths`]),
+//! the node is asked to rebirth. A message repeating the last `seq` is the same
+//! message again (a publisher's retry): it is dropped, with a notice. An NDEATH
+//! whose `bdSeq` is not the current birth's is stale (the broker delivers an old
+//! session's will late) and refused. A death marks the machines of the node, or of
+//! the device, signal-lost; a birth restores the state it reports. Metrics flagged
+//! `is_historical` take the late-data path (stored, never debounced or judged as
+//! live; historical totals count at their own time).
+//!
+//! # Metrics
+//! Each count metric keeps its own timestamp and its own counter width: counts of
+//! one message with different timestamps become separate counts. Metrics the mapping
+//! does not list and whose value is not numeric (String, Text, DateTime, UUID,
+//! bytes, ...) are ignored and counted in
+//! `shopfloor_ingest_sparkplug_ignored_metrics_total`, never set aside.
 
 use std::collections::{HashMap, HashSet};
 
@@ -112,6 +124,14 @@ use proto::datatype as dt;
 /// Sparkplug's topic namespace.
 pub const NAMESPACE: &str = "spBv1.0";
 
+/// The host application's STATE topic (Sparkplug 3.0).
+pub fn state_topic(host_id: &str) -> String {
+    format!("{NAMESPACE}/STATE/{host_id}")
+}
+
+/// Most missing `seq` values remembered per node.
+const MAX_MISSING: usize = 255;
+
 /// A Sparkplug message type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -177,6 +197,8 @@ pub struct NodeSession {
     /// name → datatype per device (`None`: the node).
     pub datatypes: HashMap<(Option<String>, String), u32>,
     pub devices: HashSet<String>,
+    /// `seq` values skipped by a gap, with the time after which they are lost.
+    pub missing: Vec<(u64, DateTime<Utc>)>,
 }
 
 /// All sessions, by (group, edge).
@@ -225,6 +247,25 @@ fn value_of(metric: &proto::Metric, datatype: u32) -> Option<Val> {
     })
 }
 
+/// Whether a datatype holds a number (integers, floats, booleans); an unknown
+/// datatype (0) is judged by its value.
+fn numeric(datatype: u32, metric: &proto::Metric) -> bool {
+    match datatype {
+        dt::INT8..=dt::BOOLEAN => true,
+        0 => matches!(
+            metric.value,
+            Some(
+                proto::Value::IntValue(_)
+                    | proto::Value::LongValue(_)
+                    | proto::Value::FloatValue(_)
+                    | proto::Value::DoubleValue(_)
+                    | proto::Value::BooleanValue(_)
+            )
+        ),
+        _ => false,
+    }
+}
+
 fn counter_bits(datatype: u32) -> Option<u32> {
     match datatype {
         dt::INT16 | dt::UINT16 => Some(16),
@@ -251,7 +292,64 @@ pub fn rebirth_request() -> Vec<u8> {
     .encode_to_vec()
 }
 
+/// What a message's `seq` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SeqCheck {
+    InOrder,
+    /// The last `seq` again: the same message.
+    Repeat,
+    /// A `seq` a gap had skipped: a reordered message.
+    Late,
+    Gap {
+        expected: u64,
+    },
+}
+
+/// Checks and records a message's `seq` on its node's session.
+fn check_seq(
+    session: &mut NodeSession,
+    seq: u64,
+    now: DateTime<Utc>,
+    timeout: chrono::Duration,
+) -> SeqCheck {
+    if session.last_seq == Some(seq) {
+        return SeqCheck::Repeat;
+    }
+    if let Some(i) = session.missing.iter().position(|(s, _)| *s == seq) {
+        session.missing.remove(i);
+        return SeqCheck::Late;
+    }
+    let check = match session.last_seq {
+        Some(last) if seq != (last + 1) % 256 => {
+            let expected = (last + 1) % 256;
+            let mut s = expected;
+            while s != seq % 256 && session.missing.len() < MAX_MISSING {
+                session.missing.push((s, now + timeout));
+                s = (s + 1) % 256;
+            }
+            SeqCheck::Gap { expected }
+        }
+        _ => SeqCheck::InOrder,
+    };
+    session.last_seq = Some(seq);
+    check
+}
+
 impl Sessions {
+    /// Nodes with a missing `seq` older than its deadline: each is asked once to
+    /// rebirth (the missing messages are forgotten).
+    pub fn due_rebirths(&mut self, now: DateTime<Utc>) -> Vec<(String, String)> {
+        let mut due = Vec::new();
+        for (key, session) in &mut self.nodes {
+            if session.missing.iter().any(|(_, deadline)| *deadline <= now) {
+                session.missing.clear();
+                due.push(key.clone());
+            }
+        }
+        due.sort();
+        due
+    }
+
     /// Decodes one Sparkplug message, updating the sessions.
     pub fn decode(
         &mut self,
@@ -276,56 +374,14 @@ impl Sessions {
         let mut decoded = Decoded::default();
         match topic.kind {
             Kind::NBirth => {
-                let bd_seq = payload
-                    .metrics
-                    .iter()
-                    .find(|m| m.name.as_deref() == Some("bdSeq"))
-                    .and_then(|m| match m.value {
-                        Some(proto::Value::LongValue(v)) => Some(v),
-                        Some(proto::Value::IntValue(v)) => Some(u64::from(v)),
-                        _ => None,
-                    });
                 let session = NodeSession {
-                    bd_seq,
+                    bd_seq: bd_seq_of(&payload),
                     last_seq: payload.seq,
                     ..Default::default()
                 };
                 self.nodes.insert(key.clone(), session);
             }
-            Kind::NDeath => {
-                let bd_seq = payload.metrics.iter().find_map(|m| {
-                    (m.name.as_deref() == Some("bdSeq")).then_some(match m.value {
-                        Some(proto::Value::LongValue(v)) => Some(v),
-                        Some(proto::Value::IntValue(v)) => Some(u64::from(v)),
-                        _ => None,
-                    })?
-                });
-                let session = self.nodes.get(&key);
-                if let (Some(current), Some(dead)) = (session.and_then(|s| s.bd_seq), bd_seq) {
-                    if current != dead {
-                        return Decoded::rejected(format!(
-                            "stale NDEATH: bdSeq {dead}, but the current birth has bdSeq {current}"
-                        ));
-                    }
-                }
-                let devices: Vec<String> = session
-                    .map(|s| s.devices.iter().cloned().collect())
-                    .unwrap_or_default();
-                self.nodes.remove(&key);
-                // The will carries no meaningful time: the death is known now.
-                let at = now;
-                let mut push = |machine_id: String| {
-                    decoded.machines.push(MachineObservations {
-                        machine_id,
-                        observations: vec![Observation::SignalLost { at }],
-                    })
-                };
-                push(mapping.machine_for(topic.group, topic.edge, None));
-                for d in devices {
-                    push(mapping.machine_for(topic.group, topic.edge, Some(&d)));
-                }
-                return decoded;
-            }
+            Kind::NDeath => return self.node_death(mapping, topic, &payload, &key, now),
             _ => {
                 let Some(session) = self.nodes.get_mut(&key) else {
                     decoded.rejections.push(format!(
@@ -336,16 +392,9 @@ impl Sessions {
                     return decoded;
                 };
                 if let Some(seq) = payload.seq {
-                    if let Some(last) = session.last_seq {
-                        let expected = (last + 1) % 256;
-                        if seq != expected {
-                            decoded.notices.push(format!(
-                                "Sparkplug seq gap on {}/{}: expected {expected}, got {seq}",
-                                topic.group, topic.edge
-                            ));
-                        }
+                    if sequence(session, mapping, topic, seq, now, &mut decoded) == Seq::Drop {
+                        return decoded;
                     }
-                    session.last_seq = Some(seq);
                 }
             }
         }
@@ -372,168 +421,19 @@ impl Sessions {
             _ => {}
         }
         let birth = matches!(topic.kind, Kind::NBirth | Kind::DBirth);
-        // Resolve every metric's name, datatype and value.
-        let mut state: Option<(MachineStatus, bool)> = None;
-        let mut reason: Option<String> = None;
-        let mut planned: Option<bool> = None;
-        let mut good: Option<(u64, Option<u32>, bool)> = None;
-        let mut scrap: Option<(u64, Option<u32>, bool)> = None;
-        let mut samples = Vec::new();
-        let mut state_at = at;
-        let mut count_at = at;
+        let mut reading = Reading::default();
         for metric in &payload.metrics {
-            let (name, datatype) = match (&metric.name, metric.alias) {
-                (Some(name), alias) => {
-                    let datatype = metric
-                        .datatype
-                        .or_else(|| {
-                            session
-                                .datatypes
-                                .get(&(device.clone(), name.clone()))
-                                .copied()
-                        })
-                        .unwrap_or(0);
-                    if birth {
-                        if let Some(alias) = alias {
-                            session.aliases.insert(alias, (name.clone(), datatype));
-                        }
-                        session
-                            .datatypes
-                            .insert((device.clone(), name.clone()), datatype);
-                    }
-                    (name.clone(), datatype)
-                }
-                (None, Some(alias)) => match session.aliases.get(&alias) {
-                    Some((name, datatype)) => (name.clone(), metric.datatype.unwrap_or(*datatype)),
-                    None => {
-                        decoded.rejections.push(format!(
-                            "metric alias {alias} was not in any birth: rebirth requested"
-                        ));
-                        decoded.rebirth = Some(key.clone());
-                        continue;
-                    }
-                },
-                (None, None) => {
-                    decoded
-                        .rejections
-                        .push("a metric has neither name nor alias".into());
-                    continue;
-                }
+            let Some((name, datatype)) =
+                resolve(session, device.as_ref(), birth, metric, &key, &mut decoded)
+            else {
+                continue;
             };
             if metric.is_null == Some(true) {
                 continue;
             }
-            let meaning = mapping.meaning(&name);
-            if meaning == MetricMeaning::Named(NamedMeaning::Ignore) {
-                continue;
-            }
-            let Some(value) = value_of(metric, datatype) else {
-                decoded
-                    .rejections
-                    .push(format!("metric {name} has no usable value"));
-                continue;
-            };
-            let historical = metric.is_historical == Some(true);
-            let metric_at = metric
-                .timestamp
-                .and_then(|t| i64::try_from(t).ok())
-                .and_then(from_millis)
-                .unwrap_or(at);
-            match meaning {
-                MetricMeaning::Named(NamedMeaning::State) => {
-                    let parsed = match &value {
-                        Val::Text(s) => parse_state(s),
-                        other => other.as_f64().and_then(|f| {
-                            mapping.state_values.get(&format!("{}", f as i64)).copied()
-                        }),
-                    };
-                    match parsed {
-                        Some(s) => {
-                            state = Some((s, historical));
-                            state_at = metric_at;
-                        }
-                        None => decoded
-                            .rejections
-                            .push(format!("metric {name}: unknown state {value:?}")),
-                    }
-                }
-                MetricMeaning::Named(NamedMeaning::Reason) => {
-                    if let Val::Text(s) = value {
-                        reason = Some(s).filter(|s| !s.trim().is_empty());
-                    }
-                }
-                MetricMeaning::Named(NamedMeaning::Planned) => {
-                    if let Val::Bool(b) = value {
-                        planned = Some(b);
-                    }
-                }
-                MetricMeaning::Named(n @ (NamedMeaning::GoodCount | NamedMeaning::ScrapCount)) => {
-                    let v = match value {
-                        Val::UInt(u) => Some(u),
-                        Val::Int(i) => u64::try_from(i).ok(),
-                        Val::Num(f) if f >= 0.0 && f.fract() == 0.0 => Some(f as u64),
-                        _ => None,
-                    };
-                    let Some(v) = v else {
-                        decoded
-                            .rejections
-                            .push(format!("metric {name}: impossible count {value:?}"));
-                        continue;
-                    };
-                    count_at = metric_at;
-                    let entry = Some((v, counter_bits(datatype), historical));
-                    if n == NamedMeaning::GoodCount {
-                        good = entry;
-                    } else {
-                        scrap = entry;
-                    }
-                }
-                MetricMeaning::Named(NamedMeaning::Ignore) => {}
-                MetricMeaning::Sensor { sensor } => match value.as_f64() {
-                    Some(v) => samples.push(Sample {
-                        sensor,
-                        value: v,
-                        at: metric_at,
-                        historical,
-                    }),
-                    None => decoded
-                        .rejections
-                        .push(format!("metric {name}: {value:?} is not a number")),
-                },
-            }
+            reading.read(mapping, &name, datatype, metric, at, &mut decoded);
         }
-        let mut observations = Vec::new();
-        if let Some((s, historical)) = state {
-            observations.push(Observation::State {
-                report: StateReport {
-                    state: s,
-                    reason,
-                    planned,
-                    at: state_at,
-                },
-                historical,
-            });
-        }
-        if good.is_some() || scrap.is_some() {
-            let wrap = |v: u64| match mapping.counter_mode {
-                CounterMode::Cumulative => Counter::Total(v),
-                CounterMode::Delta => Counter::Delta(v),
-            };
-            let bits = good.and_then(|g| g.1).or_else(|| scrap.and_then(|s| s.1));
-            let historical = good.is_some_and(|g| g.2) || scrap.is_some_and(|s| s.2);
-            observations.push(Observation::Count {
-                report: CountReport {
-                    good: good.map(|g| wrap(g.0)),
-                    scrap: scrap.map(|s| wrap(s.0)),
-                    bits,
-                    at: count_at,
-                },
-                historical,
-            });
-        }
-        if !samples.is_empty() {
-            observations.push(Observation::Telemetry(samples));
-        }
+        let observations = reading.observations(mapping.counter_mode, at, birth);
         if !observations.is_empty() {
             decoded.machines.push(MachineObservations {
                 machine_id: mapping.machine_for(topic.group, topic.edge, topic.device),
@@ -542,6 +442,334 @@ impl Sessions {
         }
         decoded
     }
+
+    /// An NDEATH: the node's machines (and its devices') lose their signal, unless
+    /// its `bdSeq` says it is an old session's will.
+    fn node_death(
+        &mut self,
+        mapping: &SparkplugMapping,
+        topic: &Topic<'_>,
+        payload: &proto::Payload,
+        key: &(String, String),
+        now: DateTime<Utc>,
+    ) -> Decoded {
+        let session = self.nodes.get(key);
+        if let (Some(current), Some(dead)) = (session.and_then(|s| s.bd_seq), bd_seq_of(payload)) {
+            if current != dead {
+                return Decoded::rejected(format!(
+                    "stale NDEATH: bdSeq {dead}, but the current birth has bdSeq {current}"
+                ));
+            }
+        }
+        let devices: Vec<String> = session
+            .map(|s| s.devices.iter().cloned().collect())
+            .unwrap_or_default();
+        self.nodes.remove(key);
+        // The will carries no meaningful time: the death is known now.
+        let at = now;
+        let mut decoded = Decoded::default();
+        let mut push = |machine_id: String| {
+            decoded.machines.push(MachineObservations {
+                machine_id,
+                observations: vec![Observation::SignalLost { at }],
+            })
+        };
+        push(mapping.machine_for(topic.group, topic.edge, None));
+        for d in devices {
+            push(mapping.machine_for(topic.group, topic.edge, Some(&d)));
+        }
+        decoded
+    }
+}
+
+/// The `bdSeq` metric of a birth or death.
+fn bd_seq_of(payload: &proto::Payload) -> Option<u64> {
+    payload
+        .metrics
+        .iter()
+        .find(|m| m.name.as_deref() == Some("bdSeq"))
+        .and_then(|m| match m.value {
+            Some(proto::Value::LongValue(v)) => Some(v),
+            Some(proto::Value::IntValue(v)) => Some(u64::from(v)),
+            _ => None,
+        })
+}
+
+/// Whether a message goes on after its `seq` was checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seq {
+    Go,
+    Drop,
+}
+
+/// Checks a message's `seq`: notices for a gap, a reordered or a repeated message
+/// (dropped), and a rebirth request once a missing one is overdue.
+fn sequence(
+    session: &mut NodeSession,
+    mapping: &SparkplugMapping,
+    topic: &Topic<'_>,
+    seq: u64,
+    now: DateTime<Utc>,
+    decoded: &mut Decoded,
+) -> Seq {
+    let node = format!("{}/{}", topic.group, topic.edge);
+    let timeout = chrono::Duration::milliseconds(
+        i64::try_from(mapping.reorder_timeout_ms).unwrap_or(i64::MAX / 4),
+    );
+    match check_seq(session, seq, now, timeout) {
+        SeqCheck::InOrder => {}
+        SeqCheck::Repeat => {
+            decoded.notices.push(format!(
+                "Sparkplug seq {seq} on {node} repeats the last message: dropped"
+            ));
+            return Seq::Drop;
+        }
+        SeqCheck::Late => decoded.notices.push(format!(
+            "Sparkplug seq {seq} on {node} arrived out of order: processed"
+        )),
+        SeqCheck::Gap { expected } => decoded.notices.push(format!(
+            "Sparkplug seq gap on {node}: expected {expected}, got {seq}"
+        )),
+    }
+    if session.missing.iter().any(|(_, deadline)| *deadline <= now) {
+        let lost: Vec<String> = session.missing.iter().map(|(s, _)| s.to_string()).collect();
+        session.missing.clear();
+        decoded.notices.push(format!(
+            "Sparkplug seq {} on {node} never arrived: rebirth requested",
+            lost.join(",")
+        ));
+        decoded.rebirth = Some((topic.group.to_string(), topic.edge.to_string()));
+    }
+    Seq::Go
+}
+
+/// A metric's name and datatype: from the metric, or by its alias from the birth
+/// (a birth records both). `None` (with a rejection) when neither tells.
+fn resolve(
+    session: &mut NodeSession,
+    device: Option<&String>,
+    birth: bool,
+    metric: &proto::Metric,
+    key: &(String, String),
+    decoded: &mut Decoded,
+) -> Option<(String, u32)> {
+    match (&metric.name, metric.alias) {
+        (Some(name), alias) => {
+            let slot = (device.cloned(), name.clone());
+            let datatype = metric
+                .datatype
+                .or_else(|| session.datatypes.get(&slot).copied())
+                .unwrap_or(0);
+            if birth {
+                if let Some(alias) = alias {
+                    session.aliases.insert(alias, (name.clone(), datatype));
+                }
+                session.datatypes.insert(slot, datatype);
+            }
+            Some((name.clone(), datatype))
+        }
+        (None, Some(alias)) => match session.aliases.get(&alias) {
+            Some((name, datatype)) => Some((name.clone(), metric.datatype.unwrap_or(*datatype))),
+            None => {
+                decoded.rejections.push(format!(
+                    "metric alias {alias} was not in any birth: rebirth requested"
+                ));
+                decoded.rebirth = Some(key.clone());
+                None
+            }
+        },
+        (None, None) => {
+            decoded
+                .rejections
+                .push("a metric has neither name nor alias".into());
+            None
+        }
+    }
+}
+
+/// What the metrics of one message say about its machine.
+#[derive(Debug, Default)]
+struct Reading {
+    state: Option<(MachineStatus, bool, DateTime<Utc>)>,
+    reason: Option<String>,
+    planned: Option<bool>,
+    counts: Vec<CountMetric>,
+    samples: Vec<Sample>,
+}
+
+impl Reading {
+    /// Reads one metric by its meaning (`at`: the payload's time).
+    fn read(
+        &mut self,
+        mapping: &SparkplugMapping,
+        name: &str,
+        datatype: u32,
+        metric: &proto::Metric,
+        at: DateTime<Utc>,
+        decoded: &mut Decoded,
+    ) {
+        let meaning = mapping.meaning(name);
+        if meaning == MetricMeaning::Named(NamedMeaning::Ignore) {
+            return;
+        }
+        if matches!(meaning, MetricMeaning::Sensor { .. })
+            && !mapping.is_listed(name)
+            && !numeric(datatype, metric)
+        {
+            metrics::counter!("shopfloor_ingest_sparkplug_ignored_metrics_total").increment(1);
+            return;
+        }
+        let Some(value) = value_of(metric, datatype) else {
+            decoded
+                .rejections
+                .push(format!("metric {name} has no usable value"));
+            return;
+        };
+        let historical = metric.is_historical == Some(true);
+        let metric_at = metric
+            .timestamp
+            .and_then(|t| i64::try_from(t).ok())
+            .and_then(from_millis)
+            .unwrap_or(at);
+        match meaning {
+            MetricMeaning::Named(NamedMeaning::State) => {
+                let parsed = match &value {
+                    Val::Text(s) => parse_state(s),
+                    other => other
+                        .as_f64()
+                        .and_then(|f| mapping.state_values.get(&format!("{}", f as i64)).copied()),
+                };
+                match parsed {
+                    Some(s) => self.state = Some((s, historical, metric_at)),
+                    None => decoded
+                        .rejections
+                        .push(format!("metric {name}: unknown state {value:?}")),
+                }
+            }
+            MetricMeaning::Named(NamedMeaning::Reason) => {
+                if let Val::Text(s) = value {
+                    self.reason = Some(s).filter(|s| !s.trim().is_empty());
+                }
+            }
+            MetricMeaning::Named(NamedMeaning::Planned) => {
+                if let Val::Bool(b) = value {
+                    self.planned = Some(b);
+                }
+            }
+            MetricMeaning::Named(n @ (NamedMeaning::GoodCount | NamedMeaning::ScrapCount)) => {
+                let v = match value {
+                    Val::UInt(u) => Some(u),
+                    Val::Int(i) => u64::try_from(i).ok(),
+                    Val::Num(f) if f >= 0.0 && f.fract() == 0.0 => Some(f as u64),
+                    _ => None,
+                };
+                let Some(v) = v else {
+                    decoded
+                        .rejections
+                        .push(format!("metric {name}: impossible count {value:?}"));
+                    return;
+                };
+                self.counts.push(CountMetric {
+                    good: n == NamedMeaning::GoodCount,
+                    value: v,
+                    bits: counter_bits(datatype),
+                    historical,
+                    at: metric_at,
+                });
+            }
+            MetricMeaning::Named(NamedMeaning::Ignore) => {}
+            MetricMeaning::Sensor { sensor } => match value.as_f64() {
+                Some(v) => self.samples.push(Sample {
+                    sensor,
+                    value: v,
+                    at: metric_at,
+                    historical,
+                }),
+                None => decoded
+                    .rejections
+                    .push(format!("metric {name}: {value:?} is not a number")),
+            },
+        }
+    }
+
+    /// The observations: the state (a birth's carries the birth time), the counts,
+    /// the samples.
+    fn observations(self, mode: CounterMode, at: DateTime<Utc>, birth: bool) -> Vec<Observation> {
+        let mut observations = Vec::new();
+        if let Some((state, historical, state_at)) = self.state {
+            observations.push(Observation::State {
+                report: StateReport {
+                    state,
+                    reason: self.reason,
+                    planned: self.planned,
+                    at: state_at,
+                    birth_at: birth.then_some(at),
+                },
+                historical,
+            });
+        }
+        observations.extend(count_observations(mode, &self.counts));
+        if !self.samples.is_empty() {
+            observations.push(Observation::Telemetry(self.samples));
+        }
+        observations
+    }
+}
+
+/// One good or scrap metric of a message.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct CountMetric {
+    good: bool,
+    value: u64,
+    bits: Option<u32>,
+    historical: bool,
+    at: DateTime<Utc>,
+}
+
+/// The counts of a message: one per (timestamp, historical), oldest first, each
+/// counter with its own width. Several counts are told apart by a tag (their time).
+fn count_observations(mode: CounterMode, metrics: &[CountMetric]) -> Vec<Observation> {
+    let wrap = |v: u64| match mode {
+        CounterMode::Cumulative => Counter::Total(v),
+        CounterMode::Delta => Counter::Delta(v),
+    };
+    let mut groups: Vec<(DateTime<Utc>, bool)> =
+        metrics.iter().map(|m| (m.at, m.historical)).collect();
+    groups.sort();
+    groups.dedup();
+    let several = groups.len() > 1;
+    groups
+        .iter()
+        .map(|&(at, historical)| {
+            let mut report = CountReport {
+                good: None,
+                scrap: None,
+                good_bits: None,
+                scrap_bits: None,
+                at,
+                tag: several.then(|| {
+                    format!(
+                        "{}{}",
+                        at.timestamp_millis(),
+                        if historical { "h" } else { "" }
+                    )
+                }),
+            };
+            for m in metrics
+                .iter()
+                .filter(|m| m.at == at && m.historical == historical)
+            {
+                if m.good {
+                    report.good = Some(wrap(m.value));
+                    report.good_bits = m.bits;
+                } else {
+                    report.scrap = Some(wrap(m.value));
+                    report.scrap_bits = m.bits;
+                }
+            }
+            Observation::Count { report, historical }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -572,6 +800,72 @@ mod tests {
         };
         assert_eq!(value_of(&m, dt::INT32), Some(Val::Int(-5)));
         assert_eq!(value_of(&m, dt::INT8), Some(Val::Int(-5)));
+    }
+
+    #[test]
+    fn seq_repeats_gaps_and_late_arrivals_are_told_apart() {
+        let now = Utc::now();
+        let timeout = chrono::Duration::seconds(2);
+        let mut s = NodeSession {
+            last_seq: Some(254),
+            ..Default::default()
+        };
+        assert_eq!(check_seq(&mut s, 255, now, timeout), SeqCheck::InOrder);
+        assert_eq!(check_seq(&mut s, 255, now, timeout), SeqCheck::Repeat);
+        assert_eq!(
+            check_seq(&mut s, 2, now, timeout),
+            SeqCheck::Gap { expected: 0 },
+            "the gap wraps at 256"
+        );
+        assert_eq!(s.missing.iter().map(|m| m.0).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(check_seq(&mut s, 0, now, timeout), SeqCheck::Late);
+        assert_eq!(check_seq(&mut s, 3, now, timeout), SeqCheck::InOrder);
+        let mut sessions = Sessions::default();
+        sessions.nodes.insert(("g".into(), "e".into()), s);
+        assert!(sessions
+            .due_rebirths(now + chrono::Duration::seconds(1))
+            .is_empty());
+        assert_eq!(
+            sessions.due_rebirths(now + timeout),
+            [("g".to_string(), "e".to_string())]
+        );
+        assert!(sessions.due_rebirths(now + timeout * 2).is_empty(), "once");
+    }
+
+    #[test]
+    fn counts_with_their_own_times_are_separate_and_tagged() {
+        let t1 = Utc::now();
+        let t2 = t1 + chrono::Duration::seconds(1);
+        let m = |good, at, bits| CountMetric {
+            good,
+            value: 7,
+            bits,
+            historical: false,
+            at,
+        };
+        let one = count_observations(
+            CounterMode::Cumulative,
+            &[m(true, t1, Some(64)), m(false, t1, Some(16))],
+        );
+        let Some(Observation::Count { report, .. }) = one.first() else {
+            panic!("a count");
+        };
+        assert_eq!(
+            (report.good_bits, report.scrap_bits, report.tag.as_deref()),
+            (Some(64), Some(16), None)
+        );
+        let two = count_observations(
+            CounterMode::Cumulative,
+            &[m(false, t2, None), m(true, t1, None)],
+        );
+        let times: Vec<_> = two
+            .iter()
+            .filter_map(|o| match o {
+                Observation::Count { report, .. } => Some((report.at, report.tag.is_some())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(times, [(t1, true), (t2, true)]);
     }
 
     proptest! {

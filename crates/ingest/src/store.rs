@@ -13,6 +13,84 @@ use tracing::instrument;
 use crate::config::TelemetrySettings;
 use crate::error::IngestError;
 use crate::filter::MachineState;
+use crate::message::{bounded_reason, KnownId};
+
+/// The identities remembered under `keys` for the session `scope` (ADR 0034).
+pub(crate) async fn load_identities(
+    pool: &PgPool,
+    scope: &str,
+    keys: &[String],
+) -> Result<std::collections::HashMap<String, KnownId>, sqlx::Error> {
+    if keys.is_empty() {
+        return Ok(Default::default());
+    }
+    let rows: Vec<(String, String, Vec<u8>, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT key, message_id, content, received_at FROM ingest_message_ids \
+         WHERE scope = $1 AND key = ANY($2)",
+    )
+    .bind(scope)
+    .bind(keys)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(key, message_id, content, received_at)| {
+            let content: [u8; 32] = content.try_into().ok()?;
+            Some((
+                key,
+                KnownId {
+                    message_id,
+                    content,
+                    received_at,
+                },
+            ))
+        })
+        .collect())
+}
+
+/// Remembers identities and records the notices of repeats, in one transaction
+/// that does not wait for its fsync: it is durable as soon as anything committed
+/// after it is (the batch), and losing it with an uncommitted batch is harmless
+/// (the redelivery then gets a fresh id, and its batch is done once).
+pub(crate) async fn save_identities(
+    pool: &PgPool,
+    scope: &str,
+    remember: &[(String, KnownId)],
+    notices: &[RejectedRow],
+) -> Result<(), sqlx::Error> {
+    if remember.is_empty() && notices.is_empty() {
+        return Ok(());
+    }
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
+    if !remember.is_empty() {
+        let keys: Vec<&str> = remember.iter().map(|(k, _)| k.as_str()).collect();
+        let ids: Vec<&str> = remember
+            .iter()
+            .map(|(_, v)| v.message_id.as_str())
+            .collect();
+        let contents: Vec<Vec<u8>> = remember.iter().map(|(_, v)| v.content.to_vec()).collect();
+        let received: Vec<DateTime<Utc>> = remember.iter().map(|(_, v)| v.received_at).collect();
+        sqlx::query(
+            "INSERT INTO ingest_message_ids (scope, key, message_id, content, received_at) \
+             SELECT $1, * FROM unnest($2::text[], $3::text[], $4::bytea[], $5::timestamptz[]) \
+             ON CONFLICT (scope, key) DO UPDATE SET message_id = excluded.message_id, \
+                 content = excluded.content, received_at = excluded.received_at",
+        )
+        .bind(scope)
+        .bind(&keys)
+        .bind(&ids)
+        .bind(&contents)
+        .bind(&received)
+        .execute(&mut *tx)
+        .await?;
+    }
+    insert_rejected(&mut tx, notices).await?;
+    tx.commit().await?;
+    Ok(())
+}
 
 /// A message set aside (or noted), as `GET /api/v1/ingest/rejected` lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
@@ -76,10 +154,11 @@ pub(crate) async fn insert_rejected(
     let mut sizes = Vec::with_capacity(rows.len());
     let mut dispositions = Vec::with_capacity(rows.len());
     let mut received = Vec::with_capacity(rows.len());
-    for r in rows {
+    let bounded: Vec<String> = rows.iter().map(|r| bounded_reason(&r.reason)).collect();
+    for (r, reason) in rows.iter().zip(&bounded) {
         ids.push(r.message_id.as_str());
         topics.push(r.topic.as_str());
-        reasons.push(r.reason.as_str());
+        reasons.push(reason.as_str());
         payloads.push(r.payload.as_str());
         sizes.push(r.payload_bytes);
         dispositions.push(if r.notice { "notice" } else { "rejected" });
@@ -214,6 +293,15 @@ pub async fn maintain_telemetry(
         .await?;
     sqlx::query(
         "DELETE FROM ingest_rejected WHERE received_at < now() - make_interval(days => $1)",
+    )
+    .bind(to_i32(settings.rejected_retention_days))
+    .execute(pool)
+    .await?;
+    // Explicit message ids are remembered as long as rejections (packet ids are
+    // bounded by their 65,535 values and overwritten).
+    sqlx::query(
+        "DELETE FROM ingest_message_ids WHERE key LIKE 'msg:%' \
+         AND received_at < now() - make_interval(days => $1)",
     )
     .bind(to_i32(settings.rejected_retention_days))
     .execute(pool)

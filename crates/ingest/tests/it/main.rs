@@ -2,6 +2,7 @@
 
 mod engine;
 mod fuzz;
+mod identity;
 mod mqtt;
 mod sparkplug;
 mod support;

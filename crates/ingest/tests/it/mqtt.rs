@@ -395,3 +395,363 @@ async fn the_simulator_publishes_a_plant_the_ingest_understands(pool: PgPool) {
     assert_eq!(broker.dropped().await, 0);
     ingest.stop().await;
 }
+
+/// A TCP proxy between the ingest and the broker that can hold back the ingest's
+/// PUBACKs and cut every connection: a commit whose acknowledgements never reach
+/// the broker, so the broker redelivers with the DUP flag on the same packet ids.
+struct AckDroppingProxy {
+    port: u16,
+    drop_acks: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    acks_forwarded: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    cut: tokio::sync::watch::Sender<u64>,
+    stop: CancellationToken,
+}
+
+impl AckDroppingProxy {
+    async fn start(broker_port: u16) -> Self {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let drop_acks = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let acks_forwarded = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (cut, _) = tokio::sync::watch::channel(0u64);
+        let stop = CancellationToken::new();
+        let (d, a, c, s) = (
+            drop_acks.clone(),
+            acks_forwarded.clone(),
+            cut.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    _ = s.cancelled() => break,
+                    r = listener.accept() => r,
+                };
+                let Ok((client, _)) = accepted else { continue };
+                let Ok(broker) = tokio::net::TcpStream::connect(("127.0.0.1", broker_port)).await
+                else {
+                    continue;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = broker.set_nodelay(true);
+                let (mut cr, mut cw) = client.into_split();
+                let (mut br, mut bw) = broker.into_split();
+                let (d, a) = (d.clone(), a.clone());
+                let mut cut_rx = c.subscribe();
+                let s = s.clone();
+                tokio::spawn(async move {
+                    // Client → broker, packet by packet (PUBACKs may be held back).
+                    let up = async {
+                        let mut buf: Vec<u8> = Vec::new();
+                        let mut chunk = [0u8; 16 * 1024];
+                        loop {
+                            let n = cr.read(&mut chunk).await.unwrap_or(0);
+                            if n == 0 {
+                                return;
+                            }
+                            buf.extend_from_slice(&chunk[..n]);
+                            while let Some(len) = packet_len(&buf) {
+                                let packet: Vec<u8> = buf.drain(..len).collect();
+                                if packet[0] >> 4 == 4 {
+                                    if d.load(Ordering::SeqCst) {
+                                        continue;
+                                    }
+                                    a.fetch_add(1, Ordering::SeqCst);
+                                }
+                                if bw.write_all(&packet).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    };
+                    let down = async {
+                        let _ = tokio::io::copy(&mut br, &mut cw).await;
+                    };
+                    tokio::select! {
+                        _ = up => {}
+                        _ = down => {}
+                        _ = cut_rx.changed() => {}
+                        _ = s.cancelled() => {}
+                    }
+                });
+            }
+        });
+        Self {
+            port,
+            drop_acks,
+            acks_forwarded,
+            cut,
+            stop,
+        }
+    }
+
+    /// Lets PUBACKs through again and cuts the open connections.
+    fn release_and_cut(&self) {
+        self.drop_acks
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        self.cut.send_modify(|n| *n += 1);
+    }
+}
+
+impl Drop for AckDroppingProxy {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// The length of the first whole MQTT packet in `buf`, if it is all there.
+fn packet_len(buf: &[u8]) -> Option<usize> {
+    let mut remaining = 0usize;
+    let mut shift = 0;
+    for i in 1..5 {
+        let b = *buf.get(i)?;
+        remaining |= usize::from(b & 0x7f) << shift;
+        shift += 7;
+        if b & 0x80 == 0 {
+            let total = 1 + i + remaining;
+            return (buf.len() >= total).then_some(total);
+        }
+    }
+    None
+}
+
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn identical_publishes_through_the_broker_are_separate_reports(pool: PgPool) {
+    let ns = namespace("identical");
+    let m = format!("{ns}-m1");
+    register(&pool, &m).await;
+    let mut ingest = Ingest::start(&pool, "mqtt://127.0.0.1:1883", &ns, PLAIN);
+    ingest.wait_ready().await;
+    let publisher = Publisher::connect(1883, &format!("{ns}-pub"));
+    for _ in 0..3 {
+        publisher
+            .publish(
+                &format!("{ns}/machines/{m}/count"),
+                r#"{"good":1,"scrap":0}"#,
+            )
+            .await;
+    }
+    publisher.wait_acked(3).await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            parts(&pool, &m).await == (3, 3)
+        })
+        .await,
+        "three publishes are three reports: {:?}",
+        parts(&pool, &m).await
+    );
+    ingest.stop().await;
+}
+
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn a_broker_redelivery_is_recognised_by_its_packet_id_and_listed(pool: PgPool) {
+    let ns = namespace("dup");
+    let m = format!("{ns}-m1");
+    register(&pool, &m).await;
+    let proxy = AckDroppingProxy::start(1883).await;
+    let url = format!("mqtt://127.0.0.1:{}", proxy.port);
+    // Sparkplug off: the only packets to acknowledge are the three counts.
+    let mut ingest = Ingest::start(
+        &pool,
+        &url,
+        &ns,
+        r#"{"defaults": {"min_dwell_ms": 0, "no_signal_timeout_s": 0}, "sparkplug": {"enabled": false}}"#,
+    );
+    ingest.wait_ready().await;
+    let publisher = Publisher::connect(1883, &format!("{ns}-pub"));
+    for _ in 0..3 {
+        publisher
+            .publish(
+                &format!("{ns}/machines/{m}/count"),
+                r#"{"good":1,"scrap":0}"#,
+            )
+            .await;
+    }
+    publisher.wait_acked(3).await;
+    // Committed, but the acknowledgements never reach the broker.
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            parts(&pool, &m).await == (3, 3)
+        })
+        .await,
+        "the first deliveries are committed: {:?}",
+        parts(&pool, &m).await
+    );
+    proxy.release_and_cut();
+    // The broker redelivers the three packets (DUP) on the new connection: each is
+    // recognised and listed, then processed (appending nothing) and acknowledged.
+    let dup_notices = || async {
+        list_rejected(&pool, 20)
+            .await
+            .expect("list")
+            .into_iter()
+            .filter(|r| r.disposition == "notice" && r.reason.contains("redelivery (DUP)"))
+            .count()
+    };
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            dup_notices().await >= 3
+        })
+        .await,
+        "the redeliveries are recognised: {} notices",
+        dup_notices().await
+    );
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            proxy
+                .acks_forwarded
+                .load(std::sync::atomic::Ordering::SeqCst)
+                >= 3
+        })
+        .await,
+        "the redeliveries are acknowledged"
+    );
+    assert_eq!(parts(&pool, &m).await, (3, 3), "a redelivery counts once");
+    let notices = dup_notices().await;
+    assert_eq!(notices, 3, "each recognised redelivery is listed once");
+    ingest.stop().await;
+}
+
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn the_ingest_publishes_its_sparkplug_host_state(pool: PgPool) {
+    let ns = namespace("state");
+    let mut ingest = Ingest::start(&pool, "mqtt://127.0.0.1:1883", &ns, PLAIN);
+    ingest.wait_ready().await;
+    let topic = format!("spBv1.0/STATE/{ns}-ingest");
+    // A late subscriber gets the retained STATE.
+    let read_state = |topic: String| async move {
+        let mut options = MqttOptions::new(
+            format!("probe-{}", uuid::Uuid::new_v4().simple()),
+            "127.0.0.1",
+            1883,
+        );
+        options.set_clean_session(true);
+        let (client, mut eventloop) = AsyncClient::new(options, 10);
+        client
+            .subscribe(topic.clone(), QoS::AtLeastOnce)
+            .await
+            .expect("subscribe");
+        let value = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let Ok(Event::Incoming(Packet::Publish(p))) = eventloop.poll().await {
+                    if p.topic == topic {
+                        return serde_json::from_slice::<serde_json::Value>(&p.payload).ok();
+                    }
+                }
+            }
+        })
+        .await
+        .ok()
+        .flatten();
+        let _ = client.disconnect().await;
+        value
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let online = loop {
+        if let Some(v) = read_state(topic.clone()).await {
+            if v["online"] == true {
+                break v;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "online STATE retained"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let stamp = online["timestamp"].as_i64();
+    assert!(stamp.is_some());
+    ingest.stop().await;
+    let offline = read_state(topic.clone()).await.expect("offline STATE");
+    assert_eq!(offline["online"], false);
+    assert_eq!(
+        offline["timestamp"].as_i64(),
+        stamp,
+        "one timestamp for both"
+    );
+    // Clean up the retained message of this test's host id.
+    let (client, mut eventloop) = AsyncClient::new(
+        MqttOptions::new(format!("{ns}-cleanup"), "127.0.0.1", 1883),
+        10,
+    );
+    client
+        .publish(topic, QoS::AtLeastOnce, true, Vec::<u8>::new())
+        .await
+        .expect("clear");
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            if let Ok(Event::Incoming(Packet::PubAck(_))) = eventloop.poll().await {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Issue 16 item 14 against an independent implementation: the `pysparkplug` edge
+/// node (PyPI) births, counts, dies by its will, reconnects re-sending its state
+/// stamped with the old time, and counts on. The machine must be running, with every
+/// part counted, and nothing set aside (its String metric is ignored).
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+#[ignore = "needs pysparkplug: python3 -m venv /tmp/sp && /tmp/sp/bin/pip install pysparkplug==0.6.1 && PYSPARKPLUG_PYTHON=/tmp/sp/bin/python cargo test -p shopfloor-ingest --test it pysparkplug -- --ignored"]
+async fn a_pysparkplug_edge_node_reconnects_and_its_machine_runs_on(pool: PgPool) {
+    let python = std::env::var("PYSPARKPLUG_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ns = namespace("pysp");
+    register(&pool, "press").await;
+    let mut ingest = Ingest::start(&pool, "mqtt://127.0.0.1:1883", &ns, PLAIN);
+    ingest.wait_ready().await;
+    let t0 = chrono::Utc::now() - chrono::Duration::minutes(10);
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/pysparkplug_edge.py");
+    let args = [
+        script.display().to_string(),
+        "127.0.0.1".into(),
+        "1883".into(),
+        ns.clone(),
+        "edge1".into(),
+        t0.timestamp_millis().to_string(),
+    ];
+    let out = tokio::task::spawn_blocking(move || Command::new(python).args(args).output())
+        .await
+        .expect("join")
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "the edge node ran: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last_state = || async {
+        let events = machine_events(&pool, "press").await;
+        events
+            .iter()
+            .filter(|e| e.0 == "MachineStateChanged")
+            .max_by_key(|e| e.1["at"].as_str().map(str::to_string))
+            .map(|e| e.1["state"].as_str().unwrap_or("").to_string())
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            parts(&pool, "press").await.1 == 25
+        })
+        .await,
+        "10 parts before the death, 15 after: {:?}",
+        parts(&pool, "press").await
+    );
+    assert_eq!(last_state().await.as_deref(), Some("running"));
+    let events = machine_events(&pool, "press").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.1["reason_code"] == "small_stop.no_signal"),
+        "the will marked the machine signal-lost in between"
+    );
+    let rejected = list_rejected(&pool, 20).await.expect("list");
+    assert!(
+        rejected.iter().all(|r| r.disposition == "notice"),
+        "nothing set aside: {rejected:?}"
+    );
+    ingest.stop().await;
+}

@@ -74,12 +74,10 @@ pub async fn predictive_tasks(pool: &PgPool, machine_id: &str) -> Vec<serde_json
     rows
 }
 
+/// A message published once (a fresh identity, or its `msg_id`'s): clone it to
+/// stand for a redelivery.
 pub fn msg(topic: &str, payload: impl Into<Vec<u8>>, at: DateTime<Utc>) -> Incoming {
-    Incoming {
-        topic: topic.to_string(),
-        payload: bytes::Bytes::from(payload.into()),
-        received_at: at,
-    }
+    Incoming::at(topic, bytes::Bytes::from(payload.into()), at)
 }
 
 pub fn mapping(json: &str) -> Arc<Mapping> {
