@@ -7,6 +7,8 @@ mod chain;
 mod group;
 mod ordering;
 mod repository;
+mod roundtrip;
 mod subscription;
 mod support;
 mod upcasting;
+mod upgrade;
