@@ -313,6 +313,8 @@ pub enum OrderError {
     TooManyParts { max: u64 },
     #[error("an inspection must sample at least one part")]
     EmptySample,
+    #[error("an inspection may sample at most {max} parts")]
+    SampleTooLarge { max: u64 },
     #[error("an inspection cannot find {defects} defects in a sample of {sample_size} parts")]
     DefectsExceedSample { defects: u64, sample_size: u64 },
     #[error("inspection {inspection_id} is already recorded on this order")]
@@ -524,6 +526,11 @@ impl Decide for ProductionOrder {
                 }
                 if cmd.sample_size == 0 {
                     return Err(OrderError::EmptySample);
+                }
+                if cmd.sample_size > MAX_PARTS_PER_REPORT {
+                    return Err(OrderError::SampleTooLarge {
+                        max: MAX_PARTS_PER_REPORT,
+                    });
                 }
                 if cmd.defects > cmd.sample_size {
                     return Err(OrderError::DefectsExceedSample {

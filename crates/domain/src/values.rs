@@ -12,9 +12,14 @@
 //! - [`Text`]: free text (reasons, notes, descriptions): trimmed, non-empty, at most
 //!   [`MAX_TEXT_LEN`] characters; newlines and tabs are allowed, other control characters not.
 //! - quantities: [`Quantity`] (material, `Decimal` > 0), [`StockDelta`] (material, `Decimal` ≠ 0),
-//!   [`OrderQuantity`] (units to make, `u64` > 0), [`CycleTime`] (seconds, finite `f64` > 0).
+//!   [`OrderQuantity`] (units to make, 1 to [`MAX_ORDER_QUANTITY`]), [`CycleTime`] (seconds,
+//!   [`MIN_CYCLE_TIME_S`] to [`MAX_CYCLE_TIME_S`]).
 //!   Decimal values are normalised (trailing zeros stripped) so equal quantities serialize alike,
 //!   and bounded by [`MAX_QUANTITY`] so that no sum or product in the domain can overflow.
+//!
+//! Every bound is physical sense, not a storage limit (ADR 0031): a value outside it is a typo
+//! or a glitch, and refusing it at the edge (400) keeps every accepted command within what every
+//! read model holds (a PostgreSQL `bigint`, a `numeric`, an `f64`).
 
 use std::fmt;
 
@@ -30,6 +35,14 @@ pub const MAX_POLICY_ID_LEN: usize = 96;
 pub const MAX_TEXT_LEN: usize = 2000;
 /// Largest absolute material quantity in one command (10^12 units).
 pub const MAX_QUANTITY: Decimal = Decimal::from_parts(3_567_587_328, 232, 0, false, 0);
+/// Most units one production order may make (10^9): a billion parts is years of a fast line.
+pub const MAX_ORDER_QUANTITY: u64 = 1_000_000_000;
+/// Shortest ideal cycle time accepted, in seconds (0.1 ms: 600,000 parts a minute, ten times
+/// the fastest tablet presses and cigarette makers).
+pub const MIN_CYCLE_TIME_S: f64 = 0.000_1;
+/// Longest ideal cycle time accepted, in seconds (one day: curing and heat treatment cycles
+/// take hours, not days).
+pub const MAX_CYCLE_TIME_S: f64 = 86_400.0;
 
 /// Why a value could not be made. Shown to API users, so every message is plain language.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,6 +61,12 @@ pub enum ValueError {
     TooLarge { kind: &'static str, max: Decimal },
     #[error("{kind} must be a finite number")]
     NotFinite { kind: &'static str },
+    #[error("{kind} must be between {min} and {max}")]
+    OutOfRange {
+        kind: &'static str,
+        min: &'static str,
+        max: &'static str,
+    },
 }
 
 fn validate_identifier(raw: &str, kind: &'static str, max: usize) -> Result<String, ValueError> {
@@ -353,17 +372,41 @@ impl From<StockDelta> for Decimal {
     }
 }
 
-/// How many units an order is to make (> 0).
+/// How many units an order is to make (1 to [`MAX_ORDER_QUANTITY`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "u64", into = "u64")]
+#[serde(try_from = "StoredOrderQuantity", into = "u64")]
 pub struct OrderQuantity(u64);
+
+/// An order quantity as stored in an event: recorded events always load, so reading keeps the
+/// rule they were recorded under (> 0), while [`OrderQuantity::new`] also applies the bound.
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct StoredOrderQuantity(u64);
+
+impl TryFrom<StoredOrderQuantity> for OrderQuantity {
+    type Error = ValueError;
+    fn try_from(value: StoredOrderQuantity) -> Result<Self, ValueError> {
+        if value.0 == 0 {
+            return Err(ValueError::NotPositive {
+                kind: "order quantity",
+            });
+        }
+        Ok(Self(value.0))
+    }
+}
 
 impl OrderQuantity {
     /// Validates `value`.
     pub fn new(value: u64) -> Result<Self, ValueError> {
+        const KIND: &str = "order quantity";
         if value == 0 {
-            return Err(ValueError::NotPositive {
-                kind: "order quantity",
+            return Err(ValueError::NotPositive { kind: KIND });
+        }
+        if value > MAX_ORDER_QUANTITY {
+            return Err(ValueError::OutOfRange {
+                kind: KIND,
+                min: "1",
+                max: "1000000000",
             });
         }
         Ok(Self(value))
@@ -388,14 +431,35 @@ impl From<OrderQuantity> for u64 {
     }
 }
 
-/// An ideal cycle time in seconds: finite and > 0.
+/// An ideal cycle time in seconds: from [`MIN_CYCLE_TIME_S`] (0.1 ms) to [`MAX_CYCLE_TIME_S`]
+/// (one day).
 ///
 /// A time, not a quantity of material, and used only in the KPI ratio
 /// `performance = ideal cycle time × count / run time`, which is a floating-point figure anyway;
 /// so it is an `f64` (JSON number) rather than a `Decimal`.
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
-#[serde(try_from = "f64", into = "f64")]
+#[serde(try_from = "StoredCycleTime", into = "f64")]
 pub struct CycleTime(f64);
+
+/// A cycle time as stored in an event: recorded events always load, so reading keeps the rule
+/// they were recorded under (finite, > 0), while [`CycleTime::new`] also applies the bounds.
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct StoredCycleTime(f64);
+
+impl TryFrom<StoredCycleTime> for CycleTime {
+    type Error = ValueError;
+    fn try_from(value: StoredCycleTime) -> Result<Self, ValueError> {
+        const KIND: &str = "ideal cycle time";
+        if !value.0.is_finite() {
+            return Err(ValueError::NotFinite { kind: KIND });
+        }
+        if value.0 <= 0.0 {
+            return Err(ValueError::NotPositive { kind: KIND });
+        }
+        Ok(Self(value.0))
+    }
+}
 
 impl CycleTime {
     /// Validates `seconds`.
@@ -406,6 +470,13 @@ impl CycleTime {
         }
         if seconds <= 0.0 {
             return Err(ValueError::NotPositive { kind: KIND });
+        }
+        if !(MIN_CYCLE_TIME_S..=MAX_CYCLE_TIME_S).contains(&seconds) {
+            return Err(ValueError::OutOfRange {
+                kind: KIND,
+                min: "0.0001 s",
+                max: "86400 s (one day)",
+            });
         }
         Ok(Self(seconds))
     }

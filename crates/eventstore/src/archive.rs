@@ -1,13 +1,18 @@
 //! Backup and restore of the event store: a consistent, compressed export.
 //!
 //! The export is gzip-compressed JSON lines: a header (format, version, head
-//! position and hash), then every event as stored — raw, not upcast — in global
+//! position and hash, where the unchained prefix ends), then every event as stored — raw, not upcast — in global
 //! order, with its hash. It is read in one `REPEATABLE READ` transaction, so it is
 //! a consistent cut of the log even while commands keep coming. A restore goes into
 //! an empty event store only, keeps every position, version, id, time and hash, and
 //! checks the hash chain before it commits. Read models are rebuilt from the
 //! restored log (`shopfloor replay`); tokens, telemetry samples and other
 //! operational tables are not part of this export (see docs/operations.md).
+//!
+//! Format versions: 2 (ADR 0031) adds each event's `chain_form` and the head's
+//! `unchained_until`. A version 1 file (from before ADR 0031) is still read: its
+//! events were all hashed in form 1, and its unchained prefix is the run of events
+//! without a hash at its start.
 
 use std::io::{BufRead, Write};
 
@@ -19,7 +24,7 @@ use uuid::Uuid;
 use crate::StoreError;
 
 const FORMAT: &str = "shopfloor-event-store";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Header {
@@ -27,7 +32,14 @@ struct Header {
     version: u32,
     head_position: i64,
     head_hash: String,
+    /// Where the unchained prefix ends (absent in version 1).
+    #[serde(default)]
+    unchained_until: Option<i64>,
     exported_at: DateTime<Utc>,
+}
+
+fn form_1() -> i16 {
+    1
 }
 
 #[derive(Debug, Serialize, Deserialize, sqlx::FromRow)]
@@ -49,6 +61,9 @@ struct Line {
     extra: Value,
     #[serde(with = "hex_opt")]
     hash: Option<Vec<u8>>,
+    /// The canonical form the hash was computed in (absent, so 1, in version 1).
+    #[serde(default = "form_1")]
+    chain_form: i16,
 }
 
 mod hex_opt {
@@ -86,8 +101,8 @@ pub async fn export(pool: &sqlx::PgPool, out: impl Write) -> Result<ArchiveRepor
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
         .await?;
-    let (head_position, head_hash): (i64, Vec<u8>) =
-        sqlx::query_as("SELECT position, last_hash FROM event_log_head WHERE id")
+    let (head_position, head_hash, unchained_until): (i64, Vec<u8>, i64) =
+        sqlx::query_as("SELECT position, last_hash, unchained_until FROM event_log_head WHERE id")
             .fetch_one(&mut *tx)
             .await?;
     let header = Header {
@@ -95,6 +110,7 @@ pub async fn export(pool: &sqlx::PgPool, out: impl Write) -> Result<ArchiveRepor
         version: VERSION,
         head_position,
         head_hash: hex::encode(&head_hash),
+        unchained_until: Some(unchained_until),
         exported_at: Utc::now(),
     };
     serde_json::to_writer(&mut gz, &header).map_err(|e| StoreError::Invalid(e.to_string()))?;
@@ -105,7 +121,8 @@ pub async fn export(pool: &sqlx::PgPool, out: impl Write) -> Result<ArchiveRepor
         let page: Vec<Line> = sqlx::query_as(
             "SELECT position, stream_type, stream_id, version, event_id, event_type, \
              schema_version, payload, actor, correlation_id, causation_id, source, occurred_at, \
-             recorded_at, extra, hash FROM events WHERE position > $1 ORDER BY position LIMIT 5000",
+             recorded_at, extra, hash, chain_form FROM events WHERE position > $1 \
+             ORDER BY position LIMIT 5000",
         )
         .bind(after)
         .fetch_all(&mut *tx)
@@ -136,7 +153,7 @@ pub async fn import(pool: &sqlx::PgPool, input: impl BufRead) -> Result<ArchiveR
         .map_err(io)?;
     let header: Header = serde_json::from_str(&first)
         .map_err(|e| StoreError::Invalid(format!("not a Shopfloor backup: {e}")))?;
-    if header.format != FORMAT || header.version != VERSION {
+    if header.format != FORMAT || !(1..=VERSION).contains(&header.version) {
         return Err(StoreError::Invalid(format!(
             "unsupported backup format {} v{}",
             header.format, header.version
@@ -157,6 +174,9 @@ pub async fn import(pool: &sqlx::PgPool, input: impl BufRead) -> Result<ArchiveR
     let mut batch: Vec<Line> = Vec::with_capacity(1000);
     let mut events = 0_u64;
     let mut last: Option<(i64, DateTime<Utc>)> = None;
+    // Version 1: the prefix of events without a hash.
+    let mut leading_unchained = 0_i64;
+    let mut chained = false;
     for (n, line) in lines.enumerate() {
         let line = line.map_err(io)?;
         if line.trim().is_empty() {
@@ -165,6 +185,10 @@ pub async fn import(pool: &sqlx::PgPool, input: impl BufRead) -> Result<ArchiveR
         let e: Line = serde_json::from_str(&line)
             .map_err(|err| StoreError::Invalid(format!("line {}: {err}", n + 2)))?;
         last = Some((e.position, e.recorded_at));
+        chained |= e.hash.is_some();
+        if !chained {
+            leading_unchained = e.position;
+        }
         batch.push(e);
         events += 1;
         if batch.len() == 1000 {
@@ -173,7 +197,8 @@ pub async fn import(pool: &sqlx::PgPool, input: impl BufRead) -> Result<ArchiveR
         }
     }
     insert(&mut tx, &batch).await?;
-    let (position, recorded_at) = last.unwrap_or((0, DateTime::<Utc>::MIN_UTC));
+    // An empty backup leaves the head's time as it is (NULL: no event, no time).
+    let (position, recorded_at) = last.map_or((0, None), |(p, t)| (p, Some(t)));
     if position != header.head_position {
         return Err(StoreError::Invalid(format!(
             "the backup ends at position {position} but its header says {}",
@@ -182,13 +207,16 @@ pub async fn import(pool: &sqlx::PgPool, input: impl BufRead) -> Result<ArchiveR
     }
     let head_hash = hex::decode(&header.head_hash)
         .map_err(|e| StoreError::Invalid(format!("head hash: {e}")))?;
+    let unchained_until = header.unchained_until.unwrap_or(leading_unchained);
     sqlx::query(
-        "UPDATE event_log_head SET position = $1, recorded_at = greatest(recorded_at, $2), \
-         last_hash = $3 WHERE id",
+        "UPDATE event_log_head SET position = $1, \
+         recorded_at = greatest(recorded_at, coalesce($2, recorded_at)), \
+         last_hash = $3, unchained_until = $4 WHERE id",
     )
     .bind(position)
     .bind(recorded_at)
     .bind(&head_hash)
+    .bind(unchained_until)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -196,10 +224,13 @@ pub async fn import(pool: &sqlx::PgPool, input: impl BufRead) -> Result<ArchiveR
     let report = crate::chain::verify(pool).await?;
     if let Some(broken) = report.broken {
         sqlx::query("TRUNCATE events").execute(pool).await?;
-        sqlx::query("UPDATE event_log_head SET position = 0, recorded_at = '-infinity', last_hash = $1 WHERE id")
-            .bind(crate::chain::GENESIS.to_vec())
-            .execute(pool)
-            .await?;
+        sqlx::query(
+            "UPDATE event_log_head SET position = 0, recorded_at = '-infinity', last_hash = $1, \
+             unchained_until = 0 WHERE id",
+        )
+        .bind(crate::chain::GENESIS.to_vec())
+        .execute(pool)
+        .await?;
         return Err(StoreError::Invalid(format!(
             "the restored log fails its hash chain at position {}: {}; nothing was kept",
             broken.position, broken.reason
@@ -220,18 +251,21 @@ async fn insert(
     }
     let col = |f: &dyn Fn(&Line) -> Value| -> Value { Value::Array(batch.iter().map(f).collect()) };
     // One statement per page: the rows as a JSON array, expanded by PostgreSQL.
+    // jsonb_to_recordset reads a JSON `null` as SQL NULL: a payload that is `null`
+    // is put back as the jsonb `null` it was.
     let rows = col(&|l| serde_json::to_value(l).unwrap_or(Value::Null));
     sqlx::query(
         "INSERT INTO events (position, stream_type, stream_id, version, event_id, event_type, \
              schema_version, payload, actor, correlation_id, causation_id, source, occurred_at, \
-             recorded_at, extra, hash) \
+             recorded_at, extra, hash, chain_form) \
          SELECT r.position, r.stream_type, r.stream_id, r.version, r.event_id, r.event_type, \
-             r.schema_version, r.payload, r.actor, r.correlation_id, r.causation_id, r.source, \
-             r.occurred_at, r.recorded_at, r.extra, decode(r.hash, 'hex') \
+             r.schema_version, coalesce(r.payload, 'null'), r.actor, r.correlation_id, r.causation_id, r.source, \
+             r.occurred_at, r.recorded_at, r.extra, decode(r.hash, 'hex'), r.chain_form \
          FROM jsonb_to_recordset($1) AS r(position bigint, stream_type text, stream_id text, \
              version bigint, event_id uuid, event_type text, schema_version int, payload jsonb, \
              actor text, correlation_id text, causation_id text, source text, \
-             occurred_at timestamptz, recorded_at timestamptz, extra jsonb, hash text)",
+             occurred_at timestamptz, recorded_at timestamptz, extra jsonb, hash text, \
+             chain_form smallint)",
     )
     .bind(rows)
     .execute(&mut **tx)

@@ -23,7 +23,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use tracing::instrument;
 use uuid::Uuid;
 
-use crate::chain::Hashed;
+use crate::chain::{check_payload, micros, ChainForm, Hashed};
 use crate::model::{
     AppendRequest, AppendResult, Direction, EventMetadata, ExpectedVersion, NewEvent,
     RecordedEvent, Source, StreamRef,
@@ -184,7 +184,7 @@ impl EventStore {
         let check_version: Vec<i64> = checks.iter().map(|&(_, v)| to_i64(v)).collect();
         sqlx::query(
             "SELECT shopfloor_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-             $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)",
+             $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)",
         )
         .bind(prepared.before.position)
         .bind(&prepared.before.hash)
@@ -210,6 +210,7 @@ impl EventStore {
         .bind(&c.extra)
         .bind(&prepared.hashes)
         .bind(NOTIFY_CHANNEL)
+        .bind(ChainForm::CURRENT.code())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -455,6 +456,34 @@ fn validate(request: &AppendRequest) -> Result<(), StoreError> {
             return Err(StoreError::Invalid(
                 "an event needs a type and a schema version of at least 1".into(),
             ));
+        }
+        check_payload(&e.payload).map_err(StoreError::Invalid)?;
+        check_metadata(&e.metadata).map_err(StoreError::Invalid)?;
+    }
+    Ok(())
+}
+
+/// Why `metadata` cannot be stored as it is, if it cannot: a NUL character
+/// (PostgreSQL text refuses it) or an occurrence time outside the years 1 to 9999
+/// (which PostgreSQL, the read models and RFC 3339 all hold).
+fn check_metadata(metadata: &EventMetadata) -> Result<(), String> {
+    let texts = [
+        metadata.actor.as_deref(),
+        metadata.correlation_id.as_deref(),
+        metadata.causation_id.as_deref(),
+    ];
+    let nul = texts.into_iter().flatten().any(|t| t.contains('\0'))
+        || metadata
+            .extra
+            .iter()
+            .any(|(k, v)| k.contains('\0') || v.contains('\0'));
+    if nul {
+        return Err("event metadata holds a NUL character".into());
+    }
+    if let Some(t) = metadata.occurred_at {
+        use chrono::Datelike;
+        if !(1..=9999).contains(&t.year()) {
+            return Err(format!("occurred-at {t} is outside the years 1 to 9999"));
         }
     }
     Ok(())
@@ -737,10 +766,10 @@ async fn insert_rows(
     sqlx::query(
         "WITH inserted AS (INSERT INTO events (position, stream_type, stream_id, version, event_id, event_type, \
              schema_version, payload, actor, correlation_id, causation_id, source, occurred_at, \
-             recorded_at, extra, hash) \
+             recorded_at, extra, hash, chain_form) \
          SELECT u.position, u.stream_type, u.stream_id, u.version, u.event_id, u.event_type, \
              u.schema_version, u.payload, u.actor, u.correlation_id, u.causation_id, u.source, \
-             u.occurred_at, $14, u.extra, u.hash FROM unnest($1::bigint[], $2::text[], $3::text[], \
+             u.occurred_at, $14, u.extra, u.hash, $20 FROM unnest($1::bigint[], $2::text[], $3::text[], \
              $4::bigint[], $5::uuid[], $6::text[], $7::int[], $8::jsonb[], $9::text[], $10::text[], \
              $11::text[], $12::text[], $13::timestamptz[], $15::jsonb[], $16::bytea[]) \
              AS u(position, stream_type, stream_id, version, event_id, event_type, schema_version, \
@@ -769,6 +798,7 @@ async fn insert_rows(
     .bind(head)
     .bind(head_hash)
     .bind(NOTIFY_CHANNEL)
+    .bind(ChainForm::CURRENT.code())
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -794,6 +824,7 @@ fn chain_hashes(
                 payload: &r.event.payload,
                 metadata: &r.event.metadata,
                 recorded_at,
+                form: ChainForm::CURRENT,
             }
             .hash(last_hash);
             *last_hash = h.to_vec();
@@ -853,7 +884,7 @@ impl<'a> Columns<'a> {
             c.correlation.push(m.correlation_id.as_deref());
             c.causation.push(m.causation_id.as_deref());
             c.source.push(m.source.as_str());
-            c.occurred.push(m.occurred_at);
+            c.occurred.push(m.occurred_at.map(micros));
             c.extra.push(Json(&m.extra));
         }
         c

@@ -501,6 +501,18 @@ fn an_inspection_without_a_sample_is_refused() {
         .then_expect_error(OrderError::EmptySample);
 }
 
+/// Issue 16: an inspection of more parts than one report may count (a sample of 2^63 parts) is
+/// refused: the orders read model keeps sample sizes as PostgreSQL bigints.
+#[test]
+fn an_absurd_sample_is_refused() {
+    framework()
+        .given(history(OrderStatus::InProgress))
+        .when(inspection_cmd("I1", 9_223_372_036_854_775_808, 0))
+        .then_expect_error(OrderError::SampleTooLarge {
+            max: shopfloor_domain::MAX_PARTS_PER_REPORT,
+        });
+}
+
 #[test]
 fn an_inspection_with_more_defects_than_samples_is_refused() {
     framework()

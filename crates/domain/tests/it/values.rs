@@ -158,3 +158,54 @@ fn order_quantities_and_cycle_times() {
     }
     assert!(serde_json::from_str::<CycleTime>("-2").is_err());
 }
+
+/// Issue 16: values that make no physical sense are refused when made, so that nothing the
+/// domain accepts is out of range for a read model (an order of 2^63 units, a cycle time of
+/// 300 years).
+#[test]
+fn physically_absurd_values_are_refused() {
+    use shopfloor_domain::values::{MAX_CYCLE_TIME_S, MAX_ORDER_QUANTITY, MIN_CYCLE_TIME_S};
+    assert_eq!(MAX_ORDER_QUANTITY, 1_000_000_000);
+    assert!(OrderQuantity::new(MAX_ORDER_QUANTITY).is_ok());
+    for bad in [MAX_ORDER_QUANTITY + 1, 9_223_372_036_854_775_808, u64::MAX] {
+        assert!(
+            matches!(
+                OrderQuantity::new(bad),
+                Err(ValueError::OutOfRange {
+                    kind: "order quantity",
+                    ..
+                })
+            ),
+            "{bad}"
+        );
+    }
+    // A recorded event always loads: reading keeps the rule it was recorded under.
+    assert_eq!(
+        serde_json::from_str::<OrderQuantity>("9223372036854775808")
+            .unwrap()
+            .value(),
+        9_223_372_036_854_775_808
+    );
+
+    assert!(CycleTime::new(MAX_CYCLE_TIME_S).is_ok());
+    assert!(CycleTime::new(MIN_CYCLE_TIME_S).is_ok());
+    for bad in [1e16, 300.0 * 365.25 * 86_400.0, 86_400.001, 1e-5, 5e-324] {
+        assert!(
+            matches!(
+                CycleTime::new(bad),
+                Err(ValueError::OutOfRange {
+                    kind: "ideal cycle time",
+                    ..
+                })
+            ),
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        serde_json::from_str::<CycleTime>("1e16").unwrap().seconds(),
+        1e16
+    );
+    assert!(serde_json::from_str::<CycleTime>("0").is_err());
+    let message = CycleTime::new(1e16).unwrap_err().to_string();
+    assert!(message.contains("86400"), "{message}");
+}

@@ -100,3 +100,82 @@ async fn a_removed_tail_disagrees_with_the_head(pool: PgPool) {
     let broken = chain::verify(&pool).await.unwrap().broken.unwrap();
     assert_eq!(broken.position, head);
 }
+
+// ---------------------------------------------------------------------------
+// Issue 16, item 1: numbers that jsonb gives back in another spelling.
+
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn numbers_jsonb_respells_keep_the_chain(pool: PgPool) {
+    let store = EventStore::new(pool.clone());
+    let s = StreamRef::new("machine", "H2");
+    // `1e16` comes back from jsonb as `10000000000000000`, `1e-7` as `0.0000001`,
+    // `-0.0` as `0.0`.
+    let payload = json!({ "ideal_cycle_time_s": 1e16, "tiny": 1e-7, "nz": -0.0, "max": f64::MAX });
+    store
+        .append(
+            &s,
+            ExpectedVersion::Any,
+            vec![event("MachineRegistered", payload)],
+        )
+        .await
+        .unwrap();
+    let stored: String = sqlx::query_scalar("SELECT payload->>'ideal_cycle_time_s' FROM events")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, "10000000000000000");
+    let report = chain::verify(&pool).await.unwrap();
+    assert_eq!(report.broken, None, "{report:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Issue 16, item 2: only a prefix recorded before the chain may be unchained.
+
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn nulled_hashes_and_an_edited_payload_break_the_chain(pool: PgPool) {
+    history(&EventStore::new(pool.clone())).await;
+    sqlx::query("UPDATE events SET hash = NULL")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE events SET payload = jsonb_set(payload, '{i}', '99') WHERE position = 7")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let report = chain::verify(&pool).await.unwrap();
+    let broken = report
+        .broken
+        .clone()
+        .expect("a log without hashes is broken");
+    assert_eq!(broken.position, 1, "{report:?}");
+    assert!(broken.reason.contains("no hash"), "{broken:?}");
+    assert_eq!((report.unchained, report.chain_starts_after), (0, 0));
+}
+
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn a_widened_unchained_prefix_is_caught_by_the_head_hash(pool: PgPool) {
+    let store = EventStore::new(pool.clone());
+    history(&store).await;
+    // Null every hash and move the prefix to the head: no event is checked, but
+    // the head still holds the hash of the last event.
+    sqlx::query("UPDATE events SET hash = NULL")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE event_log_head SET unchained_until = position")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let report = chain::verify(&pool).await.unwrap();
+    let broken = report.broken.expect("broken");
+    assert!(broken.reason.contains("no event is chained"), "{broken:?}");
+
+    // A prefix that claims more events than the log holds is refused too.
+    sqlx::query("UPDATE event_log_head SET unchained_until = position + 5, last_hash = $1")
+        .bind(chain::GENESIS.to_vec())
+        .execute(&pool)
+        .await
+        .unwrap();
+    let broken = chain::verify(&pool).await.unwrap().broken.expect("broken");
+    assert!(broken.reason.contains("beyond"), "{broken:?}");
+}

@@ -8,6 +8,8 @@ mod checkpoint;
 mod group;
 mod ordering;
 mod repository;
+mod roundtrip;
 mod subscription;
 mod support;
 mod upcasting;
+mod upgrade;

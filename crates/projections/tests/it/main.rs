@@ -1,5 +1,6 @@
 //! Integration tests of the read side against the real PostgreSQL and NATS.
 
+mod accepted;
 mod chunks;
 mod downtime;
 mod floor;
