@@ -25,11 +25,11 @@
 //! | `Orders`, `Maintenance`, `Machines` | | ✓ | | ✓ |
 //! | `Tokens` | | | | ✓ |
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::marker::PhantomData;
 use std::num::NonZeroU32;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{FromRequestParts, Request, State};
@@ -321,20 +321,64 @@ struct Cache {
     map: RwLock<HashMap<TokenHash, (Resolved, Instant)>>,
     /// Bumped on every revocation by this process: its live feeds re-check at once.
     revocations: watch::Sender<u64>,
+    /// Tokens being verified again in the background (at most one lookup each).
+    refreshing: Mutex<HashSet<TokenHash>>,
 }
 
 impl Cache {
-    fn get(&self, digest: &TokenHash, max_age: Duration) -> Option<Resolved> {
-        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
-        let (resolved, at) = map.get(digest)?;
-        (at.elapsed() < max_age).then(|| resolved.clone())
+    fn new(ttl: Duration) -> Self {
+        Self {
+            ttl: ttl.min(MAX_CACHE_TTL),
+            map: RwLock::default(),
+            revocations: watch::Sender::new(0),
+            refreshing: Mutex::default(),
+        }
     }
 
-    fn put(&self, digest: TokenHash, resolved: Resolved, at: Instant) {
+    /// A cached verification younger than `max_age`, with its age.
+    fn get(&self, digest: &TokenHash, max_age: Duration) -> Option<(Resolved, Duration)> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        let (resolved, at) = map.get(digest)?;
+        let age = at.elapsed();
+        (age < max_age).then(|| (resolved.clone(), age))
+    }
+
+    /// True when the caller should refresh `digest` (nobody else is doing it).
+    fn start_refresh(&self, digest: &TokenHash) -> bool {
+        self.refreshing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(*digest)
+    }
+
+    fn end_refresh(&self, digest: &TokenHash) {
+        self.refreshing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(digest);
+    }
+
+    fn remove(&self, digest: &TokenHash) {
+        self.map
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(digest);
+    }
+
+    /// How many revocations this process has made: a lookup that started before one may
+    /// not put its (possibly stale) answer in the cache.
+    fn generation(&self) -> u64 {
+        *self.revocations.borrow()
+    }
+
+    fn put(&self, digest: TokenHash, resolved: Resolved, at: Instant, generation: u64) {
         if self.ttl.is_zero() {
             return;
         }
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        if self.generation() != generation {
+            return;
+        }
         if map.len() > CACHE_PRUNE_ABOVE {
             let ttl = self.ttl;
             map.retain(|_, (_, t)| t.elapsed() < ttl);
@@ -342,12 +386,12 @@ impl Cache {
         map.insert(digest, (resolved, at));
     }
 
+    /// Drops a revoked name's entries. The generation moves under the map's lock, so a
+    /// lookup that began before the revocation cannot put its answer back afterwards.
     fn forget(&self, name: &str) {
-        self.map
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|_, (r, _)| r.principal.name != name);
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         self.revocations.send_modify(|n| *n = n.wrapping_add(1));
+        map.retain(|_, (r, _)| r.principal.name != name);
     }
 }
 
@@ -376,11 +420,7 @@ impl Tokens {
         Self {
             pool,
             admin_hash: admin_token.filter(|t| !t.is_empty()).map(hash),
-            cache: Arc::new(Cache {
-                ttl: DEFAULT_CACHE_TTL,
-                map: RwLock::default(),
-                revocations: watch::Sender::new(0),
-            }),
+            cache: Arc::new(Cache::new(DEFAULT_CACHE_TTL)),
         }
     }
 
@@ -388,11 +428,7 @@ impl Tokens {
     /// the cache off (every request asks the database). Starts with an empty cache.
     pub fn with_cache_ttl(self, ttl: Duration) -> Self {
         Self {
-            cache: Arc::new(Cache {
-                ttl: ttl.min(MAX_CACHE_TTL),
-                map: RwLock::default(),
-                revocations: watch::Sender::new(0),
-            }),
+            cache: Arc::new(Cache::new(ttl)),
             ..self
         }
     }
@@ -428,15 +464,34 @@ impl Tokens {
             }));
         }
         let max_age = max_age.unwrap_or(self.cache.ttl).min(self.cache.ttl);
-        if let Some(hit) = self.cache.get(digest, max_age) {
+        if let Some((hit, age)) = self.cache.get(digest, max_age) {
+            // Past half its life, one request verifies the token again in the background,
+            // so that a busy token never expires under load (no burst of lookups then).
+            if age > self.cache.ttl / 2 && self.cache.start_refresh(digest) {
+                let tokens = self.clone();
+                let digest = *digest;
+                tokio::spawn(async move { tokens.refresh(digest).await });
+            }
             return Ok(Some(hit));
         }
-        let asked = Instant::now();
+        let (asked, generation) = (Instant::now(), self.cache.generation());
         let found = self.lookup(digest).await?;
         if let Some(resolved) = &found {
-            self.cache.put(*digest, resolved.clone(), asked);
+            self.cache.put(*digest, resolved.clone(), asked, generation);
         }
         Ok(found)
+    }
+
+    /// Verifies a cached token again: refreshed when still valid, dropped when not (a
+    /// database error leaves the entry to expire).
+    async fn refresh(&self, digest: TokenHash) {
+        let (asked, generation) = (Instant::now(), self.cache.generation());
+        match self.lookup(&digest).await {
+            Ok(Some(resolved)) => self.cache.put(digest, resolved, asked, generation),
+            Ok(None) => self.cache.remove(&digest),
+            Err(e) => tracing::debug!(error = %e, "token refresh failed; the entry expires"),
+        }
+        self.cache.end_refresh(&digest);
     }
 
     #[instrument(skip_all)]

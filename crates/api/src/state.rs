@@ -15,7 +15,7 @@ use crate::auth::Tokens;
 
 /// Connections of [`AppState::idempotency_pool`]: a claim and its answer are two short
 /// statements per keyed request.
-const IDEMPOTENCY_CONNECTIONS: u32 = 4;
+const IDEMPOTENCY_CONNECTIONS: u32 = 8;
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]

@@ -148,9 +148,15 @@ async fn a_verified_token_is_cached_and_revocation_reaches_every_instance_within
         since_revocation < Duration::from_secs(1),
         "b served a revoked token for {since_revocation:?} (polled {waited:?})"
     );
-    // And on c, once its verification is older than its cache time.
+    // And on c, once its verification is older than its cache time (or sooner, when a
+    // background re-verification sees the revocation): never later than its cache time
+    // after it verified the token, plus one lookup.
     until_refused(&c, token, Duration::from_secs(3)).await;
-    assert!(cached_at.elapsed() >= Duration::from_millis(900) || c_status == 401);
+    let c_after = cached_at.elapsed();
+    assert!(
+        c_after < Duration::from_millis(1200),
+        "c served the token {c_after:?} after verifying it"
+    );
 }
 
 /// Sends `n` requests with `token` through the router (no socket), `concurrency` at a
