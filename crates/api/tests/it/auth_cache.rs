@@ -395,6 +395,11 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
     }
 }
 
+/// Issue 16, item 11. The API logs refusals once, at DEBUG (`middleware::finish`); the
+/// command service must not log them at ERROR either: its `#[instrument(err)]` on
+/// `CommandService::run` (`crates/commands/src/service.rs`) needs `err(level = "debug",
+/// Display)` (or no `err`: the API logs server errors itself). Until that change this test
+/// fails, naming the offending line.
 #[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
 async fn a_refused_command_is_not_logged_as_an_error(pool: PgPool) {
     let logs = Captured::default();
