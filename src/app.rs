@@ -308,7 +308,8 @@ impl Application {
             state.commands = commands.clone();
             state.live = live;
             state.shutdown = cancel.clone();
-            let router = shopfloor_api::router(state);
+            state.tokens = state.tokens.with_cache_ttl(self.settings.token_cache_ttl);
+            let router = shopfloor_api::router_with_limits(state, self.settings.rate_limits);
             let cancel = cancel.clone();
             info!(namespace = %self.settings.namespace, "listening on http://{addr}");
             tasks.spawn(async move {

@@ -25,6 +25,11 @@ pub const VARIABLES: &[&str] = &[
     "SHOPFLOOR_NAMESPACE",
     "SHOPFLOOR_ADMIN_TOKEN",
     "SHOPFLOOR_INGEST_MAPPING",
+    "SHOPFLOOR_RATE_PER_TOKEN",
+    "SHOPFLOOR_RATE_BURST_PER_TOKEN",
+    "SHOPFLOOR_AUTH_FAILURES_PER_S",
+    "SHOPFLOOR_AUTH_FAILURE_BURST",
+    "SHOPFLOOR_TOKEN_CACHE_MS",
     "RUST_LOG",
 ];
 
@@ -60,6 +65,15 @@ pub struct Settings {
     /// A JSON file mapping MQTT topics and Sparkplug metrics to machines
     /// (`SHOPFLOOR_INGEST_MAPPING`; see ADR 0007); the contract's topics need none.
     pub ingest_mapping: Option<std::path::PathBuf>,
+    /// Rate limits of the API: per token (`SHOPFLOOR_RATE_PER_TOKEN`,
+    /// `SHOPFLOOR_RATE_BURST_PER_TOKEN`; a token may carry its own) and per client address
+    /// on failed authentications (`SHOPFLOOR_AUTH_FAILURES_PER_S`,
+    /// `SHOPFLOOR_AUTH_FAILURE_BURST`). ADR 0033.
+    pub rate_limits: shopfloor_api::RateLimits,
+    /// How long a verified token is trusted without asking the database again
+    /// (`SHOPFLOOR_TOKEN_CACHE_MS`, at most 1 s): revocation takes effect on every API
+    /// process within it. ADR 0033.
+    pub token_cache_ttl: std::time::Duration,
 }
 
 impl Settings {
@@ -144,7 +158,10 @@ impl Settings {
                 ));
             }
         }
+        let (rate_limits, token_cache_ttl) = api_limits(&lookup)?;
         Ok(Settings {
+            rate_limits,
+            token_cache_ttl,
             ingest_mapping,
             database_url,
             nats_url,
@@ -168,6 +185,75 @@ pub fn redact(url: &Url) -> String {
         let _ = u.set_password(Some("***"));
     }
     u.to_string()
+}
+
+/// The API's rate limits and token cache time, from their variables (defaults: see
+/// [`shopfloor_api::RateLimits::default`] and [`shopfloor_api::auth::DEFAULT_CACHE_TTL`]).
+fn api_limits(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<(shopfloor_api::RateLimits, std::time::Duration), SettingsError> {
+    let defaults = shopfloor_api::RateLimits::default();
+    let value = |k: &str| {
+        lookup(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let per_s = match value("SHOPFLOOR_RATE_PER_TOKEN") {
+        None => defaults.per_principal_per_s,
+        Some(v) if v.eq_ignore_ascii_case("off") => f64::INFINITY,
+        Some(v) => positive(
+            "SHOPFLOOR_RATE_PER_TOKEN",
+            &v,
+            "requests per second, or `off`",
+        )?,
+    };
+    let burst = match value("SHOPFLOOR_RATE_BURST_PER_TOKEN") {
+        None if value("SHOPFLOOR_RATE_PER_TOKEN").is_some() => per_s.max(1.0),
+        None => defaults.per_principal_burst,
+        Some(v) => positive("SHOPFLOOR_RATE_BURST_PER_TOKEN", &v, "requests")?.max(1.0),
+    };
+    let failures_per_s = match value("SHOPFLOOR_AUTH_FAILURES_PER_S") {
+        None => defaults.failed_auth_per_ip_per_s,
+        Some(v) => positive("SHOPFLOOR_AUTH_FAILURES_PER_S", &v, "failures per second")?,
+    };
+    let failure_burst = match value("SHOPFLOOR_AUTH_FAILURE_BURST") {
+        None => defaults.failed_auth_burst,
+        Some(v) => positive("SHOPFLOOR_AUTH_FAILURE_BURST", &v, "failures")?.max(1.0),
+    };
+    let ttl = match value("SHOPFLOOR_TOKEN_CACHE_MS") {
+        None => shopfloor_api::auth::DEFAULT_CACHE_TTL,
+        Some(v) => match v.parse::<u64>() {
+            Ok(ms) if ms <= 1000 => std::time::Duration::from_millis(ms),
+            _ => {
+                return Err(invalid(
+                    "SHOPFLOOR_TOKEN_CACHE_MS",
+                    format!("{v:?} is not a whole number of milliseconds from 0 to 1000"),
+                ))
+            }
+        },
+    };
+    let limits = shopfloor_api::RateLimits {
+        per_principal_per_s: per_s,
+        per_principal_burst: if per_s.is_finite() {
+            burst
+        } else {
+            f64::INFINITY
+        },
+        failed_auth_per_ip_per_s: failures_per_s,
+        failed_auth_burst: failure_burst,
+    };
+    Ok((limits, ttl))
+}
+
+/// A finite number above zero.
+fn positive(variable: &'static str, v: &str, what: &str) -> Result<f64, SettingsError> {
+    match v.parse::<f64>() {
+        Ok(n) if n.is_finite() && n > 0.0 => Ok(n),
+        _ => Err(invalid(
+            variable,
+            format!("{v:?} is not a number above zero ({what})"),
+        )),
+    }
 }
 
 fn parse_url(variable: &'static str, value: &str) -> Result<Url, SettingsError> {
@@ -222,6 +308,36 @@ mod tests {
         assert_eq!(s.http_addr.to_string(), DEFAULT_HTTP_ADDR);
         assert_eq!(s.namespace, DEFAULT_NAMESPACE);
         assert!(s.admin_token.is_none());
+        assert_eq!(s.rate_limits, shopfloor_api::RateLimits::default());
+        assert!(s.rate_limits.per_principal_per_s >= 15_000.0);
+        assert_eq!(s.token_cache_ttl, shopfloor_api::auth::DEFAULT_CACHE_TTL);
+    }
+
+    #[test]
+    fn rate_limits_and_the_token_cache_are_settings() {
+        let s = with(&[
+            ("SHOPFLOOR_RATE_PER_TOKEN", "250"),
+            ("SHOPFLOOR_AUTH_FAILURES_PER_S", "2"),
+            ("SHOPFLOOR_AUTH_FAILURE_BURST", "10"),
+            ("SHOPFLOOR_TOKEN_CACHE_MS", "0"),
+        ])
+        .unwrap();
+        assert_eq!(s.rate_limits.per_principal_per_s, 250.0);
+        // The burst defaults to one second's worth of the rate.
+        assert_eq!(s.rate_limits.per_principal_burst, 250.0);
+        assert_eq!(s.rate_limits.failed_auth_per_ip_per_s, 2.0);
+        assert_eq!(s.rate_limits.failed_auth_burst, 10.0);
+        assert!(s.token_cache_ttl.is_zero());
+        let s = with(&[
+            ("SHOPFLOOR_RATE_PER_TOKEN", "off"),
+            ("SHOPFLOOR_RATE_BURST_PER_TOKEN", "5"),
+        ])
+        .unwrap();
+        assert!(s.rate_limits.per_principal_per_s.is_infinite());
+        assert!(s.rate_limits.per_principal_burst.is_infinite());
+        let s = with(&[("SHOPFLOOR_RATE_BURST_PER_TOKEN", "50000")]).unwrap();
+        assert_eq!(s.rate_limits.per_principal_per_s, 20_000.0);
+        assert_eq!(s.rate_limits.per_principal_burst, 50_000.0);
     }
 
     #[test]
@@ -255,6 +371,10 @@ mod tests {
             (("SHOPFLOOR_HTTP_ADDR", "localhost"), "invalid SHOPFLOOR_HTTP_ADDR: \"localhost\" is not an IP:port such as 127.0.0.1:8080"),
             (("SHOPFLOOR_NAMESPACE", "a.b"), "invalid SHOPFLOOR_NAMESPACE: \"a.b\" must be 1 to 64 letters, digits, '_' or '-'"),
             (("SHOPFLOOR_ADMIN_TOKEN", "short"), "invalid SHOPFLOOR_ADMIN_TOKEN: a token must be at least 16 characters without spaces"),
+            (("SHOPFLOOR_RATE_PER_TOKEN", "-3"), "invalid SHOPFLOOR_RATE_PER_TOKEN: \"-3\" is not a number above zero (requests per second, or `off`)"),
+            (("SHOPFLOOR_RATE_BURST_PER_TOKEN", "lots"), "invalid SHOPFLOOR_RATE_BURST_PER_TOKEN: \"lots\" is not a number above zero (requests)"),
+            (("SHOPFLOOR_AUTH_FAILURES_PER_S", "0"), "invalid SHOPFLOOR_AUTH_FAILURES_PER_S: \"0\" is not a number above zero (failures per second)"),
+            (("SHOPFLOOR_TOKEN_CACHE_MS", "5000"), "invalid SHOPFLOOR_TOKEN_CACHE_MS: \"5000\" is not a whole number of milliseconds from 0 to 1000"),
         ];
         for ((k, v), expected) in cases {
             let err = with(&[(k, v)]).unwrap_err();

@@ -13,6 +13,12 @@
 //! request itself). A 5xx is not stored and frees the key, so the retry runs again; the
 //! command side is idempotent on its own (event ids derive from the key, see
 //! [`crate::extract::Ctx::command_id`]), so such a retry appends nothing twice.
+//!
+//! Claims and answers are written through [`crate::AppState::idempotency_pool`], with
+//! `synchronous_commit` off (ADR 0033): two fsyncs per keyed request were most of its
+//! overhead. The claim still reaches disk before the command's events do (the WAL is
+//! flushed in order when the command commits); an answer lost in a database crash only
+//! means that a retry runs the command again, which appends nothing new.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -56,7 +62,7 @@ pub async fn idempotency(State(state): State<AppState>, request: Request, next: 
     let path = parts.uri.path().to_string();
     let fingerprint = fingerprint(&method, &path, &bytes);
     let keys = Keys {
-        pool: state.pool.clone(),
+        pool: state.idempotency_pool.clone(),
         principal: principal.name.clone(),
         key,
     };

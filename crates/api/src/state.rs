@@ -7,16 +7,27 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::{ExposeSecret, SecretString};
 use shopfloor_commands::CommandService;
 use shopfloor_eventstore::EventStore;
+use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use tokio::sync::watch;
 
 use crate::auth::Tokens;
+
+/// Connections of [`AppState::idempotency_pool`]: a claim and its answer are two short
+/// statements per keyed request.
+const IDEMPOTENCY_CONNECTIONS: u32 = 8;
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub store: EventStore,
     pub pool: PgPool,
+    /// The same database for idempotency claims and stored answers, with
+    /// `synchronous_commit` off: they need no fsync of their own, because the command they
+    /// guard commits (and flushes the WAL, claim included) synchronously, and a lost answer
+    /// only means a retry runs again, appending nothing twice (ADR 0033). Lazy: it
+    /// connects when first used.
+    pub idempotency_pool: PgPool,
     /// Executes commands (load, decide, append) with idempotency and retries.
     pub commands: CommandService,
     /// Bearer tokens (table plus the bootstrap admin token).
@@ -53,7 +64,15 @@ impl AppState {
         namespace: impl Into<String>,
     ) -> Self {
         let pool = store.pool().clone();
+        let idempotency_pool = PgPoolOptions::new()
+            .max_connections(IDEMPOTENCY_CONNECTIONS)
+            .connect_lazy_with(
+                (*pool.connect_options())
+                    .clone()
+                    .options([("synchronous_commit", "off")]),
+            );
         Self {
+            idempotency_pool,
             commands: CommandService::new(store.clone()),
             tokens: Tokens::new(
                 pool.clone(),

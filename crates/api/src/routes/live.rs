@@ -7,7 +7,8 @@
 //! topics with those kinds (the part before `:`). A client too slow to keep up gets
 //! a `resync` event (it should refetch what it shows) instead of a silent gap.
 //! Authentication is the usual bearer header; browsers read the stream with
-//! `fetch()` so that the token never travels in a URL.
+//! `fetch()` so that the token never travels in a URL. A feed ends when its token is
+//! revoked: within a second, whichever API process revoked it ([`crate::auth::Tokens::revoked`]).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -15,13 +16,14 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
+use axum::Extension;
 use axum::Router;
 use futures::stream::{self, Stream};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 use utoipa::IntoParams;
 
-use crate::auth::{perm, Auth};
+use crate::auth::{perm, Auth, TokenDigest};
 use crate::error::{ApiError, ProblemDocument};
 use crate::extract::ApiQuery;
 use crate::AppState;
@@ -46,6 +48,7 @@ pub struct LiveQuery {
 pub async fn live(
     State(state): State<AppState>,
     _: Auth<perm::Read>,
+    digest: Option<Extension<TokenDigest>>,
     ApiQuery(q): ApiQuery<LiveQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let hub = state
@@ -83,9 +86,23 @@ pub async fn live(
         }
     });
     let shutdown = state.shutdown.clone();
+    let tokens = state.tokens.clone();
+    // The feed ends at shutdown, or when the token that opened it is revoked.
+    let end = async move {
+        let revoked = async {
+            match digest {
+                Some(Extension(d)) => tokens.revoked(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = shutdown.cancelled_owned() => {}
+            () = revoked => tracing::debug!("live feed closed: its token was revoked"),
+        }
+    };
     let stream = futures::StreamExt::take_until(
         futures::StreamExt::chain(stream::once(async { Ok(hello) }), updates),
-        async move { shutdown.cancelled_owned().await },
+        end,
     );
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

@@ -1,4 +1,7 @@
-//! Bearer tokens (admin only): issue, list (never the secrets), revoke.
+//! Bearer tokens (admin only): issue (optionally with the token's own rate limit), list
+//! (never the secrets), revoke.
+
+use std::num::NonZeroU32;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -11,6 +14,7 @@ use utoipa::ToSchema;
 use crate::auth::{perm, Auth, Role, TokenInfo};
 use crate::error::{ApiError, ProblemDocument};
 use crate::extract::{ApiJson, ApiPath, Ctx};
+use crate::ratelimit::TokenLimit;
 use crate::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -26,6 +30,40 @@ pub struct IssueBody {
     pub name: String,
     /// `operator`, `supervisor`, `auditor` or `admin`.
     pub role: String,
+    /// The token's own rate limit; without it the token gets the default
+    /// (`SHOPFLOOR_RATE_PER_TOKEN`, `SHOPFLOOR_RATE_BURST_PER_TOKEN`).
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitBody>,
+}
+
+/// A token's own rate limit.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, ToSchema)]
+pub struct RateLimitBody {
+    /// Sustained requests per second, 1 to 1,000,000.
+    pub per_s: u32,
+    /// Requests at once after being idle, 1 to 1,000,000; default: `per_s` (one
+    /// second's worth).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+}
+
+/// The largest rate or burst a token may carry.
+const MAX_TOKEN_RATE: u32 = 1_000_000;
+
+impl RateLimitBody {
+    fn limit(self) -> Result<TokenLimit, ApiError> {
+        let check = |field: &'static str, n: u32| {
+            NonZeroU32::new(n)
+                .filter(|n| n.get() <= MAX_TOKEN_RATE)
+                .ok_or_else(|| ApiError::invalid_field(field, "must be 1 to 1000000"))
+        };
+        let per_s = check("rate_limit.per_s", self.per_s)?;
+        let burst = match self.burst {
+            Some(b) => check("rate_limit.burst", b)?,
+            None => per_s,
+        };
+        Ok(TokenLimit { per_s, burst })
+    }
 }
 
 /// A new token: shown once, never stored.
@@ -35,9 +73,12 @@ pub struct IssuedToken {
     pub role: Role,
     pub name: String,
     pub created_at: DateTime<Utc>,
+    /// The token's own rate limit, when it was given one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitBody>,
 }
 
-/// Issues a token, usable at once.
+/// Issues a token, usable at once, optionally with its own rate limit.
 #[utoipa::path(post, path = "/api/v1/auth/tokens", tag = "auth",
     request_body = IssueBody,
     responses((status = 201, body = IssuedToken), (status = 400, body = ProblemDocument),
@@ -64,8 +105,12 @@ pub async fn issue(
     let role = Role::parse(body.role.trim()).ok_or_else(|| {
         ApiError::invalid_field("role", "must be operator, supervisor, auditor or admin")
     })?;
-    let token = state.tokens.issue(name, role, &ctx.principal.name).await?;
-    tracing::info!(name, %role, by = %ctx.principal.name, "token issued");
+    let limit = body.rate_limit.map(RateLimitBody::limit).transpose()?;
+    let token = state
+        .tokens
+        .issue_with_limit(name, role, &ctx.principal.name, limit)
+        .await?;
+    tracing::info!(name, %role, by = %ctx.principal.name, ?limit, "token issued");
     Ok((
         StatusCode::CREATED,
         Json(IssuedToken {
@@ -73,6 +118,10 @@ pub async fn issue(
             role,
             name: name.to_string(),
             created_at: Utc::now(),
+            rate_limit: limit.map(|l| RateLimitBody {
+                per_s: l.per_s.get(),
+                burst: Some(l.burst.get()),
+            }),
         }),
     ))
 }
@@ -88,7 +137,8 @@ pub async fn list(
     Ok(Json(state.tokens.list().await?))
 }
 
-/// Revokes a token at once.
+/// Revokes a token: at once on this process, within the token cache time (at most 1 s)
+/// on every other; its open live feeds end within a second.
 #[utoipa::path(delete, path = "/api/v1/auth/tokens/{name}", tag = "auth",
     params(("name" = String, Path)),
     responses((status = 204), (status = 404, body = ProblemDocument)),

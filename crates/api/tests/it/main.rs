@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod auth_cache;
 mod bad_input;
 mod docs;
 mod errors;
