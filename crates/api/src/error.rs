@@ -113,6 +113,16 @@ impl ApiError {
         .with_title("Payload too large")
     }
 
+    /// 415: a body that is not sent as JSON.
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "the body must be JSON, sent with Content-Type: application/json",
+        )
+        .with_title("Unsupported media type")
+    }
+
     /// 422: an Idempotency-Key reused for another request.
     pub fn idempotency_mismatch() -> Self {
         Self::new(
@@ -228,10 +238,7 @@ impl IntoResponse for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         match rejection {
-            JsonRejection::MissingJsonContentType(_) => ApiError::bad_request(
-                "the body must be JSON, sent with Content-Type: application/json",
-            )
-            .with_title("Malformed request body"),
+            JsonRejection::MissingJsonContentType(_) => ApiError::unsupported_media_type(),
             JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 ApiError::payload_too_large(crate::BODY_LIMIT)
             }

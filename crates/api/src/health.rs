@@ -5,8 +5,11 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use serde::Serialize;
 use serde_json::json;
+use utoipa::ToSchema;
 
+use crate::error::{ApiError, ProblemDocument};
 use crate::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -16,14 +19,43 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/metrics", get(metrics))
 }
 
-/// 200 while the process is alive.
-async fn healthz() -> impl IntoResponse {
-    Json(json!({ "status": "ok" }))
+/// The answer of `/healthz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Liveness {
+    /// Always `ok`.
+    pub status: &'static str,
 }
 
-/// 200 once PostgreSQL and NATS answer and, with ingest on, the MQTT
-/// subscription stands; 503 with what is down otherwise.
-async fn readyz(State(state): State<AppState>) -> Response {
+/// The answer of `/readyz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadinessReport {
+    /// `ready` or `not ready`.
+    pub status: &'static str,
+    pub checks: ReadinessChecks,
+}
+
+/// What `/readyz` checked; `null` where the role does not use that service.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadinessChecks {
+    pub postgres: bool,
+    pub nats: Option<bool>,
+    pub mqtt: Option<bool>,
+}
+
+/// Liveness: 200 while the process is alive (no token needed).
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "alive", body = Liveness)))]
+pub async fn healthz() -> impl IntoResponse {
+    Json(Liveness { status: "ok" })
+}
+
+/// Readiness: 200 once PostgreSQL and NATS answer and, with ingest on, the MQTT
+/// subscription stands; 503 with what is down otherwise (no token needed).
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "ready", body = ReadinessReport),
+        (status = 503, description = "a service is down: a problem whose `checks` member \
+            says which", body = ProblemDocument)))]
+pub async fn readyz(State(state): State<AppState>) -> Response {
     let r = &state.readiness;
     let postgres = tokio::time::timeout(
         r.timeout(),
@@ -39,21 +71,44 @@ async fn readyz(State(state): State<AppState>) -> Response {
         )
     });
     let mqtt = r.mqtt.as_ref().map(|rx| *rx.borrow());
-    let ready = postgres && nats.unwrap_or(true) && mqtt.unwrap_or(true);
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let body = json!({
-        "status": if ready { "ready" } else { "not ready" },
-        "checks": { "postgres": postgres, "nats": nats, "mqtt": mqtt },
-    });
-    (status, Json(body)).into_response()
+    readiness_answer(ReadinessChecks {
+        postgres,
+        nats,
+        mqtt,
+    })
 }
 
-/// Prometheus text format.
-async fn metrics(State(state): State<AppState>) -> Response {
+/// 200 with the checks when every service used answers; else 503 problem+json naming
+/// what is down, with the checks in its `checks` member.
+fn readiness_answer(checks: ReadinessChecks) -> Response {
+    let down: Vec<&str> = [
+        ("postgres", Some(checks.postgres)),
+        ("nats", checks.nats),
+        ("mqtt", checks.mqtt),
+    ]
+    .into_iter()
+    .filter(|(_, ok)| *ok == Some(false))
+    .map(|(name, _)| name)
+    .collect();
+    if down.is_empty() {
+        let report = ReadinessReport {
+            status: "ready",
+            checks,
+        };
+        return (StatusCode::OK, Json(report)).into_response();
+    }
+    let mut e = ApiError::unavailable(format!("not ready: {} down", down.join(", ")), 1)
+        .with_title("Not ready")
+        .with_extensions(json!({ "checks": checks }));
+    e.detail = format!("not ready: {} not reachable", down.join(", "));
+    e.into_response()
+}
+
+/// Metrics in the Prometheus text format, version 0.0.4 (no token needed).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "every metric family, each with HELP and TYPE",
+        content_type = "text/plain", body = String)))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
     let body = state
         .metrics
         .as_ref()
