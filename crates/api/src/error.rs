@@ -343,6 +343,21 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+/// The ingest's store (telemetry, rejected messages): a bad query value is the client's
+/// fault (400), the database as for the event store (a value PostgreSQL refuses: 400;
+/// unreachable: 503).
+impl From<shopfloor_ingest::IngestError> for ApiError {
+    fn from(e: shopfloor_ingest::IngestError) -> Self {
+        use shopfloor_ingest::IngestError as E;
+        match e {
+            E::Config(m) => ApiError::bad_request(m).with_title("Invalid query"),
+            E::Database(e) => e.into(),
+            E::Store(e) => e.into(),
+            e @ (E::MappingFile { .. } | E::Mqtt(_)) => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
 /// A domain value that did not validate, named by its field.
 pub trait FieldContext<T> {
     /// Turns a [`ValueError`] into a 400 naming `field`.

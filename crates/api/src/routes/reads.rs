@@ -430,7 +430,7 @@ pub async fn ingest_rejected(
     shopfloor_ingest::store::list_rejected(&state.pool, limit)
         .await
         .map(Json)
-        .map_err(|e| ApiError::internal(e.to_string()))
+        .map_err(ApiError::from)
 }
 
 /// `?sensor=&from=&to=&step=`.
@@ -478,7 +478,7 @@ pub async fn telemetry(
     shopfloor_ingest::store::telemetry_series(&state.pool, &query)
         .await
         .map(Json)
-        .map_err(|e| ApiError::internal(e.to_string()))
+        .map_err(ApiError::from)
 }
 
 /// Where each projection stands (checkpoint, lag, parked events).

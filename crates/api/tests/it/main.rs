@@ -6,6 +6,7 @@ mod auth;
 mod bad_input;
 mod docs;
 mod errors;
+mod fuzz_finds;
 mod idempotency;
 mod inventory;
 mod limits;
