@@ -445,7 +445,9 @@ const DOCS_HTML: &str = r##"<!doctype html>
         }
         body.appendChild(el("h4", {}, ["Answers"]));
         var rows2 = Object.keys(x.op.responses || {}).map(function (code) {
-          return el("tr", {}, [el("td", { "class": "p" }, [code]), el("td", {}, [x.op.responses[code].description || ""])]);
+          var resp = x.op.responses[code];
+          if (resp.$ref) resp = (doc.components.responses || {})[resp.$ref.split("/").pop()] || {};
+          return el("tr", {}, [el("td", { "class": "p" }, [code]), el("td", {}, [resp.description || ""])]);
         });
         body.appendChild(el("table", {}, rows2));
         var ok = Object.keys(x.op.responses || {}).filter(function (c) { return c[0] === "2"; })[0];
