@@ -123,3 +123,59 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn answer(checks: ReadinessChecks) -> (StatusCode, String, serde_json::Value) {
+        let response = readiness_answer(checks);
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap_or_default();
+        let body = serde_json::from_slice(&body).unwrap_or_default();
+        (status, content_type, body)
+    }
+
+    #[tokio::test]
+    async fn not_ready_is_a_problem_that_names_what_is_down() {
+        let (status, content_type, body) = answer(ReadinessChecks {
+            postgres: true,
+            nats: Some(false),
+            mqtt: None,
+        })
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(content_type.starts_with(crate::error::PROBLEM_JSON));
+        assert_eq!(body["status"], 503);
+        assert_eq!(body["checks"]["nats"], false);
+        assert_eq!(body["checks"]["postgres"], true);
+        assert!(body["checks"]["mqtt"].is_null());
+        let detail = body["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.contains("nats") && !detail.contains("postgres"),
+            "{detail}"
+        );
+    }
+
+    #[tokio::test]
+    async fn ready_is_200_with_the_checks() {
+        let (status, content_type, body) = answer(ReadinessChecks {
+            postgres: true,
+            nats: Some(true),
+            mqtt: None,
+        })
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(content_type.starts_with("application/json"));
+        assert_eq!(body["status"], "ready");
+        assert_eq!(body["checks"]["nats"], true);
+    }
+}
