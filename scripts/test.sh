@@ -5,4 +5,8 @@ cd "$(dirname "$0")/.."
 scripts/services.sh
 # The dashboard's end-to-end test drives a real headless Chromium.
 scripts/browser.sh
+# The contract test of the served OpenAPI document runs schemathesis (pinned, in a venv).
+scripts/schemathesis.sh
+# The /metrics test lints a live exposition with Prometheus' promtool.
+scripts/promtool.sh
 exec cargo test --workspace --locked "$@"

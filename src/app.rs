@@ -38,11 +38,18 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// The process-wide Prometheus recorder (installed once).
+/// The process-wide Prometheus recorder (installed once), with every metric family
+/// described (`shopfloor_api::metric_catalogue`).
 pub fn metrics_handle() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
-        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new().install_recorder().ok();
+            if handle.is_some() {
+                shopfloor_api::metric_catalogue::describe_all();
+            }
+            handle
+        })
         .clone()
 }
 

@@ -5,6 +5,8 @@ mod binary;
 mod dashboard;
 mod deploy;
 mod faults;
+mod metrics_lint;
+mod openapi_fuzz;
 mod pipeline;
 mod security;
 mod services;

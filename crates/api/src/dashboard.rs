@@ -141,7 +141,11 @@ fn respond(
 }
 
 /// `GET /`: the dashboard page (no token needed).
-async fn index(headers: HeaderMap) -> Response {
+#[utoipa::path(get, path = "/", tag = "dashboard",
+    params(("If-None-Match" = Option<String>, Header, description = "an ETag of an earlier answer")),
+    responses((status = 200, description = "the dashboard page", content_type = "text/html", body = String),
+        (status = 304, description = "not modified (If-None-Match)")))]
+pub async fn index(headers: HeaderMap) -> Response {
     let (html, etag) = &*PAGE;
     respond(
         &headers,
@@ -153,13 +157,21 @@ async fn index(headers: HeaderMap) -> Response {
 }
 
 /// `?v=`: the content hash the page asked for.
-#[derive(Debug, Deserialize)]
-struct AssetQuery {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AssetQuery {
+    /// The asset's content hash, as the page names it (the answer is then immutable).
     v: Option<String>,
 }
 
 /// `GET /assets/{file}`: an embedded asset; 404 for any other name.
-async fn asset(
+#[utoipa::path(get, path = "/assets/{file}", tag = "dashboard",
+    params(("file" = String, Path, description = "app.js, app.css or favicon.svg"), AssetQuery,
+        ("If-None-Match" = Option<String>, Header, description = "an ETag of an earlier answer")),
+    responses((status = 200, description = "the asset", content(
+            (String = "text/javascript"), (String = "text/css"), (String = "image/svg+xml"))),
+        (status = 304, description = "not modified (If-None-Match)")))]
+pub async fn asset(
     Path(file): Path<String>,
     Query(q): Query<AssetQuery>,
     headers: HeaderMap,

@@ -113,6 +113,16 @@ impl ApiError {
         .with_title("Payload too large")
     }
 
+    /// 415: a body that is not sent as JSON.
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "the body must be JSON, sent with Content-Type: application/json",
+        )
+        .with_title("Unsupported media type")
+    }
+
     /// 422: an Idempotency-Key reused for another request.
     pub fn idempotency_mismatch() -> Self {
         Self::new(
@@ -246,10 +256,7 @@ impl IntoResponse for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         match rejection {
-            JsonRejection::MissingJsonContentType(_) => ApiError::bad_request(
-                "the body must be JSON, sent with Content-Type: application/json",
-            )
-            .with_title("Malformed request body"),
+            JsonRejection::MissingJsonContentType(_) => ApiError::unsupported_media_type(),
             JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 ApiError::payload_too_large(crate::BODY_LIMIT)
             }
@@ -330,6 +337,22 @@ impl From<StoreError> for ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         StoreError::from(e).into()
+    }
+}
+
+/// The ingest's store (telemetry, rejected messages): a bad query value is the client's
+/// fault (400), the database as for the event store (a value PostgreSQL refuses: 400;
+/// unreachable: 503).
+impl From<shopfloor_ingest::IngestError> for ApiError {
+    fn from(e: shopfloor_ingest::IngestError) -> Self {
+        use shopfloor_ingest::IngestError as E;
+        match e {
+            E::Config(m) => ApiError::bad_request(m).with_title("Invalid query"),
+            E::Database(e) => e.into(),
+            E::Store(e) => e.into(),
+            E::Command(e) => e.into(),
+            e @ (E::MappingFile { .. } | E::Mqtt(_)) => ApiError::internal(e.to_string()),
+        }
     }
 }
 

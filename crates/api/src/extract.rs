@@ -13,8 +13,8 @@ use shopfloor_eventstore::Source;
 use crate::auth::Principal;
 use crate::error::ApiError;
 
-/// A JSON body; a bad one (syntax, types, missing fields, content type, size) is a 400
-/// (413) problem.
+/// A JSON body; a bad one (syntax, types, missing fields) is a 400 problem, one not sent
+/// as JSON a 415, one over the size limit a 413.
 #[derive(Debug, FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct ApiJson<T>(pub T);

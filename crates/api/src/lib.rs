@@ -13,12 +13,15 @@
 //! - [`extract`]: JSON/query/path extractors with problem+json rejections, and the
 //!   command context of a request (actor, request/correlation ids, Idempotency-Key,
 //!   If-Match).
+//! - [`metric_catalogue`]: every metric family with its kind and help text, described
+//!   to the recorder in one place.
 //! - [`middleware`]: request ids, problem finishing and error logging, metrics, fallbacks.
 //! - [`idempotency`]: replays of POST/PATCH with an Idempotency-Key.
 //! - [`views`]: the JSON shapes of single entities.
 //! - [`ratelimit`]: token buckets per principal and per client IP (failed auth).
 //! - [`serve`]: serving on a socket with a header read timeout, a request timeout and a
-//!   connection limit (slow clients cannot exhaust the server).
+//!   connection limit (slow clients cannot exhaust the server), draining request bodies
+//!   left unread so that the client reads the answer.
 //! - [`routes`]: the `/api/v1` endpoints, one module per resource, and the OpenAPI
 //!   document with its offline docs page.
 //!
@@ -34,6 +37,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod idempotency;
+pub mod metric_catalogue;
 pub mod middleware;
 pub mod ratelimit;
 pub mod routes;

@@ -105,9 +105,7 @@ fn from_status(status: StatusCode, method: &Method, path: &str) -> ApiError {
         )
         .with_title("Method not allowed"),
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::payload_too_large(crate::BODY_LIMIT),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-            ApiError::bad_request("the body must be JSON, sent with Content-Type: application/json")
-        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::unsupported_media_type(),
         s if s.is_server_error() => {
             let mut e = ApiError::new(s, "internal", "internal error")
                 .with_title(s.canonical_reason().unwrap_or("Server error"));

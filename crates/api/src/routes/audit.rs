@@ -105,6 +105,7 @@ pub struct LogPage {
 
 /// `?after=&limit=`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogQuery {
     /// Read the events after this position (0: from the start).
     pub after: Option<i64>,
@@ -144,6 +145,7 @@ pub async fn log(
 
 /// `?from_version=&limit=`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
     /// First version to read (default 1).
     pub from_version: Option<u64>,
@@ -223,10 +225,12 @@ pub async fn stream_events(
 
 /// `?version=N` and/or `?at=<RFC 3339>`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StateQuery {
     /// The state after this version.
     pub version: Option<u64>,
     /// The state with the events recorded by this time (RFC 3339 with offset).
+    #[param(format = DateTime)]
     pub at: Option<String>,
 }
 

@@ -2,15 +2,36 @@
 //! `/api/v1/openapi.json`, and a self-contained docs page at `/api/v1/docs` that renders
 //! it with a little vanilla JavaScript: no CDN, nothing loaded from another host. Neither
 //! needs a token.
+//!
+//! # How the document is made
+//! 1. Each handler declares its own path, parameters, body and answers with
+//!    `#[utoipa::path]`; query-string structs derive `IntoParams` with
+//!    `parameter_in = Query`.
+//! 2. [`ApiDoc`] gathers every handler, the unauthenticated ones (health, readiness,
+//!    metrics, the dashboard and this document) included.
+//! 3. [`ErrorAnswers`] then applies what the serving layers do to every operation, so
+//!    that no handler has to repeat it: every error answer is `application/problem+json`
+//!    ([`crate::error::ProblemDocument`]); an operation behind a token can get 401, 403
+//!    and 429; one with parameters or a body 400; one with path parameters 404; one
+//!    with a body 413 and 415; a POST or PATCH 422 (an Idempotency-Key reused); and every
+//!    operation 503 (request timeout, connection limit, a dependency down). Which of
+//!    these an operation gets is decided by [`common_errors`], a pure function of the
+//!    operation.
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use utoipa::openapi::content::Content;
+use utoipa::openapi::header::{Header, HeaderBuilder};
+use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
+use utoipa::openapi::response::{Response as ApiResponse, ResponseBuilder};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ObjectBuilder, Ref, RefOr, Type};
 use utoipa::{Modify, OpenApi};
 
+use crate::error::PROBLEM_JSON;
 use crate::routes::{audit, inventory, machines, maintenance, orders, reads, reference, tokens};
 use crate::AppState;
 
@@ -40,6 +61,218 @@ impl Modify for BearerAuth {
     }
 }
 
+/// An error answer that the serving layers give to many operations, declared once under
+/// `components/responses` and referred to by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommonError {
+    pub status: u16,
+    /// Its name under `components/responses`.
+    pub name: &'static str,
+    pub description: &'static str,
+    /// Whether the answer carries `Retry-After`.
+    pub retry_after: bool,
+}
+
+/// Every common error answer, by status.
+pub const COMMON_ERRORS: &[CommonError] = &[
+    CommonError {
+        status: 400,
+        name: "BadRequest",
+        description: "a parameter, header (Idempotency-Key, If-Match) or the body is malformed, \
+            or a field is wrong (the problem names it)",
+        retry_after: false,
+    },
+    CommonError {
+        status: 401,
+        name: "Unauthorized",
+        description: "no bearer token, or one that is not known",
+        retry_after: false,
+    },
+    CommonError {
+        status: 403,
+        name: "Forbidden",
+        description: "the token's role lacks the right this operation needs",
+        retry_after: false,
+    },
+    CommonError {
+        status: 404,
+        name: "NotFound",
+        description: "no entity with this id",
+        retry_after: false,
+    },
+    CommonError {
+        status: 413,
+        name: "PayloadTooLarge",
+        description: "the body is larger than 1 MiB",
+        retry_after: false,
+    },
+    CommonError {
+        status: 415,
+        name: "UnsupportedMediaType",
+        description: "the body is not sent as application/json",
+        retry_after: false,
+    },
+    CommonError {
+        status: 422,
+        name: "IdempotencyKeyReused",
+        description: "this Idempotency-Key was already used for a different request",
+        retry_after: false,
+    },
+    CommonError {
+        status: 429,
+        name: "TooManyRequests",
+        description: "too many requests from this token, or too many failed authentications \
+            from this address; retry after Retry-After seconds",
+        retry_after: true,
+    },
+    CommonError {
+        status: 503,
+        name: "ServiceUnavailable",
+        description: "not answered in time, too many connections, or a dependency is down; \
+            retry after Retry-After seconds",
+        retry_after: true,
+    },
+];
+
+/// The statuses of [`COMMON_ERRORS`] that an operation can get, from what it declares:
+/// - behind a token (it has a security requirement): 401, 403, 429;
+/// - with path or query parameters or a body, or a write behind a token (its
+///   Idempotency-Key and If-Match headers): 400;
+/// - with path parameters: 404;
+/// - with a body: 413 and 415;
+/// - a POST or PATCH behind a token (idempotency applies to them): 422;
+/// - any operation: 503.
+pub fn common_errors(method: &str, op: &Operation) -> Vec<u16> {
+    let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+    let params = op.parameters.as_deref().unwrap_or_default();
+    let parsed = params
+        .iter()
+        .any(|p| matches!(p.parameter_in, ParameterIn::Path | ParameterIn::Query));
+    let has_path_params = params.iter().any(|p| p.parameter_in == ParameterIn::Path);
+    let has_body = op.request_body.is_some();
+    let write = matches!(method, "post" | "patch" | "put" | "delete");
+    let idempotent = matches!(method, "post" | "patch");
+    let mut statuses = Vec::new();
+    if parsed || has_body || (secured && write) {
+        statuses.push(400);
+    }
+    if secured {
+        statuses.extend([401, 403]);
+    }
+    if has_path_params {
+        statuses.push(404);
+    }
+    if has_body {
+        statuses.extend([413, 415]);
+    }
+    if secured && idempotent {
+        statuses.push(422);
+    }
+    if secured {
+        statuses.push(429);
+    }
+    statuses.push(503);
+    statuses
+}
+
+/// Applies [`common_errors`] to every operation and makes every error answer
+/// problem+json (see the module docs).
+struct ErrorAnswers;
+
+impl Modify for ErrorAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for common in COMMON_ERRORS {
+            components
+                .responses
+                .insert(common.name.to_string(), RefOr::T(common_response(common)));
+        }
+        for item in openapi.paths.paths.values_mut() {
+            for (method, op) in operations_mut(item) {
+                for status in common_errors(method, op) {
+                    let Some(common) = COMMON_ERRORS.iter().find(|c| c.status == status) else {
+                        continue;
+                    };
+                    op.responses
+                        .responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| RefOr::Ref(Ref::from_response_name(common.name)));
+                }
+                for (status, response) in op.responses.responses.iter_mut() {
+                    let is_error = status.starts_with('4') || status.starts_with('5');
+                    if let (true, RefOr::T(response)) = (is_error, response) {
+                        as_problem(response);
+                        let retry = COMMON_ERRORS
+                            .iter()
+                            .any(|c| c.retry_after && c.status.to_string() == *status);
+                        if retry {
+                            response
+                                .headers
+                                .entry("Retry-After".to_string())
+                                .or_insert_with(retry_after_header);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Every operation of a path item, with its method in lower case.
+fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = (&'static str, &mut Operation)> {
+    [
+        ("get", &mut item.get),
+        ("put", &mut item.put),
+        ("post", &mut item.post),
+        ("delete", &mut item.delete),
+        ("options", &mut item.options),
+        ("head", &mut item.head),
+        ("patch", &mut item.patch),
+        ("trace", &mut item.trace),
+    ]
+    .into_iter()
+    .filter_map(|(method, op)| op.as_mut().map(|op| (method, op)))
+}
+
+fn problem_content() -> Content {
+    Content::new(Some(RefOr::Ref(Ref::from_schema_name("ProblemDocument"))))
+}
+
+/// A handler's own error answer, served as problem+json whatever it declared.
+fn as_problem(response: &mut ApiResponse) {
+    let schema = response
+        .content
+        .shift_remove("application/json")
+        .and_then(|c| c.schema);
+    response.content.clear();
+    let content = match schema {
+        Some(schema) => Content::new(Some(schema)),
+        None => problem_content(),
+    };
+    response.content.insert(PROBLEM_JSON.to_string(), content);
+}
+
+fn common_response(common: &CommonError) -> ApiResponse {
+    let mut builder = ResponseBuilder::new()
+        .description(common.description)
+        .content(PROBLEM_JSON, problem_content());
+    if common.retry_after {
+        builder = builder.header("Retry-After", retry_after_header());
+    }
+    builder.build()
+}
+
+fn retry_after_header() -> Header {
+    HeaderBuilder::new()
+        .schema(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0)),
+        )
+        .description(Some("seconds to wait before retrying"))
+        .build()
+}
+
 /// The OpenAPI document of the whole API.
 #[derive(OpenApi)]
 #[openapi(
@@ -50,8 +283,10 @@ impl Modify for BearerAuth {
             PATCH accept an Idempotency-Key header (a replay returns the first answer and \
             changes nothing) and an optional If-Match with the expected stream version."
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ErrorAnswers),
     paths(
+        crate::health::healthz, crate::health::readyz, crate::health::metrics,
+        crate::dashboard::index, crate::dashboard::asset, openapi_json, docs_page,
         machines::register, machines::get_machine, machines::events,
         orders::create, orders::get_order, orders::assign, orders::start, orders::hold,
         orders::resume, orders::complete, orders::cancel, orders::inspections,
@@ -70,18 +305,20 @@ impl Modify for BearerAuth {
     tags(
         (name = "machines"), (name = "production orders"), (name = "maintenance"),
         (name = "inventory"), (name = "kpi"), (name = "audit"), (name = "auth"),
-        (name = "reference"), (name = "ingest"),
+        (name = "reference"), (name = "ingest"), (name = "operations"), (name = "dashboard"),
     )
 )]
 pub struct ApiDoc;
 
-/// The OpenAPI document, with the health endpoints added by hand (they are not ours to
-/// annotate: they need no token and answer plain JSON or text).
+/// The OpenAPI document of every endpoint.
 pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-async fn openapi_json(State(state): State<AppState>) -> Response {
+/// This document (the namespace of the deployment in `info.x-namespace`).
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations",
+    responses((status = 200, description = "the OpenAPI 3.1 document", body = Object)))]
+pub async fn openapi_json(State(state): State<AppState>) -> Response {
     let mut doc = document();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     doc.info.extensions = None;
@@ -95,7 +332,10 @@ async fn openapi_json(State(state): State<AppState>) -> Response {
     Json(value).into_response()
 }
 
-async fn docs_page() -> impl IntoResponse {
+/// A page that renders this document (self-contained: loads nothing from another host).
+#[utoipa::path(get, path = "/api/v1/docs", tag = "operations",
+    responses((status = 200, description = "the docs page", content_type = "text/html", body = String)))]
+pub async fn docs_page() -> impl IntoResponse {
     ([(header::CACHE_CONTROL, "no-cache")], Html(DOCS_HTML))
 }
 
@@ -205,7 +445,9 @@ const DOCS_HTML: &str = r##"<!doctype html>
         }
         body.appendChild(el("h4", {}, ["Answers"]));
         var rows2 = Object.keys(x.op.responses || {}).map(function (code) {
-          return el("tr", {}, [el("td", { "class": "p" }, [code]), el("td", {}, [x.op.responses[code].description || ""])]);
+          var resp = x.op.responses[code];
+          if (resp.$ref) resp = (doc.components.responses || {})[resp.$ref.split("/").pop()] || {};
+          return el("tr", {}, [el("td", { "class": "p" }, [code]), el("td", {}, [resp.description || ""])]);
         });
         body.appendChild(el("table", {}, rows2));
         var ok = Object.keys(x.op.responses || {}).filter(function (c) { return c[0] === "2"; })[0];

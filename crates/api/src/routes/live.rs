@@ -34,6 +34,7 @@ pub(crate) fn routes() -> Router<AppState> {
 
 /// `?topics=`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LiveQuery {
     /// Comma-separated topic kinds to keep (`machine`, `order`, `task`, `inventory`,
     /// `kpi`); all when absent.
@@ -42,7 +43,8 @@ pub struct LiveQuery {
 
 /// Live read-model changes (text/event-stream).
 #[utoipa::path(get, path = "/api/v1/live", tag = "live", params(LiveQuery),
-    responses((status = 200, description = "text/event-stream of `update` events {topic, data}"),
+    responses((status = 200, description = "text/event-stream of `update` events {topic, data}",
+            content_type = "text/event-stream", body = String),
         (status = 503, body = ProblemDocument)),
     security(("bearer" = [])))]
 pub async fn live(

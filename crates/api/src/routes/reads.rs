@@ -75,6 +75,7 @@ pub struct MachineRow {
 
 /// `?line=&status=`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MachineListQuery {
     pub line: Option<String>,
     /// `running`, `idle`, `down` or `unknown`.
@@ -98,12 +99,16 @@ pub async fn machines(
 
 /// `?from=&to=&as_of=`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WindowQuery {
     /// RFC 3339; default: 24 hours before `to`.
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// RFC 3339; default: now (or `as_of`).
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// Only the events recorded by then.
+    #[param(format = DateTime)]
     pub as_of: Option<String>,
 }
 
@@ -147,6 +152,7 @@ pub async fn machine_states(
 
 /// `?status=&machine_id=&product_id=&limit=`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct OrderListQuery {
     pub status: Option<String>,
     pub machine_id: Option<String>,
@@ -190,6 +196,7 @@ pub struct TaskRow {
 
 /// `?machine_id=&status=&kind=&overdue=`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TaskListQuery {
     pub machine_id: Option<String>,
     pub status: Option<String>,
@@ -227,6 +234,7 @@ pub struct LevelRow {
 
 /// `?item_id=&location=`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct InventoryQuery {
     pub item_id: Option<String>,
     pub location: Option<String>,
@@ -249,6 +257,7 @@ pub async fn inventory(
 
 /// `?item_id=&location=&order_id=&before=&limit=`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MovementQuery {
     pub item_id: Option<String>,
     pub location: Option<String>,
@@ -301,15 +310,19 @@ pub struct KpiRowDoc {
 
 /// `?machine_id=&line=&from=&to=&as_of=&granularity=&rollup=`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct KpiParams {
     /// One machine; else every machine (of `line`).
     pub machine_id: Option<String>,
     pub line: Option<String>,
     /// RFC 3339; default: 24 hours before `to`.
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// RFC 3339; default: now (or `as_of`).
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// Figures from the events recorded by then only.
+    #[param(format = DateTime)]
     pub as_of: Option<String>,
     /// `hour`, `shift` or `day`: a series instead of one row per machine.
     pub granularity: Option<String>,
@@ -319,7 +332,8 @@ pub struct KpiParams {
 
 /// OEE, availability, performance, quality, downtime and counts (ISO 22400-2).
 #[utoipa::path(get, path = "/api/v1/kpi-metrics", tag = "kpi", params(KpiParams),
-    responses((status = 200, body = [KpiRowDoc]), (status = 400, body = ProblemDocument)),
+    responses((status = 200, body = [KpiRowDoc]), (status = 400, body = ProblemDocument),
+        (status = 404, description = "`machine_id` names no machine", body = ProblemDocument)),
     security(("bearer" = [])))]
 pub async fn kpi_metrics(
     State(state): State<AppState>,
@@ -347,11 +361,15 @@ pub async fn kpi_metrics(
 
 /// `?machine_id=&line=&from=&to=&as_of=&micro_stop_threshold_s=`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DowntimeParams {
     pub machine_id: Option<String>,
     pub line: Option<String>,
+    #[param(format = DateTime)]
     pub from: Option<String>,
+    #[param(format = DateTime)]
     pub to: Option<String>,
+    #[param(format = DateTime)]
     pub as_of: Option<String>,
     /// Stops shorter than this are micro-stops (default 60).
     pub micro_stop_threshold_s: Option<f64>,
@@ -360,7 +378,8 @@ pub struct DowntimeParams {
 /// Downtime reports: Pareto by reason and loss (recorded and classified), micro-stops,
 /// MTBF and MTTR, one per machine.
 #[utoipa::path(get, path = "/api/v1/downtime", tag = "kpi", params(DowntimeParams),
-    responses((status = 200, body = [Object]), (status = 400, body = ProblemDocument)),
+    responses((status = 200, body = [Object]), (status = 400, body = ProblemDocument),
+        (status = 404, description = "`machine_id` names no machine", body = ProblemDocument)),
     security(("bearer" = [])))]
 pub async fn downtime(
     State(state): State<AppState>,
@@ -381,6 +400,7 @@ pub async fn downtime(
 
 /// `?limit=`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LimitQuery {
     /// Default 100, at most 1000.
     pub limit: Option<i64>,
@@ -410,17 +430,20 @@ pub async fn ingest_rejected(
     shopfloor_ingest::store::list_rejected(&state.pool, limit)
         .await
         .map(Json)
-        .map_err(|e| ApiError::internal(e.to_string()))
+        .map_err(ApiError::from)
 }
 
 /// `?sensor=&from=&to=&step=`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TelemetryParams {
     /// One sensor (e.g. `temperature_c`); all sensors when absent.
     pub sensor: Option<String>,
     /// RFC 3339; default: 24 hours before `to`.
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// RFC 3339; default: now.
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// Bucket width in seconds, rounded up to whole minutes; default 60.
     pub step: Option<i64>,
@@ -455,7 +478,7 @@ pub async fn telemetry(
     shopfloor_ingest::store::telemetry_series(&state.pool, &query)
         .await
         .map(Json)
-        .map_err(|e| ApiError::internal(e.to_string()))
+        .map_err(ApiError::from)
 }
 
 /// Where each projection stands (checkpoint, lag, parked events).

@@ -51,12 +51,12 @@ async fn malformed_json_is_400(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
-async fn wrong_content_type_is_400(pool: PgPool) {
+async fn wrong_content_type_is_415(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let body =
         br#"{"machine_id":"M-1","type":"press","line":"L1","ideal_cycle_time_s":1}"#.to_vec();
     let r = raw(&app, Method::POST, "/api/v1/machines", "text/plain", body).await;
-    let detail = r.assert_problem(400);
+    let detail = r.assert_problem(415);
     assert!(detail.contains("application/json"), "{detail}");
 }
 

@@ -125,6 +125,7 @@ const EXPECTED: &[(&str, &str, u8)] = &[
     ("get", "/readyz", PUBLIC),
     ("get", "/metrics", PUBLIC),
     ("get", "/", PUBLIC),
+    ("get", "/assets/{file}", PUBLIC),
 ];
 
 /// A concrete path for an OpenAPI path template.
