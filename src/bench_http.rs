@@ -102,7 +102,9 @@ struct Server {
 
 impl Server {
     async fn start(settings: &crate::settings::Settings) -> anyhow::Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
         let admin = format!("bench-admin-{}", uuid::Uuid::new_v4().simple());
         let exe = std::env::current_exe()?;
@@ -266,13 +268,22 @@ pub async fn http(
     let mut results = Vec::new();
 
     let workloads: Vec<(&str, &str, usize, std::sync::Arc<MakeRequest>)> = vec![
-        ("single machine events, round-robin", operator.as_str(), connections, {
-            let ids = ids.clone();
-            std::sync::Arc::new(move |i| {
-                let m = &ids[(i as usize) % ids.len()];
-                ("POST", "/api/v1/machines/events".into(), machine_event(m, i, at(i)).to_string().into_bytes())
-            })
-        }),
+        (
+            "single machine events, round-robin",
+            operator.as_str(),
+            connections,
+            {
+                let ids = ids.clone();
+                std::sync::Arc::new(move |i| {
+                    let m = &ids[(i as usize) % ids.len()];
+                    (
+                        "POST",
+                        "/api/v1/machines/events".into(),
+                        machine_event(m, i, at(i)).to_string().into_bytes(),
+                    )
+                })
+            },
+        ),
         ("batches of 50 events", operator.as_str(), connections, {
             let ids = ids.clone();
             std::sync::Arc::new(move |i| {
@@ -282,7 +293,11 @@ pub async fn http(
                         machine_event(&ids[(n as usize * 7) % ids.len()], n, at(n))
                     })
                     .collect();
-                ("POST", "/api/v1/machines/events".into(), json!({ "events": events }).to_string().into_bytes())
+                (
+                    "POST",
+                    "/api/v1/machines/events".into(),
+                    json!({ "events": events }).to_string().into_bytes(),
+                )
             })
         }),
         ("order creation", supervisor.as_str(), connections, {
@@ -290,13 +305,21 @@ pub async fn http(
             std::sync::Arc::new(move |i| {
                 let body = json!({"order_id": format!("{prefix}-PO-{i}"), "product_id": "widget",
                                   "quantity": 100});
-                ("POST", "/api/v1/production-orders".into(), body.to_string().into_bytes())
+                (
+                    "POST",
+                    "/api/v1/production-orders".into(),
+                    body.to_string().into_bytes(),
+                )
             })
         }),
         ("4 writers on one hot machine", operator.as_str(), 4, {
             let hot = ids[0].clone();
             std::sync::Arc::new(move |i| {
-                ("POST", "/api/v1/machines/events".into(), machine_event(&hot, i, at(i)).to_string().into_bytes())
+                (
+                    "POST",
+                    "/api/v1/machines/events".into(),
+                    machine_event(&hot, i, at(i)).to_string().into_bytes(),
+                )
             })
         }),
     ];
@@ -313,5 +336,7 @@ pub async fn http(
         results.push(result);
     }
     drop(server);
-    Ok(json!({ "bench": "http", "machines": machines, "secs_per_workload": secs, "workloads": results }))
+    Ok(
+        json!({ "bench": "http", "machines": machines, "secs_per_workload": secs, "workloads": results }),
+    )
 }

@@ -160,7 +160,7 @@ impl ProcessManager {
     }
 
     /// Handles one event: the commands that follow from it.
-    #[instrument(skip_all, fields(position = event.position, event_type = %event.event_type), err(Display))]
+    #[instrument(skip_all, fields(position = event.position, event_type = %event.event_type), err(level = "warn", Display))]
     pub async fn handle(&self, event: &RecordedEvent) -> Result<(), ProcessError> {
         let id = event.event_id.to_string();
         let commands = match event.stream_type.as_str() {

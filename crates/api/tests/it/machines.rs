@@ -213,9 +213,11 @@ async fn concurrent_batches_and_a_hot_machine_are_all_accepted_once(pool: PgPool
                            "timestamp": at, "good": 1, "scrap": 0})
                 } else {
                     let events: Vec<_> = (0..5u32)
-                        .map(|k| json!({"event_type": "parts_produced",
+                        .map(|k| {
+                            json!({"event_type": "parts_produced",
                             "machine_id": format!("CB-{}", (client + round + k) % 8),
-                            "timestamp": at, "good": 1, "scrap": 0}))
+                            "timestamp": at, "good": 1, "scrap": 0})
+                        })
                         .collect();
                     json!({ "events": events })
                 };
@@ -247,13 +249,20 @@ async fn a_parts_heartbeat_is_accepted_and_counts_nothing(pool: PgPool) {
     let heartbeat = json!({"event_type": "parts_produced", "machine_id": "HB-1",
                            "timestamp": at, "good": 0, "scrap": 0});
     let before = app.event_count().await;
-    let r = app.post("/api/v1/machines/events", &token, &heartbeat).await;
+    let r = app
+        .post("/api/v1/machines/events", &token, &heartbeat)
+        .await;
     assert_eq!(r.status, 202, "{}", r.body);
     assert_eq!(app.event_count().await, before);
     let batch = json!({"events": [heartbeat, {"event_type": "parts_produced", "machine_id": "HB-1",
                            "timestamp": at, "good": 2, "scrap": 1}]});
     let r = app.post("/api/v1/machines/events", &token, &batch).await;
-    assert_eq!((r.status, r.body["accepted"].as_u64()), (202, Some(2)), "{}", r.body);
+    assert_eq!(
+        (r.status, r.body["accepted"].as_u64()),
+        (202, Some(2)),
+        "{}",
+        r.body
+    );
     assert_eq!(app.event_count().await, before + 1);
     let m = app.get("/api/v1/machines/HB-1", &token).await;
     assert_eq!(m.body["good_count"], 2, "{}", m.body);

@@ -57,7 +57,10 @@ async fn an_all_or_nothing_batch_with_a_refusal_records_nothing(pool: PgPool) {
     fixed.remove(2);
     let results = service.execute_batch(fixed, Atomicity::AllOrNothing).await;
     assert!(results.iter().all(Result::is_ok), "{results:?}");
-    let versions: Vec<u64> = results.iter().map(|r| r.as_ref().unwrap().stream_version).collect();
+    let versions: Vec<u64> = results
+        .iter()
+        .map(|r| r.as_ref().unwrap().stream_version)
+        .collect();
     assert_eq!(versions, vec![2, 2, 3]);
     assert_eq!(good_count(&service, "M-1").await, (3, 7));
 }

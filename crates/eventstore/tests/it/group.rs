@@ -317,7 +317,14 @@ async fn a_unit_is_appended_whole_or_not_at_all(pool: PgPool) {
         );
         assert!(matches!(&results[1], Ok(r) if r.duplicate), "{results:?}");
         assert!(
-            matches!(&results[2], Err(StoreError::Conflict { actual: 1, expected: ExpectedVersion::NoStream, .. })),
+            matches!(
+                &results[2],
+                Err(StoreError::Conflict {
+                    actual: 1,
+                    expected: ExpectedVersion::NoStream,
+                    ..
+                })
+            ),
             "{results:?}"
         );
         assert!(matches!(&results[3], Ok(r) if !r.duplicate), "{results:?}");
