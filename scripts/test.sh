@@ -9,4 +9,5 @@ scripts/browser.sh
 scripts/schemathesis.sh
 # The /metrics test lints a live exposition with Prometheus' promtool.
 scripts/promtool.sh
-exec cargo test --workspace --locked "$@"
+# Every test binary runs even when one fails, so one red test never hides the others.
+exec cargo test --workspace --locked --no-fail-fast "$@"

@@ -278,6 +278,14 @@ async fn http_writer(
                         }
                         Outcome::Refused
                     }
+                    // The commit was cut off and not settled in time (ADR 0035): it
+                    // may be stored, at most once.
+                    504 => {
+                        if !text.contains("unknown-outcome") {
+                            rec.problems.push(format!("504 that is not unknown-outcome: {text}"));
+                        }
+                        Outcome::Unknown
+                    }
                     s => {
                         rec.problems.push(format!("unexpected {s}: {text}"));
                         if s >= 500 {
@@ -750,9 +758,15 @@ async fn postgres_crashed_and_restarted_under_load() {
     tokio::time::sleep(CALM).await;
     let record = load.finish().await;
     check_ready(&record, down + Duration::from_millis(500), up, "PostgreSQL");
+    // Writes caught by the outage are held and settled (ADR 0035): answered 2xx once
+    // stored, 503 only when nothing was written, 504 when the outcome stayed unknown.
+    // `check` below holds each answer to what the store says.
     assert!(
-        record.statuses.get(&503).copied().unwrap_or(0) > 0,
-        "no 503 while PostgreSQL was down: {:?}",
+        record
+            .statuses
+            .keys()
+            .all(|s| (200..300).contains(s) || *s == 503 || *s == 504),
+        "statuses: {:?}",
         record.statuses
     );
     let figures = check(&plant, &record, floor).await;

@@ -169,7 +169,15 @@ pub const METRICS: &[MetricInfo] = &[
     ),
     counter(
         "shopfloor_ingest_duplicates_total",
-        "MQTT messages recognised as redeliveries and counted once.",
+        "Ingest commands found done before (a redelivered message) that appended nothing.",
+    ),
+    counter(
+        "shopfloor_ingest_repeats_total",
+        "MQTT messages recognised as repeats (a DUP redelivery or a repeated msg_id), applied once and listed as notices.",
+    ),
+    counter(
+        "shopfloor_ingest_sparkplug_ignored_metrics_total",
+        "Unmapped Sparkplug metrics with a non-numeric datatype, ignored.",
     ),
     counter(
         "shopfloor_ingest_conflicts_total",

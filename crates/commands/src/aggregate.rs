@@ -16,7 +16,7 @@ use crate::error::{Classify, CommandError};
 
 /// One aggregate of any type, as loaded or as a batch has left it.
 #[derive(Debug, Clone)]
-pub(crate) enum AnyAggregate {
+pub enum AnyAggregate {
     ProductionOrder(ProductionOrder),
     Machine(Machine),
     MaintenanceTask(MaintenanceTask),
@@ -146,3 +146,23 @@ impl AnyAggregate {
         }
     }
 }
+
+/// A typed aggregate out of [`AnyAggregate`].
+pub trait FromAny: Sized {
+    fn from_any(any: &AnyAggregate) -> Option<Self>;
+}
+
+macro_rules! from_any {
+    ($($variant:ident),*) => {$(
+        impl FromAny for $variant {
+            fn from_any(any: &AnyAggregate) -> Option<Self> {
+                match any {
+                    AnyAggregate::$variant(a) => Some(a.clone()),
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+
+from_any!(ProductionOrder, Machine, MaintenanceTask, InventoryItem, MaintenancePolicy);

@@ -15,7 +15,7 @@
 //!   idempotently.
 //! - [`workload`]: the machine-command workload of the benchmarks.
 
-mod aggregate;
+pub mod aggregate;
 pub mod error;
 pub mod process;
 pub mod service;

@@ -43,7 +43,7 @@ use shopfloor_eventstore::{
 use tracing::instrument;
 use uuid::Uuid;
 
-use crate::aggregate::AnyAggregate;
+use crate::aggregate::{AnyAggregate, FromAny};
 use crate::error::{CommandError, RejectionKind};
 
 /// Who sends a command, why, and under which conditions.
@@ -358,6 +358,29 @@ impl CommandService {
             .with_snapshots(self.snapshot_every)
             .load(id)
             .await
+    }
+
+    /// An aggregate at `version` or later, with its version: from the cache when it
+    /// holds the stream at that version or later (exact: history does not change),
+    /// else from the store. For the answer to a command this process just executed
+    /// (its `Outcome::stream_version`), this reads nothing.
+    pub async fn load_at_least<A: Aggregate + FromAny>(
+        &self,
+        id: &str,
+        version: u64,
+    ) -> Result<(A, u64), StoreError> {
+        let stream = StreamRef::new(A::TYPE, id);
+        {
+            let _turn = self.locks.lock(&stream).await;
+            if let Some((any, v)) = self.cache.take(&stream) {
+                let hit = (v >= version).then(|| A::from_any(&any)).flatten();
+                self.cache.put(stream.clone(), any, v);
+                if let Some(a) = hit {
+                    return Ok((a, v));
+                }
+            }
+        }
+        self.load(id).await
     }
 
     /// Executes one command on the aggregate it is addressed to.

@@ -18,7 +18,7 @@ use utoipa::ToSchema;
 use crate::auth::{perm, Auth};
 use crate::error::{ApiError, FieldContext};
 use crate::extract::{ApiJson, ApiPath, Ctx};
-use crate::routes::{machine_view, now};
+use crate::routes::{machine_view, machine_view_at, now};
 use crate::views::MachineView;
 use crate::AppState;
 
@@ -68,13 +68,13 @@ pub async fn register(
         machine_id: machine_id.clone(),
         command: MachineCommand::RegisterMachine(command),
     };
-    state
+    let done = state
         .commands
         .execute(target, &ctx.command(Some(at)))
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(machine_view(&state, &machine_id).await?),
+        Json(machine_view_at(&state, &machine_id, done.stream_version).await?),
     ))
 }
 

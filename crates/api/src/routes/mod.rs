@@ -62,6 +62,39 @@ pub(crate) async fn order_view(state: &AppState, id: &OrderId) -> Result<OrderVi
         .ok_or_else(|| ApiError::not_found(format!("production order {id} does not exist")))
 }
 
+/// An order at `version` or later (the answer to a command just executed here: from
+/// the writer's cache, without a read); 404 when it does not exist.
+pub(crate) async fn order_view_at(
+    state: &AppState,
+    id: &OrderId,
+    version: u64,
+) -> Result<OrderView, ApiError> {
+    let (order, version) = state
+        .commands
+        .load_at_least::<ProductionOrder>(id.as_str(), version)
+        .await?;
+    order
+        .order()
+        .map(|o| OrderView::new(o, version))
+        .ok_or_else(|| ApiError::not_found(format!("production order {id} does not exist")))
+}
+
+/// A machine at `version` or later (see [`order_view_at`]).
+pub(crate) async fn machine_view_at(
+    state: &AppState,
+    id: &MachineId,
+    version: u64,
+) -> Result<MachineView, ApiError> {
+    let (machine, version) = state
+        .commands
+        .load_at_least::<Machine>(id.as_str(), version)
+        .await?;
+    machine
+        .machine()
+        .map(|m| MachineView::new(m, version))
+        .ok_or_else(|| ApiError::not_found(format!("machine {id} is not registered")))
+}
+
 /// A task as it is now; 404 when it does not exist.
 pub(crate) async fn task_view(state: &AppState, id: &TaskId) -> Result<TaskView, ApiError> {
     let (task, version) = state.commands.load::<MaintenanceTask>(id.as_str()).await?;

@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 use crate::auth::{perm, Auth};
 use crate::error::{ApiError, FieldContext, ProblemDocument};
 use crate::extract::{ApiJson, ApiPath, Ctx, OptionalJson};
-use crate::routes::{generated_id, now, order_view, require_machine};
+use crate::routes::{generated_id, now, order_view, order_view_at, require_machine};
 use crate::views::{InspectionView, OrderView};
 use crate::AppState;
 
@@ -121,25 +121,26 @@ pub async fn create(
         output_location: location(body.output_location, "output_location")?,
         at,
     };
-    run(&state, &ctx, &id, OrderCommand::CreateOrder(command)).await?;
-    Ok((StatusCode::CREATED, Json(order_view(&state, &id).await?)))
+    let done = run(&state, &ctx, &id, OrderCommand::CreateOrder(command)).await?;
+    Ok((StatusCode::CREATED, Json(order_view_at(&state, &id, done).await?)))
 }
 
+/// Executes an order command; returns the order's version after it.
 async fn run(
     state: &AppState,
     ctx: &Ctx,
     id: &OrderId,
     command: OrderCommand,
-) -> Result<(), ApiError> {
+) -> Result<u64, ApiError> {
     let target = Target::ProductionOrder {
         order_id: id.clone(),
         command,
     };
-    state
+    let outcome = state
         .commands
         .execute(target, &ctx.command(Some(now())))
         .await?;
-    Ok(())
+    Ok(outcome.stream_version)
 }
 
 /// An order with its counts and inspections (read-your-writes).
@@ -183,8 +184,8 @@ pub async fn assign(
         machine_id,
         at: now(),
     });
-    run(&state, &ctx, &id, command).await?;
-    Ok(Json(order_view(&state, &id).await?))
+    let done = run(&state, &ctx, &id, command).await?;
+    Ok(Json(order_view_at(&state, &id, done).await?))
 }
 
 /// An optional reason (`hold`, `cancel`).
@@ -214,8 +215,8 @@ macro_rules! transition {
         ) -> Result<Json<OrderView>, ApiError> {
             let id = order_id(&raw)?;
             let command = $make;
-            run(&state, &$ctx, &id, command).await?;
-            Ok(Json(order_view(&state, &id).await?))
+            let done = run(&state, &$ctx, &id, command).await?;
+            Ok(Json(order_view_at(&state, &id, done).await?))
         }
     };
 }
