@@ -282,7 +282,8 @@ async fn http_writer(
                     // may be stored, at most once.
                     504 => {
                         if !text.contains("unknown-outcome") {
-                            rec.problems.push(format!("504 that is not unknown-outcome: {text}"));
+                            rec.problems
+                                .push(format!("504 that is not unknown-outcome: {text}"));
                         }
                         Outcome::Unknown
                     }

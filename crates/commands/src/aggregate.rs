@@ -165,4 +165,10 @@ macro_rules! from_any {
     )*};
 }
 
-from_any!(ProductionOrder, Machine, MaintenanceTask, InventoryItem, MaintenancePolicy);
+from_any!(
+    ProductionOrder,
+    Machine,
+    MaintenanceTask,
+    InventoryItem,
+    MaintenancePolicy
+);

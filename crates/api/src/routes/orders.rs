@@ -122,7 +122,10 @@ pub async fn create(
         at,
     };
     let done = run(&state, &ctx, &id, OrderCommand::CreateOrder(command)).await?;
-    Ok((StatusCode::CREATED, Json(order_view_at(&state, &id, done).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(order_view_at(&state, &id, done).await?),
+    ))
 }
 
 /// Executes an order command; returns the order's version after it.
