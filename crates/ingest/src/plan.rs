@@ -294,10 +294,7 @@ impl<'a> Planner<'a> {
         let received = message.received_at;
         match o {
             Observation::State { report, historical } => {
-                if report.at > limit {
-                    count_rejection("future_timestamp");
-                    out.rejections
-                        .push(format!("timestamp {} is in the future", report.at));
+                if ahead_of(report.at, limit, out) {
                     return;
                 }
                 let state = self.state(id);
@@ -305,10 +302,7 @@ impl<'a> Planner<'a> {
                 state.observe_state(settings, report, historical, &message_id, received, out);
             }
             Observation::Count { report, historical } => {
-                if report.at > limit {
-                    count_rejection("future_timestamp");
-                    out.rejections
-                        .push(format!("timestamp {} is in the future", report.at));
+                if ahead_of(report.at, limit, out) {
                     return;
                 }
                 let state = self.state(id);
@@ -434,6 +428,17 @@ impl<'a> Planner<'a> {
         self.plan.commands.append(&mut self.tasks);
         self.plan
     }
+}
+
+/// Refuses (noting why) an observation stamped after `limit`.
+fn ahead_of(at: DateTime<Utc>, limit: DateTime<Utc>, out: &mut Outcome) -> bool {
+    if at <= limit {
+        return false;
+    }
+    count_rejection("future_timestamp");
+    out.rejections
+        .push(format!("timestamp {at} is in the future"));
+    true
 }
 
 /// Whether a machine's timers have something to do at `now`.

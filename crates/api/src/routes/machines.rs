@@ -13,6 +13,7 @@ use shopfloor_domain::machine::{
 };
 use shopfloor_domain::process::Target;
 use shopfloor_domain::values::{CycleTime, LineId, MachineId, MachineType, OrderId, Text};
+use shopfloor_domain::StreamType;
 use utoipa::ToSchema;
 
 use crate::auth::{perm, Auth};
@@ -148,10 +149,15 @@ pub enum MachineEventsBody {
     One(MachineEventBody),
 }
 
-/// `{"accepted": n}`.
+/// `{"accepted": n}`, and the orders named by parts reports that do not exist.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Accepted {
     pub accepted: usize,
+    /// Orders named by `parts_produced` events of the request that do not exist: the
+    /// parts are recorded on the machine, but no order or stock is updated for them
+    /// (the refusal is kept in the process manager's rejections).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unknown_orders: Vec<String>,
 }
 
 /// Records machine events: one, or a batch that is validated whole and recorded atomically
@@ -171,8 +177,40 @@ pub async fn events(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let items = parse_batch(body, now())?;
+    let unknown_orders = unknown_orders(&state, &items).await?;
     let accepted = record_machine_events(&state, &ctx, items).await?;
-    Ok((StatusCode::ACCEPTED, Json(Accepted { accepted })))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            accepted,
+            unknown_orders,
+        }),
+    ))
+}
+
+/// The orders named by the items' parts reports that do not exist (one query).
+async fn unknown_orders(state: &AppState, items: &[MachineItem]) -> Result<Vec<String>, ApiError> {
+    let mut named: Vec<&str> = items
+        .iter()
+        .filter_map(|i| match &i.command {
+            MachineCommand::RecordParts(p) => p.order_id.as_ref().map(|o| o.as_str()),
+            _ => None,
+        })
+        .collect();
+    if named.is_empty() {
+        return Ok(Vec::new());
+    }
+    named.sort_unstable();
+    named.dedup();
+    let found = state
+        .store
+        .existing_streams(StreamType::ProductionOrder.as_str(), &named)
+        .await?;
+    Ok(named
+        .into_iter()
+        .filter(|o| !found.iter().any(|f| f == o))
+        .map(str::to_string)
+        .collect())
 }
 
 /// How far ahead of the server's clock a floor timestamp may be: the same limit

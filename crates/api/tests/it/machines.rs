@@ -299,3 +299,46 @@ async fn a_far_future_timestamp_is_refused(pool: PgPool) {
         .await;
     assert_eq!(r.status, 202, "{}", r.body);
 }
+
+/// Parts reported against an order that does not exist are recorded on the machine,
+/// and the 202 says which orders are unknown (no order or stock is updated for them).
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn parts_for_an_unknown_order_are_accepted_and_named(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    app.machine("UO-1").await;
+    let token = app.token("operator").await;
+    let at = (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
+    let r = app
+        .post(
+            "/api/v1/machines/events",
+            &token,
+            &json!({"event_type": "parts_produced", "machine_id": "UO-1",
+                    "timestamp": at, "good": 3, "scrap": 0, "order_id": "NO-SUCH-ORDER"}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(
+        r.body["unknown_orders"],
+        json!(["NO-SUCH-ORDER"]),
+        "{}",
+        r.body
+    );
+    let known = app
+        .post(
+            "/api/v1/production-orders",
+            &app.admin,
+            &json!({"order_id": "PO-UO", "product_id": "P", "quantity": 10}),
+        )
+        .await;
+    assert_eq!(known.status, 201, "{}", known.body);
+    let r = app
+        .post(
+            "/api/v1/machines/events",
+            &token,
+            &json!({"event_type": "parts_produced", "machine_id": "UO-1",
+                    "timestamp": at, "good": 1, "scrap": 0, "order_id": "PO-UO"}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert!(r.body.get("unknown_orders").is_none(), "{}", r.body);
+}
