@@ -484,6 +484,43 @@ async fn stored(db: &str) -> Vec<Stored> {
         .collect()
 }
 
+/// Prints what the store and the ingest hold around a missing write's floor time.
+async fn explain_missing(db: &str, machine: &str, at: DateTime<Utc>) {
+    use sqlx::{Connection, Row};
+    let mut conn = sqlx::PgConnection::connect(db).await.unwrap();
+    let rows = sqlx::query(
+        "SELECT position, event_type, payload::text AS p, extra::text AS x FROM events \
+         WHERE stream_id = $1 AND (payload->>'at')::timestamptz \
+         BETWEEN $2 - interval '15 seconds' AND $2 + interval '15 seconds' ORDER BY position",
+    )
+    .bind(machine)
+    .bind(at)
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    for r in rows {
+        eprintln!(
+            "MISSING-CONTEXT event {} {} {} {}",
+            r.get::<i64, _>("position"),
+            r.get::<String, _>("event_type"),
+            r.get::<String, _>("p"),
+            r.get::<String, _>("x")
+        );
+    }
+    let rejected = sqlx::query("SELECT topic, reason, payload FROM ingest_rejected ORDER BY id")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    for r in rejected {
+        eprintln!(
+            "MISSING-CONTEXT rejected {} {} {}",
+            r.get::<String, _>("topic"),
+            r.get::<String, _>("reason"),
+            r.get::<String, _>("payload")
+        );
+    }
+}
+
 /// The figures of one run.
 #[derive(Debug, Default)]
 struct Figures {
@@ -520,6 +557,9 @@ async fn check(plant: &Plant, record: &Record, floor: DateTime<Utc>) -> Figures 
             .filter(|w| !count.contains_key(&(w.machine.to_string(), w.at)))
             .collect();
         if missing.is_empty() || Instant::now() > deadline {
+            if let Some(w) = missing.first() {
+                explain_missing(&plant.pg.url(), w.machine, w.at).await;
+            }
             assert!(
                 missing.is_empty(),
                 "{} accepted writes are not in the store, e.g. {:?}",

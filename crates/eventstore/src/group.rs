@@ -6,6 +6,14 @@
 //! whatever has queued and appends it as one batch: each request still gets its
 //! own expected-version check and its own result, but they share one commit.
 //!
+//! # Units (ADR 0035)
+//! A caller hands the writer all-or-nothing *units* of requests
+//! ([`GroupCommitter::append_units`]): an HTTP batch across machines is one unit, each
+//! stream of an ingest batch another. A unit is written whole or not at all; units of
+//! one batch stand on their own. When a commit is cut off (a lost connection), the
+//! writer retries the same batch for up to 15 s (`SETTLE_FOR`) — the event ids are fixed, so
+//! a commit that happened is found — before telling its callers the outcome is unknown.
+//!
 //! # One round trip per batch (ADR 14)
 //! The writer remembers the log head its last batch left (the *tip*) and lays the
 //! next batch out on top of it: positions, versions and the hash chain are

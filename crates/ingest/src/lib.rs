@@ -16,8 +16,12 @@
 //! - [`filter`]: per-machine noise filtering (debounce, duplicates, counters to
 //!   deltas with reset and rollover, no signal), pure and time-injected.
 //! - [`predictive`]: the learned baseline, drift, trend and threshold rules (ADR 0008).
-//! - [`engine`]: a batch of messages → one transaction (events, telemetry, rejected
-//!   messages, ingest state).
+//! - [`plan`]: the pure half of a batch: decoded messages → machine commands,
+//!   predictive tasks, telemetry samples, rejections and staged machine states.
+//! - [`engine`]: carries a plan out: the commands through the one writer
+//!   (`CommandService::execute_batch`), then the ingest's own rows (telemetry,
+//!   rejected messages, ingest state) in one short transaction outside the log-head
+//!   lock (ADR 0035).
 //! - [`store`]: the ingest's tables and the query functions the API serves
 //!   ([`list_rejected`], [`telemetry_series`]).
 //! - [`mqtt`]: [`run_ingest`], the MQTT client and the batching loop.
