@@ -458,6 +458,8 @@ struct Stored {
     at: DateTime<Utc>,
     good: u64,
     scrap: u64,
+    /// The state of a state event.
+    state: Option<String>,
 }
 
 async fn stored(db: &str) -> Vec<Stored> {
@@ -466,7 +468,7 @@ async fn stored(db: &str) -> Vec<Stored> {
     let rows = sqlx::query(
         "SELECT stream_id, event_type, (payload->>'at')::timestamptz AS at, \
          COALESCE((payload->>'good')::bigint, 0) AS good, \
-         COALESCE((payload->>'scrap')::bigint, 0) AS scrap \
+         COALESCE((payload->>'scrap')::bigint, 0) AS scrap, payload->>'state' AS state \
          FROM events WHERE stream_type = 'machine' \
          AND event_type IN ('MachinePartsProduced', 'MachineStateChanged')",
     )
@@ -480,8 +482,24 @@ async fn stored(db: &str) -> Vec<Stored> {
             at: r.get("at"),
             good: r.get::<i64, _>("good") as u64,
             scrap: r.get::<i64, _>("scrap") as u64,
+            state: r.get("state"),
         })
         .collect()
+}
+
+/// True when `w` is a state report that repeats the state the machine is stored in
+/// at its floor time: the ingest drops a repeated state as a duplicate (ADR 0007), so
+/// it leaves no event. (It happens when the report of another state between the two
+/// was lost with the broker, unacknowledged.)
+fn repeats_stored_state(w: &Write, events: &[Stored]) -> bool {
+    let Some(state) = w.state else {
+        return false;
+    };
+    events
+        .iter()
+        .filter(|e| e.machine == w.machine && e.event_type == "MachineStateChanged" && e.at < w.at)
+        .max_by_key(|e| e.at)
+        .is_some_and(|e| e.state.as_deref() == Some(state))
 }
 
 /// Prints what the store and the ingest hold around a missing write's floor time.
@@ -555,6 +573,7 @@ async fn check(plant: &Plant, record: &Record, floor: DateTime<Utc>) -> Figures 
             .iter()
             .filter(|w| w.outcome == Outcome::Accepted)
             .filter(|w| !count.contains_key(&(w.machine.to_string(), w.at)))
+            .filter(|w| !repeats_stored_state(w, &events))
             .collect();
         if missing.is_empty() || Instant::now() > deadline {
             if let Some(w) = missing.first() {
@@ -579,6 +598,7 @@ async fn check(plant: &Plant, record: &Record, floor: DateTime<Utc>) -> Figures 
             .get(&(w.machine.to_string(), w.at))
             .map_or(0, Vec::len);
         match w.outcome {
+            Outcome::Accepted if found == 0 && repeats_stored_state(w, &events) => {}
             Outcome::Accepted => {
                 assert_eq!(found, 1, "accepted write stored {found} times: {w:?}");
                 let e = &count[&(w.machine.to_string(), w.at)][0];
