@@ -44,5 +44,8 @@ bench sf_bench_commands commands --aggregates 1000 --commands 20000 --concurrenc
 bench sf_bench_ingest ingest --messages 50000 --machines 100
 bench sf_bench_http http --machines 1000 --connections 32 --secs 10
 bench sf_bench_e2e e2e --rate 1000 --secs 20
+bench sf_bench_alerts alerts --machines 1000 --rules 5 --load-rate 2000
 bench sf_bench_replay replay --events 500000
 bench sf_bench_query query --machines 100 --days 30 --rate 500 --secs 20
+bench sf_bench_reports reports --machines 20 --shifts 30
+bench sf_bench_reports reports --machines 100 --shifts 9

@@ -10,9 +10,10 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use shopfloor_api::{AppState, Readiness};
 use shopfloor_commands::process::ProcessManager;
 use shopfloor_commands::CommandService;
-use shopfloor_eventstore::{EventStore, MIGRATOR};
+use shopfloor_eventstore::{EventStore, LeaderFlag, MIGRATOR};
 use shopfloor_ingest::{run_ingest, IngestConfig, Mapping};
-use shopfloor_projections::{run_projectors, LiveHub, Relay};
+use shopfloor_projections::{run_projectors_with, LiveHub, ProjectorOptions, Relay};
+use shopfloor_reports::{ReportStore, Reports};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 use tokio::net::TcpListener;
@@ -23,6 +24,9 @@ use tracing::{info, warn};
 
 use crate::cli::Role;
 use crate::settings::{redact, Settings};
+
+/// How often the report scheduler looks for due reports.
+const REPORT_TICK: Duration = Duration::from_secs(30);
 
 /// How long a service may take to answer at start before we give up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -87,11 +91,19 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
 
 /// Connects to NATS, failing fast when it cannot; reconnects by itself afterwards.
 pub async fn connect_nats(settings: &Settings) -> anyhow::Result<async_nats::Client> {
-    let shown = redact(&settings.nats_url);
+    let shown = settings.nats_display();
+    // Every server of the list is tried (in random order) before giving up, so a
+    // process whose first node is down at start connects to another one.
+    let servers = settings
+        .nats_urls
+        .iter()
+        .map(|u| u.as_str().parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow!("invalid NATS_URL {shown}: {e}"))?;
     async_nats::ConnectOptions::new()
         .connection_timeout(CONNECT_TIMEOUT)
         .name(format!("{}-shopfloor", settings.namespace))
-        .connect(settings.nats_url.as_str())
+        .connect(servers)
         .await
         .map_err(|e| anyhow!("cannot reach NATS at {shown}: {e}"))
 }
@@ -120,6 +132,32 @@ async fn probe_mqtt(url: &url::Url) -> anyhow::Result<()> {
 pub async fn mark_restored(pool: &PgPool, namespace: &str, head: i64) -> anyhow::Result<()> {
     shopfloor_commands::process::mark_restored(pool, head).await?;
     shopfloor_projections::relay::mark_restored(pool, namespace, head).await?;
+    Ok(())
+}
+
+/// A command service on `pool` with group commit (for the demo director).
+pub fn command_service(pool: &PgPool) -> CommandService {
+    CommandService::new(EventStore::new(pool.clone())).with_group_commit(64)
+}
+
+/// Gives each line of the simulated plant a shift calendar that begins now, so the demo's
+/// first screen counts no time before it started as downtime.
+pub async fn demo_calendar(
+    pool: &PgPool,
+    config: &shopfloor_ingest::SimulatorConfig,
+) -> anyhow::Result<()> {
+    let mut lines: Vec<String> = shopfloor_ingest::simulated_machines(config)
+        .into_iter()
+        .map(|m| m.line)
+        .collect();
+    lines.dedup();
+    let now = chrono::Utc::now();
+    for line in lines {
+        shopfloor_projections::query::shifts_from_now(pool, &line, now)
+            .await
+            .context("setting the demo's shift calendar")?;
+    }
+    info!("the demo's shifts begin now");
     Ok(())
 }
 
@@ -231,6 +269,46 @@ impl Application {
         &self.store
     }
 
+    /// The OPC UA client's task, when the ingest or opcua role runs here and
+    /// `SHOPFLOOR_OPCUA_CONFIG` is set (the opcua role without it is an error).
+    fn opcua_task(
+        &self,
+        commands: &CommandService,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<Option<impl std::future::Future<Output = anyhow::Result<()>>>> {
+        let wanted = self.roles.contains(&Role::Opcua);
+        let Some(path) = &self.settings.opcua_config else {
+            anyhow::ensure!(!wanted, "--role opcua needs SHOPFLOOR_OPCUA_CONFIG");
+            return Ok(None);
+        };
+        if !wanted && !self.roles.contains(&Role::Ingest) {
+            return Ok(None);
+        }
+        let config = shopfloor_opcua::OpcuaConfig::load(path)
+            .with_context(|| format!("reading the OPC UA mapping {}", path.display()))?;
+        let mapping = match &self.settings.ingest_mapping {
+            Some(p) => Mapping::load(p)
+                .with_context(|| format!("reading the ingest mapping {}", p.display()))?,
+            None => Mapping::default(),
+        };
+        let (commands, cancel) = (commands.clone(), cancel.clone());
+        let namespace = self.settings.namespace.clone();
+        info!(servers = config.servers.len(), "OPC UA ingest on");
+        Ok(Some(async move {
+            let (progress, _) = watch::channel(shopfloor_opcua::Progress::default());
+            shopfloor_opcua::run_opcua(
+                commands,
+                &namespace,
+                std::sync::Arc::new(mapping),
+                std::sync::Arc::new(config),
+                progress,
+                cancel,
+            )
+            .await
+            .context("OPC UA ingest")
+        }))
+    }
+
     /// Runs every role until `cancel` fires, then waits for them to finish.
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
@@ -241,7 +319,27 @@ impl Application {
         let commands = CommandService::new(self.store.clone()).with_group_commit(256);
         // Read-model changes, shared by the projectors and the API's live feed.
         let live = self.roles.contains(&Role::Projector).then(LiveHub::default);
+        // Reports (ADR 0041): served by the API, scheduled by the leader among the
+        // projector roles. Storage that cannot be opened (a read-only folder) turns
+        // reports off (503) rather than the whole process.
+        let reports = match ReportStore::open(&self.settings.reports_storage) {
+            Ok(store) => {
+                info!(storage = store.describe(), "reports are stored here");
+                Some(Reports::new(
+                    pool.clone(),
+                    store,
+                    self.settings.plant_name.clone(),
+                ))
+            }
+            Err(e) => {
+                warn!(error = %e, "report storage unavailable: reports are off");
+                None
+            }
+        };
         let mut mqtt_ready = None;
+        // What this process leads, for `/readyz` and the gauge `shopfloor_leader`.
+        let mut leaders = Vec::new();
+        let replicas = self.settings.stream_replicas;
         for role in &self.roles {
             let role = *role;
             let cancel = cancel.clone();
@@ -252,7 +350,11 @@ impl Application {
                     let Some(nats) = self.nats.clone() else {
                         continue;
                     };
-                    let relay = Relay::new(self.store.clone(), nats, &self.settings.namespace);
+                    let flag = LeaderFlag::new("relay");
+                    leaders.push(flag.clone());
+                    let relay = Relay::new(self.store.clone(), nats, &self.settings.namespace)
+                        .with_replicas(replicas)
+                        .with_flag(flag);
                     tasks.spawn(async move {
                         relay.run(cancel).await;
                         Ok(())
@@ -265,17 +367,40 @@ impl Application {
                     let (pool, ns) = (pool.clone(), self.settings.namespace.clone());
                     let hub = live.clone().unwrap_or_default();
                     let projectors = cancel.clone();
+                    let options = ProjectorOptions {
+                        replicas,
+                        ..Default::default()
+                    };
                     tasks.spawn(async move {
-                        run_projectors(pool, nats, &ns, hub, projectors).await;
+                        run_projectors_with(pool, nats, &ns, hub, options, projectors).await;
                         Ok(())
                     });
                     // The process managers run with the read side.
-                    let pm = ProcessManager::new(commands.clone());
+                    let flag = LeaderFlag::new("process_manager");
+                    leaders.push(flag.clone());
+                    let pm = ProcessManager::new(commands.clone()).with_flag(flag);
+                    let schedules = cancel.clone();
+                    let alerts_cancel = cancel.clone();
                     tasks.spawn(async move {
                         pm.run(cancel).await;
                         Ok(())
                     });
+                    if let Some(reports) = reports.clone() {
+                        tasks.spawn(async move {
+                            shopfloor_reports::schedule::run(reports, REPORT_TICK, schedules).await;
+                            Ok(())
+                        });
+                    }
+                    // Alert evaluation (one leader) and delivery run with the read side too.
+                    let (alerts, settings) = (commands.clone(), self.settings.alerts.clone());
+                    tasks.spawn(async move {
+                        shopfloor_alerts::run(alerts, settings, alerts_cancel)
+                            .await
+                            .context("alerts")
+                    });
                 }
+                // Started below, once, for the ingest role or on its own.
+                Role::Opcua => {}
                 Role::Ingest => {
                     let Some(url) = self.settings.mqtt_url.clone() else {
                         info!("ingest is off (MQTT_URL=off)");
@@ -299,11 +424,15 @@ impl Application {
                 }
             }
         }
+        if let Some(opcua) = self.opcua_task(&commands, &cancel)? {
+            tasks.spawn(opcua);
+        }
         if let (Some(listener), Some(addr)) = (self.listener, self.http_addr) {
             let readiness = Readiness {
                 nats: self.nats.clone(),
                 mqtt: mqtt_ready,
                 timeout: None,
+                leaders,
             };
             let mut state = AppState::new(
                 self.store.clone(),
@@ -315,7 +444,11 @@ impl Application {
             state.commands = commands.clone();
             state.live = live;
             state.shutdown = cancel.clone();
-            state.tokens = state.tokens.with_cache_ttl(self.settings.token_cache_ttl);
+            state.reports = reports;
+            state.tokens = state
+                .tokens
+                .clone()
+                .with_cache_ttl(self.settings.token_cache_ttl);
             let router = shopfloor_api::router_with_limits(state, self.settings.rate_limits);
             let cancel = cancel.clone();
             info!(namespace = %self.settings.namespace, "listening on http://{addr}");

@@ -55,10 +55,8 @@ pub async fn commands(
     concurrency: usize,
     group_commit: bool,
 ) -> anyhow::Result<serde_json::Value> {
-    let mut service = CommandService::new(store);
-    if group_commit {
-        service = service.with_group_commit(256);
-    }
+    // Without group commit: one request per transaction.
+    let service = CommandService::new(store).with_group_commit(if group_commit { 256 } else { 1 });
     let run_id = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let machines: Vec<MachineId> = (0..aggregates)
         .map(|i| MachineId::new(format!("bench-{run_id}-{i}")))
@@ -79,7 +77,7 @@ pub async fn commands(
     eprintln!("sending {commands} commands with {concurrency} concurrent tasks…");
     let next = Arc::new(AtomicUsize::new(0));
     let machines = Arc::new(machines);
-    let group_before = service.group_stats().unwrap_or_default();
+    let group_before = service.group_stats();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency.max(1) {
@@ -113,10 +111,7 @@ pub async fn commands(
         latencies.extend(t.await.context("a bench task panicked")??);
     }
     let secs = started.elapsed().as_secs_f64();
-    let group = service
-        .group_stats()
-        .unwrap_or_default()
-        .since(&group_before);
+    let group = service.group_stats().since(&group_before);
     Ok(Summary {
         ops: latencies.len(),
         secs,
@@ -210,7 +205,7 @@ async fn register_machines(
     Ok(out)
 }
 
-fn run_id() -> String {
+pub(crate) fn run_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..8].to_string()
 }
 
@@ -510,12 +505,16 @@ pub async fn e2e(
 /// Appends a generated history: `machines` machines, `days` days, a state change
 /// every 20 minutes and parts every 10 minutes, decided by the real aggregates and
 /// appended in large batches. Returns the machine ids and the history's start.
-async fn generate_history(
+pub(crate) async fn generate_history(
     store: &EventStore,
     machines: usize,
     days: u32,
+    line: &str,
 ) -> anyhow::Result<(Vec<String>, chrono::DateTime<chrono::Utc>)> {
-    use shopfloor_domain::machine::{ChangeState, MachineCommand, MachineStatus, RecordParts};
+    use shopfloor_domain::machine::{
+        ChangeState, MachineCommand, MachineStatus, RecordParts, RegisterMachine,
+    };
+    use shopfloor_domain::values::{CycleTime, LineId, MachineType};
     use shopfloor_domain::{Decide, Machine};
     use shopfloor_eventstore::repository::AggregateRepository;
     use shopfloor_eventstore::{AppendRequest, ExpectedVersion, StreamRef};
@@ -533,8 +532,15 @@ async fn generate_history(
         let id = MachineId::new(format!("{prefix}-{i:03}")).context("id")?;
         let stream = StreamRef::new("machine", id.as_str());
         let mut machine = Machine::default();
+        let register = MachineCommand::RegisterMachine(RegisterMachine {
+            machine_id: id.clone(),
+            machine_type: MachineType::new("press")?,
+            line: LineId::new(line)?,
+            ideal_cycle_time_s: CycleTime::new(2.0)?,
+            at: start,
+        });
         let mut events = machine
-            .execute(workload::register(&id)?)
+            .execute(register)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         for s in 0..steps {
             let at = start + chrono::Duration::minutes(s * 10);
@@ -592,7 +598,7 @@ pub async fn replay(pool: sqlx::PgPool, events: i64) -> anyhow::Result<serde_jso
         let days = 10;
         let machines = ((events - head) as usize / (per_machine_day * days as usize)).max(1) + 1;
         eprintln!("generating {} more events…", events - head);
-        generate_history(&store, machines, days).await?;
+        generate_history(&store, machines, days, "bench").await?;
     }
     let head = store.head_position().await?;
     eprintln!("replaying {head} events…");
@@ -619,7 +625,7 @@ pub async fn query(
 ) -> anyhow::Result<serde_json::Value> {
     let store = EventStore::new(pool.clone());
     eprintln!("generating {machines} machines × {days} days of history…");
-    let (ids, start) = generate_history(&store, machines, days).await?;
+    let (ids, start) = generate_history(&store, machines, days, "bench").await?;
     eprintln!("building the read models…");
     shopfloor_projections::replay(&pool, None, |_, _| {}).await?;
     let token = format!("bench-{}-{}", run_id(), run_id());

@@ -100,13 +100,26 @@ struct Server {
     admin: String,
 }
 
+/// `n` API processes on one database and namespace, sharing the admin token.
+async fn start_servers(
+    settings: &crate::settings::Settings,
+    n: usize,
+) -> anyhow::Result<Vec<Server>> {
+    let admin = format!("bench-admin-{}", uuid::Uuid::new_v4().simple());
+    let mut servers = Vec::new();
+    for _ in 0..n.max(1) {
+        servers.push(Server::start(settings, &admin).await?);
+    }
+    Ok(servers)
+}
+
 impl Server {
-    async fn start(settings: &crate::settings::Settings) -> anyhow::Result<Self> {
+    async fn start(settings: &crate::settings::Settings, admin: &str) -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-        let admin = format!("bench-admin-{}", uuid::Uuid::new_v4().simple());
+        let admin = admin.to_string();
         let exe = std::env::current_exe()?;
         let child = tokio::process::Command::new(exe)
             .args(["serve", "--role", "api"])
@@ -163,7 +176,7 @@ type MakeRequest = dyn Fn(u64) -> (&'static str, String, Vec<u8>) + Send + Sync;
 /// Runs `connections` keep-alive connections for `secs`, each sending the
 /// requests `make` gives (numbered across connections), and summarises them.
 async fn drive(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     token: &str,
     connections: usize,
     secs: f64,
@@ -172,7 +185,8 @@ async fn drive(
     let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let stop = Instant::now() + Duration::from_secs_f64(secs);
     let mut set = tokio::task::JoinSet::new();
-    for _ in 0..connections {
+    for k in 0..connections {
+        let addr = addrs[k % addrs.len()];
         let (make, counter, token) = (make.clone(), counter.clone(), token.to_string());
         set.spawn(async move {
             let mut conn = Conn::open(addr).await?;
@@ -254,13 +268,16 @@ pub async fn http(
     machines: usize,
     connections: usize,
     secs: f64,
+    processes: usize,
 ) -> anyhow::Result<Value> {
-    let server = Server::start(settings).await?;
+    let servers = start_servers(settings, processes).await?;
+    let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+    let server = &servers[0];
     let operator = server.token("operator").await?;
     let supervisor = server.token("supervisor").await?;
     let prefix = format!("hb{}", std::process::id());
     eprintln!("registering {machines} machines…");
-    register(&server, &supervisor, &prefix, machines).await?;
+    register(server, &supervisor, &prefix, machines).await?;
     let base = chrono::Utc::now() - chrono::Duration::hours(2);
     let at = move |i: u64| base + chrono::Duration::milliseconds((i % 7_000_000) as i64);
     let ids: std::sync::Arc<Vec<String>> =
@@ -325,7 +342,7 @@ pub async fn http(
     ];
     for (name, token, conns, make) in workloads {
         eprintln!("{name}: {conns} connections for {secs} s…");
-        let (summary, statuses) = drive(server.addr, token, conns, secs, make).await?;
+        let (summary, statuses) = drive(&addrs, token, conns, secs, make).await?;
         let refused_503 = statuses.get(&503).copied().unwrap_or(0);
         let result = summary.json(json!({
             "workload": name, "connections": conns,
@@ -335,8 +352,8 @@ pub async fn http(
         eprintln!("{result}");
         results.push(result);
     }
-    drop(server);
+    drop(servers);
     Ok(
-        json!({ "bench": "http", "machines": machines, "secs_per_workload": secs, "workloads": results }),
+        json!({ "bench": "http", "machines": machines, "processes": addrs.len(), "secs_per_workload": secs, "workloads": results }),
     )
 }

@@ -72,10 +72,28 @@ enum Command {
         #[arg(long)]
         ticks: Option<u64>,
     },
+    /// Reports (ADR 0041).
+    Report {
+        #[command(subcommand)]
+        report: ReportCommand,
+    },
     /// Measure the real paths on the real services (prints one JSON line last).
     Bench {
         #[command(subcommand)]
         bench: Bench,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReportCommand {
+    /// Regenerate a report at its recorded log position and compare it with the stored
+    /// file (or with FILE, e.g. a downloaded copy); exits 0 only when identical.
+    Verify {
+        /// The report id (`RPT-…`).
+        id: String,
+        /// Compare with this file instead of the stored one.
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
     },
 }
 
@@ -119,11 +137,35 @@ enum Bench {
         /// Seconds per workload.
         #[arg(long, default_value_t = 10.0)]
         secs: f64,
+        /// API processes started (connections spread over them round-robin), to
+        /// compare N API replicas with one on the same database.
+        #[arg(long, default_value_t = 1)]
+        processes: usize,
+    },
+    /// Alert latency: N machines × R machine_down rules with webhook channels, the real
+    /// evaluator and delivery worker under a steady command load; from the triggering
+    /// commit to the webhook's receipt, with missed and duplicated alerts.
+    Alerts {
+        #[arg(long, default_value_t = 1000)]
+        machines: usize,
+        #[arg(long, default_value_t = 5)]
+        rules: usize,
+        /// Background machine commands per second through the same writer.
+        #[arg(long, default_value_t = 2000.0)]
+        load_rate: f64,
     },
     /// Rebuild every read model from at least this many events.
     Replay {
         #[arg(long, default_value_t = 500000)]
         events: i64,
+    },
+    /// Shift reports of a line of N machines, in each format, over a generated history.
+    Reports {
+        #[arg(long, default_value_t = 20)]
+        machines: usize,
+        /// Shift reports per format.
+        #[arg(long, default_value_t = 9)]
+        shifts: usize,
     },
     /// GET /api/v1/kpi-metrics under load over a generated history.
     Query {
@@ -147,8 +189,11 @@ pub enum Role {
     Relay,
     /// Builds the read models from JetStream.
     Projector,
-    /// Turns MQTT sensor payloads into machine commands.
+    /// Turns MQTT sensor payloads into machine commands (and, with
+    /// `SHOPFLOOR_OPCUA_CONFIG`, OPC UA data changes too).
     Ingest,
+    /// Only the OPC UA client (`SHOPFLOOR_OPCUA_CONFIG`), through the ingest's path.
+    Opcua,
 }
 
 impl Role {
@@ -160,6 +205,7 @@ impl Role {
             Role::Relay => "relay",
             Role::Projector => "projector",
             Role::Ingest => "ingest",
+            Role::Opcua => "opcua",
         }
     }
 }
@@ -314,6 +360,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             app::register_simulated(&pool, &config).await?;
             let cancel = CancellationToken::new();
             tokio::spawn(stop_on_signal(cancel.clone()));
+            app::demo_calendar(&pool, &config).await?;
+            if !sparkplug {
+                // Orders, operators and late stop classification (JSON counts name the order).
+                let floor = std::sync::Arc::new(shopfloor_ingest::DemoFloor::new(machines));
+                config.floor = Some(floor.clone());
+                tokio::spawn(shopfloor_ingest::demo::direct(
+                    app::command_service(&pool),
+                    shopfloor_ingest::simulated_machines(&config),
+                    floor,
+                    shopfloor_ingest::demo::Pace::default(),
+                    cancel.clone(),
+                ));
+            }
             let report = shopfloor_ingest::simulate(config, cancel)
                 .await
                 .context("simulating")?;
@@ -322,6 +381,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 published = report.published,
                 "simulation ended"
             );
+            Ok(())
+        }
+        Command::Report {
+            report: ReportCommand::Verify { id, file },
+        } => {
+            let pool = app::connect_postgres(&settings).await?;
+            app::migrate(&pool).await?;
+            let store = shopfloor_reports::ReportStore::open(&settings.reports_storage)?;
+            let reports = shopfloor_reports::Reports::new(pool, store, settings.plant_name.clone());
+            let mut v = reports.verify(&id).await?;
+            if let Some(path) = file {
+                let bytes =
+                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                v.stored_sha256 = shopfloor_reports::service::sha256_hex(&bytes);
+                v.identical = v.stored_sha256 == v.regenerated_sha256
+                    && v.regenerated_sha256 == v.sha256
+                    && v.chain_hash_matches != Some(false);
+            }
+            println!("{}", serde_json::to_string(&v)?);
+            anyhow::ensure!(
+                v.identical,
+                "report {id} is not identical to its regeneration at position {}",
+                v.position
+            );
+            info!(report = %id, position = v.position, "the report is identical to its regeneration");
             Ok(())
         }
         Command::Bench { bench } => {
@@ -356,9 +440,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     machines,
                     connections,
                     secs,
-                } => crate::bench_http::http(&settings, machines, connections, secs).await?,
+                    processes,
+                } => {
+                    crate::bench_http::http(&settings, machines, connections, secs, processes)
+                        .await?
+                }
+                Bench::Alerts {
+                    machines,
+                    rules,
+                    load_rate,
+                } => crate::bench_alerts::alerts(&settings, machines, rules, load_rate).await?,
                 Bench::Replay { events } => {
                     crate::bench::replay(store.pool().clone(), events).await?
+                }
+                Bench::Reports { machines, shifts } => {
+                    crate::bench_reports::reports(store.pool().clone(), machines, shifts).await?
                 }
                 Bench::Query {
                     machines,

@@ -25,11 +25,27 @@ pub const VARIABLES: &[&str] = &[
     "SHOPFLOOR_NAMESPACE",
     "SHOPFLOOR_ADMIN_TOKEN",
     "SHOPFLOOR_INGEST_MAPPING",
+    "SHOPFLOOR_OPCUA_CONFIG",
     "SHOPFLOOR_RATE_PER_TOKEN",
     "SHOPFLOOR_RATE_BURST_PER_TOKEN",
     "SHOPFLOOR_AUTH_FAILURES_PER_S",
     "SHOPFLOOR_AUTH_FAILURE_BURST",
     "SHOPFLOOR_TOKEN_CACHE_MS",
+    "SHOPFLOOR_PLANT_NAME",
+    "SHOPFLOOR_REPORTS_DIR",
+    "SHOPFLOOR_REPORTS_S3_URL",
+    "SHOPFLOOR_REPORTS_S3_BUCKET",
+    "SHOPFLOOR_REPORTS_S3_REGION",
+    "SHOPFLOOR_REPORTS_S3_ACCESS_KEY_ID",
+    "SHOPFLOOR_REPORTS_S3_SECRET_ACCESS_KEY",
+    "SHOPFLOOR_SMTP_URL",
+    "SHOPFLOOR_SMTP_FROM",
+    "SHOPFLOOR_ALERT_TICK_MS",
+    "SHOPFLOOR_ALERT_POLL_MS",
+    "SHOPFLOOR_ALERT_BACKOFF_MS",
+    "SHOPFLOOR_ALERT_BACKOFF_MAX_MS",
+    "SHOPFLOOR_ALERT_MAX_ATTEMPTS",
+    "SHOPFLOOR_STREAM_REPLICAS",
     "RUST_LOG",
 ];
 
@@ -53,7 +69,12 @@ fn invalid(variable: &'static str, problem: impl Into<String>) -> SettingsError 
 pub struct Settings {
     /// PostgreSQL: event store and read models. May hold a password: never log it whole.
     pub database_url: Url,
-    pub nats_url: Url,
+    /// The NATS servers of one cluster (`NATS_URL`: one URL, or several separated
+    /// by commas); a client connects to any that answers and fails over to the others.
+    pub nats_urls: Vec<Url>,
+    /// Replicas of the JetStream event stream (`SHOPFLOOR_STREAM_REPLICAS`, 1 to 5,
+    /// default 1; 3 on a 3-node cluster). ADR 0043.
+    pub stream_replicas: usize,
     /// `None` when ingest is off (`MQTT_URL=off`).
     pub mqtt_url: Option<Url>,
     pub http_addr: SocketAddr,
@@ -65,6 +86,9 @@ pub struct Settings {
     /// A JSON file mapping MQTT topics and Sparkplug metrics to machines
     /// (`SHOPFLOOR_INGEST_MAPPING`; see ADR 0007); the contract's topics need none.
     pub ingest_mapping: Option<std::path::PathBuf>,
+    /// The OPC UA servers and node mapping (`SHOPFLOOR_OPCUA_CONFIG`; ADR 0046):
+    /// with it, the ingest role (or `--role opcua` alone) runs the OPC UA client.
+    pub opcua_config: Option<std::path::PathBuf>,
     /// Rate limits of the API: per token (`SHOPFLOOR_RATE_PER_TOKEN`,
     /// `SHOPFLOOR_RATE_BURST_PER_TOKEN`; a token may carry its own) and per client address
     /// on failed authentications (`SHOPFLOOR_AUTH_FAILURES_PER_S`,
@@ -74,6 +98,16 @@ pub struct Settings {
     /// (`SHOPFLOOR_TOKEN_CACHE_MS`, at most 1 s): revocation takes effect on every API
     /// process within it. ADR 0033.
     pub token_cache_ttl: std::time::Duration,
+    /// The plant's name, printed on the reports (`SHOPFLOOR_PLANT_NAME`).
+    pub plant_name: String,
+    /// Where reports are stored: S3 (`SHOPFLOOR_REPORTS_S3_*`) or a folder
+    /// (`SHOPFLOOR_REPORTS_DIR`, default `./reports`). ADR 0041.
+    pub reports_storage: shopfloor_reports::StorageSettings,
+    /// Alert evaluation and delivery: `SHOPFLOOR_SMTP_URL` (a secret: it may hold the SMTP
+    /// password), `SHOPFLOOR_SMTP_FROM`, `SHOPFLOOR_ALERT_TICK_MS`, `SHOPFLOOR_ALERT_POLL_MS`,
+    /// `SHOPFLOOR_ALERT_BACKOFF_MS`, `SHOPFLOOR_ALERT_BACKOFF_MAX_MS`,
+    /// `SHOPFLOOR_ALERT_MAX_ATTEMPTS` (ADR 0039, operations.md).
+    pub alerts: shopfloor_alerts::AlertSettings,
 }
 
 impl Settings {
@@ -101,16 +135,16 @@ impl Settings {
                 ),
             ));
         }
-        let nats_url = parse_url("NATS_URL", &get("NATS_URL", DEFAULT_NATS_URL))?;
-        if !matches!(nats_url.scheme(), "nats" | "tls") {
-            return Err(invalid(
-                "NATS_URL",
-                format!(
-                    "scheme {:?} is not nats:// or tls:// (expected e.g. {DEFAULT_NATS_URL})",
-                    nats_url.scheme()
-                ),
-            ));
-        }
+        let nats_urls = parse_nats_urls(&get("NATS_URL", DEFAULT_NATS_URL))?;
+        let stream_replicas = match get("SHOPFLOOR_STREAM_REPLICAS", "1").parse::<usize>() {
+            Ok(n @ 1..=5) => n,
+            _ => {
+                return Err(invalid(
+                    "SHOPFLOOR_STREAM_REPLICAS",
+                    "expected a whole number from 1 to 5 (3 on a 3-node NATS cluster)",
+                ))
+            }
+        };
         let mqtt = get("MQTT_URL", DEFAULT_MQTT_URL);
         let mqtt_url = if mqtt.eq_ignore_ascii_case("off") {
             None
@@ -144,7 +178,7 @@ impl Settings {
                     "a token must be at least 16 characters without spaces",
                 ))
             }
-            Some(t) => Some(SecretString::from(t)),
+            Some(t) => Some(SecretString::from(check_token_strength(&t)?)),
         };
         let ingest_mapping = lookup("SHOPFLOOR_INGEST_MAPPING")
             .map(|p| p.trim().to_string())
@@ -158,18 +192,47 @@ impl Settings {
                 ));
             }
         }
+        let opcua_config = lookup("SHOPFLOOR_OPCUA_CONFIG")
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .map(std::path::PathBuf::from);
+        if let Some(p) = &opcua_config {
+            if !p.is_file() {
+                return Err(invalid(
+                    "SHOPFLOOR_OPCUA_CONFIG",
+                    format!("{} is not a readable file", p.display()),
+                ));
+            }
+        }
         let (rate_limits, token_cache_ttl) = api_limits(&lookup)?;
+        let reports_storage = shopfloor_reports::StorageSettings::from_lookup(&lookup)
+            .map_err(|e| invalid("SHOPFLOOR_REPORTS_S3_URL", e.to_string()))?;
+        let alerts = alert_settings(&lookup)?;
         Ok(Settings {
+            plant_name: get("SHOPFLOOR_PLANT_NAME", "Shopfloor plant"),
+            reports_storage,
+            alerts,
             rate_limits,
             token_cache_ttl,
             ingest_mapping,
+            opcua_config,
             database_url,
-            nats_url,
+            nats_urls,
+            stream_replicas,
             mqtt_url,
             http_addr,
             namespace,
             admin_token,
         })
+    }
+
+    /// The NATS servers without their passwords, for messages.
+    pub fn nats_display(&self) -> String {
+        self.nats_urls
+            .iter()
+            .map(redact)
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// The database URL without its password, for messages.
@@ -256,6 +319,65 @@ fn positive(variable: &'static str, v: &str, what: &str) -> Result<f64, Settings
     }
 }
 
+/// `NATS_URL`: one URL, or several separated by commas (the servers of one cluster).
+fn parse_nats_urls(value: &str) -> Result<Vec<Url>, SettingsError> {
+    let mut urls = Vec::new();
+    for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let url = parse_url("NATS_URL", part)?;
+        if !matches!(url.scheme(), "nats" | "tls") {
+            return Err(invalid(
+                "NATS_URL",
+                format!(
+                    "scheme {:?} is not nats:// or tls:// (expected e.g. {DEFAULT_NATS_URL}, or several separated by commas)",
+                    url.scheme()
+                ),
+            ));
+        }
+        urls.push(url);
+    }
+    if urls.is_empty() {
+        return Err(invalid("NATS_URL", "names no server"));
+    }
+    Ok(urls)
+}
+
+/// Words that mark a token copied from an example or a manifest.
+const PLACEHOLDER_WORDS: &[&str] = &[
+    "change-me",
+    "changeme",
+    "change_me",
+    "replace-me",
+    "replaceme",
+    "placeholder",
+    "example",
+    "your-token",
+];
+
+/// Refuses an admin token that is a known placeholder or guessable: it must not
+/// contain a placeholder word and must carry at least 60 bits by a simple
+/// estimate (length × log2 of its distinct characters, at least 8 of them).
+fn check_token_strength(token: &str) -> Result<String, SettingsError> {
+    let lower = token.to_ascii_lowercase();
+    if let Some(word) = PLACEHOLDER_WORDS.iter().find(|w| lower.contains(*w)) {
+        return Err(invalid(
+            "SHOPFLOOR_ADMIN_TOKEN",
+            format!("it contains {word:?}: a placeholder; generate one, e.g. sft_$(openssl rand -hex 24)"),
+        ));
+    }
+    let distinct = token
+        .chars()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let bits = token.chars().count() as f64 * (distinct.max(1) as f64).log2();
+    if distinct < 8 || bits < 60.0 {
+        return Err(invalid(
+            "SHOPFLOOR_ADMIN_TOKEN",
+            "too guessable (too few distinct characters); generate one, e.g. sft_$(openssl rand -hex 24)",
+        ));
+    }
+    Ok(token.to_string())
+}
+
 fn parse_url(variable: &'static str, value: &str) -> Result<Url, SettingsError> {
     let url = Url::parse(value)
         .map_err(|e| invalid(variable, format!("{value:?} is not a URL ({e})")))?;
@@ -283,6 +405,57 @@ fn validate_namespace(ns: &str) -> Result<(), SettingsError> {
     }
 }
 
+/// The alert settings from their variables (defaults: [`shopfloor_alerts::AlertSettings`]).
+fn alert_settings(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<shopfloor_alerts::AlertSettings, SettingsError> {
+    let value = |k: &str| {
+        lookup(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let mut s = shopfloor_alerts::AlertSettings::default();
+    let millis = |k: &'static str, default: std::time::Duration| match value(k) {
+        None => Ok(default),
+        Some(v) => match v.parse::<u64>() {
+            Ok(ms) if ms > 0 => Ok(std::time::Duration::from_millis(ms)),
+            _ => Err(invalid(
+                k,
+                format!("{v:?} is not a whole number of milliseconds above 0"),
+            )),
+        },
+    };
+    s.tick = millis("SHOPFLOOR_ALERT_TICK_MS", s.tick)?;
+    s.poll = millis("SHOPFLOOR_ALERT_POLL_MS", s.poll)?;
+    s.backoff = millis("SHOPFLOOR_ALERT_BACKOFF_MS", s.backoff)?;
+    s.backoff_max = millis("SHOPFLOOR_ALERT_BACKOFF_MAX_MS", s.backoff_max)?;
+    if let Some(v) = value("SHOPFLOOR_ALERT_MAX_ATTEMPTS") {
+        s.max_attempts = match v.parse::<i32>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => {
+                return Err(invalid(
+                    "SHOPFLOOR_ALERT_MAX_ATTEMPTS",
+                    format!("{v:?} is not a whole number from 1 to 1000"),
+                ))
+            }
+        };
+    }
+    if let Some(url) = value("SHOPFLOOR_SMTP_URL") {
+        if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
+            return Err(invalid(
+                "SHOPFLOOR_SMTP_URL",
+                "must be smtp://host:587?tls=required (STARTTLS), smtps://host:465 or smtp://host:25",
+            ));
+        }
+        let from = value("SHOPFLOOR_SMTP_FROM").unwrap_or_else(|| "shopfloor@localhost".into());
+        s.smtp = Some(shopfloor_alerts::SmtpSettings {
+            url: SecretString::from(url),
+            from,
+        });
+    }
+    Ok(s)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -303,7 +476,9 @@ mod tests {
     fn defaults_follow_the_contract() {
         let s = with(&[]).unwrap();
         assert_eq!(s.database_url.as_str(), DEFAULT_DATABASE_URL);
-        assert_eq!(s.nats_url.as_str(), DEFAULT_NATS_URL);
+        assert_eq!(s.nats_urls.len(), 1);
+        assert_eq!(s.nats_urls[0].as_str(), DEFAULT_NATS_URL);
+        assert_eq!(s.stream_replicas, 1);
         assert_eq!(s.mqtt_url.unwrap().as_str(), DEFAULT_MQTT_URL);
         assert_eq!(s.http_addr.to_string(), DEFAULT_HTTP_ADDR);
         assert_eq!(s.namespace, DEFAULT_NAMESPACE);
@@ -362,11 +537,34 @@ mod tests {
     }
 
     #[test]
+    fn nats_url_takes_the_servers_of_one_cluster() {
+        let s = with(&[
+            (
+                "NATS_URL",
+                "nats://n1:4222, nats://u:pw@n2:4222,tls://n3:4443",
+            ),
+            ("SHOPFLOOR_STREAM_REPLICAS", "3"),
+        ])
+        .unwrap();
+        let hosts: Vec<_> = s.nats_urls.iter().map(|u| u.host_str().unwrap()).collect();
+        assert_eq!(hosts, ["n1", "n2", "n3"]);
+        assert_eq!(s.stream_replicas, 3);
+        assert_eq!(
+            s.nats_display(),
+            "nats://n1:4222,nats://u:***@n2:4222,tls://n3:4443"
+        );
+    }
+
+    #[test]
     fn wrong_settings_give_one_clear_line() {
         let cases = [
             (("DATABASE_URL", "mysql://x@h/db"), "invalid DATABASE_URL: scheme \"mysql\" is not postgres:// (expected e.g. postgres://root@127.0.0.1:5432/shopfloor)"),
             (("DATABASE_URL", "not a url"), "invalid DATABASE_URL: \"not a url\" is not a URL (relative URL without a base)"),
-            (("NATS_URL", "http://h:4222"), "invalid NATS_URL: scheme \"http\" is not nats:// or tls:// (expected e.g. nats://127.0.0.1:4222)"),
+            (("NATS_URL", "http://h:4222"), "invalid NATS_URL: scheme \"http\" is not nats:// or tls:// (expected e.g. nats://127.0.0.1:4222, or several separated by commas)"),
+            (("NATS_URL", "nats://a:4222,http://b:4222"), "invalid NATS_URL: scheme \"http\" is not nats:// or tls:// (expected e.g. nats://127.0.0.1:4222, or several separated by commas)"),
+            (("SHOPFLOOR_STREAM_REPLICAS", "0"), "invalid SHOPFLOOR_STREAM_REPLICAS: expected a whole number from 1 to 5 (3 on a 3-node NATS cluster)"),
+            (("SHOPFLOOR_ADMIN_TOKEN", "CHANGE-ME-sft-0123456789abcdef"), "invalid SHOPFLOOR_ADMIN_TOKEN: it contains \"change-me\": a placeholder; generate one, e.g. sft_$(openssl rand -hex 24)"),
+            (("SHOPFLOOR_ADMIN_TOKEN", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"), "invalid SHOPFLOOR_ADMIN_TOKEN: too guessable (too few distinct characters); generate one, e.g. sft_$(openssl rand -hex 24)"),
             (("MQTT_URL", "amqp://h"), "invalid MQTT_URL: scheme \"amqp\" is not mqtt:// or mqtts:// (or `off` to turn ingest off)"),
             (("SHOPFLOOR_HTTP_ADDR", "localhost"), "invalid SHOPFLOOR_HTTP_ADDR: \"localhost\" is not an IP:port such as 127.0.0.1:8080"),
             (("SHOPFLOOR_NAMESPACE", "a.b"), "invalid SHOPFLOOR_NAMESPACE: \"a.b\" must be 1 to 64 letters, digits, '_' or '-'"),

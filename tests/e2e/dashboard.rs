@@ -10,230 +10,17 @@
 //! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (`scripts/browser.sh`).
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use chrono::{DateTime, Duration as Span, SecondsFormat, Utc};
 use serde_json::{json, Value};
-use tokio::process::{Child, Command};
 
 use crate::support::Server;
+#[cfg(test)]
+use crate::webdriver::base64_decode;
+use crate::webdriver::Browser;
 
 const ADMIN: &str = "e2e-dashboard-admin-token-0123456789";
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-/// How long any condition may take to become true.
-const PATIENCE: Duration = Duration::from_secs(45);
-
-// ---- WebDriver ------------------------------------------------------------------------
-
-/// chromedriver and one browser session; both end when dropped, also when a test
-/// panics (a killed chromedriver would leave its Chromium running).
-struct Browser {
-    driver: Child,
-    /// Whether the session has been deleted (the browser closed).
-    closed: bool,
-    http: reqwest::Client,
-    /// `http://127.0.0.1:{port}/session/{id}`.
-    session: String,
-    /// The browser profile, removed when dropped.
-    _profile: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-impl Browser {
-    async fn start(width: u32, height: u32) -> Self {
-        assert!(
-            Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists(),
-            "{CHROMIUM} and {CHROMEDRIVER} are needed: run scripts/browser.sh"
-        );
-        let port = free_port();
-        let driver = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("chromedriver starts");
-        let http = reqwest::Client::new();
-        let base = format!("http://127.0.0.1:{port}");
-        // Wait until the driver answers /status with ready.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let ready = match http.get(format!("{base}/status")).send().await {
-                Ok(r) => r
-                    .json::<Value>()
-                    .await
-                    .ok()
-                    .map(|v| v["value"]["ready"] == true),
-                Err(_) => None,
-            };
-            if ready == Some(true) {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "chromedriver is not ready"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let profile = tempfile::tempdir().unwrap();
-        let caps = json!({ "capabilities": { "alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": CHROMIUM,
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-background-networking", "--disable-component-update",
-                    "--disable-sync", "--no-first-run", "--hide-scrollbars",
-                    "--force-device-scale-factor=1",
-                    format!("--window-size={width},{height}"),
-                    format!("--user-data-dir={}", profile.path().display()),
-                ],
-            },
-        }}});
-        let created: Value = http
-            .post(format!("{base}/session"))
-            .json(&caps)
-            .send()
-            .await
-            .expect("chromedriver answers")
-            .json()
-            .await
-            .unwrap();
-        let id = created["value"]["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no browser session: {created}"))
-            .to_string();
-        Self {
-            driver,
-            closed: false,
-            http,
-            session: format!("{base}/session/{id}"),
-            _profile: profile,
-        }
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut req = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.session));
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let res = req.send().await.expect("chromedriver answers");
-        let status = res.status();
-        let v: Value = res.json().await.unwrap_or(Value::Null);
-        assert!(status.is_success(), "{method} {path}: {status} {v}");
-        v["value"].clone()
-    }
-
-    async fn goto(&self, url: &str) {
-        self.call(reqwest::Method::POST, "/url", Some(json!({ "url": url })))
-            .await;
-    }
-
-    /// Runs `script` (a function body; `return` gives the value) in the page.
-    async fn js(&self, script: &str) -> Value {
-        self.call(
-            reqwest::Method::POST,
-            "/execute/sync",
-            Some(json!({ "script": script, "args": [] })),
-        )
-        .await
-    }
-
-    /// Waits until `expression` is truthy in the page; returns its value.
-    async fn until(&self, what: &str, expression: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        let script =
-            format!("try {{ return ({expression}) || null; }} catch (e) {{ return null; }}");
-        loop {
-            let v = self.js(&script).await;
-            if !(v.is_null() || v == false) {
-                return v;
-            }
-            if tokio::time::Instant::now() > deadline {
-                let page = self
-                    .js("return document.body.innerText.slice(0, 3000)")
-                    .await;
-                panic!("timed out waiting for {what}; the page shows:\n{page}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn screenshot(&self, to: &Path) {
-        let b64 = self.call(reqwest::Method::GET, "/screenshot", None).await;
-        let png = base64_decode(b64.as_str().expect("base64 text"));
-        assert!(png.starts_with(b"\x89PNG"), "not a PNG");
-        std::fs::write(to, png).expect("the screenshot is written");
-    }
-
-    async fn quit(mut self) {
-        let _ = self.http.delete(self.session.clone()).send().await;
-        self.closed = true;
-        let _ = self.driver.kill().await;
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        if self.closed {
-            return;
-        }
-        // Close the browser through the driver before the driver is killed (the
-        // fields drop after this); off the async runtime, as in `TestDb`'s drop.
-        let session = self.session.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async {
-                let _ = reqwest::Client::new()
-                    .delete(session)
-                    .timeout(Duration::from_secs(10))
-                    .send()
-                    .await;
-            });
-            Ok::<_, std::io::Error>(())
-        })
-        .join();
-    }
-}
-
-/// Standard base64 (the screenshot), without pulling in a crate for it.
-fn base64_decode(text: &str) -> Vec<u8> {
-    let value = |c: u8| match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        b'/' => 63,
-        _ => panic!("not base64: {c}"),
-    };
-    let clean: Vec<u8> = text
-        .bytes()
-        .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
-        .collect();
-    let mut out = Vec::with_capacity(clean.len() * 3 / 4);
-    for chunk in clean.chunks(4) {
-        let mut n = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            n |= u32::from(value(c)) << (18 - 6 * i);
-        }
-        let bytes = n.to_be_bytes();
-        out.extend_from_slice(&bytes[1..chunk.len()]);
-    }
-    out
-}
-
 // ---- the API --------------------------------------------------------------------------
 
 struct Api<'a> {
@@ -408,6 +195,13 @@ async fn build_demo_plant(api: &Api<'_>, now: DateTime<Utc>) -> Vec<(String, u64
                                 "timestamp": ts(t), "state": state, "reason": reason,
                                 "planned": planned }));
             t += Span::minutes(minutes as i64);
+        }
+        if n == 0 {
+            // Parts for an order that does not exist: the process manager refuses to
+            // book them, and the orders view lists the refusal.
+            events.push(json!({ "event_type": "parts_produced", "machine_id": id,
+                                "timestamp": ts(end), "good": 1, "scrap": 0,
+                                "order_id": "PO-GONE" }));
         }
         // Where each machine is now.
         let (state, reason) = match n % 6 {
@@ -649,9 +443,10 @@ async fn the_dashboard_follows_the_plant_live_in_a_real_browser() {
         ),
         (
             "orders",
-            "the orders and the tasks",
+            "the orders, the tasks and the refused follow-ups",
             "document.querySelectorAll('#orders-table tr[data-order]').length === 6 && \
-          document.querySelector('#tasks-table').innerText.includes('Overdue')",
+          document.querySelector('#tasks-table').innerText.includes('Overdue') && \
+          document.querySelector('#rejections').innerText.includes('PO-GONE')",
         ),
         (
             "inventory",

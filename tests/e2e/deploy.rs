@@ -21,7 +21,20 @@ use shopfloor::settings::{Settings, VARIABLES};
 
 /// Stands for what the manifests leave to the operator (`${VAR}` in compose, a Secret
 /// reference): a valid token, password or host name.
-const PLACEHOLDER: &str = "placeholder-0123456789abcdef";
+const PLACEHOLDER: &str = "operator-value-7Kq2xW9mZr4T";
+
+/// The Secret the operator creates before applying the manifests (they ship none, so
+/// no known admin token can go live): its name and keys, with stand-in values.
+const OPERATOR_SECRET: &str = "shopfloor-secrets";
+fn operator_secret() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "DATABASE_URL".to_string(),
+            format!("postgres://shopfloor:{PLACEHOLDER}@postgres:5432/shopfloor"),
+        ),
+        ("SHOPFLOOR_ADMIN_TOKEN".to_string(), PLACEHOLDER.to_string()),
+    ])
+}
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -229,7 +242,12 @@ fn k8s_containers() -> Vec<Container> {
         }
     }
     let config_maps = key_values(&docs, "ConfigMap");
-    let secrets = key_values(&docs, "Secret");
+    let mut secrets = key_values(&docs, "Secret");
+    assert!(
+        !secrets.contains_key(OPERATOR_SECRET),
+        "deploy/k8s must not ship {OPERATOR_SECRET}: the operator creates it"
+    );
+    secrets.insert(OPERATOR_SECRET.to_string(), operator_secret());
     let mut out = Vec::new();
     for (file, doc) in &docs {
         let kind = doc["kind"].as_str().unwrap_or_default();
@@ -551,4 +569,72 @@ fn the_image_does_not_run_as_root() {
         uid.parse::<u32>().is_ok_and(|u| u != 0),
         "USER {user}: a numeric, non-root user (so Kubernetes can check runAsNonRoot)"
     );
+}
+
+/// Every workload of the Kubernetes manifests, with its file name.
+fn k8s_workloads() -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for path in k8s_files() {
+        let file = path.file_name().unwrap().to_string_lossy().to_string();
+        for doc in documents(&path) {
+            if matches!(doc["kind"].as_str(), Some("Deployment" | "StatefulSet")) {
+                out.push((file.clone(), doc));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_k8s_manifests_are_highly_available() {
+    let docs: Vec<Value> = k8s_files().iter().flat_map(|p| documents(p)).collect();
+    // No admin token ships with the manifests (a known one would go live unedited).
+    for doc in &docs {
+        for field in ["data", "stringData"] {
+            if let Some(map) = doc[field].as_mapping() {
+                assert!(
+                    !map.contains_key(Value::from("SHOPFLOOR_ADMIN_TOKEN")),
+                    "{}: ships an admin token",
+                    doc["metadata"]["name"].as_str().unwrap_or("?")
+                );
+            }
+        }
+    }
+    // The stream at R3 over a 3-node NATS cluster.
+    let config = key_values(
+        &docs
+            .iter()
+            .map(|d| (String::new(), d.clone()))
+            .collect::<Vec<_>>(),
+        "ConfigMap",
+    );
+    let shared = &config["shopfloor-config"];
+    assert_eq!(
+        shared.get("SHOPFLOOR_STREAM_REPLICAS").map(String::as_str),
+        Some("3")
+    );
+    let nats = shared.get("NATS_URL").expect("NATS_URL");
+    assert!(
+        nats.split(',').count() >= 3,
+        "NATS_URL names one server: {nats}"
+    );
+    for (file, doc) in k8s_workloads() {
+        let name = doc["metadata"]["name"].as_str().unwrap_or("?").to_string();
+        let pod = &doc["spec"]["template"]["spec"];
+        if doc["spec"]["replicas"].as_u64().unwrap_or(1) >= 2 {
+            let spread = pod["topologySpreadConstraints"].as_sequence();
+            assert!(
+                spread.is_some_and(|s| s
+                    .iter()
+                    .any(|c| c["topologyKey"] == "kubernetes.io/hostname")),
+                "{file} {name}: 2+ replicas without a topology spread over nodes"
+            );
+        }
+        for c in pod["containers"].as_sequence().into_iter().flatten() {
+            assert!(
+                c["resources"]["requests"]["cpu"].as_str().is_some(),
+                "{file} {name}: no CPU request"
+            );
+        }
+    }
 }

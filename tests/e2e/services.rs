@@ -207,6 +207,93 @@ impl Drop for PrivateNats {
     }
 }
 
+/// A JetStream cluster of the test's own: `n` nats-server nodes (`n1`, `n2`, ...)
+/// routed to each other on free loopback ports, each with its own storage; each
+/// node killable and restartable.
+pub struct PrivateNatsCluster {
+    pub ports: Vec<u16>,
+    cluster_ports: Vec<u16>,
+    dir: tempfile::TempDir,
+    children: Vec<Option<Child>>,
+}
+
+impl PrivateNatsCluster {
+    pub fn start(n: usize) -> Self {
+        let mut c = Self {
+            ports: (0..n).map(|_| free_port()).collect(),
+            cluster_ports: (0..n).map(|_| free_port()).collect(),
+            dir: tempfile::tempdir().unwrap(),
+            children: (0..n).map(|_| None).collect(),
+        };
+        for i in 0..n {
+            c.start_node(i);
+        }
+        c
+    }
+
+    /// The server name of node `i`.
+    pub fn name(i: usize) -> String {
+        format!("n{}", i + 1)
+    }
+
+    /// Every node's URL, separated by commas (the form `NATS_URL` takes).
+    pub fn urls(&self) -> String {
+        self.ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn start_node(&mut self, i: usize) {
+        let routes: Vec<String> = self
+            .cluster_ports
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, p)| format!("\"nats-route://127.0.0.1:{p}\""))
+            .collect();
+        let store = self.dir.path().join(Self::name(i));
+        let config = format!(
+            "server_name: {name}\nlisten: \"127.0.0.1:{port}\"\n\
+             jetstream {{ store_dir: \"{store}\" }}\n\
+             cluster {{ name: sfha, listen: \"127.0.0.1:{cport}\", routes: [{routes}] }}\n",
+            name = Self::name(i),
+            port = self.ports[i],
+            store = store.display(),
+            cport = self.cluster_ports[i],
+            routes = routes.join(", "),
+        );
+        let path = self.dir.path().join(format!("{}.conf", Self::name(i)));
+        std::fs::write(&path, config).unwrap();
+        let child = Command::new("/usr/sbin/nats-server")
+            .arg("-c")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server runs");
+        self.children[i] = Some(child);
+        wait_port(self.ports[i], "nats-server", Duration::from_secs(20));
+    }
+
+    /// SIGKILL node `i`.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PrivateNatsCluster {
+    fn drop(&mut self) {
+        for i in 0..self.children.len() {
+            self.kill(i);
+        }
+    }
+}
+
 /// A Mosquitto of the test's own, with persistence (so a restart keeps sessions and
 /// queued messages).
 pub struct PrivateMosquitto {

@@ -222,6 +222,7 @@
     intervals: new Map(),  // machine_id → state intervals for the window
     orders: new Map(),     // order_id → order
     tasks: [],             // maintenance tasks
+    rejections: [],        // the process manager's refused follow-up commands, newest first
     levels: [],            // inventory levels
     movements: [],         // newest inventory movements
     telemetry: [],         // rollup points of the chosen machine
@@ -271,6 +272,7 @@
       }
     },
     async tasks() { store.tasks = await api('/api/v1/maintenance/tasks'); },
+    async rejections() { store.rejections = await api('/api/v1/process/rejections', { limit: 20 }); },
     async levels(item) {
       const rows = await api('/api/v1/inventory', { item_id: item });
       store.levels = item ? store.levels.filter((l) => l.item_id !== item).concat(rows) : rows;
@@ -311,7 +313,7 @@
   const VIEW_JOBS = {
     overview: () => ['machines', 'kpi', 'plant', 'orders'],
     downtime: () => ['machines', 'downtime', 'intervals'],
-    orders: () => ['orders', 'tasks'],
+    orders: () => ['orders', 'tasks', 'rejections'],
     inventory: () => ['levels', 'movements'],
     telemetry: () => ['machines', 'telemetry'],
   };
@@ -328,7 +330,7 @@
       case 'overview/order': return [`orders:${id}`, 'machines'];
       case 'downtime/machine': return ['machines'];
       case 'downtime/kpi': return [`downtime:${id}`, `intervals:${id}`];
-      case 'orders/order': return [`orders:${id}`];
+      case 'orders/order': return [`orders:${id}`, 'rejections'];
       case 'orders/task': return ['tasks'];
       case 'inventory/inventory': return [`levels:${id}`, 'movements'];
       case 'telemetry/machine':
@@ -724,6 +726,12 @@
     const alerts = store.tasks.filter((t) => t.kind === 'predictive' && t.evidence)
       .sort((a, b) => String(b.scheduled_at).localeCompare(String(a.scheduled_at))).slice(0, 12);
     $('alerts').replaceChildren(...(alerts.length ? alerts.map(alertCard) : [empty('No predictive alerts.')]));
+
+    $('rejections').replaceChildren(store.rejections.length ? h('div', { class: 'scroll' }, table(
+      [['When'], ['For'], ['Why'], ['Log position', 'n']],
+      store.rejections.map((r) => h('tr', { 'data-rejection': r.command_id },
+        h('td', { class: 'num nowrap' }, dateTime(r.recorded_at)), h('td', {}, r.target),
+        h('td', {}, r.reason), h('td', { class: 'n' }, num(r.position)))))) : empty('Nothing refused.'));
   }
 
   /** A predictive alert with what the detector saw. */

@@ -21,8 +21,8 @@
 //! | --- | --- | --- | --- | --- |
 //! | `Read` (lists, entities, KPIs) | ✓ | ✓ | ✓ | ✓ |
 //! | `Audit` (global log, streams, state as of) | | | ✓ | ✓ |
-//! | `MachineEvents`, `Inventory`, `Production` | ✓ | ✓ | | ✓ |
-//! | `Orders`, `Maintenance`, `Machines` | | ✓ | | ✓ |
+//! | `MachineEvents`, `Inventory`, `Production` (reports, inspections, start/hold/resume/complete an order, clock on/off), `AcknowledgeAlerts` | ✓ | ✓ | | ✓ |
+//! | `Orders` (create, assign, cancel), `Maintenance`, `Machines`, `People`, `Reports` (generate, schedule), `AlertRules` | | ✓ | | ✓ |
 //! | `Tokens` | | | | ✓ |
 
 use std::collections::{HashMap, HashSet};
@@ -87,7 +87,7 @@ impl Role {
             Role::Supervisor => !matches!(permission, P::Audit | P::Tokens),
             Role::Operator => matches!(
                 permission,
-                P::Read | P::MachineEvents | P::Inventory | P::Production
+                P::Read | P::MachineEvents | P::Inventory | P::Production | P::AcknowledgeAlerts
             ),
         }
     }
@@ -118,8 +118,16 @@ pub enum Permission {
     Maintenance,
     /// Registering machines.
     Machines,
+    /// Registering, updating and deactivating operators (ADR 0036).
+    People,
     /// Issuing, listing and revoking tokens.
     Tokens,
+    /// Generating reports and scheduling them.
+    Reports,
+    /// Defining and disabling alert rules; resolving alerts by hand.
+    AlertRules,
+    /// Acknowledging alerts (the andon's button).
+    AcknowledgeAlerts,
 }
 
 impl Permission {
@@ -133,7 +141,11 @@ impl Permission {
             Permission::Orders => "manage production orders",
             Permission::Maintenance => "manage maintenance",
             Permission::Machines => "register machines",
+            Permission::People => "manage operators",
             Permission::Tokens => "manage tokens",
+            Permission::Reports => "generate reports",
+            Permission::AlertRules => "manage alert rules",
+            Permission::AcknowledgeAlerts => "acknowledge alerts",
         }
     }
 }
@@ -172,7 +184,11 @@ pub mod perm {
         Orders,
         Maintenance,
         Machines,
-        Tokens
+        People,
+        Tokens,
+        Reports,
+        AlertRules,
+        AcknowledgeAlerts
     );
 }
 

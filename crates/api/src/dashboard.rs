@@ -10,7 +10,16 @@
 //! - `assets/index.html`: the page; its asset URLs carry a `?v=` content hash that is
 //!   filled in when the page is first served.
 //! - `assets/app.js`: the whole front end (vanilla JavaScript, SVG charts).
+//! - `assets/andon.js`: the andon banner (open alerts, acknowledge), an ES module mounted
+//!   into `<div id="andon">`.
 //! - `assets/app.css`: its style sheet; `assets/favicon.svg`: the icon.
+//!
+//! # The floor app at `/floor` (ADR 0038)
+//! - `assets/floor.html`: the page; `assets/floor.js` (views), `assets/outbox.js` (the
+//!   offline command queue in IndexedDB), `assets/floor.css`.
+//! - `assets/floor-sw.js`: the service worker, served with `Service-Worker-Allowed: /floor`
+//!   so that it may control `/floor` although it lives under `/assets/`;
+//!   `assets/floor.webmanifest`: the PWA manifest (scope and start URL `/floor`).
 //!
 //! # Caching
 //! Every answer has a strong `ETag` (a hash of its bytes) and honours `If-None-Match`.
@@ -36,6 +45,7 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(index))
         .route("/assets/{file}", get(asset))
+        .route("/floor", get(floor))
 }
 
 /// Only this origin, for everything; inline styles set through the CSSOM are allowed
@@ -45,6 +55,10 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
     base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 const INDEX_HTML: &str = include_str!("../assets/index.html");
+const FLOOR_HTML: &str = include_str!("../assets/floor.html");
+
+/// The scope the floor app's service worker may control.
+const FLOOR_SCOPE: &str = "/floor";
 
 /// An embedded file.
 struct Asset {
@@ -65,6 +79,36 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../assets/app.css"),
     },
     Asset {
+        name: "floor.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../assets/floor.js"),
+    },
+    Asset {
+        name: "outbox.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../assets/outbox.js"),
+    },
+    Asset {
+        name: "floor.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../assets/floor.css"),
+    },
+    Asset {
+        name: "floor-sw.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../assets/floor-sw.js"),
+    },
+    Asset {
+        name: "floor.webmanifest",
+        content_type: "application/manifest+json",
+        body: include_bytes!("../assets/floor.webmanifest"),
+    },
+    Asset {
+        name: "andon.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../assets/andon.js"),
+    },
+    Asset {
         name: "favicon.svg",
         content_type: "image/svg+xml",
         body: include_bytes!("../assets/favicon.svg"),
@@ -80,16 +124,22 @@ fn content_hash(bytes: &[u8]) -> String {
 static ASSET_HASHES: LazyLock<Vec<String>> =
     LazyLock::new(|| ASSETS.iter().map(|a| content_hash(a.body)).collect());
 
-/// The page with each `{{name}}` placeholder replaced by that asset's hash, and its own
-/// hash (the ETag).
-static PAGE: LazyLock<(String, String)> = LazyLock::new(|| {
-    let mut html = INDEX_HTML.to_string();
+/// `template` with each `{{name}}` placeholder replaced by that asset's hash, and its
+/// own hash (the ETag).
+fn fill(template: &str) -> (String, String) {
+    let mut html = template.to_string();
     for (asset, hash) in ASSETS.iter().zip(ASSET_HASHES.iter()) {
         html = html.replace(&format!("{{{{{}}}}}", asset.name), hash);
     }
     let etag = content_hash(html.as_bytes());
     (html, etag)
-});
+}
+
+/// The dashboard page.
+static PAGE: LazyLock<(String, String)> = LazyLock::new(|| fill(INDEX_HTML));
+
+/// The floor app's page.
+static FLOOR_PAGE: LazyLock<(String, String)> = LazyLock::new(|| fill(FLOOR_HTML));
 
 /// Whether the request's `If-None-Match` names `etag`.
 fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
@@ -156,6 +206,22 @@ pub async fn index(headers: HeaderMap) -> Response {
     )
 }
 
+/// `GET /floor`: the floor app (no token needed; it signs in like the dashboard).
+#[utoipa::path(get, path = "/floor", tag = "dashboard",
+    params(("If-None-Match" = Option<String>, Header, description = "an ETag of an earlier answer")),
+    responses((status = 200, description = "the floor app's page", content_type = "text/html", body = String),
+        (status = 304, description = "not modified (If-None-Match)")))]
+pub async fn floor(headers: HeaderMap) -> Response {
+    let (html, etag) = &*FLOOR_PAGE;
+    respond(
+        &headers,
+        "text/html; charset=utf-8",
+        "no-cache",
+        etag,
+        html.clone(),
+    )
+}
+
 /// `?v=`: the content hash the page asked for.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -166,10 +232,11 @@ pub struct AssetQuery {
 
 /// `GET /assets/{file}`: an embedded asset; 404 for any other name.
 #[utoipa::path(get, path = "/assets/{file}", tag = "dashboard",
-    params(("file" = String, Path, description = "app.js, app.css or favicon.svg"), AssetQuery,
+    params(("file" = String, Path, description = "app.js, app.css, favicon.svg or a file of the floor app"), AssetQuery,
         ("If-None-Match" = Option<String>, Header, description = "an ETag of an earlier answer")),
     responses((status = 200, description = "the asset", content(
-            (String = "text/javascript"), (String = "text/css"), (String = "image/svg+xml"))),
+            (String = "text/javascript"), (String = "text/css"), (String = "image/svg+xml"),
+            (String = "application/manifest+json"))),
         (status = 304, description = "not modified (If-None-Match)")))]
 pub async fn asset(
     Path(file): Path<String>,
@@ -188,7 +255,14 @@ pub async fn asset(
     } else {
         "no-cache"
     };
-    respond(&headers, asset.content_type, cache, hash, asset.body)
+    let mut answer = respond(&headers, asset.content_type, cache, hash, asset.body);
+    if asset.name == "floor-sw.js" {
+        answer.headers_mut().insert(
+            "service-worker-allowed",
+            HeaderValue::from_static(FLOOR_SCOPE),
+        );
+    }
+    answer
 }
 
 #[cfg(test)]
@@ -199,7 +273,12 @@ mod tests {
     fn the_page_names_every_asset_by_its_hash() {
         let (html, _) = &*PAGE;
         assert!(!html.contains("{{"), "a placeholder is left: {html}");
-        for (asset, hash) in ASSETS.iter().zip(ASSET_HASHES.iter()) {
+        let dashboard = ["app.js", "app.css", "favicon.svg"];
+        for (asset, hash) in ASSETS
+            .iter()
+            .zip(ASSET_HASHES.iter())
+            .filter(|(a, _)| dashboard.contains(&a.name))
+        {
             assert!(
                 html.contains(&format!("/assets/{}?v={hash}", asset.name)),
                 "{} is not referenced with its hash",
@@ -209,11 +288,31 @@ mod tests {
     }
 
     #[test]
+    fn the_floor_page_names_its_assets_by_their_hashes() {
+        let (html, _) = &*FLOOR_PAGE;
+        assert!(!html.contains("{{"), "a placeholder is left: {html}");
+        for name in ["floor.js", "floor.css", "floor.webmanifest", "outbox.js"] {
+            let (_, hash) = ASSETS
+                .iter()
+                .zip(ASSET_HASHES.iter())
+                .find(|(a, _)| a.name == name)
+                .unwrap();
+            assert!(html.contains(&format!("/assets/{name}?v={hash}")), "{name}");
+        }
+    }
+
+    #[test]
     fn the_page_loads_nothing_from_another_host() {
         let (html, _) = &*PAGE;
-        let js = std::str::from_utf8(ASSETS[0].body).unwrap();
-        let css = std::str::from_utf8(ASSETS[1].body).unwrap();
-        for text in [html.as_str(), js, css] {
+        let (floor, _) = &*FLOOR_PAGE;
+        let mut texts = vec![html.as_str(), floor.as_str()];
+        texts.extend(
+            ASSETS
+                .iter()
+                .filter(|a| a.name != "favicon.svg")
+                .map(|a| std::str::from_utf8(a.body).unwrap()),
+        );
+        for text in texts {
             for needle in ["http://", "https://", "//cdn", "@import", "url(http"] {
                 // The SVG namespace is an identifier, never fetched.
                 let cleaned = text.replace("http://www.w3.org/2000/svg", "");

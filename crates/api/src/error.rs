@@ -83,6 +83,14 @@ impl ApiError {
             .with_extensions(json!({ "field": field }))
     }
 
+    /// 422: the body is well formed and its target exists, but it names something that does
+    /// not (an unknown or deactivated operator): the field at fault is named.
+    pub fn unprocessable(field: &str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", detail)
+            .with_title("Unprocessable entity")
+            .with_extensions(json!({ "field": field }))
+    }
+
     /// 401: no token, or one that is not known.
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail).with_title("Unauthorized")

@@ -32,6 +32,10 @@ pub struct ReadinessReport {
     /// `ready` or `not ready`.
     pub status: &'static str,
     pub checks: ReadinessChecks,
+    /// For each leader lock this process competes for (`relay`,
+    /// `process_manager`): whether it holds it now. Exactly one process of a
+    /// deployment should say `true` for each.
+    pub leading: std::collections::BTreeMap<String, bool>,
 }
 
 /// What `/readyz` checked; `null` where the role does not use that service.
@@ -71,16 +75,27 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         )
     });
     let mqtt = r.mqtt.as_ref().map(|rx| *rx.borrow());
-    readiness_answer(ReadinessChecks {
-        postgres,
-        nats,
-        mqtt,
-    })
+    let leading = r
+        .leaders
+        .iter()
+        .map(|f| (f.name().to_string(), f.is_held()))
+        .collect();
+    readiness_answer(
+        ReadinessChecks {
+            postgres,
+            nats,
+            mqtt,
+        },
+        leading,
+    )
 }
 
 /// 200 with the checks when every service used answers; else 503 problem+json naming
 /// what is down, with the checks in its `checks` member.
-fn readiness_answer(checks: ReadinessChecks) -> Response {
+fn readiness_answer(
+    checks: ReadinessChecks,
+    leading: std::collections::BTreeMap<String, bool>,
+) -> Response {
     let down: Vec<&str> = [
         ("postgres", Some(checks.postgres)),
         ("nats", checks.nats),
@@ -94,12 +109,13 @@ fn readiness_answer(checks: ReadinessChecks) -> Response {
         let report = ReadinessReport {
             status: "ready",
             checks,
+            leading,
         };
         return (StatusCode::OK, Json(report)).into_response();
     }
     let mut e = ApiError::unavailable(format!("not ready: {} down", down.join(", ")), 1)
         .with_title("Not ready")
-        .with_extensions(json!({ "checks": checks }));
+        .with_extensions(json!({ "checks": checks, "leading": leading }));
     e.detail = format!("not ready: {} not reachable", down.join(", "));
     e.into_response()
 }
@@ -129,7 +145,7 @@ mod tests {
     use super::*;
 
     async fn answer(checks: ReadinessChecks) -> (StatusCode, String, serde_json::Value) {
-        let response = readiness_answer(checks);
+        let response = readiness_answer(checks, Default::default());
         let status = response.status();
         let content_type = response
             .headers()

@@ -71,6 +71,8 @@ pub fn router_with_limits(state: AppState, limits: RateLimits) -> Router {
     let protected = Router::new()
         .merge(routes::machines::routes())
         .merge(routes::orders::routes())
+        .merge(routes::people::routes())
+        .merge(routes::stops::routes())
         .merge(routes::maintenance::routes())
         .merge(routes::inventory::routes())
         .merge(routes::tokens::routes())
@@ -78,6 +80,8 @@ pub fn router_with_limits(state: AppState, limits: RateLimits) -> Router {
         .merge(routes::reference::routes())
         .merge(routes::reads::routes())
         .merge(routes::live::routes())
+        .merge(routes::reports::routes())
+        .merge(routes::alerts::routes())
         .layer(from_fn_with_state(state.clone(), idempotency::idempotency))
         .layer(from_fn_with_state(
             limiter.clone(),

@@ -104,6 +104,27 @@ pub const METRICS: &[MetricInfo] = &[
         "shopfloor_process_position",
         "Global log position up to which the process manager has handled events.",
     ),
+    // Alerts (crates/alerts).
+    counter(
+        "shopfloor_alerts_raised_total",
+        "Alerts raised, by kind (counted once, when the evaluator reads AlertRaised).",
+    ),
+    counter(
+        "shopfloor_alert_evaluator_failures_total",
+        "Failures of the alert evaluator's loop (retried from its checkpoint).",
+    ),
+    gauge(
+        "shopfloor_alert_evaluator_position",
+        "Global log position up to which the alert evaluator has handled events.",
+    ),
+    counter(
+        "shopfloor_alert_deliveries_total",
+        "Alert delivery attempts by outcome: delivered, retry (failed, tried again later) or dead (failed for good).",
+    ),
+    histogram(
+        "shopfloor_alert_delivery_latency_seconds",
+        "From the commit of an alert event to its delivery's 2xx (or accepted email).",
+    ),
     // Event store (crates/eventstore).
     histogram(
         "shopfloor_group_commit_batch_size",
@@ -117,6 +138,14 @@ pub const METRICS: &[MetricInfo] = &[
     counter(
         "shopfloor_relay_failures_total",
         "Failures of the relay's loop (retried from its checkpoint).",
+    ),
+    counter(
+        "shopfloor_relay_publish_retries_total",
+        "Batches the active relay published again while JetStream failed (a stream leader election), keeping its lock.",
+    ),
+    gauge(
+        "shopfloor_leader",
+        "1 while this process holds the leader lock named by `lock` (relay, process_manager), else 0; summed over a deployment it must be 1 per lock.",
     ),
     counter(
         "shopfloor_relay_rewinds_total",
@@ -202,6 +231,26 @@ pub const METRICS: &[MetricInfo] = &[
     counter(
         "shopfloor_ingest_sparkplug_seq_gaps_total",
         "Gaps in a Sparkplug edge node's message sequence numbers.",
+    ),
+    counter(
+        "shopfloor_opcua_data_changes_total",
+        "OPC UA data change notifications processed through the ingest (ADR 0046).",
+    ),
+    counter(
+        "shopfloor_opcua_reconnects_total",
+        "OPC UA sessions back after a lost connection, by server (the gap is a notice in /ingest/rejected).",
+    ),
+    counter(
+        "shopfloor_opcua_gap_seconds_total",
+        "Seconds without a connection to an OPC UA server, by server, summed over the gaps.",
+    ),
+    counter(
+        "shopfloor_opcua_connect_failures_total",
+        "Attempts to reach an OPC UA server (its endpoints) that failed, by server.",
+    ),
+    gauge(
+        "shopfloor_opcua_connected",
+        "1 while the session to an OPC UA server is connected, 0 while it is not, by server.",
     ),
     counter(
         "shopfloor_ingest_batch_failures_total",

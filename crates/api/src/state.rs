@@ -17,9 +17,31 @@ use crate::auth::Tokens;
 /// statements per keyed request.
 const IDEMPOTENCY_CONNECTIONS: u32 = 8;
 
-/// What every handler can reach. Cheap to clone.
+/// What every handler can reach: one `Arc`, so the many clones a request makes
+/// (each extractor and middleware takes the state) cost one reference count, not
+/// one per pool, channel, token and string. Reads go through `Deref`; setting a
+/// field before the state is shared (`state.live = ...`) goes through `DerefMut`,
+/// which copies the fields first if the state is already shared.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppShared>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppShared;
+
+    fn deref(&self) -> &AppShared {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for AppState {
+    fn deref_mut(&mut self) -> &mut AppShared {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+/// The fields of [`AppState`].
+#[derive(Clone)]
+pub struct AppShared {
     pub store: EventStore,
     pub pool: PgPool,
     /// The same database for idempotency claims and stored answers, with
@@ -42,6 +64,8 @@ pub struct AppState {
     /// Fires at shutdown: long-lived responses (the live feed) end with it, so a
     /// graceful stop does not wait for dashboards to hang up.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Reports (issue 19); `None` answers 503 on the report routes.
+    pub reports: Option<shopfloor_reports::Reports>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -71,7 +95,7 @@ impl AppState {
                     .clone()
                     .options([("synchronous_commit", "off")]),
             );
-        Self {
+        Self(Arc::new(AppShared {
             idempotency_pool,
             commands: CommandService::new(store.clone()),
             tokens: Tokens::new(
@@ -85,7 +109,8 @@ impl AppState {
             metrics,
             live: None,
             shutdown: tokio_util::sync::CancellationToken::new(),
-        }
+            reports: None,
+        }))
     }
 }
 
@@ -98,6 +123,9 @@ pub struct Readiness {
     pub mqtt: Option<watch::Receiver<bool>>,
     /// How long a dependency may take to answer before it counts as down.
     pub timeout: Option<Duration>,
+    /// The leader locks this process competes for (relay, process manager), shown
+    /// in `/readyz` as `leading` (ADR 0043).
+    pub leaders: Vec<shopfloor_eventstore::LeaderFlag>,
 }
 
 impl Readiness {

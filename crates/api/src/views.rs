@@ -31,6 +31,8 @@ pub struct OrderView {
     pub product_id: String,
     pub quantity: u64,
     pub assigned_machine: Option<String>,
+    /// The operator ids assigned to the order.
+    pub assigned_operators: Vec<String>,
     pub good_count: u64,
     pub scrap_count: u64,
     pub total_count: u64,
@@ -94,6 +96,11 @@ impl OrderView {
             product_id: o.product_id.to_string(),
             quantity: o.quantity.value(),
             assigned_machine: o.assigned_machine.as_ref().map(ToString::to_string),
+            assigned_operators: o
+                .assigned_operators
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
             good_count: o.good_count,
             scrap_count: o.scrap_count,
             total_count: o.total_count(),
@@ -300,6 +307,59 @@ impl ItemView {
             item_type,
             total: i.total(),
             shortage_total: i.shortage_total,
+            version,
+        }
+    }
+}
+
+/// An operator as it is now (from their stream).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OperatorView {
+    pub operator_id: String,
+    pub name: String,
+    pub badge_id: Option<String>,
+    pub skills: Vec<String>,
+    /// The lines they may work.
+    pub lines: Vec<String>,
+    pub active: bool,
+    /// The orders they are clocked on now.
+    pub clocked_on: Vec<String>,
+    /// The open sessions: order, machine or workstation, since when.
+    pub sessions: Vec<SessionView>,
+    pub registered_at: DateTime<Utc>,
+    pub deactivated_at: Option<DateTime<Utc>>,
+    pub version: u64,
+}
+
+/// An open labour session.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SessionView {
+    pub order_id: String,
+    pub machine_id: Option<String>,
+    pub since: DateTime<Utc>,
+}
+
+impl OperatorView {
+    pub fn new(o: &shopfloor_domain::operator::OperatorRecord, version: u64) -> Self {
+        Self {
+            operator_id: o.operator_id.to_string(),
+            name: o.name.to_string(),
+            badge_id: o.badge_id.as_ref().map(ToString::to_string),
+            skills: o.skills.iter().map(ToString::to_string).collect(),
+            lines: o.lines.iter().map(ToString::to_string).collect(),
+            active: o.active,
+            clocked_on: o.clocked_on.keys().map(ToString::to_string).collect(),
+            sessions: o
+                .clocked_on
+                .iter()
+                .map(|(order_id, s)| SessionView {
+                    order_id: order_id.to_string(),
+                    machine_id: s.machine_id.as_ref().map(ToString::to_string),
+                    since: s.since,
+                })
+                .collect(),
+            registered_at: o.registered_at,
+            deactivated_at: o.deactivated_at,
             version,
         }
     }

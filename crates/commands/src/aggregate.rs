@@ -5,7 +5,8 @@
 use cqrs_es::Aggregate;
 use shopfloor_domain::process::Target;
 use shopfloor_domain::{
-    Decide, InventoryItem, Machine, MaintenancePolicy, MaintenanceTask, ProductionOrder, StreamType,
+    Alert, AlertRule, Decide, InventoryItem, Machine, MaintenancePolicy, MaintenanceTask, Operator,
+    ProductionOrder, StreamType,
 };
 use shopfloor_eventstore::repository::encode_events;
 use shopfloor_eventstore::{
@@ -22,6 +23,9 @@ pub enum AnyAggregate {
     MaintenanceTask(MaintenanceTask),
     InventoryItem(InventoryItem),
     MaintenancePolicy(MaintenancePolicy),
+    Operator(Operator),
+    AlertRule(AlertRule),
+    Alert(Alert),
 }
 
 /// A command decided: the events to append, already applied to the aggregate.
@@ -95,6 +99,18 @@ impl AnyAggregate {
                     .await?;
                 (Self::MaintenancePolicy(a), v)
             }
+            StreamType::Operator => {
+                let (a, v) = repo::<Operator>(store, snapshot_every).load(id).await?;
+                (Self::Operator(a), v)
+            }
+            StreamType::AlertRule => {
+                let (a, v) = repo::<AlertRule>(store, snapshot_every).load(id).await?;
+                (Self::AlertRule(a), v)
+            }
+            StreamType::Alert => {
+                let (a, v) = repo::<Alert>(store, snapshot_every).load(id).await?;
+                (Self::Alert(a), v)
+            }
         })
     }
 
@@ -123,6 +139,15 @@ impl AnyAggregate {
             (Self::MaintenancePolicy(a), Target::MaintenancePolicy { command, .. }) => {
                 decide_on(a, command, stream, metadata, command_id)
             }
+            (Self::Operator(a), Target::Operator { command, .. }) => {
+                decide_on(a, command, stream, metadata, command_id)
+            }
+            (Self::AlertRule(a), Target::AlertRule { command, .. }) => {
+                decide_on(a, command, stream, metadata, command_id)
+            }
+            (Self::Alert(a), Target::Alert { command, .. }) => {
+                decide_on(a, command, stream, metadata, command_id)
+            }
             (_, target) => Err(CommandError::Store(StoreError::Invalid(format!(
                 "a {} command sent to another aggregate type",
                 target.stream_type()
@@ -143,6 +168,9 @@ impl AnyAggregate {
             Self::MaintenanceTask(a) => repo(store, 1).save_snapshot(id, version, a).await,
             Self::InventoryItem(a) => repo(store, 1).save_snapshot(id, version, a).await,
             Self::MaintenancePolicy(a) => repo(store, 1).save_snapshot(id, version, a).await,
+            Self::Operator(a) => repo(store, 1).save_snapshot(id, version, a).await,
+            Self::AlertRule(a) => repo(store, 1).save_snapshot(id, version, a).await,
+            Self::Alert(a) => repo(store, 1).save_snapshot(id, version, a).await,
         }
     }
 }
@@ -170,5 +198,8 @@ from_any!(
     Machine,
     MaintenanceTask,
     InventoryItem,
-    MaintenancePolicy
+    MaintenancePolicy,
+    Operator,
+    AlertRule,
+    Alert
 );

@@ -1,8 +1,10 @@
 //! What can go wrong with a command, classified for the API.
 
+use shopfloor_domain::alert::{AlertError, AlertRuleError};
 use shopfloor_domain::inventory::InventoryError;
 use shopfloor_domain::machine::MachineError;
 use shopfloor_domain::maintenance::TaskError;
+use shopfloor_domain::operator::OperatorError;
 use shopfloor_domain::order::OrderError;
 use shopfloor_domain::policy::PolicyError;
 use shopfloor_eventstore::StoreError;
@@ -75,13 +77,7 @@ impl CommandError {
                 stream_id: stream_id.clone(),
             },
             CommandError::Aborted { index } => CommandError::Aborted { index: *index },
-            CommandError::Store(StoreError::UnknownOutcome(m)) => {
-                CommandError::Store(StoreError::UnknownOutcome(m.clone()))
-            }
-            CommandError::Store(e) if e.is_transient() => {
-                CommandError::Store(StoreError::Unavailable(e.to_string()))
-            }
-            CommandError::Store(e) => CommandError::Store(StoreError::Invalid(e.to_string())),
+            CommandError::Store(e) => CommandError::Store(e.shared(false)),
         }
     }
 
@@ -150,6 +146,35 @@ impl Classify for PolicyError {
         match self {
             PolicyError::NotFound => NotFound,
             _ => Conflict,
+        }
+    }
+}
+
+impl Classify for OperatorError {
+    fn kind(&self) -> RejectionKind {
+        match self {
+            OperatorError::NotFound => NotFound,
+            OperatorError::OffBeforeOn { .. } => Invalid,
+            _ => Conflict,
+        }
+    }
+}
+
+impl Classify for AlertRuleError {
+    fn kind(&self) -> RejectionKind {
+        match self {
+            AlertRuleError::NotFound => NotFound,
+            AlertRuleError::Invalid(_) => Invalid,
+            _ => Conflict,
+        }
+    }
+}
+
+impl Classify for AlertError {
+    fn kind(&self) -> RejectionKind {
+        match self {
+            AlertError::NotFound => NotFound,
+            AlertError::Resolved => Conflict,
         }
     }
 }

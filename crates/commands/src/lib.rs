@@ -23,6 +23,7 @@
 pub mod aggregate;
 pub mod error;
 pub mod process;
+pub mod rejections;
 pub mod service;
 pub mod workload;
 

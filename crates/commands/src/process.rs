@@ -29,7 +29,8 @@ use shopfloor_domain::values::{MachineId, PolicyId};
 use shopfloor_domain::{Machine, ProductionOrder};
 use shopfloor_eventstore::repository::decode_event;
 use shopfloor_eventstore::{
-    Checkpoint, CheckpointError, Leadership, Reader, RecordedEvent, Source, StoreError,
+    leader, Checkpoint, CheckpointError, LeaderError, LeaderFlag, Leadership, Reader,
+    RecordedEvent, Source, StoreError,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{info, instrument, warn};
@@ -51,6 +52,8 @@ pub enum ProcessError {
     Command(#[from] CommandError),
     #[error("checkpoint: {0}")]
     Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Leader(#[from] LeaderError),
 }
 
 /// Sets the process manager to start after `position` (after a restore: the
@@ -71,6 +74,8 @@ pub struct ProcessManager {
     retry: Duration,
     /// How often calendar-based policies are checked.
     tick: Duration,
+    /// Raised while this instance leads (the gauge `shopfloor_leader` and `/readyz`).
+    flag: LeaderFlag,
 }
 
 impl ProcessManager {
@@ -80,7 +85,14 @@ impl ProcessManager {
             batch: 500,
             retry: Duration::from_secs(1),
             tick: Duration::from_secs(60),
+            flag: LeaderFlag::new("process_manager"),
         }
+    }
+
+    /// Shows this instance's leadership in `flag` (shared with `/readyz`).
+    pub fn with_flag(mut self, flag: LeaderFlag) -> Self {
+        self.flag = flag;
+        self
     }
 
     pub fn with_tick(mut self, tick: Duration) -> Self {
@@ -101,13 +113,15 @@ impl ProcessManager {
     /// Only one instance leads at a time (an advisory lock); others stand by.
     pub async fn run(&self, cancel: CancellationToken) {
         loop {
-            let Some(lock) =
-                Leadership::acquire(self.pool(), LEADER_KEY, self.retry, &cancel).await
+            let flag = Some(self.flag.clone());
+            let Some(mut lock) =
+                Leadership::acquire_flagged(self.pool(), LEADER_KEY, self.retry, &cancel, flag)
+                    .await
             else {
                 return;
             };
             info!("process manager active");
-            let result = self.run_once(&cancel).await;
+            let result = self.run_once(&mut lock, &cancel).await;
             lock.release().await;
             match result {
                 Ok(()) => return,
@@ -129,7 +143,14 @@ impl ProcessManager {
         Ok(checkpoint.position())
     }
 
-    async fn run_once(&self, cancel: &CancellationToken) -> Result<(), ProcessError> {
+    /// Leads until cancelled (Ok) or a failure (Err): the lock is re-checked every
+    /// [`leader::CHECK_EVERY`] and the checkpoint moves only in a transaction fenced
+    /// by it, so an instance that lost its session stops within about a second.
+    async fn run_once(
+        &self,
+        lock: &mut Leadership,
+        cancel: &CancellationToken,
+    ) -> Result<(), ProcessError> {
         let mut checkpoint =
             Checkpoint::load(self.pool(), Reader::ProcessManager, CHECKPOINT).await?;
         let sub_cancel = cancel.child_token();
@@ -141,19 +162,25 @@ impl ProcessManager {
             .page_size(self.batch);
         let mut tick = tokio::time::interval(self.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut fence = tokio::time::interval(leader::CHECK_EVERY);
+        fence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 batch = subscription.next_batch(self.batch) => {
                     let Some(batch) = batch else { return Ok(()) };
                     let batch = batch?;
+                    lock.check().await?;
                     for event in &batch {
                         self.handle(event).await?;
                     }
                     if let Some(last) = batch.last() {
-                        checkpoint.advance(self.pool(), last.position).await?;
+                        let mut tx = lock.fenced().await?;
+                        checkpoint.advance(&mut *tx, last.position).await?;
+                        tx.commit().await?;
                         metrics::gauge!("shopfloor_process_position").set(last.position as f64);
                     }
                 }
+                _ = fence.tick() => lock.check().await?,
                 _ = tick.tick() => self.check_calendar_policies().await?,
             }
         }

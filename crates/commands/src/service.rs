@@ -46,6 +46,10 @@ use uuid::Uuid;
 use crate::aggregate::{AnyAggregate, FromAny};
 use crate::error::{CommandError, RejectionKind};
 
+/// Requests per group-commit transaction unless [`CommandService::with_group_commit`]
+/// says otherwise.
+const DEFAULT_GROUP: usize = 256;
+
 /// Who sends a command, why, and under which conditions.
 #[derive(Debug, Clone, Default)]
 pub struct CommandContext {
@@ -225,47 +229,6 @@ impl AggregateCache {
     }
 }
 
-/// Where appends go: the group-commit writer, or straight to the store.
-#[derive(Debug, Clone)]
-enum Writer {
-    Group(GroupCommitter),
-    Direct(EventStore),
-}
-
-impl Writer {
-    /// Every request's result, in order (see [`GroupCommitter::append_units`]).
-    async fn append_units(
-        &self,
-        units: Vec<Vec<AppendRequest>>,
-    ) -> Vec<Result<AppendResult, StoreError>> {
-        if units.iter().all(Vec::is_empty) {
-            return Vec::new();
-        }
-        match self {
-            Writer::Group(group) => group.append_units(units).await,
-            Writer::Direct(store) => {
-                let n: usize = units.iter().map(Vec::len).sum();
-                match store.append_units(units).await {
-                    Ok(results) => results,
-                    Err(e) => {
-                        let message = e.to_string();
-                        let unknown = matches!(e, StoreError::UnknownOutcome(_));
-                        (0..n)
-                            .map(|_| {
-                                Err(if unknown {
-                                    StoreError::UnknownOutcome(message.clone())
-                                } else {
-                                    StoreError::Unavailable(message.clone())
-                                })
-                            })
-                            .collect()
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// A stream's aggregate while a batch works on it.
 struct Slot {
     aggregate: AnyAggregate,
@@ -303,7 +266,9 @@ pub struct CommandService {
     /// Recently used aggregates with their versions; a stale one (another
     /// process wrote) shows as a conflict at append and is reloaded.
     cache: Arc<AggregateCache>,
-    writer: Writer,
+    /// Every append goes through it, so concurrent commands share a transaction
+    /// and a cut-off commit is settled before anyone is answered.
+    writer: GroupCommitter,
     /// Snapshot every this many events of a stream.
     snapshot_every: u64,
     /// Rounds before giving up on streams that other processes keep changing.
@@ -311,9 +276,11 @@ pub struct CommandService {
 }
 
 impl CommandService {
+    /// A service whose appends go through a group-commit writer of up to 256
+    /// requests a transaction, started on the current Tokio runtime.
     pub fn new(store: EventStore) -> Self {
         Self {
-            writer: Writer::Direct(store.clone()),
+            writer: GroupCommitter::start(store.clone(), DEFAULT_GROUP),
             store,
             locks: Arc::default(),
             cache: Arc::new(AggregateCache::new(50_000)),
@@ -325,7 +292,7 @@ impl CommandService {
     /// Sends appends through a group-commit writer (started on the current
     /// runtime) that puts up to `max_batch` concurrent requests in one transaction.
     pub fn with_group_commit(mut self, max_batch: usize) -> Self {
-        self.writer = Writer::Group(GroupCommitter::start(self.store.clone(), max_batch));
+        self.writer = GroupCommitter::start(self.store.clone(), max_batch);
         self
     }
 
@@ -344,12 +311,9 @@ impl CommandService {
         &self.store
     }
 
-    /// The group-commit writer's figures, when appends go through one.
-    pub fn group_stats(&self) -> Option<GroupStats> {
-        match &self.writer {
-            Writer::Group(group) => Some(group.stats()),
-            Writer::Direct(_) => None,
-        }
+    /// The group-commit writer's figures.
+    pub fn group_stats(&self) -> GroupStats {
+        self.writer.stats()
     }
 
     /// Loads an aggregate as it is now, with its version.
@@ -576,6 +540,9 @@ impl CommandService {
                 requests.push(request);
             }
             units.push(requests);
+        }
+        if units.iter().all(Vec::is_empty) {
+            return Vec::new();
         }
         let results = self.writer.append_units(units).await;
         order

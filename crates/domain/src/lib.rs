@@ -14,8 +14,12 @@
 //! - [`machine`]: machines (`machine`): states by floor time, parts, cycle time, stop
 //!   classification, usage counters for preventive maintenance.
 //! - [`maintenance`]: maintenance tasks (`maintenance_task`).
+//! - [`operator`]: operators (`operator`): who they are, the lines they may work, and their
+//!   labour (clock on / clock off an order by floor time).
 //! - [`inventory`]: stock of one item across locations (`inventory_item`), backflush.
 //! - [`policy`]: preventive-maintenance policies (`maintenance_policy`).
+//! - [`alert`]: alert rules (`alert_rule`) and alerts (`alert`): raised, acknowledged,
+//!   escalated, resolved.
 //! - [`stream`]: [`StreamType`], the kinds of stream in the log.
 //! - [`process`]: the pure half of the process managers: given an event and looked-up facts,
 //!   the commands to issue next, each with a deterministic command id.
@@ -27,9 +31,11 @@
 //! system; `DomainEvent::event_type()` returns the variant name and `event_version()` returns
 //! `"1"`. The serialized JSON of each event is pinned by a snapshot test.
 
+pub mod alert;
 pub mod inventory;
 pub mod machine;
 pub mod maintenance;
+pub mod operator;
 pub mod order;
 pub mod policy;
 pub mod process;
@@ -37,9 +43,11 @@ pub mod reason;
 pub mod stream;
 pub mod values;
 
+pub use alert::{Alert, AlertRule};
 pub use inventory::InventoryItem;
 pub use machine::Machine;
 pub use maintenance::MaintenanceTask;
+pub use operator::Operator;
 pub use order::ProductionOrder;
 pub use policy::MaintenancePolicy;
 pub use stream::StreamType;
@@ -50,6 +58,26 @@ use cqrs_es::Aggregate;
 /// a counter glitch, not production; the bound also keeps every sum and product in the domain
 /// far from overflow.
 pub const MAX_PARTS_PER_REPORT: u64 = 100_000_000;
+
+/// The `cqrs_es::Aggregate::handle` of an aggregate that implements [`Decide`]: decide, then
+/// write each event to the sink. One body for every aggregate, used inside its
+/// `impl Aggregate` block.
+#[macro_export]
+macro_rules! handle_by_deciding {
+    () => {
+        async fn handle(
+            &mut self,
+            command: Self::Command,
+            _services: &Self::Services,
+            sink: &cqrs_es::event_sink::EventSink<Self>,
+        ) -> Result<(), Self::Error> {
+            for event in $crate::Decide::decide(self, command)? {
+                sink.write(event, self).await;
+            }
+            Ok(())
+        }
+    };
+}
 
 /// The pure decision of an aggregate: the events a command produces in the current state, or the
 /// business rule it breaks. Deciding never changes the state; a refusal therefore changes

@@ -35,8 +35,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
-use cqrs_es::event_sink::EventSink;
+use chrono::{DateTime, SubsecRound, Utc};
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
@@ -335,6 +334,23 @@ impl Machine {
 }
 
 /// The catalogue definition a state change resolves to, and its planned flag.
+/// The stop that began at `stop_at`: exactly, or else the one within the same microsecond.
+/// Read models and the API give times to the microsecond (what PostgreSQL keeps), while a
+/// state event may carry nanoseconds; a stop named as the stop list shows it must be found.
+fn find_stop(
+    stops: &BTreeMap<DateTime<Utc>, StopRecord>,
+    stop_at: DateTime<Utc>,
+) -> Option<(DateTime<Utc>, &StopRecord)> {
+    if let Some(stop) = stops.get(&stop_at) {
+        return Some((stop_at, stop));
+    }
+    let from = stop_at.trunc_subsecs(6);
+    stops
+        .range(from..from + chrono::Duration::microseconds(1))
+        .next()
+        .map(|(at, stop)| (*at, stop))
+}
+
 fn resolve_reason(
     state: MachineStatus,
     reason: Option<&Text>,
@@ -449,7 +465,7 @@ impl Decide for Machine {
                 if definition.code.as_str() == UNCLASSIFIED {
                     return Err(MachineError::ClassifiedAsUnclassified);
                 }
-                let Some(stop) = machine.stops.get(&cmd.stop_at) else {
+                let Some((stop_at, stop)) = find_stop(&machine.stops, cmd.stop_at) else {
                     let forgotten = machine
                         .forgotten_stops_until
                         .is_some_and(|until| cmd.stop_at <= until);
@@ -465,7 +481,7 @@ impl Decide for Machine {
                 };
                 MachineEvent::MachineStopClassified {
                     machine_id,
-                    stop_at: cmd.stop_at,
+                    stop_at,
                     state: stop.state,
                     reason_code: definition.code.clone(),
                     category: definition.category,
@@ -487,17 +503,7 @@ impl Aggregate for Machine {
     type Error = MachineError;
     type Services = ();
 
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        _services: &Self::Services,
-        sink: &EventSink<Self>,
-    ) -> Result<(), Self::Error> {
-        for event in self.decide(command)? {
-            sink.write(event, self).await;
-        }
-        Ok(())
-    }
+    crate::handle_by_deciding!();
 
     fn apply(&mut self, event: Self::Event) {
         if let MachineEvent::MachineRegistered {

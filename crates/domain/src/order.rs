@@ -30,12 +30,11 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::values::{
-    default_output_location, Actor, InspectionId, ItemId, Location, MachineId, OrderId,
+    default_output_location, Actor, InspectionId, ItemId, Location, MachineId, OperatorId, OrderId,
     OrderQuantity, ProductId, Quantity, Text,
 };
 use crate::{Decide, MAX_PARTS_PER_REPORT};
@@ -125,10 +124,14 @@ pub struct CreateOrder {
     pub at: DateTime<Utc>,
 }
 
-/// Assigns (or re-assigns) the order to a machine.
+/// Assigns (or re-assigns) the order to a machine (or workstation) and, optionally, operators.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AssignOrder {
     pub machine_id: MachineId,
+    /// `None` keeps the operators assigned before; `Some` replaces them (`Some([])` clears).
+    /// Their existence is looked up by the caller (they live in other streams).
+    #[serde(default)]
+    pub operator_ids: Option<Vec<OperatorId>>,
     pub at: DateTime<Utc>,
 }
 
@@ -220,6 +223,9 @@ pub enum OrderEvent {
         machine_id: MachineId,
         /// The machine it was assigned to before, on a re-assignment.
         previous_machine_id: Option<MachineId>,
+        /// The operators assigned from now on (a set, sorted); absent: unchanged.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        operator_ids: Option<Vec<OperatorId>>,
         at: DateTime<Utc>,
     },
     OrderStarted {
@@ -344,6 +350,9 @@ pub struct Order {
     pub output_location: Location,
     pub status: OrderStatus,
     pub assigned_machine: Option<MachineId>,
+    /// The operators assigned to the order (a set, sorted).
+    #[serde(default)]
+    pub assigned_operators: Vec<OperatorId>,
     pub good_count: u64,
     pub scrap_count: u64,
     pub inspections: Vec<Inspection>,
@@ -437,13 +446,22 @@ impl Decide for ProductionOrder {
                 if !matches!(status, S::Created | S::Assigned) {
                     return Err(refuse(OrderAction::Assign, status));
                 }
-                if order.assigned_machine.as_ref() == Some(&cmd.machine_id) {
+                let operator_ids = cmd.operator_ids.map(|mut ids| {
+                    ids.sort();
+                    ids.dedup();
+                    ids
+                });
+                let same_operators = operator_ids
+                    .as_ref()
+                    .is_none_or(|ids| *ids == order.assigned_operators);
+                if order.assigned_machine.as_ref() == Some(&cmd.machine_id) && same_operators {
                     return Ok(vec![]);
                 }
                 OrderEvent::OrderAssigned {
                     order_id,
                     machine_id: cmd.machine_id,
                     previous_machine_id: order.assigned_machine.clone(),
+                    operator_ids,
                     at: cmd.at,
                 }
             }
@@ -570,17 +588,7 @@ impl Aggregate for ProductionOrder {
     type Error = OrderError;
     type Services = ();
 
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        _services: &Self::Services,
-        sink: &EventSink<Self>,
-    ) -> Result<(), Self::Error> {
-        for event in self.decide(command)? {
-            sink.write(event, self).await;
-        }
-        Ok(())
-    }
+    crate::handle_by_deciding!();
 
     fn apply(&mut self, event: Self::Event) {
         if let OrderEvent::OrderCreated {
@@ -602,6 +610,7 @@ impl Aggregate for ProductionOrder {
                 output_location,
                 status: OrderStatus::Created,
                 assigned_machine: None,
+                assigned_operators: Vec::new(),
                 good_count: 0,
                 scrap_count: 0,
                 inspections: Vec::new(),
@@ -618,8 +627,15 @@ impl Aggregate for ProductionOrder {
         };
         match event {
             OrderEvent::OrderCreated { .. } => {}
-            OrderEvent::OrderAssigned { machine_id, .. } => {
+            OrderEvent::OrderAssigned {
+                machine_id,
+                operator_ids,
+                ..
+            } => {
                 order.assigned_machine = Some(machine_id);
+                if let Some(ids) = operator_ids {
+                    order.assigned_operators = ids;
+                }
                 order.status = OrderStatus::Assigned;
             }
             OrderEvent::OrderStarted { machine_id, at, .. } => {

@@ -21,7 +21,6 @@ use std::fmt;
 use std::num::{NonZeroU32, NonZeroU64};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
@@ -344,17 +343,7 @@ impl Aggregate for MaintenancePolicy {
     type Error = PolicyError;
     type Services = ();
 
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        _services: &Self::Services,
-        sink: &EventSink<Self>,
-    ) -> Result<(), Self::Error> {
-        for event in self.decide(command)? {
-            sink.write(event, self).await;
-        }
-        Ok(())
-    }
+    crate::handle_by_deciding!();
 
     fn apply(&mut self, event: Self::Event) {
         if let PolicyEvent::PolicyDefined {

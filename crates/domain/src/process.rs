@@ -26,14 +26,19 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::alert::{AlertCommand, AlertRuleCommand};
 use crate::inventory::{ConsumeStock, InventoryCommand, ProduceStock};
 use crate::machine::{MachineCommand, MachineEvent, MachineUsage, RecordMaintenancePerformed};
 use crate::maintenance::{ScheduleTask, TaskCommand, TaskEvent, TaskKind};
+use crate::operator::OperatorCommand;
 use crate::order::{BomLine, Order, OrderCommand, ReportProduction};
 use crate::policy::{
     CheckDue, PolicyCommand, PolicyEvent, RecordPolicyTaskCancelled, RecordPolicyTaskCompleted,
 };
-use crate::values::{ItemId, Location, MachineId, OrderId, PolicyId, ProductId, Quantity, TaskId};
+use crate::values::{
+    AlertId, AlertRuleId, ItemId, Location, MachineId, OperatorId, OrderId, PolicyId, ProductId,
+    Quantity, TaskId,
+};
 use crate::StreamType;
 
 /// A command addressed to one aggregate instance.
@@ -59,6 +64,18 @@ pub enum Target {
         policy_id: PolicyId,
         command: PolicyCommand,
     },
+    Operator {
+        operator_id: OperatorId,
+        command: OperatorCommand,
+    },
+    AlertRule {
+        rule_id: AlertRuleId,
+        command: AlertRuleCommand,
+    },
+    Alert {
+        alert_id: AlertId,
+        command: AlertCommand,
+    },
 }
 
 impl Target {
@@ -70,6 +87,9 @@ impl Target {
             Self::MaintenanceTask { .. } => StreamType::MaintenanceTask,
             Self::InventoryItem { .. } => StreamType::InventoryItem,
             Self::MaintenancePolicy { .. } => StreamType::MaintenancePolicy,
+            Self::Operator { .. } => StreamType::Operator,
+            Self::AlertRule { .. } => StreamType::AlertRule,
+            Self::Alert { .. } => StreamType::Alert,
         }
     }
 
@@ -81,6 +101,9 @@ impl Target {
             Self::MaintenanceTask { task_id, .. } => task_id.as_str(),
             Self::InventoryItem { item_id, .. } => item_id.as_str(),
             Self::MaintenancePolicy { policy_id, .. } => policy_id.as_str(),
+            Self::Operator { operator_id, .. } => operator_id.as_str(),
+            Self::AlertRule { rule_id, .. } => rule_id.as_str(),
+            Self::Alert { alert_id, .. } => alert_id.as_str(),
         }
     }
 }

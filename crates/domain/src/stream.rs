@@ -17,16 +17,22 @@ pub enum StreamType {
     MaintenanceTask,
     InventoryItem,
     MaintenancePolicy,
+    Operator,
+    AlertRule,
+    Alert,
 }
 
 impl StreamType {
     /// Every stream type.
-    pub const ALL: [StreamType; 5] = [
+    pub const ALL: [StreamType; 8] = [
         StreamType::ProductionOrder,
         StreamType::Machine,
         StreamType::MaintenanceTask,
         StreamType::InventoryItem,
         StreamType::MaintenancePolicy,
+        StreamType::Operator,
+        StreamType::AlertRule,
+        StreamType::Alert,
     ];
 
     /// The stored name (also the aggregate's `TYPE`).
@@ -37,6 +43,9 @@ impl StreamType {
             StreamType::MaintenanceTask => "maintenance_task",
             StreamType::InventoryItem => "inventory_item",
             StreamType::MaintenancePolicy => "maintenance_policy",
+            StreamType::Operator => "operator",
+            StreamType::AlertRule => "alert_rule",
+            StreamType::Alert => "alert",
         }
     }
 

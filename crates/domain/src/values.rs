@@ -191,6 +191,27 @@ identifier!(
     InspectionId, "inspection id", MAX_ID_LEN
 );
 identifier!(
+    /// Identifies an operator: a person who works on the floor (the `operator` stream id).
+    OperatorId, "operator id", MAX_ID_LEN
+);
+identifier!(
+    /// The id printed on an operator's badge (scanned at a terminal).
+    BadgeId, "badge id", MAX_ID_LEN
+);
+identifier!(
+    /// A skill an operator holds ("welding", "press-setup", ...), as the plant names it.
+    Skill, "skill", MAX_ID_LEN
+);
+identifier!(
+    /// Identifies an alert rule (the `alert_rule` stream id).
+    AlertRuleId, "alert rule id", MAX_ID_LEN
+);
+identifier!(
+    /// Identifies an alert (the `alert` stream id): derived from the rule and the triggering
+    /// event, so evaluating the same event twice names the same alert.
+    AlertId, "alert id", MAX_ID_LEN
+);
+identifier!(
     /// A stock location ("FG", "RAW-A1", ...).
     Location, "location", MAX_ID_LEN
 );

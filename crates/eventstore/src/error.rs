@@ -37,6 +37,10 @@ pub enum StoreError {
         event_type: String,
         reason: String,
     },
+    /// PostgreSQL refused a value of this request (a NUL in a text, a number out of
+    /// range); nothing of it was written.
+    #[error("a value cannot be stored: {0}")]
+    BadValue(String),
     /// A batch this append was part of failed as a whole; nothing of it was written.
     #[error("the event store is unavailable: {0}")]
     Unavailable(String),
@@ -92,6 +96,7 @@ impl StoreError {
     pub fn failure(&self) -> Failure {
         match self {
             StoreError::Unavailable(_) | StoreError::UnknownOutcome(_) => Failure::Transient,
+            StoreError::BadValue(_) => Failure::BadValue,
             StoreError::Database(e) => classify(e),
             _ => Failure::Fault,
         }
@@ -102,5 +107,21 @@ impl StoreError {
     /// request.
     pub fn is_transient(&self) -> bool {
         self.failure() == Failure::Transient
+    }
+
+    /// This failure as every request of the batch it ended receives it (the one
+    /// mapping of a shared failure): the outcome is unknown where a commit may have
+    /// happened (`cut_off`); else unavailable where it passes, a bad value where
+    /// PostgreSQL refused one, and a fault otherwise, each with the message.
+    pub fn shared(&self, cut_off: bool) -> StoreError {
+        let message = self.to_string();
+        if cut_off || matches!(self, StoreError::UnknownOutcome(_)) {
+            return StoreError::UnknownOutcome(message);
+        }
+        match self.failure() {
+            Failure::Transient => StoreError::Unavailable(message),
+            Failure::BadValue => StoreError::BadValue(message),
+            Failure::Fault => StoreError::Invalid(message),
+        }
     }
 }

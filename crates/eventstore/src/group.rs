@@ -179,6 +179,11 @@ impl GroupCommitter {
         results
     }
 
+    /// Appends waiting for the writer (not yet taken into a batch).
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     /// What the writer has done so far.
     pub fn stats(&self) -> GroupStats {
         let c = &self.counters;
@@ -217,11 +222,27 @@ impl Batch {
         }
     }
 
-    /// Sends every request the same failure.
-    fn fail(self, error: impl Fn() -> StoreError) {
+    /// Sends every request the failure that ended the batch, as it reads to each
+    /// ([`StoreError::shared`]).
+    fn fail(self, error: &StoreError, cut_off: bool) {
         for (&size, reply) in self.units.iter().zip(self.replies) {
-            let _ = reply.send((0..size).map(|_| Err(error())).collect());
+            let _ = reply.send((0..size).map(|_| Err(error.shared(cut_off))).collect());
         }
+    }
+
+    /// One batch per unit, so that a failure that is not transient (a value
+    /// PostgreSQL refuses, say) reaches only the unit that caused it.
+    fn split(self) -> Vec<Batch> {
+        let mut requests = self.requests.into_iter();
+        self.units
+            .into_iter()
+            .zip(self.replies)
+            .map(|(size, reply)| Batch {
+                requests: requests.by_ref().take(size).collect(),
+                units: vec![size],
+                replies: vec![reply],
+            })
+            .collect()
     }
 }
 
@@ -305,7 +326,20 @@ impl Writer {
     /// did happen finds them and writes nothing) until the store answers or
     /// `settle_for` has passed; only then is the batch failed: as unknown when a
     /// commit may have happened, as unavailable when none can have.
-    async fn fall_back(&mut self, batch: Batch, mut cut_off: bool) {
+    async fn fall_back(&mut self, batch: Batch, cut_off: bool) {
+        let mut queue = vec![(batch, cut_off)];
+        while let Some((batch, cut_off)) = queue.pop() {
+            if let Some((batch, cut_off)) = self.settle(batch, cut_off).await {
+                // In reverse, so the units are retried in the order they came.
+                queue.extend(batch.split().into_iter().rev().map(|b| (b, cut_off)));
+            }
+        }
+    }
+
+    /// Appends one batch, retrying a transient failure until `settle_for` has
+    /// passed. A batch of several units that fails otherwise is handed back, to
+    /// be retried unit by unit; every other outcome is answered here.
+    async fn settle(&mut self, batch: Batch, mut cut_off: bool) -> Option<(Batch, bool)> {
         self.counters.fallbacks.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let deadline = started + self.settle_for;
@@ -315,33 +349,30 @@ impl Writer {
                 .store
                 .append_batch_tip(&batch.requests, &batch.units)
                 .await;
-            match appended {
+            let e = match appended {
                 Ok((results, tip)) => {
                     self.add_busy(started);
                     self.tip = Some(tip);
                     batch.answer(results);
-                    return;
+                    return None;
                 }
-                Err(e) => {
-                    cut_off |= matches!(e, StoreError::UnknownOutcome(_));
-                    if !e.is_transient() || Instant::now() + delay > deadline {
-                        self.add_busy(started);
-                        warn!(error = %e, cut_off, "group commit failed");
-                        let message = e.to_string();
-                        batch.fail(|| {
-                            if cut_off {
-                                StoreError::UnknownOutcome(message.clone())
-                            } else {
-                                StoreError::Unavailable(message.clone())
-                            }
-                        });
-                        return;
-                    }
-                    debug!(error = %e, "group commit interrupted; retrying to settle it");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_millis(500));
-                }
+                Err(e) => e,
+            };
+            cut_off |= matches!(e, StoreError::UnknownOutcome(_));
+            if !e.is_transient() && batch.replies.len() > 1 {
+                self.add_busy(started);
+                debug!(error = %e, units = batch.replies.len(), "group commit refused; retrying unit by unit");
+                return Some((batch, cut_off));
             }
+            if !e.is_transient() || Instant::now() + delay > deadline {
+                self.add_busy(started);
+                warn!(error = %e, cut_off, "group commit failed");
+                batch.fail(&e, cut_off);
+                return None;
+            }
+            debug!(error = %e, "group commit interrupted; retrying to settle it");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(500));
         }
     }
 

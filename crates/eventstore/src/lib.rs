@@ -42,7 +42,7 @@ pub mod upcast;
 pub use checkpoint::{Checkpoint, CheckpointError, Reader};
 pub use error::{classify, Failure, StoreError};
 pub use group::{GroupCommitter, GroupStats};
-pub use leader::Leadership;
+pub use leader::{LeaderError, LeaderFlag, Leadership};
 pub use model::{
     AppendRequest, AppendResult, Direction, EventMetadata, ExpectedVersion, NewEvent,
     RecordedEvent, Source, StreamRef,

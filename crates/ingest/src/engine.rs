@@ -200,12 +200,42 @@ impl Engine {
         now: DateTime<Utc>,
         timers: bool,
     ) -> Result<BatchReport, IngestError> {
-        let started = Instant::now();
         let mut sessions = self.sessions.clone();
         let decoded: Vec<Decoded> = batch
             .iter()
             .map(|m| self.decode(m, &mut sessions))
             .collect();
+        self.run_batch(batch, decoded, sessions, now, timers).await
+    }
+
+    /// Processes a batch already decoded by another source (OPC UA: `decoded[i]`
+    /// is what `batch[i]` says), through the same planner, writer and store as MQTT
+    /// messages. `batch[i]` names the message (its id, a topic-like source, the raw
+    /// value kept with a rejection). Returns an error, having kept nothing of its
+    /// own state, when a write failed: process the same batch again.
+    #[instrument(skip_all, fields(messages = batch.len()), err)]
+    pub async fn process_decoded(
+        &mut self,
+        batch: &[Incoming],
+        decoded: Vec<Decoded>,
+        now: DateTime<Utc>,
+        timers: bool,
+    ) -> Result<BatchReport, IngestError> {
+        let sessions = self.sessions.clone();
+        self.run_batch(batch, decoded, sessions, now, timers).await
+    }
+
+    /// Plans and carries out a decoded batch; `sessions` (the Sparkplug sessions
+    /// after decoding) are kept only when the batch is done.
+    async fn run_batch(
+        &mut self,
+        batch: &[Incoming],
+        decoded: Vec<Decoded>,
+        mut sessions: Sessions,
+        now: DateTime<Utc>,
+        timers: bool,
+    ) -> Result<BatchReport, IngestError> {
+        let started = Instant::now();
         self.learn_machines(&decoded).await?;
         let mut planner = Planner::new(&self.machines, &self.mapping, &self.known, now);
         for (index, (message, d)) in batch.iter().zip(decoded).enumerate() {

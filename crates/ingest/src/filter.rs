@@ -36,6 +36,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shopfloor_domain::machine::MachineStatus;
 use shopfloor_domain::reason::NO_SIGNAL;
+use shopfloor_domain::values::OrderId;
 
 use crate::config::MachineSettings;
 use crate::message::{CountReport, Counter, StateReport};
@@ -53,6 +54,7 @@ pub enum Action {
         scrap: u64,
         at: DateTime<Utc>,
         command_id: String,
+        order_id: Option<OrderId>,
     },
 }
 
@@ -308,6 +310,7 @@ impl MachineState {
         out.actions.push(Action::RecordParts {
             good,
             scrap,
+            order_id: report.order_id.clone(),
             at: report.at,
             command_id: match &report.tag {
                 None => format!("{message_id}:parts"),
@@ -399,6 +402,7 @@ mod tests {
             scrap_bits: None,
             at: t(at),
             tag: None,
+            order_id: None,
         }
     }
 
@@ -504,6 +508,7 @@ mod tests {
             scrap_bits: Some(32),
             at: t(at),
             tag: None,
+            order_id: None,
         };
         m.observe_count(
             &s,

@@ -2,7 +2,8 @@
 //!
 //! Decoding is strict about meaning and lenient about form: unknown fields are
 //! ignored, a missing `timestamp` means "now", a timestamp is RFC 3339 or epoch
-//! milliseconds. A count message is `{"good", "scrap"}` (parts since the last
+//! milliseconds. A count message may name the production order its parts were made
+//! for (`"order_id"`). A count message is `{"good", "scrap"}` (parts since the last
 //! message, the CONTRACT's meaning) or `{"good_total", "scrap_total", "bits"?}`
 //! (the PLC's running totals, turned into deltas by the filter). Every refusal says
 //! why, for the rejected-messages table, quoting a value only in part.
@@ -14,7 +15,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use shopfloor_domain::machine::MachineStatus;
-use shopfloor_domain::values::{MachineId, Text};
+use shopfloor_domain::values::{MachineId, OrderId, Text};
 
 use crate::config::{CounterMode, Mapping};
 use crate::message::{
@@ -244,6 +245,14 @@ fn count(
         scrap_bits: bits,
         at,
         tag: None,
+        order_id: match obj.get("order_id") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.trim().is_empty() => None,
+            Some(Value::String(s)) => Some(OrderId::new(s).map_err(|e| format!("order_id: {e}"))?),
+            Some(other) => {
+                return Err(format!("order_id = {} is not a string", quote_value(other)))
+            }
+        },
     })
 }
 

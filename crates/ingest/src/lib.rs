@@ -28,6 +28,7 @@
 //! - [`simulator`]: [`simulate`], a plant publishing to the broker.
 
 pub mod config;
+pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod filter;
@@ -46,7 +47,8 @@ pub use error::IngestError;
 pub use message::Incoming;
 pub use mqtt::{run_ingest, subscriptions};
 pub use simulator::{
-    simulate, simulated_machines, SimulatedMachine, SimulationReport, SimulatorConfig,
+    simulate, simulated_machines, DemoFloor, DemoOrder, SimulatedMachine, SimulationReport,
+    SimulatorConfig, StopToClassify,
 };
 pub use store::{
     list_rejected, maintain_telemetry, telemetry_series, RejectedMessage, TelemetryPoint,

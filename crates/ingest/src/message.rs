@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, TimeZone, Utc};
 use sha2::{Digest, Sha256};
 use shopfloor_domain::machine::MachineStatus;
+use shopfloor_domain::values::OrderId;
 
 /// Raw payloads kept in the rejected-messages table are cut to this many bytes.
 pub const MAX_STORED_PAYLOAD: usize = 4096;
@@ -331,6 +332,9 @@ pub struct CountReport {
     /// Tells several counts of one message apart (Sparkplug metrics with their own
     /// timestamps): part of the command id.
     pub tag: Option<String>,
+    /// The production order the parts were made for (JSON `order_id`), as for the
+    /// HTTP `parts_produced` event.
+    pub order_id: Option<OrderId>,
 }
 
 /// One sensor sample.

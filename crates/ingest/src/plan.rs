@@ -126,11 +126,12 @@ fn commands_of(id: &str, actions: Vec<Action>, message: Option<usize>) -> Vec<Pl
                     scrap,
                     at,
                     command_id,
+                    order_id,
                 } => (
                     MachineCommand::RecordParts(RecordParts {
                         good,
                         scrap,
-                        order_id: None,
+                        order_id,
                         at,
                     }),
                     command_id,
@@ -238,7 +239,9 @@ impl<'a> Planner<'a> {
             self.plan.rejected.push(reject_row(message, reason, false));
         }
         for notice in d.notices.drain(..) {
-            metrics::counter!("shopfloor_ingest_sparkplug_seq_gaps_total").increment(1);
+            if message.topic.starts_with(crate::sparkplug::NAMESPACE) {
+                metrics::counter!("shopfloor_ingest_sparkplug_seq_gaps_total").increment(1);
+            }
             self.plan.rejected.push(reject_row(message, notice, true));
         }
         if let Some(node) = d.rebirth.take() {

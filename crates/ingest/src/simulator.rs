@@ -4,6 +4,15 @@
 //!
 //! The binary registers [`simulated_machines`] through the command service first
 //! (registration is a command, not a sensor message), then calls [`simulate`].
+//!
+//! # A plant that tells the truth (issue 14)
+//! - Every machine runs at a steady fraction of its ideal rate (its `speed`, 72 to 86 %): a
+//!   running machine accrues `tick period × speed / ideal cycle time` parts per tick and
+//!   reports the whole ones, carrying the fraction, so performance never exceeds its speed
+//!   (and never 100 %) whatever the tick rate.
+//! - With a [`DemoFloor`] shared with the demo director (`crate::demo`), counts name the order
+//!   the machine is running, and about half of the stops are reported without a reason, to be
+//!   classified later as a person would.
 
 use std::time::Duration;
 
@@ -37,6 +46,11 @@ pub struct SimulatorConfig {
     pub ticks: Option<u64>,
     /// Machine ids are `{prefix}-000`, `{prefix}-001`, …
     pub prefix: String,
+    /// Orders to report counts against and stops to classify later (the demo director's).
+    pub floor: Option<std::sync::Arc<DemoFloor>>,
+    /// Multiplies every machine's ideal cycle time (1 for the demo; tests that need many
+    /// parts in a few seconds make the machines faster, never faster than their ideal).
+    pub cycle_scale: f64,
 }
 
 impl SimulatorConfig {
@@ -50,6 +64,8 @@ impl SimulatorConfig {
             seed: 7,
             ticks: None,
             prefix: "sim".to_string(),
+            floor: None,
+            cycle_scale: 1.0,
         }
     }
 }
@@ -91,7 +107,7 @@ pub fn simulated_machines(config: &SimulatorConfig) -> Vec<SimulatedMachine> {
             machine_id: format!("{}-{i:03}", config.prefix),
             machine_type: TYPES[i % TYPES.len()].to_string(),
             line: format!("line-{}", i / 5 + 1),
-            ideal_cycle_time_s: 1.0 + (i % TYPES.len()) as f64,
+            ideal_cycle_time_s: (1.0 + (i % TYPES.len()) as f64) * config.cycle_scale,
         })
         .collect()
 }
@@ -102,6 +118,72 @@ struct Sim {
     remaining: u32,
     good_total: u64,
     scrap_total: u64,
+    /// Fraction of the ideal rate the machine runs at.
+    speed: f64,
+    /// Parts begun but not finished.
+    progress: f64,
+}
+
+/// The whole parts a machine finishes in `dt_s` seconds of running at `speed` of its ideal
+/// rate; the unfinished fraction stays in `progress`. Never more than
+/// `dt_s × speed / ideal_cycle_time_s` over any run, so performance stays at or below `speed`.
+pub fn parts_in(progress: &mut f64, dt_s: f64, ideal_cycle_time_s: f64, speed: f64) -> u64 {
+    if !(dt_s > 0.0 && ideal_cycle_time_s > 0.0 && speed > 0.0) {
+        return 0;
+    }
+    *progress += dt_s * speed / ideal_cycle_time_s;
+    let whole = progress.floor();
+    *progress -= whole;
+    whole as u64
+}
+
+/// An order a simulated machine is running, as the demo director set it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DemoOrder {
+    pub order_id: String,
+    pub quantity: u64,
+    /// Good parts reported for it so far.
+    pub made: u64,
+}
+
+/// A stop the simulator reported without a reason, with the reason a person will give it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopToClassify {
+    pub machine_id: String,
+    pub stop_at: chrono::DateTime<Utc>,
+    pub reason_code: &'static str,
+}
+
+/// What the simulator and the demo director share: the order each machine runs (by machine
+/// index) and the stops waiting for a reason.
+#[derive(Debug, Default)]
+pub struct DemoFloor {
+    pub orders: std::sync::Mutex<Vec<Option<DemoOrder>>>,
+    pub stops: std::sync::Mutex<Vec<StopToClassify>>,
+}
+
+impl DemoFloor {
+    pub fn new(machines: usize) -> Self {
+        Self {
+            orders: std::sync::Mutex::new(vec![None; machines]),
+            stops: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The order machine `i` runs, counting `good` parts to it.
+    fn record(&self, i: usize, good: u64) -> Option<String> {
+        let mut orders = self.orders.lock().unwrap_or_else(|p| p.into_inner());
+        let order = orders.get_mut(i)?.as_mut()?;
+        order.made += good;
+        Some(order.order_id.clone())
+    }
+
+    fn stopped(&self, stop: StopToClassify) {
+        self.stops
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(stop);
+    }
 }
 
 fn normal(rng: &mut StdRng) -> f64 {
@@ -219,6 +301,8 @@ pub async fn simulate(
             remaining: 0,
             good_total: if i == ROLLOVER { 65_500 } else { 0 },
             scrap_total: 0,
+            speed: rng.gen_range(0.72..0.86),
+            progress: 0.0,
         })
         .collect();
     let mut published = 0u64;
@@ -274,9 +358,25 @@ pub async fn simulate(
             _ = interval.tick() => {}
         }
         tick += 1;
-        let now = Utc::now().to_rfc3339();
+        // Milliseconds, as PLCs and edge gateways stamp their messages.
+        let now_at = chrono::SubsecRound::trunc_subsecs(Utc::now(), 3);
+        let now = now_at.to_rfc3339();
         for (i, m) in machines.iter().enumerate() {
             let sim = &mut sims[i];
+            // Parts of the period that just ended, at the machine's speed (the state it was
+            // in during the period; the first tick only announces the state).
+            let made = if sim.state == "running" && tick > 1 {
+                parts_in(
+                    &mut sim.progress,
+                    period.as_secs_f64(),
+                    m.ideal_cycle_time_s,
+                    sim.speed,
+                )
+            } else {
+                0
+            };
+            let scrap = (0..made).filter(|_| rng.gen_bool(0.03)).count() as u64;
+            let good = made - scrap;
             // States with reasons; every machine announces its state on the first tick,
             // so a plant never starts out "unknown".
             let mut state_changed = tick == 1;
@@ -289,22 +389,26 @@ pub async fn simulate(
                 }
             } else if rng.gen_bool(0.01) {
                 sim.state = "down";
-                sim.reason = Some(STOP_REASONS[rng.gen_range(0..STOP_REASONS.len())]);
+                let reason = STOP_REASONS[rng.gen_range(0..STOP_REASONS.len())];
+                sim.reason = Some(reason);
                 sim.remaining = rng.gen_range(5..30);
                 state_changed = true;
+                // About half the stops reach the system without a reason: someone gives
+                // it later.
+                if let Some(floor) = config.floor.as_ref().filter(|_| rng.gen_bool(0.5)) {
+                    sim.reason = None;
+                    floor.stopped(StopToClassify {
+                        machine_id: m.machine_id.clone(),
+                        stop_at: now_at,
+                        reason_code: reason,
+                    });
+                }
             } else if rng.gen_bool(0.003) {
                 sim.state = "idle";
                 sim.reason = Some("planned.break");
                 sim.remaining = rng.gen_range(10..40);
                 state_changed = true;
             }
-            // Counts with scrap.
-            let (good, scrap) = if sim.state == "running" {
-                let scrap = u64::from(rng.gen_bool(0.03));
-                (1 - scrap, scrap)
-            } else {
-                (0, 0)
-            };
             sim.good_total += good;
             sim.scrap_total += scrap;
             // Telemetry with noise; one machine degrading.
@@ -341,11 +445,14 @@ pub async fn simulate(
                 published += 1;
             }
             if good + scrap > 0 {
-                let p = if i == ROLLOVER {
+                let mut p = if i == ROLLOVER {
                     json!({"good_total": sim.good_total % 65_536, "scrap_total": sim.scrap_total, "bits": 16, "timestamp": now})
                 } else {
                     json!({"good": good, "scrap": scrap, "timestamp": now})
                 };
+                if let Some(order_id) = config.floor.as_ref().and_then(|f| f.record(i, good)) {
+                    p["order_id"] = json!(order_id);
+                }
                 publish(format!("{base}/count"), p.to_string().into_bytes()).await?;
                 published += 1;
             }

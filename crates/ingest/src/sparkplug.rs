@@ -747,6 +747,7 @@ fn count_observations(mode: CounterMode, metrics: &[CountMetric]) -> Vec<Observa
                 good_bits: None,
                 scrap_bits: None,
                 at,
+                order_id: None,
                 tag: several.then(|| {
                     format!(
                         "{}{}",

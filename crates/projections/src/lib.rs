@@ -35,6 +35,6 @@ pub mod replay;
 pub use error::{ProjectionError, QueryError};
 pub use live::{LiveHub, LiveUpdate};
 pub use projection::Projection;
-pub use projector::{run_projectors, Projector, ProjectorOptions};
+pub use projector::{run_projectors, run_projectors_with, Projector, ProjectorOptions};
 pub use relay::{Relay, RelayError};
 pub use replay::{replay, verify, Difference};

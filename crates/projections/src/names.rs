@@ -43,6 +43,50 @@ pub fn projector_consumer(namespace: &str, projection: &str) -> String {
     format!("{namespace}_{projection}")
 }
 
+/// Makes sure the event stream of `namespace` exists with `replicas` replicas:
+/// created with them when missing, updated to them when it has another count
+/// (JetStream moves a clustered stream between R1 and R3 in place; when it
+/// refuses, the stream is used as it is and a warning says so).
+pub async fn ensure_events_stream(
+    jetstream: &async_nats::jetstream::Context,
+    namespace: &str,
+    replicas: usize,
+) -> Result<async_nats::jetstream::stream::Stream, String> {
+    use async_nats::jetstream::stream;
+    let config = stream::Config {
+        name: events_stream(namespace),
+        subjects: vec![events_wildcard(namespace)],
+        storage: stream::StorageType::File,
+        duplicate_window: std::time::Duration::from_secs(120),
+        num_replicas: replicas.max(1),
+        ..Default::default()
+    };
+    let mut stream = jetstream
+        .get_or_create_stream(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let current = stream.cached_info().config.clone();
+    if current.num_replicas.max(1) != replicas.max(1) {
+        let wanted = stream::Config {
+            num_replicas: replicas.max(1),
+            ..current.clone()
+        };
+        match jetstream.update_stream(wanted).await {
+            Ok(_) => {
+                tracing::info!(stream = %current.name, from = current.num_replicas, to = replicas, "stream replicas updated");
+                stream = jetstream
+                    .get_stream(&current.name)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Err(e) => {
+                tracing::warn!(stream = %current.name, replicas = current.num_replicas, asked = replicas, error = %e, "stream replicas cannot be changed; using the stream as it is")
+            }
+        }
+    }
+    Ok(stream)
+}
+
 /// Header carrying the event's global position.
 pub const POSITION_HEADER: &str = "Shopfloor-Position";
 /// Header carrying the event type.

@@ -76,15 +76,18 @@ pub enum Projection {
     Maintenance,
     /// `rm_inventory_levels`, `rm_inventory_movements`: stock and its ledger.
     Inventory,
+    /// `rm_operators`, `rm_labour_sessions`: operators and their clock-ons (ADR 0036).
+    People,
 }
 
 impl Projection {
-    pub const ALL: [Projection; 5] = [
+    pub const ALL: [Projection; 6] = [
         Projection::Machines,
         Projection::MachineHistory,
         Projection::Orders,
         Projection::Maintenance,
         Projection::Inventory,
+        Projection::People,
     ];
 
     /// The stable name: checkpoint key, consumer name suffix, `--projection` value.
@@ -95,6 +98,7 @@ impl Projection {
             Projection::Orders => "orders",
             Projection::Maintenance => "maintenance",
             Projection::Inventory => "inventory",
+            Projection::People => "people",
         }
     }
 
@@ -114,6 +118,7 @@ impl Projection {
             Projection::Orders => &["rm_orders"],
             Projection::Maintenance => &["rm_maintenance_tasks"],
             Projection::Inventory => &["rm_inventory_levels", "rm_inventory_movements"],
+            Projection::People => &["rm_operators", "rm_labour_sessions"],
         }
     }
 
@@ -124,6 +129,7 @@ impl Projection {
             Projection::Orders => "production_order",
             Projection::Maintenance => "maintenance_task",
             Projection::Inventory => "inventory_item",
+            Projection::People => "operator",
         }
     }
 }

@@ -17,7 +17,7 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer, stream};
+use async_nats::jetstream::{self, consumer};
 use futures::{FutureExt, StreamExt};
 use shopfloor_eventstore::{EventStore, RecordedEvent};
 use sqlx::PgPool;
@@ -38,6 +38,11 @@ pub struct ProjectorOptions {
     pub retry: Duration,
     /// How long JetStream waits for an ack before redelivering.
     pub ack_wait: Duration,
+    /// Replicas of the event stream when a projector creates it.
+    pub replicas: usize,
+    /// With no message for this long, a projector reads the committed log from
+    /// PostgreSQL (read models never wait for NATS: a leader election or outage).
+    pub idle_catch_up: Duration,
 }
 
 impl Default for ProjectorOptions {
@@ -46,6 +51,8 @@ impl Default for ProjectorOptions {
             batch: 500,
             retry: Duration::from_secs(1),
             ack_wait: Duration::from_secs(30),
+            replicas: 1,
+            idle_catch_up: Duration::from_millis(750),
         }
     }
 }
@@ -133,7 +140,7 @@ impl Projector {
         hub: LiveHub,
     ) -> Self {
         let mut jetstream = jetstream::new(nats);
-        jetstream.set_timeout(Duration::from_secs(5));
+        jetstream.set_timeout(crate::relay::JS_TIMEOUT);
         Self {
             projection,
             store: EventStore::new(pool.clone()),
@@ -170,6 +177,10 @@ impl Projector {
                     warn!(projection = self.projection.name(), error = %e, "projector interrupted; resuming from its checkpoint");
                     metrics::counter!("shopfloor_projection_failures_total", "projection" => self.projection.name())
                         .increment(1);
+                    // NATS may be what failed: the read model keeps up from the store.
+                    if let Err(e) = self.catch_up().await {
+                        debug!(error = %e, "catch-up from the store failed too");
+                    }
                     tokio::select! {
                         _ = cancel.cancelled() => return,
                         _ = tokio::time::sleep(self.options.retry) => {}
@@ -209,17 +220,10 @@ impl Projector {
 
     /// The durable consumer (created when missing).
     async fn consumer(&self) -> Result<consumer::PullConsumer, ProjectionError> {
-        let stream = self
-            .jetstream
-            .get_or_create_stream(stream::Config {
-                name: names::events_stream(&self.namespace),
-                subjects: vec![names::events_wildcard(&self.namespace)],
-                storage: stream::StorageType::File,
-                duplicate_window: Duration::from_secs(120),
-                ..Default::default()
-            })
-            .await
-            .map_err(js_err)?;
+        let stream =
+            names::ensure_events_stream(&self.jetstream, &self.namespace, self.options.replicas)
+                .await
+                .map_err(js_err)?;
         let name = self.consumer_name();
         stream
             .get_or_create_consumer(
@@ -248,11 +252,21 @@ impl Projector {
             .messages()
             .await
             .map_err(js_err)?;
+        let mut idle = tokio::time::interval(self.options.idle_catch_up);
+        idle.reset();
         loop {
             let first = tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
                 m = messages.next() => m,
+                _ = idle.tick() => {
+                    // Nothing from JetStream for a while: whatever is committed
+                    // meanwhile is applied from the store (what JetStream
+                    // delivers later is at or below the checkpoint, skipped).
+                    self.catch_up().await?;
+                    continue;
+                }
             };
+            idle.reset();
             let Some(first) = first else {
                 return Err(ProjectionError::JetStream(
                     "the message stream ended".into(),

@@ -11,8 +11,20 @@
 //!   all acks awaited); the checkpoint in PostgreSQL moves only after every ack up
 //!   to it. A failure restarts from the checkpoint. Republished events are
 //!   deduplicated by JetStream within its window and by the projectors always.
-//! - **One active relay per namespace.** A session advisory lock elects it; a
-//!   second instance stands by until the lock is free.
+//! - **One active relay per namespace, fenced** (ADR 0043). A session advisory
+//!   lock elects it; a second instance stands by until the lock is free. The
+//!   active relay checks, on the lock's own session, that it still holds the lock
+//!   before each batch, and moves its checkpoint only in a transaction on that
+//!   session that checks it again: a relay whose PostgreSQL session died cannot
+//!   move the checkpoint and stops before its next publish. What it may still have
+//!   in flight is deduplicated by JetStream (the event id is the `Nats-Msg-Id`,
+//!   within the stream's 2-minute duplicate window) and by the projectors.
+//! - **A JetStream leader election is ridden out**, not handed over: a failed
+//!   batch is published again (idempotent by message id) with a bounded back-off
+//!   for up to [`RIDE_OUT`], the lock kept and checked between attempts; JetStream
+//!   requests time out after [`PUBLISH_TIMEOUT`] so no attempt hangs. Past that, the
+//!   relay still keeps its lock and resumes from its checkpoint: a standby could
+//!   not do better against the same NATS.
 //! - **NATS losing its tail** (it acknowledges before it fsyncs): the checkpoint
 //!   records the JetStream sequence of the last ack; when the stream's last
 //!   sequence is below it, the relay rewinds to the position of the stream's last
@@ -24,7 +36,8 @@ use std::time::Duration;
 use async_nats::jetstream::{self, context::Publish, stream};
 use bytes::Bytes;
 use shopfloor_eventstore::{
-    Checkpoint, CheckpointError, EventStore, Leadership, Reader, RecordedEvent, StoreError,
+    leader, Checkpoint, CheckpointError, EventStore, LeaderError, LeaderFlag, Leadership, Reader,
+    RecordedEvent, StoreError,
 };
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -46,7 +59,27 @@ pub enum RelayError {
     Sequence(String),
     #[error("event {0} cannot be serialized: {1}")]
     Encode(i64, serde_json::Error),
+    #[error(transparent)]
+    Leader(#[from] LeaderError),
 }
+
+impl RelayError {
+    /// Only NATS failed: the lock is kept and the relay resumes.
+    fn is_jetstream(&self) -> bool {
+        matches!(self, RelayError::JetStream(_))
+    }
+}
+
+/// How long one JetStream request of a projector (consumer, stream info) may take.
+pub const JS_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one JetStream request of the relay (a publish's ack, stream info) may
+/// take: an ack normally takes milliseconds, and a publish sent while the stream has
+/// no leader is never answered, so this bounds how long the relay waits past the
+/// election. A spurious timeout only costs an idempotent republish.
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a failed batch is retried in place (JetStream needs about 5 s to
+/// elect a new stream leader).
+pub const RIDE_OUT: Duration = Duration::from_secs(20);
 
 fn js_err(e: impl std::fmt::Display) -> RelayError {
     RelayError::JetStream(e.to_string())
@@ -78,6 +111,10 @@ pub struct Relay {
     batch: usize,
     /// Back-off after a failure.
     retry: Duration,
+    /// Replicas of the stream (created or updated with them).
+    replicas: usize,
+    /// Raised while this instance is the active relay.
+    flag: LeaderFlag,
 }
 
 impl std::fmt::Debug for Relay {
@@ -91,14 +128,28 @@ impl std::fmt::Debug for Relay {
 impl Relay {
     pub fn new(store: EventStore, nats: async_nats::Client, namespace: impl Into<String>) -> Self {
         let mut jetstream = jetstream::new(nats);
-        jetstream.set_timeout(Duration::from_secs(5));
+        jetstream.set_timeout(PUBLISH_TIMEOUT);
         Self {
             store,
             jetstream,
             namespace: namespace.into(),
             batch: 1_000,
             retry: Duration::from_secs(1),
+            replicas: 1,
+            flag: LeaderFlag::new("relay"),
         }
+    }
+
+    /// The stream's replicas (`SHOPFLOOR_STREAM_REPLICAS`).
+    pub fn with_replicas(mut self, n: usize) -> Self {
+        self.replicas = n.max(1);
+        self
+    }
+
+    /// Shows this instance's leadership in `flag` (shared with `/readyz`).
+    pub fn with_flag(mut self, flag: LeaderFlag) -> Self {
+        self.flag = flag;
+        self
     }
 
     pub fn with_batch(mut self, n: usize) -> Self {
@@ -116,21 +167,43 @@ impl Relay {
     }
 
     /// Runs until `cancel` fires: waits to be the active relay, then publishes.
+    /// A NATS failure keeps the lock (the relay resumes from its checkpoint); a
+    /// lost lock or PostgreSQL failure gives it up.
     pub async fn run(&self, cancel: CancellationToken) {
         loop {
-            let lock =
-                Leadership::acquire(self.pool(), &self.lock_key(), self.retry, &cancel).await;
+            let flag = Some(self.flag.clone());
+            let lock = Leadership::acquire_flagged(
+                self.pool(),
+                &self.lock_key(),
+                self.retry,
+                &cancel,
+                flag,
+            )
+            .await;
             let Some(mut lock) = lock else { return };
             info!(namespace = %self.namespace, "relay active");
-            match self.lead(&mut lock, &cancel).await {
-                Ok(()) => {
-                    lock.release().await;
-                    return;
+            let outcome = loop {
+                match self.lead(&mut lock, &cancel).await {
+                    Err(e) if e.is_jetstream() => {
+                        warn!(error = %e, "JetStream failed; keeping the lead and resuming");
+                        metrics::counter!("shopfloor_relay_failures_total").increment(1);
+                        tokio::select! {
+                            _ = cancel.cancelled() => break Ok(()),
+                            _ = tokio::time::sleep(self.retry) => {}
+                        }
+                        if let Err(e) = lock.check().await {
+                            break Err(RelayError::from(e));
+                        }
+                    }
+                    other => break other,
                 }
+            };
+            lock.release().await;
+            match outcome {
+                Ok(()) => return,
                 Err(e) => {
-                    warn!(error = %e, "relay interrupted; resuming from its checkpoint");
+                    warn!(error = %e, "relay stepped down; resuming from its checkpoint");
                     metrics::counter!("shopfloor_relay_failures_total").increment(1);
-                    lock.release().await;
                     tokio::select! {
                         _ = cancel.cancelled() => return,
                         _ = tokio::time::sleep(self.retry) => {}
@@ -144,16 +217,9 @@ impl Relay {
         format!("shopfloor-relay:{}", self.namespace)
     }
 
-    /// Makes sure the JetStream stream exists.
+    /// Makes sure the JetStream stream exists, with the asked replicas.
     pub async fn ensure_stream(&self) -> Result<stream::Stream, RelayError> {
-        self.jetstream
-            .get_or_create_stream(stream::Config {
-                name: names::events_stream(&self.namespace),
-                subjects: vec![names::events_wildcard(&self.namespace)],
-                storage: stream::StorageType::File,
-                duplicate_window: Duration::from_secs(120),
-                ..Default::default()
-            })
+        names::ensure_events_stream(&self.jetstream, &self.namespace, self.replicas)
             .await
             .map_err(js_err)
     }
@@ -164,7 +230,11 @@ impl Relay {
     }
 
     /// The checkpoint, rewound if JetStream lost messages we had published.
-    async fn reconcile(&self, stream: &mut stream::Stream) -> Result<RelayCheckpoint, RelayError> {
+    async fn reconcile(
+        &self,
+        stream: &mut stream::Stream,
+        lock: &mut Leadership,
+    ) -> Result<RelayCheckpoint, RelayError> {
         let mut checkpoint = self.checkpoint().await?;
         let last = stream.info().await.map_err(js_err)?.state.last_sequence;
         if last >= checkpoint.js_sequence {
@@ -191,7 +261,9 @@ impl Relay {
             "JetStream lost its tail; republishing from the event store"
         );
         metrics::counter!("shopfloor_relay_rewinds_total").increment(1);
-        save(self.pool(), &mut checkpoint, position, last, Move::Rewind).await?;
+        let mut tx = lock.fenced().await?;
+        save_in(&mut tx, &mut checkpoint, position, last, Move::Rewind).await?;
+        tx.commit().await?;
         Ok(checkpoint)
     }
 
@@ -203,38 +275,82 @@ impl Relay {
         cancel: &CancellationToken,
     ) -> Result<(), RelayError> {
         let mut stream = self.ensure_stream().await?;
-        let mut checkpoint = self.reconcile(&mut stream).await?;
+        let mut checkpoint = self.reconcile(&mut stream, lock).await?;
         let sub_cancel = cancel.child_token();
         let _stop_subscription = sub_cancel.clone().drop_guard();
         let mut subscription = self
             .store
             .subscribe_all(checkpoint.position(), sub_cancel)
             .page_size(self.batch);
-        let mut last_lock_check = tokio::time::Instant::now();
+        // An idle relay re-checks its lock too, so it steps down within about a
+        // second of losing PostgreSQL (the subscription alone would wait for the
+        // pool's acquire timeout).
+        let mut fence = tokio::time::interval(leader::CHECK_EVERY);
+        fence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let batch = match subscription.next_batch(self.batch).await {
+            let next = tokio::select! {
+                next = subscription.next_batch(self.batch) => next,
+                _ = fence.tick() => {
+                    lock.check().await?;
+                    continue;
+                }
+            };
+            let batch = match next {
                 None => return Ok(()),
                 Some(batch) => batch?,
             };
-            if last_lock_check.elapsed() > Duration::from_secs(5) {
-                // Still the leader? (A lost session would have lost the lock.)
-                lock.check().await?;
-                last_lock_check = tokio::time::Instant::now();
-            }
-            let js_sequence = self.publish(&batch).await?;
+            // Still the leader, on the lock's own session?
+            lock.check().await?;
+            let js_sequence = self.publish_riding_out(&batch, lock).await?;
             if let Some(last) = batch.last() {
-                let pool = self.pool();
-                save(
-                    pool,
+                let mut tx = lock.fenced().await?;
+                save_in(
+                    &mut tx,
                     &mut checkpoint,
                     last.position,
                     js_sequence,
                     Move::Advance,
                 )
                 .await?;
+                tx.commit().await?;
                 metrics::counter!("shopfloor_relay_published_total").increment(batch.len() as u64);
                 metrics::gauge!("shopfloor_relay_position").set(last.position as f64);
                 debug!(position = last.position, n = batch.len(), "published");
+            }
+        }
+    }
+
+    /// [`Relay::publish`], again with a bounded back-off while JetStream fails
+    /// (a stream leader election), for up to [`RIDE_OUT`], checking the lock
+    /// before each attempt. Republishing is idempotent: the event id is the
+    /// message id, and a duplicate's ack carries the original's sequence.
+    async fn publish_riding_out(
+        &self,
+        batch: &[RecordedEvent],
+        lock: &mut Leadership,
+    ) -> Result<u64, RelayError> {
+        let started = tokio::time::Instant::now();
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.publish(batch).await {
+                Ok(sequence) => {
+                    let stalled = started.elapsed();
+                    if stalled > PUBLISH_TIMEOUT {
+                        info!(
+                            stalled_ms = stalled.as_millis() as u64,
+                            "JetStream accepts publishes again"
+                        );
+                    }
+                    return Ok(sequence);
+                }
+                Err(e) if e.is_jetstream() && started.elapsed() + backoff < RIDE_OUT => {
+                    debug!(error = %e, "publish failed; retrying");
+                    metrics::counter!("shopfloor_relay_publish_retries_total").increment(1);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(250));
+                    lock.check().await?;
+                }
+                Err(e) => return Err(e),
             }
         }
     }
@@ -302,19 +418,33 @@ async fn save(
     js_sequence: u64,
     how: Move,
 ) -> Result<(), RelayError> {
+    let mut tx = pool.begin().await?;
+    save_in(&mut tx, state, position, js_sequence, how).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`save`] within `tx` (the relay's fenced transaction), not committed.
+async fn save_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    state: &mut RelayCheckpoint,
+    position: i64,
+    js_sequence: u64,
+    how: Move,
+) -> Result<(), RelayError> {
     let stored =
         i64::try_from(js_sequence).map_err(|_| RelayError::Sequence(js_sequence.to_string()))?;
-    let mut tx = pool.begin().await?;
     match how {
-        Move::Advance => state.checkpoint.advance(&mut *tx, position).await?,
-        Move::Rewind => state.checkpoint.rewind(&mut *tx, position).await?,
+        Move::Advance => state.checkpoint.advance(&mut **tx, position).await?,
+        Move::Rewind => state.checkpoint.rewind(&mut **tx, position).await?,
     }
     sqlx::query("UPDATE relay_checkpoints SET js_sequence = $2 WHERE namespace = $1")
         .bind(state.checkpoint.name())
         .bind(stored)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-    tx.commit().await?;
+    // The in-memory state moves when the caller commits; a failed commit ends
+    // the lead, and the next one reloads the checkpoint.
     state.js_sequence = js_sequence;
     Ok(())
 }

@@ -88,10 +88,31 @@ impl From<RecordedEvent> for EventView {
             event_id: e.event_id,
             event_type: e.event_type,
             schema_version: e.schema_version,
-            payload: e.payload,
+            payload: {
+                let mut payload = e.payload;
+                redact_secrets(&mut payload);
+                payload
+            },
             metadata,
             recorded_at: e.recorded_at,
         }
+    }
+}
+
+/// Replaces the secret of every webhook channel in `value` (an alert rule's event or state)
+/// with `"[redacted]"`: the log keeps it (deliveries need it), no answer shows it (ADR 0039).
+pub(crate) fn redact_secrets(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if map.get("type").and_then(Value::as_str) == Some("webhook")
+                && map.contains_key("secret")
+            {
+                map.insert("secret".into(), Value::String("[redacted]".into()));
+            }
+            map.values_mut().for_each(redact_secrets);
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact_secrets),
+        _ => {}
     }
 }
 
@@ -173,6 +194,8 @@ fn known_type(stream_type: &str) -> Result<(), ApiError> {
         MaintenanceTask::TYPE,
         InventoryItem::TYPE,
         MaintenancePolicy::TYPE,
+        shopfloor_domain::AlertRule::TYPE,
+        shopfloor_domain::Alert::TYPE,
     ];
     if known.contains(&stream_type) {
         Ok(())
@@ -321,6 +344,34 @@ pub async fn stream_state(
                 a.item().map(|i| serde_json::to_value(ItemView::new(i, v))),
                 v,
             )
+        }
+        "operator" => {
+            let (a, v) = AggregateRepository::<shopfloor_domain::Operator>::new(store)
+                .load_until(&stream_id, until, at)
+                .await?;
+            (
+                a.operator()
+                    .map(|o| serde_json::to_value(crate::views::OperatorView::new(o, v))),
+                v,
+            )
+        }
+        "alert_rule" => {
+            let (a, v) = AggregateRepository::<shopfloor_domain::AlertRule>::new(store)
+                .load_until(&stream_id, until, at)
+                .await?;
+            let value = a.rule().map(serde_json::to_value).map(|r| {
+                r.map(|mut r| {
+                    redact_secrets(&mut r);
+                    r
+                })
+            });
+            (value, v)
+        }
+        "alert" => {
+            let (a, v) = AggregateRepository::<shopfloor_domain::Alert>::new(store)
+                .load_until(&stream_id, until, at)
+                .await?;
+            (a.alert().map(serde_json::to_value), v)
         }
         _ => {
             let (a, v) = AggregateRepository::<MaintenancePolicy>::new(store)

@@ -32,7 +32,10 @@ use utoipa::openapi::{ObjectBuilder, Ref, RefOr, Type};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::PROBLEM_JSON;
-use crate::routes::{audit, inventory, machines, maintenance, orders, reads, reference, tokens};
+use crate::routes::{
+    alerts, audit, inventory, machines, maintenance, orders, people, reads, reference, reports,
+    stops, tokens,
+};
 use crate::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -286,26 +289,35 @@ fn retry_after_header() -> Header {
     modifiers(&BearerAuth, &ErrorAnswers),
     paths(
         crate::health::healthz, crate::health::readyz, crate::health::metrics,
-        crate::dashboard::index, crate::dashboard::asset, openapi_json, docs_page,
+        crate::dashboard::index, crate::dashboard::asset, crate::dashboard::floor, openapi_json, docs_page,
         machines::register, machines::get_machine, machines::events,
         orders::create, orders::get_order, orders::assign, orders::start, orders::hold,
         orders::resume, orders::complete, orders::cancel, orders::inspections,
         orders::record_inspection,
+        people::register, people::list, people::get_operator, people::update, people::deactivate,
+        people::reactivate, people::clock_on, people::clock_off, people::operator_labour,
+        people::order_labour, stops::unclassified, stops::classify,
         maintenance::schedule, maintenance::get_task, maintenance::start,
         maintenance::complete, maintenance::cancel,
         inventory::update, inventory::get_item,
-        tokens::issue, tokens::list, tokens::revoke,
+        tokens::issue, tokens::list, tokens::revoke, tokens::me,
         audit::log, audit::stream_events, audit::stream_state,
         reference::reason_codes,
         reads::machines, reads::machine_states, reads::orders, reads::tasks,
         reads::inventory, reads::movements, reads::kpi_metrics, reads::downtime,
-        reads::ingest_rejected, reads::telemetry, reads::projections, crate::routes::live::live,
+        reads::ingest_rejected, reads::process_rejections, reads::telemetry, reads::projections, crate::routes::live::live,
+        reports::create, reports::list, reports::get_one, reports::content, reports::verify,
+        reports::create_schedule, reports::list_schedules,
+        alerts::define_rule, alerts::list_rules, alerts::disable_rule, alerts::list_alerts,
+        alerts::acknowledge, alerts::resolve, alerts::alert_deliveries, alerts::list_deliveries,
     ),
     components(schemas(crate::error::ProblemDocument, machines::MachineEventBody)),
     tags(
-        (name = "machines"), (name = "production orders"), (name = "maintenance"),
+        (name = "machines"), (name = "production orders"), (name = "people"), (name = "maintenance"),
         (name = "inventory"), (name = "kpi"), (name = "audit"), (name = "auth"),
         (name = "reference"), (name = "ingest"), (name = "operations"), (name = "dashboard"),
+        (name = "reports"),
+        (name = "alerts"),
     )
 )]
 pub struct ApiDoc;

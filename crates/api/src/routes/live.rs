@@ -37,7 +37,7 @@ pub(crate) fn routes() -> Router<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct LiveQuery {
     /// Comma-separated topic kinds to keep (`machine`, `order`, `task`, `inventory`,
-    /// `kpi`); all when absent.
+    /// `kpi`, `operator`); all when absent.
     pub topics: Option<String>,
 }
 

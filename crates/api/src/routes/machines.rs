@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 use crate::auth::{perm, Auth};
 use crate::error::{ApiError, FieldContext};
 use crate::extract::{ApiJson, ApiPath, Ctx};
-use crate::routes::{machine_view, machine_view_at, now};
+use crate::routes::{machine_view, now, Seen};
 use crate::views::MachineView;
 use crate::AppState;
 
@@ -75,7 +75,7 @@ pub async fn register(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(machine_view_at(&state, &machine_id, done.stream_version).await?),
+        Json(machine_view(&state, &machine_id, Seen::AtLeast(done.stream_version)).await?),
     ))
 }
 
@@ -94,7 +94,7 @@ pub async fn get_machine(
 ) -> Result<Json<MachineView>, ApiError> {
     let id = MachineId::new(&machine_id)
         .map_err(|_| ApiError::not_found(format!("machine {machine_id} is not registered")))?;
-    Ok(Json(machine_view(&state, &id).await?))
+    Ok(Json(machine_view(&state, &id, Seen::Now).await?))
 }
 
 /// The state of a machine on the floor.

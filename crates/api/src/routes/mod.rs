@@ -3,15 +3,20 @@
 //! # Layout
 //! - [`machines`]: register machines, their events (single or batch), a machine's state.
 //! - [`orders`]: production orders, their transitions and inspections.
+//! - [`people`]: operators, clocking on and off orders, labour (ADR 0036).
+//! - [`stops`]: unclassified stops, classifying a stop.
 //! - [`maintenance`]: maintenance tasks.
 //! - [`inventory`]: inventory updates and an item's stock.
 //! - [`tokens`]: bearer tokens (admin).
 //! - [`audit`]: the global log, stream histories and states as of a version or time.
 //! - [`reference`]: the reason-code catalogue.
 //! - [`reads`]: lists, levels, KPIs and reports from the read models.
+//! - [`alerts`]: alert rules, alerts (acknowledge, resolve) and their delivery log.
 //! - [`live`]: read-model changes as Server-Sent Events.
+//! - [`reports`]: shift, day and week reports (PDF, CSV, JSON), their schedules and verification.
 //! - [`docs`]: the OpenAPI document and its offline docs page.
 
+pub mod alerts;
 pub mod audit;
 pub mod docs;
 pub mod inventory;
@@ -19,13 +24,19 @@ pub mod live;
 pub mod machines;
 pub mod maintenance;
 pub mod orders;
+pub mod people;
 pub mod reads;
 pub mod reference;
+pub mod reports;
+pub mod stops;
 pub mod tokens;
 
 use chrono::{DateTime, Utc};
 use shopfloor_domain::values::{ItemId, MachineId, OrderId, TaskId};
 use shopfloor_domain::{InventoryItem, Machine, MaintenanceTask, ProductionOrder};
+
+use cqrs_es::Aggregate;
+use shopfloor_commands::aggregate::FromAny;
 
 use crate::error::ApiError;
 use crate::views::{ItemView, MachineView, OrderView, TaskView};
@@ -36,12 +47,35 @@ pub(crate) fn now() -> DateTime<Utc> {
     Utc::now()
 }
 
-/// A machine as it is now; 404 when it is not registered.
+/// Which state of an aggregate a view shows.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Seen {
+    /// As it is now: read from the store.
+    Now,
+    /// At this version or later: the answer to a command this process just executed,
+    /// from the writer's cache without a read.
+    AtLeast(u64),
+}
+
+/// An aggregate as [`Seen`] says, with its version.
+pub(crate) async fn load_seen<A: Aggregate + FromAny>(
+    state: &AppState,
+    id: &str,
+    seen: Seen,
+) -> Result<(A, u64), ApiError> {
+    Ok(match seen {
+        Seen::Now => state.commands.load::<A>(id).await?,
+        Seen::AtLeast(version) => state.commands.load_at_least::<A>(id, version).await?,
+    })
+}
+
+/// A machine; 404 when it is not registered.
 pub(crate) async fn machine_view(
     state: &AppState,
     id: &MachineId,
+    seen: Seen,
 ) -> Result<MachineView, ApiError> {
-    let (machine, version) = state.commands.load::<Machine>(id.as_str()).await?;
+    let (machine, version) = load_seen::<Machine>(state, id.as_str(), seen).await?;
     machine
         .machine()
         .map(|m| MachineView::new(m, version))
@@ -50,49 +84,20 @@ pub(crate) async fn machine_view(
 
 /// 404 unless the machine is registered.
 pub(crate) async fn require_machine(state: &AppState, id: &MachineId) -> Result<(), ApiError> {
-    machine_view(state, id).await.map(|_| ())
+    machine_view(state, id, Seen::Now).await.map(|_| ())
 }
 
-/// An order as it is now; 404 when it does not exist.
-pub(crate) async fn order_view(state: &AppState, id: &OrderId) -> Result<OrderView, ApiError> {
-    let (order, version) = state.commands.load::<ProductionOrder>(id.as_str()).await?;
-    order
-        .order()
-        .map(|o| OrderView::new(o, version))
-        .ok_or_else(|| ApiError::not_found(format!("production order {id} does not exist")))
-}
-
-/// An order at `version` or later (the answer to a command just executed here: from
-/// the writer's cache, without a read); 404 when it does not exist.
-pub(crate) async fn order_view_at(
+/// An order; 404 when it does not exist.
+pub(crate) async fn order_view(
     state: &AppState,
     id: &OrderId,
-    version: u64,
+    seen: Seen,
 ) -> Result<OrderView, ApiError> {
-    let (order, version) = state
-        .commands
-        .load_at_least::<ProductionOrder>(id.as_str(), version)
-        .await?;
+    let (order, version) = load_seen::<ProductionOrder>(state, id.as_str(), seen).await?;
     order
         .order()
         .map(|o| OrderView::new(o, version))
         .ok_or_else(|| ApiError::not_found(format!("production order {id} does not exist")))
-}
-
-/// A machine at `version` or later (see [`order_view_at`]).
-pub(crate) async fn machine_view_at(
-    state: &AppState,
-    id: &MachineId,
-    version: u64,
-) -> Result<MachineView, ApiError> {
-    let (machine, version) = state
-        .commands
-        .load_at_least::<Machine>(id.as_str(), version)
-        .await?;
-    machine
-        .machine()
-        .map(|m| MachineView::new(m, version))
-        .ok_or_else(|| ApiError::not_found(format!("machine {id} is not registered")))
 }
 
 /// A task as it is now; 404 when it does not exist.

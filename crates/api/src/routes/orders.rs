@@ -21,7 +21,8 @@ use utoipa::ToSchema;
 use crate::auth::{perm, Auth};
 use crate::error::{ApiError, FieldContext, ProblemDocument};
 use crate::extract::{ApiJson, ApiPath, Ctx, OptionalJson};
-use crate::routes::{generated_id, now, order_view, order_view_at, require_machine};
+use crate::routes::people::require_operators;
+use crate::routes::{generated_id, now, order_view, require_machine, Seen};
 use crate::views::{InspectionView, OrderView};
 use crate::AppState;
 
@@ -68,7 +69,7 @@ pub struct CreateOrderBody {
     pub output_location: Option<String>,
 }
 
-fn order_id(raw: &str) -> Result<OrderId, ApiError> {
+pub(crate) fn order_id(raw: &str) -> Result<OrderId, ApiError> {
     OrderId::new(raw)
         .map_err(|_| ApiError::not_found(format!("production order {raw} does not exist")))
 }
@@ -124,7 +125,7 @@ pub async fn create(
     let done = run(&state, &ctx, &id, OrderCommand::CreateOrder(command)).await?;
     Ok((
         StatusCode::CREATED,
-        Json(order_view_at(&state, &id, done).await?),
+        Json(order_view(&state, &id, Seen::AtLeast(done)).await?),
     ))
 }
 
@@ -156,13 +157,17 @@ pub async fn get_order(
     _: Auth<perm::Read>,
     ApiPath(raw): ApiPath<String>,
 ) -> Result<Json<OrderView>, ApiError> {
-    Ok(Json(order_view(&state, &order_id(&raw)?).await?))
+    Ok(Json(order_view(&state, &order_id(&raw)?, Seen::Now).await?))
 }
 
 /// `POST …/assign`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct AssignBody {
+    /// A machine or workstation.
     pub machine_id: String,
+    /// Replaces the operators assigned to the order (`[]` clears them); left out: they stay
+    /// as they are. Every id must be a registered, active operator (else 422, nothing stored).
+    pub operator_ids: Option<Vec<String>>,
 }
 
 /// Assigns (or re-assigns, before start) the order to a machine.
@@ -170,7 +175,8 @@ pub struct AssignBody {
     params(("order_id" = String, Path)), request_body = AssignBody,
     responses((status = 200, body = OrderView), (status = 400, body = ProblemDocument),
         (status = 404, description = "unknown order or machine", body = ProblemDocument),
-        (status = 409, description = "the status forbids it", body = ProblemDocument)),
+        (status = 409, description = "the status forbids it", body = ProblemDocument),
+        (status = 422, description = "an unknown or deactivated operator", body = ProblemDocument)),
     security(("bearer" = [])))]
 pub async fn assign(
     State(state): State<AppState>,
@@ -181,14 +187,19 @@ pub async fn assign(
 ) -> Result<Json<OrderView>, ApiError> {
     let id = order_id(&raw)?;
     let machine_id = MachineId::new(body.machine_id).field("machine_id")?;
-    order_view(&state, &id).await?;
+    order_view(&state, &id, Seen::Now).await?;
     require_machine(&state, &machine_id).await?;
+    let operator_ids = match body.operator_ids {
+        Some(raw) => Some(require_operators(&state, raw).await?),
+        None => None,
+    };
     let command = OrderCommand::AssignOrder(AssignOrder {
         machine_id,
+        operator_ids,
         at: now(),
     });
     let done = run(&state, &ctx, &id, command).await?;
-    Ok(Json(order_view_at(&state, &id, done).await?))
+    Ok(Json(order_view(&state, &id, Seen::AtLeast(done)).await?))
 }
 
 /// An optional reason (`hold`, `cancel`).
@@ -202,7 +213,7 @@ pub struct ReasonBody {
 pub struct EmptyBody {}
 
 macro_rules! transition {
-    ($name:ident, $path:tt, $doc:tt, $body:ident, |$b:ident, $ctx:ident| $make:expr) => {
+    ($name:ident, $path:tt, $doc:tt, $perm:ty, $body:ident, |$b:ident, $ctx:ident| $make:expr) => {
         #[doc = $doc]
         #[utoipa::path(post, path = $path, tag = "production orders",
             params(("order_id" = String, Path)), request_body = $body,
@@ -211,7 +222,7 @@ macro_rules! transition {
             security(("bearer" = [])))]
         pub async fn $name(
             State(state): State<AppState>,
-            _: Auth<perm::Orders>,
+            _: Auth<$perm>,
             $ctx: Ctx,
             ApiPath(raw): ApiPath<String>,
             OptionalJson($b): OptionalJson<$body>,
@@ -219,7 +230,7 @@ macro_rules! transition {
             let id = order_id(&raw)?;
             let command = $make;
             let done = run(&state, &$ctx, &id, command).await?;
-            Ok(Json(order_view_at(&state, &id, done).await?))
+            Ok(Json(order_view(&state, &id, Seen::AtLeast(done)).await?))
         }
     };
 }
@@ -228,6 +239,7 @@ transition!(
     start,
     "/api/v1/production-orders/{order_id}/start",
     "Starts an assigned order (409 from any other status).",
+    perm::Production,
     EmptyBody,
     |_b, ctx| OrderCommand::StartOrder(StartOrder { at: now() })
 );
@@ -235,6 +247,7 @@ transition!(
     resume,
     "/api/v1/production-orders/{order_id}/resume",
     "Resumes an order on hold.",
+    perm::Production,
     EmptyBody,
     |_b, ctx| OrderCommand::ResumeOrder(ResumeOrder { at: now() })
 );
@@ -242,6 +255,7 @@ transition!(
     complete,
     "/api/v1/production-orders/{order_id}/complete",
     "Completes an order in progress (409 from any other status).",
+    perm::Production,
     EmptyBody,
     |_b, ctx| OrderCommand::CompleteOrder(CompleteOrder { at: now() })
 );
@@ -249,6 +263,7 @@ transition!(
     hold,
     "/api/v1/production-orders/{order_id}/hold",
     "Puts an order in progress on hold.",
+    perm::Production,
     ReasonBody,
     |b, ctx| OrderCommand::HoldOrder(HoldOrder {
         reason: reason_or(b.reason, || format!(
@@ -262,6 +277,7 @@ transition!(
     cancel,
     "/api/v1/production-orders/{order_id}/cancel",
     "Cancels an order that is neither completed nor cancelled.",
+    perm::Orders,
     ReasonBody,
     |b, ctx| OrderCommand::CancelOrder(CancelOrder {
         reason: b
@@ -292,7 +308,9 @@ pub async fn inspections(
     ApiPath(raw): ApiPath<String>,
 ) -> Result<Json<Vec<InspectionView>>, ApiError> {
     Ok(Json(
-        order_view(&state, &order_id(&raw)?).await?.inspections,
+        order_view(&state, &order_id(&raw)?, Seen::Now)
+            .await?
+            .inspections,
     ))
 }
 
@@ -345,7 +363,7 @@ pub async fn record_inspection(
         at: now(),
     });
     run(&state, &ctx, &id, command).await?;
-    let view = order_view(&state, &id).await?;
+    let view = order_view(&state, &id, Seen::Now).await?;
     let inspection = view
         .inspections
         .into_iter()

@@ -30,6 +30,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/kpi-metrics", get(kpi_metrics))
         .route("/api/v1/downtime", get(downtime))
         .route("/api/v1/ingest/rejected", get(ingest_rejected))
+        .route("/api/v1/process/rejections", get(process_rejections))
         .route("/api/v1/machines/{machine_id}/telemetry", get(telemetry))
         .route("/api/v1/projections", get(projections))
 }
@@ -150,13 +151,15 @@ pub async fn machine_states(
     Ok(Json(query::state_intervals(&state.pool, &q).await?))
 }
 
-/// `?status=&machine_id=&product_id=&limit=`.
+/// `?status=&machine_id=&product_id=&operator_id=&limit=`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct OrderListQuery {
     pub status: Option<String>,
     pub machine_id: Option<String>,
     pub product_id: Option<String>,
+    /// Orders this operator is assigned to.
+    pub operator_id: Option<String>,
     /// Default 1000, at most 10000.
     pub limit: Option<i64>,
 }
@@ -175,6 +178,7 @@ pub async fn orders(
         status: blank(q.status),
         machine_id: blank(q.machine_id),
         product_id: blank(q.product_id),
+        operator_id: blank(q.operator_id),
         limit: q.limit,
     };
     Ok(Json(query::list_orders(&state.pool, &filter).await?))
@@ -431,6 +435,52 @@ pub async fn ingest_rejected(
         .await
         .map(Json)
         .map_err(ApiError::from)
+}
+
+/// A follow-up command the process manager sent and the domain refused.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProcessRejectionRow {
+    /// The deterministic id of the refused command.
+    pub command_id: String,
+    /// Log position of the event that caused it.
+    pub position: i64,
+    pub event_id: uuid::Uuid,
+    pub event_type: String,
+    /// The stream the command was meant for, e.g. `production_order:O-1`.
+    pub target: String,
+    pub reason: String,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl From<shopfloor_commands::rejections::ProcessRejection> for ProcessRejectionRow {
+    fn from(r: shopfloor_commands::rejections::ProcessRejection) -> Self {
+        Self {
+            command_id: r.command_id,
+            position: r.position,
+            event_id: r.event_id,
+            event_type: r.event_type,
+            target: r.target,
+            reason: r.reason,
+            recorded_at: r.recorded_at,
+        }
+    }
+}
+
+/// Follow-up commands the domain refused (parts reported against an unknown or
+/// completed order, say), newest first. The causing events stay in the log.
+#[utoipa::path(get, path = "/api/v1/process/rejections", tag = "audit", params(LimitQuery),
+    responses((status = 200, body = [ProcessRejectionRow])), security(("bearer" = [])))]
+pub async fn process_rejections(
+    State(state): State<AppState>,
+    _: Auth<perm::Read>,
+    ApiQuery(q): ApiQuery<LimitQuery>,
+) -> Result<Json<Vec<ProcessRejectionRow>>, ApiError> {
+    let limit = q.limit.unwrap_or(100);
+    if limit < 1 {
+        return Err(ApiError::invalid_field("limit", "must be at least 1"));
+    }
+    let rows = shopfloor_commands::rejections::list(&state.pool, limit).await?;
+    Ok(Json(rows.into_iter().map(Into::into).collect()))
 }
 
 /// `?sensor=&from=&to=&step=`.

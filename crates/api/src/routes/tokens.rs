@@ -1,17 +1,19 @@
 //! Bearer tokens (admin only): issue (optionally with the token's own rate limit), list
-//! (never the secrets), revoke.
+//! (never the secrets), revoke; and `GET /api/v1/auth/me` (any token): who the caller is
+//! and what its role may do, so that a client (the floor app) shows only the controls the
+//! server will accept.
 
 use std::num::NonZeroU32;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::{perm, Auth, Role, TokenInfo};
+use crate::auth::{perm, Auth, Permission, Role, TokenInfo};
 use crate::error::{ApiError, ProblemDocument};
 use crate::extract::{ApiJson, ApiPath, Ctx};
 use crate::ratelimit::TokenLimit;
@@ -21,6 +23,53 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/auth/tokens", post(issue).get(list))
         .route("/api/v1/auth/tokens/{name}", delete(revoke))
+        .route("/api/v1/auth/me", get(me))
+}
+
+/// Every permission by the name `/api/v1/auth/me` gives it.
+const PERMISSIONS: [(&str, Permission); 9] = [
+    ("read", Permission::Read),
+    ("audit", Permission::Audit),
+    ("machine_events", Permission::MachineEvents),
+    ("inventory", Permission::Inventory),
+    ("production", Permission::Production),
+    ("orders", Permission::Orders),
+    ("maintenance", Permission::Maintenance),
+    ("machines", Permission::Machines),
+    ("tokens", Permission::Tokens),
+];
+
+/// The caller: its token's name, its role and what that role may do.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Me {
+    pub name: String,
+    pub role: Role,
+    /// The permissions of the role: `read`, `audit`, `machine_events`, `inventory`,
+    /// `production`, `orders`, `maintenance`, `machines`, `tokens`.
+    pub permissions: Vec<String>,
+}
+
+/// The permission names a role has, in a fixed order.
+fn permissions_of(role: Role) -> Vec<String> {
+    PERMISSIONS
+        .iter()
+        .filter(|(_, p)| role.allows(*p))
+        .map(|(name, _)| (*name).to_string())
+        .collect()
+}
+
+/// Who the token belongs to and what its role may do (the server still checks every
+/// request; this only lets a client hide what would be refused).
+#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth",
+    responses((status = 200, body = Me), (status = 401, body = ProblemDocument)),
+    security(("bearer" = [])))]
+pub async fn me(_: Auth<perm::Read>, ctx: Ctx) -> Json<Me> {
+    let role = ctx.principal.role;
+    Json(Me {
+        name: ctx.principal.name,
+        role,
+        permissions: permissions_of(role),
+    })
 }
 
 /// `POST /api/v1/auth/tokens`.
@@ -152,4 +201,20 @@ pub async fn revoke(
     state.tokens.revoke(&name).await?;
     tracing::info!(name, by = %ctx.principal.name, "token revoked");
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_role_gets_the_permissions_it_has() {
+        assert_eq!(permissions_of(Role::Admin).len(), PERMISSIONS.len());
+        assert_eq!(permissions_of(Role::Auditor), ["read", "audit"]);
+        assert_eq!(
+            permissions_of(Role::Operator),
+            ["read", "machine_events", "inventory", "production"]
+        );
+        assert!(!permissions_of(Role::Supervisor).contains(&"tokens".to_string()));
+    }
 }

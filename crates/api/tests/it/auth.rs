@@ -34,22 +34,22 @@ fn routes() -> Vec<(Method, &'static str, u8)> {
         (
             M::POST,
             "/api/v1/production-orders/PO-1/start",
-            SUPERVISOR | ADMIN,
+            OPERATOR | SUPERVISOR | ADMIN,
         ),
         (
             M::POST,
             "/api/v1/production-orders/PO-1/hold",
-            SUPERVISOR | ADMIN,
+            OPERATOR | SUPERVISOR | ADMIN,
         ),
         (
             M::POST,
             "/api/v1/production-orders/PO-1/resume",
-            SUPERVISOR | ADMIN,
+            OPERATOR | SUPERVISOR | ADMIN,
         ),
         (
             M::POST,
             "/api/v1/production-orders/PO-1/complete",
-            SUPERVISOR | ADMIN,
+            OPERATOR | SUPERVISOR | ADMIN,
         ),
         (
             M::POST,
@@ -106,6 +106,15 @@ fn routes() -> Vec<(Method, &'static str, u8)> {
         (M::GET, "/api/v1/downtime", ALL),
         (M::GET, "/api/v1/ingest/rejected", ALL),
         (M::GET, "/api/v1/projections", AUDITOR | ADMIN),
+        (M::POST, "/api/v1/operators", SUPERVISOR | ADMIN),
+        (M::GET, "/api/v1/operators", ALL),
+        (M::PATCH, "/api/v1/operators/P-1", SUPERVISOR | ADMIN),
+        (
+            M::POST,
+            "/api/v1/operators/P-1/clock-on",
+            OPERATOR | SUPERVISOR | ADMIN,
+        ),
+        (M::GET, "/api/v1/stops/unclassified", ALL),
     ]
 }
 

@@ -34,7 +34,7 @@ impl Instance {
     async fn spawn(pool: &PgPool, limits: RateLimits, cache_ttl: Option<Duration>) -> Self {
         let mut state = state(pool);
         if let Some(ttl) = cache_ttl {
-            state.tokens = state.tokens.with_cache_ttl(ttl);
+            state.tokens = state.tokens.clone().with_cache_ttl(ttl);
         }
         state.live = Some(LiveHub::new(10));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -288,12 +288,18 @@ async fn a_token_carries_its_own_limit(pool: PgPool) {
 
 #[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
 async fn failed_logins_from_an_address_do_not_lock_out_a_valid_token(pool: PgPool) {
-    let a = Instance::spawn(&pool, RateLimits::default(), None).await;
+    // The default burst (30) with a refill slow enough (one per 20 s, against the
+    // default's one per 2 s) that a loaded machine cannot refill it during the test.
+    let limits = RateLimits {
+        failed_auth_per_ip_per_s: 0.05,
+        ..RateLimits::default()
+    };
+    let a = Instance::spawn(&pool, limits, None).await;
     let valid = a.issue("line-4", json!({})).await["token"]
         .as_str()
         .unwrap()
         .to_string();
-    // 35 wrong tokens from this address (the default allows 30 at once): the last ones
+    // 35 wrong tokens from this address (30 are allowed at once): the last ones
     // are told to slow down.
     let mut statuses = Vec::new();
     for i in 0..35 {

@@ -342,3 +342,69 @@ async fn parts_for_an_unknown_order_are_accepted_and_named(pool: PgPool) {
     assert_eq!(r.status, 202, "{}", r.body);
     assert!(r.body.get("unknown_orders").is_none(), "{}", r.body);
 }
+
+/// The process manager's refusal of that report (no such order) is shown at
+/// `/api/v1/process/rejections`, newest first, to every role that may read.
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn a_refused_follow_up_is_listed(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    app.machine("PR-1").await;
+    let auditor = app.token("auditor").await;
+    let empty = app.get("/api/v1/process/rejections", &auditor).await;
+    assert_eq!(empty.status, 200, "{}", empty.body);
+    assert_eq!(empty.body, json!([]));
+    let at = (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
+    let r = app
+        .post(
+            "/api/v1/machines/events",
+            &app.admin,
+            &json!({"event_type": "parts_produced", "machine_id": "PR-1",
+                    "timestamp": at, "good": 2, "scrap": 1, "order_id": "GHOST"}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+
+    let store = shopfloor_eventstore::EventStore::new(pool);
+    let manager = shopfloor_commands::process::ProcessManager::new(
+        shopfloor_commands::CommandService::new(store),
+    );
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn({
+        let cancel = cancel.clone();
+        async move { manager.run(cancel).await }
+    });
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let listed = loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no rejection listed in 30 s"
+        );
+        let r = app
+            .get("/api/v1/process/rejections?limit=10", &auditor)
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        if r.body.as_array().is_some_and(|a| !a.is_empty()) {
+            break r.body;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    cancel.cancel();
+    running.await.unwrap();
+    let rows = listed.as_array().unwrap();
+    assert!(
+        rows.iter()
+            .any(|row| row["target"].as_str().is_some_and(|t| t.contains("GHOST"))),
+        "{listed}"
+    );
+    for row in rows {
+        assert!(
+            !row["reason"].as_str().unwrap_or_default().is_empty(),
+            "{row}"
+        );
+        assert_eq!(row["event_type"], "MachinePartsProduced", "{row}");
+    }
+    let bad = app
+        .get("/api/v1/process/rejections?limit=0", &auditor)
+        .await;
+    bad.assert_problem(400);
+}

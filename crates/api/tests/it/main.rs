@@ -1,6 +1,7 @@
 //! Black-box tests of the HTTP API: the real router on a real socket, a fresh database per
 //! test (`#[sqlx::test]`), talking JSON over HTTP with reqwest.
 
+mod alerts;
 mod audit;
 mod auth;
 mod auth_cache;
@@ -17,6 +18,8 @@ mod openapi_drift;
 mod openapi_shape;
 mod orders;
 mod oversized;
+mod people;
 mod reads;
+mod reports;
 mod roles;
 mod support;

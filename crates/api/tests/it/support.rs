@@ -17,6 +17,8 @@ pub struct TestApp {
     /// The bootstrap admin token.
     pub admin: String,
     pub pool: PgPool,
+    /// The folder the reports are stored in (when not on S3); removed with the app.
+    pub reports_dir: tempfile::TempDir,
 }
 
 /// An answer: status, headers and body (JSON when it parses, else a string).
@@ -60,6 +62,18 @@ impl Resp {
 
 impl TestApp {
     pub async fn spawn(pool: PgPool) -> Self {
+        Self::spawn_with_storage(pool, None).await
+    }
+
+    /// An app whose reports go to `storage` (default: a temporary folder).
+    pub async fn spawn_with_storage(
+        pool: PgPool,
+        storage: Option<shopfloor_reports::StorageSettings>,
+    ) -> Self {
+        let reports_dir = tempfile::tempdir().unwrap();
+        let storage = storage.unwrap_or_else(|| {
+            shopfloor_reports::StorageSettings::Filesystem(reports_dir.path().to_path_buf())
+        });
         let store = EventStore::new(pool.clone());
         let admin = format!("test-admin-{}", uuid::Uuid::new_v4().simple());
         let namespace = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
@@ -72,6 +86,11 @@ impl TestApp {
         );
         // The one writer, as `serve` builds it.
         state.commands = shopfloor_commands::CommandService::new(store).with_group_commit(256);
+        let files = shopfloor_reports::ReportStore::open(&storage).unwrap();
+        state.reports = Some(
+            shopfloor_reports::Reports::new(pool.clone(), files, "Test plant")
+                .with_catch_up(std::time::Duration::from_secs(5)),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, router(state)).await });
@@ -80,6 +99,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             admin,
             pool,
+            reports_dir,
         }
     }
 

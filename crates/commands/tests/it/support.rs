@@ -90,6 +90,7 @@ pub fn assign(id: &str, machine: &str) -> Target {
     order_target(
         id,
         OrderCommand::AssignOrder(AssignOrder {
+            operator_ids: None,
             machine_id: MachineId::new(machine).unwrap(),
             at: t(6, 1),
         }),

@@ -485,3 +485,21 @@ fn machine_status_serializes_in_snake_case() {
         serde_json::json!(["running", "idle", "down"])
     );
 }
+
+#[test]
+fn a_stop_named_to_the_microsecond_is_found_when_its_event_had_nanoseconds() {
+    let at = t(10, 0) + chrono::Duration::nanoseconds(123_456_789);
+    let mut machine = Machine::replay([registered(), state_event(MachineStatus::Down, at)]);
+    let shown = t(10, 0) + chrono::Duration::microseconds(123_456);
+    let events = machine
+        .execute(classify(shown, "breakdown.electrical"))
+        .unwrap();
+    assert!(
+        matches!(&events[..], [MachineEvent::MachineStopClassified { stop_at, .. }] if *stop_at == at),
+        "the event names the stop's own time: {events:?}"
+    );
+    let other = t(10, 0) + chrono::Duration::microseconds(123_457);
+    assert!(machine
+        .execute(classify(other, "breakdown.electrical"))
+        .is_err());
+}

@@ -1,9 +1,11 @@
 //! The domain crate's integration tests, one binary: given/when/then per aggregate, value
 //! types, the reason catalogue, process managers, property tests and event snapshots.
 
+mod alert;
 mod inventory;
 mod machine;
 mod maintenance;
+mod operator;
 mod order;
 mod policy;
 mod process;

@@ -52,6 +52,7 @@ fn created() -> OrderEvent {
 
 fn assigned(machine: &str) -> OrderEvent {
     OrderEvent::OrderAssigned {
+        operator_ids: None,
         order_id: id("PO-1"),
         machine_id: id(machine),
         previous_machine_id: None,
@@ -205,6 +206,7 @@ fn create_order_with_a_repeated_bom_item_is_refused() {
 fn commands_to_a_missing_order_are_refused() {
     let commands = vec![
         OrderCommand::AssignOrder(AssignOrder {
+            operator_ids: None,
             machine_id: id("M1"),
             at: t(8, 0),
         }),
@@ -235,6 +237,7 @@ fn assign_a_created_order() {
     framework()
         .given(history(OrderStatus::Created))
         .when(OrderCommand::AssignOrder(AssignOrder {
+            operator_ids: None,
             machine_id: id("M1"),
             at: t(8, 5),
         }))
@@ -246,10 +249,12 @@ fn reassign_an_assigned_order_names_the_previous_machine() {
     framework()
         .given(history(OrderStatus::Assigned))
         .when(OrderCommand::AssignOrder(AssignOrder {
+            operator_ids: None,
             machine_id: id("M2"),
             at: t(8, 6),
         }))
         .then_expect_events(vec![OrderEvent::OrderAssigned {
+            operator_ids: None,
             order_id: id("PO-1"),
             machine_id: id("M2"),
             previous_machine_id: Some(id("M1")),
@@ -262,6 +267,7 @@ fn assigning_the_same_machine_again_emits_nothing() {
     framework()
         .given(history(OrderStatus::Assigned))
         .when(OrderCommand::AssignOrder(AssignOrder {
+            operator_ids: None,
             machine_id: id("M1"),
             at: t(8, 6),
         }))
@@ -344,6 +350,7 @@ fn every_forbidden_transition_is_refused_with_the_current_status() {
         (
             OrderAction::Assign,
             OrderCommand::AssignOrder(AssignOrder {
+                operator_ids: None,
                 machine_id: id("M9"),
                 at: t(12, 0),
             }),

@@ -333,6 +333,7 @@ fn production_chain_through_the_aggregates() {
         .unwrap();
     for command in [
         OrderCommand::AssignOrder(AssignOrder {
+            operator_ids: None,
             machine_id: id("M1"),
             at: t(7, 1),
         }),

@@ -127,6 +127,7 @@ fn order_command() -> impl Strategy<Value = OrderCommand> {
             }),
         (select(vec!["M1", "M2"]), at()).prop_map(|(machine, at)| {
             OrderCommand::AssignOrder(AssignOrder {
+                operator_ids: None,
                 machine_id: id(machine),
                 at,
             })

@@ -341,3 +341,96 @@ async fn a_unit_is_appended_whole_or_not_at_all(pool: PgPool) {
     assert_eq!((done[0].stream_version, done[1].stream_version), (2, 2));
     assert_log_sound(&pool, 1 + 1 + 2 + 2 + 1).await;
 }
+
+/// A batch that PostgreSQL refuses for one request's value (here a trigger that
+/// refuses one stream with SQLSTATE 22023) is retried unit by unit: the others are
+/// written, and only the request that caused it is told, as a bad value (400 at
+/// the API), not as "unavailable" (which would make every caller retry in vain).
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn a_refused_value_fails_only_its_own_request(pool: PgPool) {
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN IF NEW.stream_id = 'poison' THEN \
+           RAISE EXCEPTION 'poisoned value' USING ERRCODE = '22023'; END IF; RETURN NEW; END $$; \
+         CREATE TRIGGER refuse_poison BEFORE INSERT ON events \
+           FOR EACH ROW EXECUTE FUNCTION refuse_poison();",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let store = EventStore::new(pool.clone());
+    let group = GroupCommitter::start(store, 64);
+    // Hold the log head, so that the first append waits in the database while the
+    // others queue up behind it and then go as one batch.
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("SELECT position FROM event_log_head WHERE id FOR UPDATE")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let first = tokio::spawn({
+        let group = group.clone();
+        async move {
+            let s = StreamRef::new("machine", "first");
+            group
+                .append(request(&s, ExpectedVersion::NoStream, 1))
+                .await
+        }
+    });
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+             AND datname = current_database()",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first append never waited"
+        );
+        tokio::task::yield_now().await;
+    }
+    let names = ["a", "b", "poison", "c", "d"];
+    let tasks: Vec<_> = names
+        .iter()
+        .map(|name| {
+            let group = group.clone();
+            let s = StreamRef::new("machine", *name);
+            tokio::spawn(async move {
+                group
+                    .append(request(&s, ExpectedVersion::NoStream, 2))
+                    .await
+            })
+        })
+        .collect();
+    while group.queued() < names.len() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the appends never queued"
+        );
+        tokio::task::yield_now().await;
+    }
+    let before = group.stats();
+    holder.rollback().await.unwrap();
+    first.await.unwrap().unwrap();
+    for (name, task) in names.iter().zip(tasks) {
+        let result = task.await.unwrap();
+        if *name == "poison" {
+            assert!(
+                matches!(result, Err(StoreError::BadValue(_))),
+                "{name}: {result:?}"
+            );
+        } else {
+            assert!(result.is_ok(), "{name}: {result:?}");
+        }
+    }
+    // The five went as one batch, then one by one after the refusal.
+    let after = group.stats().since(&before);
+    assert_eq!((after.batches, after.requests), (1, 5), "{after:?}");
+    assert!(after.fallbacks > names.len() as u64, "{after:?}");
+    assert_log_sound(&pool, 1 + 2 * 4).await;
+}

@@ -6,6 +6,7 @@ mod archive;
 mod chain;
 mod checkpoint;
 mod group;
+mod leader;
 mod ordering;
 mod repository;
 mod roundtrip;

@@ -1,5 +1,6 @@
 //! Integration tests of the ingest against the real PostgreSQL and Mosquitto.
 
+mod demo;
 mod engine;
 mod fuzz;
 mod identity;

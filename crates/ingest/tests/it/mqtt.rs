@@ -338,6 +338,9 @@ async fn the_simulator_publishes_a_plant_the_ingest_understands(pool: PgPool) {
         .expect("url");
     let mut json = SimulatorConfig::new(url.clone(), ns.clone(), 3, 50.0);
     json.ticks = Some(100);
+    // Machines of 5-20 ms cycles, so that 2 s of simulation make enough parts to roll the
+    // 16-bit counter over (the simulator never outruns a machine's ideal cycle time).
+    json.cycle_scale = 0.005;
     for m in simulated_machines(&json) {
         register(&pool, &m.machine_id).await;
     }

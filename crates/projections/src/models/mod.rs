@@ -26,6 +26,7 @@ pub(crate) mod inventory;
 pub(crate) mod machines;
 pub(crate) mod maintenance;
 pub(crate) mod orders;
+pub(crate) mod people;
 
 pub(crate) mod copy;
 pub(crate) mod rows;
@@ -40,6 +41,7 @@ use serde::Serialize;
 use shopfloor_domain::inventory::InventoryEvent;
 use shopfloor_domain::machine::MachineEvent;
 use shopfloor_domain::maintenance::TaskEvent;
+use shopfloor_domain::operator::OperatorEvent;
 use shopfloor_domain::order::OrderEvent;
 use shopfloor_eventstore::repository::decode_event;
 use shopfloor_eventstore::RecordedEvent;
@@ -78,6 +80,7 @@ pub(crate) enum Decoded {
     Order(OrderEvent),
     Task(TaskEvent),
     Inventory(InventoryEvent),
+    Operator(OperatorEvent),
     /// No read model of the batch reads its stream type.
     Skipped,
     /// Its stream type is read, but it does not decode: poison.
@@ -102,6 +105,7 @@ impl Decoded {
             "production_order" => d(event, Decoded::Order),
             "maintenance_task" => d(event, Decoded::Task),
             "inventory_item" => d(event, Decoded::Inventory),
+            "operator" => d(event, Decoded::Operator),
             _ => Decoded::Skipped,
         }
     }
@@ -135,6 +139,13 @@ impl Decoded {
     fn inventory(&self) -> Option<&InventoryEvent> {
         match self {
             Decoded::Inventory(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    fn operator(&self) -> Option<&OperatorEvent> {
+        match self {
+            Decoded::Operator(e) => Some(e),
             _ => None,
         }
     }
@@ -275,6 +286,9 @@ pub(crate) async fn apply_chunk(
         }
         Projection::Inventory => {
             inventory::apply_chunk(conn, &items(events, decoded, Decoded::inventory)).await
+        }
+        Projection::People => {
+            people::apply_chunk(conn, &items(events, decoded, Decoded::operator)).await
         }
     }
 }

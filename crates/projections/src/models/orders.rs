@@ -72,12 +72,14 @@ pub(crate) struct Row {
     completed_at: Option<DateTime<Utc>>,
     cancelled_at: Option<DateTime<Utc>>,
     updated_at: DateTime<Utc>,
+    /// JSON text of the operator ids.
+    assigned_operators: String,
 }
 
 const COLUMNS: &str = "order_id, product_id, quantity, status, assigned_machine, good_count, \
      scrap_count, bom, input_location, output_location, hold_reason, cancel_reason, inspections, \
      inspections_failed, inspected_parts, defects, created_at, assigned_at, started_at, \
-     completed_at, cancelled_at, updated_at";
+     completed_at, cancelled_at, updated_at, assigned_operators";
 
 /// Folds one event into the order's row (None: not created): the semantics of
 /// the orders read model.
@@ -119,12 +121,29 @@ fn fold(row: &mut Option<Row>, e: &OrderEvent) -> Result<(), ApplyError> {
                     completed_at: None,
                     cancelled_at: None,
                     updated_at: at,
+                    assigned_operators: "[]".to_owned(),
                 });
             }
         }
-        OrderEvent::OrderAssigned { machine_id, at, .. } => {
+        OrderEvent::OrderAssigned {
+            machine_id,
+            operator_ids,
+            at,
+            ..
+        } => {
             let at = pg_ts(at)?;
+            let operators = operator_ids
+                .as_ref()
+                .map(|ids| {
+                    json_text(&serde_json::Value::Array(
+                        ids.iter().map(|i| json!(i.as_str())).collect(),
+                    ))
+                })
+                .transpose()?;
             if let Some(r) = row {
+                if let Some(operators) = operators {
+                    r.assigned_operators = operators;
+                }
                 r.status = "assigned".to_owned();
                 r.assigned_machine = Some(machine_id.as_str().to_owned());
                 r.assigned_at = Some(at);
@@ -226,7 +245,10 @@ impl RowModel for Orders {
     fn load_sql() -> String {
         format!(
             "SELECT {} FROM rm_orders WHERE order_id = ANY($1)",
-            COLUMNS.replace("bom,", "bom::text AS bom,")
+            COLUMNS.replace("bom,", "bom::text AS bom,").replace(
+                "assigned_operators",
+                "assigned_operators::text AS assigned_operators"
+            )
         )
     }
 
@@ -236,11 +258,12 @@ impl RowModel for Orders {
          SELECT order_id, product_id, quantity, status, assigned_machine, good_count, scrap_count, \
              bom::jsonb, input_location, output_location, hold_reason, cancel_reason, inspections, \
              inspections_failed, inspected_parts, defects, created_at, assigned_at, started_at, \
-             completed_at, cancelled_at, updated_at \
+             completed_at, cancelled_at, updated_at, assigned_operators::jsonb \
          FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::int8[], \
              $7::int8[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::int8[], \
              $14::int8[], $15::int8[], $16::int8[], $17::timestamptz[], $18::timestamptz[], \
-             $19::timestamptz[], $20::timestamptz[], $21::timestamptz[], $22::timestamptz[]) \
+             $19::timestamptz[], $20::timestamptz[], $21::timestamptz[], $22::timestamptz[], \
+             $23::text[]) \
              AS t({COLUMNS}) \
          ON CONFLICT (order_id) DO UPDATE SET product_id = excluded.product_id, \
              quantity = excluded.quantity, status = excluded.status, \
@@ -252,7 +275,8 @@ impl RowModel for Orders {
              inspected_parts = excluded.inspected_parts, defects = excluded.defects, \
              created_at = excluded.created_at, assigned_at = excluded.assigned_at, \
              started_at = excluded.started_at, completed_at = excluded.completed_at, \
-             cancelled_at = excluded.cancelled_at, updated_at = excluded.updated_at"
+             cancelled_at = excluded.cancelled_at, updated_at = excluded.updated_at, \
+             assigned_operators = excluded.assigned_operators"
         )
     }
 
@@ -280,6 +304,7 @@ impl RowModel for Orders {
             .bind(col(rows, |r| &r.completed_at))
             .bind(col(rows, |r| &r.cancelled_at))
             .bind(col(rows, |r| &r.updated_at))
+            .bind(col(rows, |r| &r.assigned_operators))
     }
 
     fn key(e: &OrderEvent) -> &str {

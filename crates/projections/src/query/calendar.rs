@@ -79,6 +79,44 @@ pub async fn list_shifts(
     Ok(rows)
 }
 
+/// Two 8-hour shifts for `line`, the first beginning at `now` in the plant's time zone (to the
+/// second): the calendar of a demo. Time before the demo began is outside every shift (not
+/// planned production time), so neither its first screen nor a "today" or "last 24 h" window
+/// counts it as downtime (DESIGN trap 16). After 16 hours the demo is off shift until
+/// `shopfloor simulate` starts again (and sets a new calendar).
+#[instrument(skip(pool), err)]
+pub async fn shifts_from_now(
+    pool: &PgPool,
+    line: &str,
+    now: DateTime<Utc>,
+) -> Result<(), QueryError> {
+    let tz = Tz::from_str(&plant_time_zone(pool).await?).unwrap_or(Tz::UTC);
+    replace_shifts(
+        pool,
+        line,
+        &demo_shifts(line, now.with_timezone(&tz).naive_local()),
+    )
+    .await
+}
+
+/// The demo's shifts from the plant-local time `start` (pure): two of 8 hours, each on the
+/// weekday it begins only, so that yesterday holds no shift (no planned time before the demo).
+pub fn demo_shifts(line: &str, start: NaiveDateTime) -> Vec<ShiftDefinition> {
+    let start = start.with_nanosecond(0).unwrap_or(start);
+    (0..2)
+        .map(|k| {
+            let from = start + Duration::hours(8 * k);
+            ShiftDefinition {
+                line: line.to_owned(),
+                shift_name: format!("demo-{}", k + 1),
+                start_time: from.time(),
+                end_time: (from + Duration::hours(8)).time(),
+                days: vec![i16::try_from(from.weekday().number_from_monday()).unwrap_or(1)],
+            }
+        })
+        .collect()
+}
+
 /// Replaces the shift calendar of `line` (an empty list removes it: the whole
 /// time is then planned production time, less planned stops).
 #[instrument(skip(pool, shifts), err)]
@@ -120,23 +158,23 @@ pub async fn replace_shifts(
     Ok(())
 }
 
-/// The calendar as the KPI queries use it.
+/// The calendar as the KPI queries (and the report schedules) use it.
 #[derive(Debug, Clone)]
-pub(crate) struct Calendar {
+pub struct Calendar {
     pub tz: Tz,
     shifts: HashMap<String, Vec<ShiftDefinition>>,
 }
 
 /// A shift occurrence in UTC.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct ShiftWindow {
+pub struct ShiftWindow {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
     pub name: String,
 }
 
 impl Calendar {
-    pub(crate) async fn load(pool: &PgPool, lines: &[String]) -> Result<Self, QueryError> {
+    pub async fn load(pool: &PgPool, lines: &[String]) -> Result<Self, QueryError> {
         let tz_name = plant_time_zone(pool).await?;
         let tz = Tz::from_str(&tz_name).unwrap_or(Tz::UTC);
         let rows = sqlx::query_as::<_, ShiftDefinition>(
@@ -155,7 +193,7 @@ impl Calendar {
 
     /// The UTC instant of a plant-local time (the earlier one when the clock goes
     /// back; just after the gap when it jumps forward).
-    pub(crate) fn utc(&self, local: NaiveDateTime) -> DateTime<Utc> {
+    pub fn utc(&self, local: NaiveDateTime) -> DateTime<Utc> {
         match self.tz.from_local_datetime(&local) {
             LocalResult::Single(t) => t.with_timezone(&Utc),
             LocalResult::Ambiguous(a, _) => a.with_timezone(&Utc),
@@ -175,7 +213,7 @@ impl Calendar {
 
     /// The shift occurrences of `line` overlapping [from, to), clipped to it, by
     /// start; `None` when the line has no calendar.
-    pub(crate) fn shift_windows(
+    pub fn shift_windows(
         &self,
         line: &str,
         from: DateTime<Utc>,
@@ -211,7 +249,7 @@ impl Calendar {
     }
 
     /// Plant-local day boundaries covering [from, to), clipped.
-    pub(crate) fn days(
+    pub fn days(
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
@@ -256,5 +294,34 @@ impl Calendar {
             start = end;
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_shifts_begin_at_its_start_on_their_own_weekday_only() {
+        // Tuesday 2026-12-01 20:15:07.5 local: the second shift begins on Wednesday.
+        let start = NaiveDate::from_ymd_opt(2026, 12, 1)
+            .and_then(|d| d.and_hms_milli_opt(20, 15, 7, 500))
+            .unwrap();
+        let shifts = demo_shifts("L1", start);
+        assert_eq!(shifts.len(), 2);
+        assert_eq!(
+            shifts[0].start_time,
+            NaiveTime::from_hms_opt(20, 15, 7).unwrap()
+        );
+        assert_eq!(
+            shifts[0].end_time,
+            NaiveTime::from_hms_opt(4, 15, 7).unwrap()
+        );
+        assert_eq!(shifts[0].days, vec![2]);
+        assert_eq!(
+            shifts[1].start_time,
+            NaiveTime::from_hms_opt(4, 15, 7).unwrap()
+        );
+        assert_eq!(shifts[1].days, vec![3]);
     }
 }

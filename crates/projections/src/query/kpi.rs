@@ -593,8 +593,9 @@ fn row(
     }
 }
 
-/// Sums rows with the same bucket (and shift) and recomputes the ratios.
-fn roll_up(rows: Vec<KpiRow>, q: &KpiQuery) -> Vec<KpiRow> {
+/// Sums rows with the same bucket (and shift) and recomputes the ratios: what
+/// `rollup` does, for a caller that selected the rows itself (the reports).
+pub fn roll_up(rows: Vec<KpiRow>, q: &KpiQuery) -> Vec<KpiRow> {
     type Cell = (DateTime<Utc>, DateTime<Utc>, Option<String>);
     let mut cells: BTreeMap<Cell, (Figures, usize)> = BTreeMap::new();
     for r in rows {

@@ -12,6 +12,8 @@
 //! - [`downtime`]: state intervals, downtime Pareto (as recorded and as
 //!   classified), micro-stops, MTBF/MTTR.
 //! - [`calendar`]: the plant time zone and the shift calendars per line.
+//! - [`people`]: operators and their labour (time on orders, parts while clocked on).
+//! - [`stops`]: unclassified stops across the plant.
 //! - [`parked`]: poison events set aside by the projectors, and projection status.
 //!
 //! Decimal quantities are JSON numbers; times are RFC 3339 (UTC). Ratios whose
@@ -25,9 +27,12 @@ pub mod machines;
 pub mod maintenance;
 pub mod orders;
 pub mod parked;
+pub mod people;
+pub mod stops;
 
 pub use calendar::{
-    list_shifts, plant_time_zone, replace_shifts, set_plant_time_zone, ShiftDefinition,
+    list_shifts, plant_time_zone, replace_shifts, set_plant_time_zone, shifts_from_now, Calendar,
+    ShiftDefinition, ShiftWindow,
 };
 pub use downtime::{
     downtime_report, state_intervals, DowntimeQuery, DowntimeReport, IntervalQuery, ParetoEntry,
@@ -37,11 +42,13 @@ pub use inventory::{
     inventory_levels, inventory_movements, InventoryFilter, InventoryLevel, MovementFilter,
     MovementView,
 };
-pub use kpi::{kpi_metrics, Granularity, KpiQuery, KpiRow};
+pub use kpi::{kpi_metrics, roll_up, Granularity, KpiQuery, KpiRow};
 pub use machines::{get_machine, list_machines, MachineFilter, MachineView};
 pub use maintenance::{get_task, list_tasks, TaskFilter, TaskView};
 pub use orders::{get_order, list_orders, OrderFilter, OrderView};
 pub use parked::{parked_events, projection_status, ParkedEvent, ParkedFilter, ProjectionStatus};
+pub use people::{labour, list_operators, LabourOf, LabourReport, OperatorRow};
+pub use stops::{unclassified_stops, StopFilter, UnclassifiedStop};
 
 /// `num / den`, or `None` when the denominator is zero.
 /// A value from the database that is out of the range it must be in: an error,

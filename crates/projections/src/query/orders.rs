@@ -15,6 +15,8 @@ pub struct OrderFilter {
     /// Orders assigned to this machine.
     pub machine_id: Option<String>,
     pub product_id: Option<String>,
+    /// Orders this operator is assigned to.
+    pub operator_id: Option<String>,
     /// At most this many (default 1000, at most 10000).
     pub limit: Option<i64>,
 }
@@ -43,6 +45,7 @@ struct OrderRow {
     completed_at: Option<DateTime<Utc>>,
     cancelled_at: Option<DateTime<Utc>>,
     updated_at: DateTime<Utc>,
+    assigned_operators: serde_json::Value,
 }
 
 /// One production order.
@@ -54,6 +57,8 @@ pub struct OrderView {
     pub product_id: String,
     pub quantity: i64,
     pub assigned_machine: Option<String>,
+    /// The operator ids assigned to the order.
+    pub assigned_operators: Vec<String>,
     pub good_count: i64,
     pub scrap_count: i64,
     pub total_count: i64,
@@ -98,6 +103,7 @@ impl From<OrderRow> for OrderView {
             product_id: r.product_id,
             quantity: r.quantity,
             assigned_machine: r.assigned_machine,
+            assigned_operators: serde_json::from_value(r.assigned_operators).unwrap_or_default(),
             good_count: r.good_count,
             scrap_count: r.scrap_count,
             bom: r.bom,
@@ -130,12 +136,14 @@ pub async fn list_orders(
         "SELECT * FROM rm_orders WHERE ($1::text IS NULL OR status = $1) \
          AND ($2::text IS NULL OR assigned_machine = $2) \
          AND ($3::text IS NULL OR product_id = $3) \
+         AND ($5::text IS NULL OR assigned_operators ? $5) \
          ORDER BY created_at DESC, order_id LIMIT $4",
     )
     .bind(filter.status.as_deref())
     .bind(filter.machine_id.as_deref())
     .bind(filter.product_id.as_deref())
     .bind(limit)
+    .bind(filter.operator_id.as_deref())
     .fetch_all(pool)
     .await?;
     Ok(rows.into_iter().map(OrderView::from).collect())

@@ -258,6 +258,7 @@ fn order_command(raw: &Raw, case: u64) -> Option<(String, OrderCommand)> {
         Raw::Assign { o, m, at } => (
             id(o),
             OrderCommand::AssignOrder(AssignOrder {
+                operator_ids: None,
                 machine_id: machine(m)?,
                 at: time(*at),
             }),

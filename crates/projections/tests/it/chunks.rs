@@ -19,6 +19,7 @@ use serde_json::json;
 use shopfloor_domain::inventory::{Allocation, InventoryEvent, ItemType};
 use shopfloor_domain::machine::MachineEvent;
 use shopfloor_domain::maintenance::{PartUsed, PredictiveEvidence, TaskEvent, TaskKind};
+use shopfloor_domain::operator::OperatorEvent;
 use shopfloor_domain::order::{BomLine, OrderEvent, OrderStatus};
 use shopfloor_domain::values::*;
 use shopfloor_eventstore::RecordedEvent;
@@ -75,7 +76,15 @@ async fn generate(f: &Floor, rng: &mut StdRng, n: usize, poison: bool) {
     for m in &MACHINES[..3] {
         f.register(m, "L1", 30.0).await;
     }
+    let mut people = StdRng::seed_from_u64(n as u64);
+    let mut clock_ons = Vec::new();
     for i in 0..n {
+        // Operators (ADR 0036), from a generator of their own so the other events stay
+        // those they were.
+        if i % 4 == 0 {
+            let (op, e) = operator_event(&mut people, &mut clock_ons);
+            f.append("operator", op, e).await;
+        }
         match rng.gen_range(0..100) {
             0..=29 => {
                 let m = *pick(rng, &MACHINES);
@@ -246,6 +255,7 @@ fn order_event(rng: &mut StdRng, o: &str) -> OrderEvent {
             at,
         },
         2 => OrderEvent::OrderAssigned {
+            operator_ids: None,
             order_id,
             machine_id,
             previous_machine_id: None,
@@ -410,6 +420,71 @@ fn inventory_event(rng: &mut StdRng, item: &str) -> InventoryEvent {
             at,
         },
     }
+}
+
+const OPERATORS: [&str; 3] = ["P0", "P1", "P2"];
+
+/// A random operator event; clock-offs mostly close an earlier clock-on.
+fn operator_event(
+    rng: &mut StdRng,
+    clock_ons: &mut Vec<(&'static str, &'static str, DateTime<Utc>)>,
+) -> (&'static str, OperatorEvent) {
+    let op = *pick(rng, &OPERATORS);
+    let operator_id = OperatorId::new(op).unwrap();
+    let at = floor_time(rng);
+    let e = match rng.gen_range(0..10) {
+        0..=2 => OperatorEvent::OperatorRegistered {
+            operator_id,
+            name: Text::new(format!("Name {op}")).unwrap(),
+            badge_id: pick(rng, &[None, Some("B1")]).map(|b| BadgeId::new(b).unwrap()),
+            skills: vec![Skill::new("press").unwrap()],
+            lines: vec![LineId::new("L1").unwrap()],
+            at,
+        },
+        3 => OperatorEvent::OperatorUpdated {
+            operator_id,
+            name: Text::new(format!("Renamed {op}")).unwrap(),
+            badge_id: None,
+            skills: vec![],
+            lines: vec![LineId::new("L2").unwrap()],
+            at,
+        },
+        4 => OperatorEvent::OperatorDeactivated {
+            operator_id,
+            reason: None,
+            at,
+        },
+        5 => OperatorEvent::OperatorReactivated { operator_id, at },
+        6..=7 => {
+            let order = *pick(rng, &ORDERS);
+            clock_ons.push((op, order, at));
+            OperatorEvent::OperatorClockedOn {
+                operator_id,
+                order_id: OrderId::new(order).unwrap(),
+                machine_id: pick(rng, &[None, Some("M0")]).map(|m| MachineId::new(m).unwrap()),
+                at,
+            }
+        }
+        _ => {
+            let (op, order, on) = if clock_ons.is_empty() || rng.gen_bool(0.1) {
+                (op, *pick(rng, &ORDERS), floor_time(rng))
+            } else {
+                let k = rng.gen_range(0..clock_ons.len());
+                clock_ons.swap_remove(k)
+            };
+            return (
+                op,
+                OperatorEvent::OperatorClockedOff {
+                    operator_id: OperatorId::new(op).unwrap(),
+                    order_id: OrderId::new(order).unwrap(),
+                    machine_id: None,
+                    clocked_on_at: on,
+                    at: on + Duration::minutes(rng.gen_range(0..240)),
+                },
+            );
+        }
+    };
+    (op, e)
 }
 
 /// Every table of the read models, and the framework's.

@@ -48,6 +48,7 @@ fn spawn_projectors(
                 batch: 50,
                 retry: Duration::from_millis(100),
                 ack_wait: Duration::from_secs(30),
+                ..Default::default()
             };
             run_projectors_with(pool, nats, &ns, hub, options, cancel).await
         }

@@ -108,6 +108,7 @@ async fn orders_show_progress_yield_and_scrap_rate(pool: PgPool) {
         "production_order",
         "O7",
         OrderEvent::OrderAssigned {
+            operator_ids: None,
             order_id: o(),
             machine_id: m(),
             previous_machine_id: None,

@@ -1,0 +1,763 @@
+//! The evaluator: tails the committed log from its checkpoint (one leader at a time, like the
+//! process manager), keeps the facts the rules need, raises and resolves alerts through the
+//! one writer, and fills the delivery outbox from the alert events it reads back.
+//!
+//! # Exactly once, in effect
+//! - Alert ids derive from the rule and the triggering event ([`plan::alert_id`]), and every
+//!   command carries a deterministic command id: evaluating an event again after a crash
+//!   (before the checkpoint moved) appends nothing new.
+//! - Deliveries are inserted when the evaluator reads `AlertRaised`/`…Acknowledged`/
+//!   `…Escalated`/`…Resolved` from the log, keyed by (event id, channel): read again, they
+//!   insert nothing; a crash before the insert reads the event again.
+//! - "Longer than" rules are checked on a timer against floor time (`now` ≥ the start of the
+//!   stop + the threshold), and at once for the machines of each batch, so a late event whose
+//!   stop is already past the threshold raises without waiting for the tick.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde_json::Value;
+use shopfloor_commands::{Atomicity, BatchItem, CommandContext, CommandError, CommandService};
+use shopfloor_domain::alert::{
+    AlertCommand, AlertEvent, AlertKind, AlertRuleEvent, EscalateAlert, RaiseAlert, ResolveAlert,
+    Severity,
+};
+use shopfloor_domain::process::Target;
+use shopfloor_domain::values::{AlertId, AlertRuleId, MachineId, Text};
+use shopfloor_eventstore::repository::decode_event;
+use shopfloor_eventstore::{Checkpoint, Leadership, Reader, RecordedEvent, Source};
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::plan::{self, MachineRow, StateFact};
+use crate::{AlertSettings, AlertsError};
+
+/// The actor of the evaluator's commands.
+pub const ACTOR: &str = "alert-evaluator";
+const CHECKPOINT: &str = "alert-evaluator";
+const LEADER_KEY: &str = "shopfloor-alert-evaluator";
+
+/// A command to send, with its deterministic id.
+type Issued = (String, Target);
+/// `alert_machines` columns: state, planned, classified, state_at, state_event_id.
+type MachineTuple = (
+    Option<String>,
+    bool,
+    bool,
+    Option<DateTime<Utc>>,
+    Option<Uuid>,
+);
+/// A timed rule due on a machine: rule, kind, severity, machine, cause, since, after_minutes.
+type DueRow = (String, String, String, String, Uuid, DateTime<Utc>, f64);
+
+/// Evaluates alert rules on the log.
+#[derive(Debug, Clone)]
+pub struct Evaluator {
+    service: CommandService,
+    settings: AlertSettings,
+    /// Wakes the delivery worker of this process when deliveries were queued.
+    wake: Arc<Notify>,
+    /// `AlertRaised` events this evaluator committed, whose row and deliveries it wrote at
+    /// once: reading them back costs nothing. Empty after a restart (then the full path runs).
+    own: Arc<std::sync::Mutex<std::collections::HashSet<Uuid>>>,
+}
+
+impl Evaluator {
+    pub fn new(service: CommandService, settings: AlertSettings, wake: Arc<Notify>) -> Self {
+        Self {
+            service,
+            settings,
+            wake,
+            own: Arc::default(),
+        }
+    }
+
+    fn pool(&self) -> &PgPool {
+        self.service.store().pool()
+    }
+
+    /// Runs until `cancel` fires; one instance leads, the others stand by.
+    pub async fn run(&self, cancel: CancellationToken) {
+        loop {
+            let Some(lock) =
+                Leadership::acquire(self.pool(), LEADER_KEY, self.settings.retry, &cancel).await
+            else {
+                return;
+            };
+            info!("alert evaluator active");
+            let result = self.run_once(&cancel).await;
+            lock.release().await;
+            match result {
+                Ok(()) => return,
+                Err(e) => {
+                    warn!(error = %e, "alert evaluator interrupted; resuming from its checkpoint");
+                    metrics::counter!("shopfloor_alert_evaluator_failures_total").increment(1);
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(self.settings.retry) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn run_once(&self, cancel: &CancellationToken) -> Result<(), AlertsError> {
+        let mut checkpoint =
+            Checkpoint::load(self.pool(), Reader::ProcessManager, CHECKPOINT).await?;
+        let sub_cancel = cancel.child_token();
+        let _stop = sub_cancel.clone().drop_guard();
+        let mut subscription = self
+            .service
+            .store()
+            .subscribe_all(checkpoint.position(), sub_cancel)
+            .page_size(500);
+        let mut tick = tokio::time::interval(self.settings.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                batch = subscription.next_batch(500) => {
+                    let Some(batch) = batch else { return Ok(()) };
+                    let batch = batch?;
+                    self.handle_batch(&batch).await?;
+                    if let Some(last) = batch.last() {
+                        checkpoint.advance(self.pool(), last.position).await?;
+                        metrics::gauge!("shopfloor_alert_evaluator_position").set(last.position as f64);
+                    }
+                }
+                _ = tick.tick() => self.tick(Utc::now()).await?,
+            }
+        }
+    }
+
+    /// Handles a batch of events: facts first, then the commands that follow, then the
+    /// timed rules of the machines it touched.
+    pub async fn handle_batch(&self, batch: &[RecordedEvent]) -> Result<(), AlertsError> {
+        let started = std::time::Instant::now();
+        let mut issued = Vec::new();
+        let mut touched = BTreeSet::new();
+        let mut queued = false;
+        for event in batch {
+            let (mut more, machine, q) = self.handle(event).await?;
+            issued.append(&mut more);
+            touched.extend(machine);
+            queued |= q;
+        }
+        if queued {
+            self.wake.notify_waiters();
+            self.wake.notify_one();
+        }
+        let handled = started.elapsed();
+        if !touched.is_empty() {
+            let machines: Vec<String> = touched.into_iter().collect();
+            issued.extend(self.due_raises(Utc::now(), Some(&machines)).await?);
+        }
+        let due = started.elapsed();
+        let n = issued.len();
+        self.send(issued, None).await?;
+        tracing::debug!(
+            events = batch.len(),
+            commands = n,
+            handle_ms = handled.as_millis() as u64,
+            due_ms = (due - handled).as_millis() as u64,
+            send_ms = (started.elapsed() - due).as_millis() as u64,
+            "alert batch"
+        );
+        Ok(())
+    }
+
+    /// The timer: timed rules of every machine, and escalations.
+    pub async fn tick(&self, now: DateTime<Utc>) -> Result<(), AlertsError> {
+        let mut issued = self.due_raises(now, None).await?;
+        issued.extend(self.due_escalations(now).await?);
+        self.send(issued, None).await
+    }
+
+    async fn send(&self, issued: Vec<Issued>, cause: Option<&str>) -> Result<(), AlertsError> {
+        if issued.is_empty() {
+            return Ok(());
+        }
+        let raises: Vec<Option<RaiseAlert>> = issued
+            .iter()
+            .map(|(_, t)| match t {
+                Target::Alert {
+                    command: AlertCommand::RaiseAlert(r),
+                    ..
+                } => Some(r.clone()),
+                _ => None,
+            })
+            .collect();
+        let items = issued
+            .into_iter()
+            .map(|(command_id, target)| {
+                let mut ctx = CommandContext::new(ACTOR, Source::Process);
+                ctx.command_id = Some(command_id);
+                ctx.causation_id = cause.map(str::to_string);
+                BatchItem::new(target, ctx)
+            })
+            .collect();
+        let results = self
+            .service
+            .execute_batch(items, Atomicity::EachOnItsOwn)
+            .await;
+        let mut raised = Vec::new();
+        for (result, raise) in results.into_iter().zip(raises) {
+            match result {
+                Ok(outcome) => {
+                    if let (Some(r), Some(e)) = (raise, outcome.events.first()) {
+                        raised.push((r, e.event_id));
+                    }
+                }
+                Err(e @ (CommandError::Rejected { .. } | CommandError::VersionMismatch { .. })) => {
+                    warn!(error = %e, "an alert command was refused");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // Known raised at once: the timer does not raise them again while their AlertRaised
+        // is on its way back through the log, and their deliveries are queued now (reading
+        // the event back finds them in `own`). Independent rows: written concurrently.
+        let writes = raised.iter().map(|(r, event_id)| async move {
+            let now = Utc::now();
+            self.insert_alert(r, now).await?;
+            let event = crate::outbox::AlertEventRef {
+                event_id: *event_id,
+                at: r.raised_at,
+                recorded_at: now,
+            };
+            crate::outbox::enqueue(self.pool(), &event, r.alert_id.as_str(), "raised").await
+        });
+        for result in futures::future::join_all(writes).await {
+            result?;
+        }
+        if !raised.is_empty() {
+            self.wake.notify_one();
+            let mut own = self.own.lock().unwrap_or_else(|e| e.into_inner());
+            own.extend(raised.iter().map(|(_, id)| *id));
+        }
+        Ok(())
+    }
+
+    /// One event: `(commands, machine touched, deliveries queued)`.
+    async fn handle(
+        &self,
+        event: &RecordedEvent,
+    ) -> Result<(Vec<Issued>, Option<String>, bool), AlertsError> {
+        let p = &event.payload;
+        let s = |k: &str| p.get(k).and_then(Value::as_str).map(str::to_string);
+        Ok(
+            match (event.stream_type.as_str(), event.event_type.as_str()) {
+                ("machine", "MachineRegistered") => {
+                    sqlx::query(
+                        "INSERT INTO alert_machines (machine_id, line) VALUES ($1, $2) \
+                     ON CONFLICT (machine_id) DO UPDATE SET line = excluded.line",
+                    )
+                    .bind(&event.stream_id)
+                    .bind(s("line"))
+                    .execute(self.pool())
+                    .await?;
+                    (vec![], None, false)
+                }
+                ("machine", "MachineStateChanged") => {
+                    let fact = StateFact {
+                        state: s("state").unwrap_or_default(),
+                        planned: p.get("planned").and_then(Value::as_bool).unwrap_or(false),
+                        classified: p
+                            .get("reason_code")
+                            .and_then(Value::as_str)
+                            .is_some_and(|c| c != shopfloor_domain::reason::UNCLASSIFIED),
+                        at: event.metadata.occurred_at.unwrap_or(event.recorded_at),
+                        event_id: event.event_id,
+                    };
+                    // Microseconds: what PostgreSQL keeps of the times compared later.
+                    let at = s("at")
+                        .and_then(|a| a.parse::<DateTime<Utc>>().ok())
+                        .map(|a| a.trunc_subsecs(6));
+                    let fact = StateFact {
+                        at: at.unwrap_or(fact.at),
+                        ..fact
+                    };
+                    let row = self.machine(&event.stream_id).await?;
+                    let issued = match plan::on_state(&row, &fact) {
+                        Some(next) => self.save_and_reconcile(event, &next).await?,
+                        None => vec![],
+                    };
+                    (issued, Some(event.stream_id.clone()), false)
+                }
+                ("machine", "MachineStopClassified") => {
+                    let stop_at = s("stop_at")
+                        .and_then(|a| a.parse::<DateTime<Utc>>().ok())
+                        .map(|a| a.trunc_subsecs(6));
+                    let planned = p.get("planned").and_then(Value::as_bool).unwrap_or(false);
+                    let row = self.machine(&event.stream_id).await?;
+                    let issued = match stop_at.and_then(|at| plan::on_classified(&row, at, planned))
+                    {
+                        Some(next) => self.save_and_reconcile(event, &next).await?,
+                        None => vec![],
+                    };
+                    (issued, Some(event.stream_id.clone()), false)
+                }
+                ("maintenance_task", "MaintenanceTaskScheduled")
+                    if s("kind").as_deref() == Some("predictive") =>
+                {
+                    let issued = self
+                        .instant(
+                            event,
+                            AlertKind::PredictiveAlert,
+                            s("machine_id"),
+                            s("task_id"),
+                        )
+                        .await?;
+                    (issued, None, false)
+                }
+                ("maintenance_task", "MaintenanceTaskCompleted" | "MaintenanceTaskCancelled") => {
+                    let issued = self.resolve_subject(event, &event.stream_id).await?;
+                    (issued, None, false)
+                }
+                ("inventory_item", "InventoryConsumed") => {
+                    let short = s("shortage")
+                        .and_then(|q| q.parse::<rust_decimal::Decimal>().ok())
+                        .is_some_and(|q| q > rust_decimal::Decimal::ZERO);
+                    let issued = if short {
+                        self.instant(event, AlertKind::InventoryShortage, None, s("item_id"))
+                            .await?
+                    } else {
+                        vec![]
+                    };
+                    (issued, None, false)
+                }
+                ("alert_rule", _) => {
+                    self.index_rule(event).await?;
+                    (vec![], None, false)
+                }
+                ("alert", _) => {
+                    let (issued, queued) = self.on_alert_event(event).await?;
+                    (issued, None, queued)
+                }
+                _ => (vec![], None, false),
+            },
+        )
+    }
+
+    async fn machine(&self, machine_id: &str) -> Result<MachineRow, AlertsError> {
+        let row: Option<MachineTuple> = sqlx::query_as(
+            "SELECT state, planned, classified, state_at, state_event_id FROM alert_machines \
+                 WHERE machine_id = $1",
+        )
+        .bind(machine_id)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row
+            .map(
+                |(state, planned, classified, state_at, state_event_id)| MachineRow {
+                    state,
+                    planned,
+                    classified,
+                    state_at,
+                    state_event_id,
+                },
+            )
+            .unwrap_or_default())
+    }
+
+    /// Saves the machine's new state and resolves its alerts that no longer hold.
+    async fn save_and_reconcile(
+        &self,
+        event: &RecordedEvent,
+        row: &MachineRow,
+    ) -> Result<Vec<Issued>, AlertsError> {
+        sqlx::query(
+            "INSERT INTO alert_machines (machine_id, state, planned, classified, state_at, state_event_id) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (machine_id) DO UPDATE SET \
+             state = excluded.state, planned = excluded.planned, classified = excluded.classified, \
+             state_at = excluded.state_at, state_event_id = excluded.state_event_id",
+        )
+        .bind(&event.stream_id)
+        .bind(&row.state)
+        .bind(row.planned)
+        .bind(row.classified)
+        .bind(row.state_at)
+        .bind(row.state_event_id)
+        .execute(self.pool())
+        .await?;
+        self.reconcile(&event.stream_id, row, &event.event_id.to_string())
+            .await
+    }
+
+    /// Resolves the open timed alerts of a machine whose condition no longer holds.
+    async fn reconcile(
+        &self,
+        machine_id: &str,
+        row: &MachineRow,
+        because: &str,
+    ) -> Result<Vec<Issued>, AlertsError> {
+        let open: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT alert_id, kind, cause_event_id FROM alerts WHERE machine_id = $1 \
+             AND state <> 'resolved' AND kind IN ('machine_down', 'unclassified_stop')",
+        )
+        .bind(machine_id)
+        .fetch_all(self.pool())
+        .await?;
+        let reason = Text::new("the condition cleared").map_err(AlertsError::value)?;
+        let mut issued = Vec::new();
+        for (alert_id, kind, cause) in open {
+            let kind = kind_of(&kind);
+            if kind.is_some_and(|k| plan::holds(k, &cause, row)) {
+                continue;
+            }
+            issued.push(resolve(&alert_id, because, reason.clone())?);
+        }
+        Ok(issued)
+    }
+
+    /// Rules of an event-triggered kind in scope: one alert each, caused by this event.
+    async fn instant(
+        &self,
+        event: &RecordedEvent,
+        kind: AlertKind,
+        machine_id: Option<String>,
+        subject: Option<String>,
+    ) -> Result<Vec<Issued>, AlertsError> {
+        let rules: Vec<(String, String)> = sqlx::query_as(
+            "SELECT r.rule_id, r.severity FROM alert_rules r \
+             LEFT JOIN alert_machines m ON m.machine_id = $2 \
+             WHERE r.enabled AND r.kind = $1 \
+             AND (r.machine_id IS NULL OR r.machine_id = $2) AND (r.line IS NULL OR r.line = m.line)",
+        )
+        .bind(kind.as_str())
+        .bind(&machine_id)
+        .fetch_all(self.pool())
+        .await?;
+        let at = event.metadata.occurred_at.unwrap_or(event.recorded_at);
+        rules
+            .into_iter()
+            .map(|(rule_id, severity)| {
+                raise(RaiseInput {
+                    rule_id: &rule_id,
+                    kind,
+                    severity: &severity,
+                    machine_id: machine_id.as_deref(),
+                    subject: subject.clone(),
+                    cause: &event.event_id.to_string(),
+                    since: at,
+                    raised_at: at,
+                })
+            })
+            .collect()
+    }
+
+    async fn resolve_subject(
+        &self,
+        event: &RecordedEvent,
+        subject: &str,
+    ) -> Result<Vec<Issued>, AlertsError> {
+        let open: Vec<String> = sqlx::query_scalar(
+            "SELECT alert_id FROM alerts WHERE subject = $1 AND kind = 'predictive_alert' \
+             AND state <> 'resolved'",
+        )
+        .bind(subject)
+        .fetch_all(self.pool())
+        .await?;
+        let reason = Text::new("the maintenance task was closed").map_err(AlertsError::value)?;
+        open.iter()
+            .map(|id| resolve(id, &event.event_id.to_string(), reason.clone()))
+            .collect()
+    }
+
+    async fn index_rule(&self, event: &RecordedEvent) -> Result<(), AlertsError> {
+        match decode_event::<AlertRuleEvent>(event)? {
+            AlertRuleEvent::AlertRuleDefined {
+                rule_id,
+                spec,
+                by,
+                at,
+            } => {
+                let channels = serde_json::to_value(&spec.channels)?;
+                let escalation = spec
+                    .escalation
+                    .as_ref()
+                    .map(serde_json::to_value)
+                    .transpose()?;
+                sqlx::query(
+                    "INSERT INTO alert_rules (rule_id, kind, machine_id, line, after_minutes, severity, \
+                     channels, escalation, enabled, defined_by, defined_at, position) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, true, $9, $10, $11) \
+                     ON CONFLICT (rule_id) DO NOTHING",
+                )
+                .bind(rule_id.as_str())
+                .bind(spec.kind.as_str())
+                .bind(spec.machine_id.as_ref().map(MachineId::as_str))
+                .bind(spec.line.as_ref().map(|l| l.as_str()))
+                .bind(spec.after_minutes)
+                .bind(spec.severity.as_str())
+                .bind(channels)
+                .bind(escalation)
+                .bind(by.as_str())
+                .bind(at)
+                .bind(event.position)
+                .execute(self.pool())
+                .await?;
+            }
+            AlertRuleEvent::AlertRuleDisabled { rule_id, .. } => {
+                sqlx::query("UPDATE alert_rules SET enabled = false WHERE rule_id = $1")
+                    .bind(rule_id.as_str())
+                    .execute(self.pool())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// An alert event: the read model, the deliveries it queues, and (for a raise whose
+    /// condition cleared while it was being committed) the resolution.
+    async fn on_alert_event(
+        &self,
+        event: &RecordedEvent,
+    ) -> Result<(Vec<Issued>, bool), AlertsError> {
+        let mut issued = Vec::new();
+        let stage = match decode_event::<AlertEvent>(event)? {
+            AlertEvent::AlertRaised { alert } => {
+                let mine = self
+                    .own
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&event.event_id);
+                if mine {
+                    return Ok((issued, false));
+                }
+                // Raised by this evaluator's own command: the row and its deliveries were
+                // written when it committed, and any later event that cleared the condition
+                // has resolved it since. Only a raise it did not see commit (a crash, a
+                // leader change) needs the check and the deliveries here.
+                if !self.insert_alert(&alert, event.recorded_at).await? {
+                    let queued: bool = sqlx::query_scalar(
+                        "SELECT EXISTS (SELECT 1 FROM alert_deliveries WHERE event_id = $1)",
+                    )
+                    .bind(event.event_id)
+                    .fetch_one(self.pool())
+                    .await?;
+                    if queued {
+                        return Ok((issued, false));
+                    }
+                }
+                if let (true, Some(machine)) = (alert.kind.is_timed(), &alert.machine_id) {
+                    let row = self.machine(machine.as_str()).await?;
+                    if !plan::holds(alert.kind, &alert.cause_event_id, &row) {
+                        let reason =
+                            Text::new("the condition cleared").map_err(AlertsError::value)?;
+                        issued.push(resolve(
+                            alert.alert_id.as_str(),
+                            &event.event_id.to_string(),
+                            reason,
+                        )?);
+                    }
+                }
+                "raised"
+            }
+            AlertEvent::AlertAcknowledged { alert_id, by, at } => {
+                sqlx::query(
+                    "UPDATE alerts SET state = 'acknowledged', acknowledged_by = $2, acknowledged_at = $3 \
+                     WHERE alert_id = $1 AND state = 'open'",
+                )
+                .bind(alert_id.as_str())
+                .bind(by.as_str())
+                .bind(at)
+                .execute(self.pool())
+                .await?;
+                "acknowledged"
+            }
+            AlertEvent::AlertEscalated {
+                alert_id, level, ..
+            } => {
+                sqlx::query(
+                    "UPDATE alerts SET escalations = GREATEST(escalations, $2) WHERE alert_id = $1",
+                )
+                .bind(alert_id.as_str())
+                .bind(level as i32)
+                .execute(self.pool())
+                .await?;
+                "escalated"
+            }
+            AlertEvent::AlertResolved {
+                alert_id,
+                by,
+                reason,
+                at,
+            } => {
+                sqlx::query(
+                    "UPDATE alerts SET state = 'resolved', resolved_at = $2, resolved_by = $3, \
+                     resolved_reason = $4 WHERE alert_id = $1",
+                )
+                .bind(alert_id.as_str())
+                .bind(at)
+                .bind(by.as_ref().map(|a| a.as_str()))
+                .bind(reason.as_str())
+                .execute(self.pool())
+                .await?;
+                "resolved"
+            }
+        };
+        let queued =
+            crate::outbox::enqueue(self.pool(), &event.into(), &event.stream_id, stage).await?;
+        Ok((issued, queued > 0))
+    }
+
+    /// The alerts row of a raise (from the command just committed, or from its event read
+    /// back, which sets the commit time).
+    async fn insert_alert(
+        &self,
+        alert: &RaiseAlert,
+        recorded: DateTime<Utc>,
+    ) -> Result<bool, AlertsError> {
+        let inserted = sqlx::query(
+            "INSERT INTO alerts (alert_id, rule_id, kind, severity, machine_id, subject, \
+             cause_event_id, state, since, raised_at, raised_recorded) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8, $9, $10) \
+             ON CONFLICT (alert_id) DO UPDATE SET raised_recorded = \
+             LEAST(alerts.raised_recorded, excluded.raised_recorded) \
+             RETURNING (xmax = 0) AS fresh",
+        )
+        .bind(alert.alert_id.as_str())
+        .bind(alert.rule_id.as_str())
+        .bind(alert.kind.as_str())
+        .bind(alert.severity.as_str())
+        .bind(alert.machine_id.as_ref().map(MachineId::as_str))
+        .bind(&alert.subject)
+        .bind(&alert.cause_event_id)
+        .bind(alert.since)
+        .bind(alert.raised_at)
+        .bind(recorded)
+        .fetch_one(self.pool())
+        .await?;
+        let fresh: bool = sqlx::Row::try_get(&inserted, "fresh")?;
+        if fresh {
+            metrics::counter!("shopfloor_alerts_raised_total", "kind" => alert.kind.as_str())
+                .increment(1);
+        }
+        Ok(fresh)
+    }
+
+    /// Timed rules whose threshold has passed, for the given machines or all.
+    async fn due_raises(
+        &self,
+        now: DateTime<Utc>,
+        machines: Option<&[String]>,
+    ) -> Result<Vec<Issued>, AlertsError> {
+        let rows: Vec<DueRow> = sqlx::query_as(
+            "SELECT r.rule_id, r.kind, r.severity, m.machine_id, m.state_event_id, m.state_at, \
+             r.after_minutes FROM alert_machines m JOIN alert_rules r ON r.enabled \
+             AND (r.machine_id IS NULL OR r.machine_id = m.machine_id) \
+             AND (r.line IS NULL OR r.line = m.line) \
+             WHERE m.state_event_id IS NOT NULL AND m.state IN ('down', 'idle') \
+             AND ((r.kind = 'machine_down' AND m.state = 'down' AND NOT m.planned) \
+               OR (r.kind = 'unclassified_stop' AND NOT m.classified)) \
+             AND m.state_at + make_interval(secs => r.after_minutes * 60) <= $1 \
+             AND ($2::text[] IS NULL OR m.machine_id = ANY($2)) \
+             AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.rule_id = r.rule_id \
+                             AND a.cause_event_id = m.state_event_id::text)",
+        )
+        .bind(now)
+        .bind(machines)
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter()
+            .filter_map(|(rule, kind, severity, machine, cause, since, after)| {
+                let kind = kind_of(&kind)?;
+                Some(raise(RaiseInput {
+                    rule_id: &rule,
+                    kind,
+                    severity: &severity,
+                    machine_id: Some(&machine),
+                    subject: None,
+                    cause: &cause.to_string(),
+                    since,
+                    raised_at: plan::threshold(since, after),
+                }))
+            })
+            .collect()
+    }
+
+    /// Open alerts no one acknowledged within their rule's escalation delay.
+    async fn due_escalations(&self, now: DateTime<Utc>) -> Result<Vec<Issued>, AlertsError> {
+        let rows: Vec<(String, i32)> = sqlx::query_as(
+            "SELECT a.alert_id, a.escalations FROM alerts a JOIN alert_rules r USING (rule_id) \
+             WHERE a.state = 'open' AND a.escalations = 0 AND r.escalation IS NOT NULL \
+             AND a.raised_recorded + make_interval(secs => (r.escalation->>'after_minutes')::float8 * 60) <= $1",
+        )
+        .bind(now)
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter()
+            .map(|(alert_id, level)| {
+                let level = level as u32 + 1;
+                Ok((
+                    format!("alert/{alert_id}/escalate/{level}"),
+                    Target::Alert {
+                        alert_id: AlertId::new(&alert_id).map_err(AlertsError::value)?,
+                        command: AlertCommand::EscalateAlert(EscalateAlert { level, at: now }),
+                    },
+                ))
+            })
+            .collect()
+    }
+}
+
+fn kind_of(name: &str) -> Option<AlertKind> {
+    serde_json::from_value(Value::String(name.to_string())).ok()
+}
+
+struct RaiseInput<'a> {
+    rule_id: &'a str,
+    kind: AlertKind,
+    severity: &'a str,
+    machine_id: Option<&'a str>,
+    subject: Option<String>,
+    cause: &'a str,
+    since: DateTime<Utc>,
+    raised_at: DateTime<Utc>,
+}
+
+fn raise(input: RaiseInput<'_>) -> Result<Issued, AlertsError> {
+    let alert_id = plan::alert_id(input.rule_id, input.cause);
+    let severity: Severity =
+        serde_json::from_value(Value::String(input.severity.to_string())).unwrap_or_default();
+    let command = RaiseAlert {
+        alert_id: AlertId::new(&alert_id).map_err(AlertsError::value)?,
+        rule_id: AlertRuleId::new(input.rule_id).map_err(AlertsError::value)?,
+        kind: input.kind,
+        severity,
+        machine_id: input
+            .machine_id
+            .map(MachineId::new)
+            .transpose()
+            .map_err(AlertsError::value)?,
+        subject: input.subject,
+        cause_event_id: input.cause.to_string(),
+        since: input.since,
+        raised_at: input.raised_at,
+    };
+    Ok((
+        format!("alert/{alert_id}/raise"),
+        Target::Alert {
+            alert_id: command.alert_id.clone(),
+            command: AlertCommand::RaiseAlert(command),
+        },
+    ))
+}
+
+fn resolve(alert_id: &str, because: &str, reason: Text) -> Result<Issued, AlertsError> {
+    Ok((
+        format!("alert/{alert_id}/resolve/{because}"),
+        Target::Alert {
+            alert_id: AlertId::new(alert_id).map_err(AlertsError::value)?,
+            command: AlertCommand::ResolveAlert(ResolveAlert {
+                by: None,
+                reason,
+                at: Utc::now(),
+            }),
+        },
+    ))
+}

@@ -1,0 +1,126 @@
+//! Alerts: rules on the event stream, evaluated on floor time, delivered over webhooks and
+//! email, exactly once in effect and auditable (ADR 0039).
+//!
+//! Alert rules and alerts are aggregates (`shopfloor_domain::alert`): every change goes
+//! through the one writer and is an event on the log. This crate is the rest:
+//!
+//! # Layout
+//! - [`plan`]: the pure part: machine state by floor time, whether a condition holds,
+//!   deterministic alert ids, delivery payloads, back-off.
+//! - [`evaluate`]: the [`Evaluator`](evaluate::Evaluator) role: tails the log from its
+//!   checkpoint under a leader lock, raises/resolves/escalates alerts through the
+//!   `CommandService`, keeps the alerts read model and fills the delivery outbox.
+//! - [`outbox`]: the outbox rows and the [`Deliverer`](outbox::Deliverer) that sends them
+//!   (signed webhooks, SMTP with STARTTLS), with retries and a dead-letter state.
+
+pub mod evaluate;
+pub mod outbox;
+pub mod plan;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use shopfloor_commands::CommandService;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Why evaluation or delivery stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AlertsError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Store(#[from] shopfloor_eventstore::StoreError),
+    #[error("checkpoint: {0}")]
+    Checkpoint(#[from] shopfloor_eventstore::CheckpointError),
+    #[error(transparent)]
+    Command(#[from] shopfloor_commands::CommandError),
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("invalid value: {0}")]
+    Value(String),
+    #[error("alert settings: {0}")]
+    Setup(String),
+}
+
+impl AlertsError {
+    pub(crate) fn value(e: impl std::fmt::Display) -> Self {
+        Self::Value(e.to_string())
+    }
+}
+
+/// The SMTP server of email channels (`SHOPFLOOR_SMTP_URL`, `SHOPFLOOR_SMTP_FROM`).
+#[derive(Clone)]
+pub struct SmtpSettings {
+    /// `smtp://user:password@host:587?tls=required` (STARTTLS), `smtps://…` (TLS from the
+    /// start) or `smtp://host:25` (plain, loopback only): it may hold a password.
+    pub url: SecretString,
+    pub from: String,
+}
+
+impl std::fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("url", &"[redacted]")
+            .field("from", &self.from)
+            .finish()
+    }
+}
+
+/// How evaluation and delivery run.
+#[derive(Debug, Clone)]
+pub struct AlertSettings {
+    /// How often "longer than" rules and escalations are checked (`SHOPFLOOR_ALERT_TICK_MS`).
+    pub tick: Duration,
+    /// How often the delivery worker looks for due deliveries when not woken
+    /// (`SHOPFLOOR_ALERT_POLL_MS`).
+    pub poll: Duration,
+    /// First retry delay of a failed delivery, doubled per attempt
+    /// (`SHOPFLOOR_ALERT_BACKOFF_MS`), up to `backoff_max` (`SHOPFLOOR_ALERT_BACKOFF_MAX_MS`).
+    pub backoff: Duration,
+    pub backoff_max: Duration,
+    /// Attempts before a delivery goes to the dead-letter list (`SHOPFLOOR_ALERT_MAX_ATTEMPTS`).
+    pub max_attempts: i32,
+    /// Deliveries claimed per pass.
+    pub batch: usize,
+    /// Timeout of one webhook request or SMTP exchange.
+    pub http_timeout: Duration,
+    /// Back-off of the evaluator after a failure.
+    pub retry: Duration,
+    pub smtp: Option<SmtpSettings>,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        Self {
+            tick: Duration::from_secs(1),
+            poll: Duration::from_millis(500),
+            backoff: Duration::from_secs(2),
+            backoff_max: Duration::from_secs(600),
+            max_attempts: 10,
+            batch: 256,
+            http_timeout: Duration::from_secs(10),
+            retry: Duration::from_secs(1),
+            smtp: None,
+        }
+    }
+}
+
+/// Runs the evaluator (one leader across processes) and a delivery worker until `cancel`.
+pub async fn run(
+    service: CommandService,
+    settings: AlertSettings,
+    cancel: CancellationToken,
+) -> Result<(), AlertsError> {
+    let wake = Arc::new(Notify::new());
+    let deliverer = outbox::Deliverer::new(
+        service.store().pool().clone(),
+        settings.clone(),
+        wake.clone(),
+    )?;
+    let evaluator = evaluate::Evaluator::new(service, settings, wake);
+    let worker = cancel.clone();
+    tokio::join!(evaluator.run(cancel), deliverer.run(worker));
+    Ok(())
+}

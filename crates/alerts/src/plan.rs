@@ -1,0 +1,216 @@
+//! The pure half of alerting: machine state by floor time, whether a rule's condition holds,
+//! deterministic alert ids, what each alert event delivers, and the retry schedule.
+//!
+//! Nothing here does I/O; the evaluator and the delivery worker look the facts up and act on
+//! what these functions return.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use shopfloor_domain::alert::AlertKind;
+use uuid::Uuid;
+
+/// A machine as the evaluator sees it: the state with the latest floor time, and the event
+/// that started it (the cause of the alerts it raises).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MachineRow {
+    pub state: Option<String>,
+    pub planned: bool,
+    /// Whether the current stop has a reason code (given, or classified later).
+    pub classified: bool,
+    pub state_at: Option<DateTime<Utc>>,
+    pub state_event_id: Option<Uuid>,
+}
+
+/// A state event of a machine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateFact {
+    pub state: String,
+    pub planned: bool,
+    pub classified: bool,
+    pub at: DateTime<Utc>,
+    pub event_id: Uuid,
+}
+
+fn is_stop(state: Option<&str>) -> bool {
+    matches!(state, Some("down" | "idle"))
+}
+
+/// The machine after a state event, or `None` when the event changes nothing: one older (by
+/// floor time) than the current state is history, not the present. A stop that goes on in the
+/// same state and category (down → down with another reason) keeps its start and its cause, so
+/// it raises no second alert.
+pub fn on_state(row: &MachineRow, fact: &StateFact) -> Option<MachineRow> {
+    if row.state_at.is_some_and(|at| fact.at < at) {
+        return None;
+    }
+    let continues = is_stop(row.state.as_deref())
+        && row.state.as_deref() == Some(fact.state.as_str())
+        && row.planned == fact.planned;
+    if continues {
+        return Some(MachineRow {
+            classified: row.classified || fact.classified,
+            ..row.clone()
+        });
+    }
+    Some(MachineRow {
+        state: Some(fact.state.clone()),
+        planned: fact.planned,
+        classified: fact.classified,
+        state_at: Some(fact.at),
+        state_event_id: Some(fact.event_id),
+    })
+}
+
+/// The machine after its stop at `stop_at` was classified; `None` when that is not the
+/// current stop (a past stop's classification changes no alert of the present).
+pub fn on_classified(
+    row: &MachineRow,
+    stop_at: DateTime<Utc>,
+    planned: bool,
+) -> Option<MachineRow> {
+    (row.state_at == Some(stop_at) && is_stop(row.state.as_deref())).then(|| MachineRow {
+        planned,
+        classified: true,
+        ..row.clone()
+    })
+}
+
+/// Whether an alert of `kind` caused by `cause` still holds for the machine.
+pub fn holds(kind: AlertKind, cause: &str, row: &MachineRow) -> bool {
+    let same_cause = row.state_event_id.is_some_and(|id| id.to_string() == cause);
+    same_cause
+        && match kind {
+            AlertKind::MachineDown => row.state.as_deref() == Some("down") && !row.planned,
+            AlertKind::UnclassifiedStop => is_stop(row.state.as_deref()) && !row.classified,
+            AlertKind::PredictiveAlert | AlertKind::InventoryShortage => true,
+        }
+}
+
+/// The alert id of a rule and the event that caused it: the same pair always names the same
+/// alert, so evaluating an event again (after a restart) raises nothing twice.
+pub fn alert_id(rule_id: &str, cause_event_id: &str) -> String {
+    let id = Uuid::new_v5(
+        &Uuid::NAMESPACE_OID,
+        format!("shopfloor-alert/{rule_id}/{cause_event_id}").as_bytes(),
+    );
+    format!("AL-{}", id.simple())
+}
+
+/// The floor time a timed rule's threshold passes.
+pub fn threshold(since: DateTime<Utc>, after_minutes: f64) -> DateTime<Utc> {
+    let millis = (after_minutes * 60_000.0).round() as i64;
+    since + chrono::TimeDelta::milliseconds(millis)
+}
+
+/// What a stage of an alert tells whom: `(channel list, webhooks only)`. The rule's channels
+/// (list 0) hear of the raise and, webhooks only, of each later step; the escalation's
+/// channels (list 1) hear of the escalation.
+pub fn audience(stage: &str) -> Option<(i32, bool)> {
+    match stage {
+        "raised" => Some((0, false)),
+        "acknowledged" | "resolved" => Some((0, true)),
+        "escalated" => Some((1, false)),
+        _ => None,
+    }
+}
+
+/// The alert as the channels see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertFacts {
+    pub alert_id: String,
+    pub rule_id: String,
+    pub kind: String,
+    pub severity: String,
+    pub machine_id: Option<String>,
+    pub subject: Option<String>,
+    pub state: String,
+    pub since: DateTime<Utc>,
+    pub raised_at: DateTime<Utc>,
+    pub acknowledged_by: Option<String>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub escalations: i32,
+}
+
+/// The JSON body of a delivery (a webhook's body; an email's facts).
+pub fn payload(facts: &AlertFacts, stage: &str, event_id: Uuid, at: DateTime<Utc>) -> Value {
+    json!({
+        "alert_id": facts.alert_id,
+        "rule_id": facts.rule_id,
+        "kind": facts.kind,
+        "severity": facts.severity,
+        "machine_id": facts.machine_id,
+        "subject": facts.subject,
+        "state": facts.state,
+        "stage": stage,
+        "since": facts.since,
+        "raised_at": facts.raised_at,
+        "acknowledged_by": facts.acknowledged_by,
+        "resolved_at": facts.resolved_at,
+        "escalation_level": facts.escalations,
+        "event_id": event_id,
+        "at": at,
+    })
+}
+
+/// When a failed delivery is tried again: `base × 2^(attempts − 1)`, at most `max`.
+pub fn backoff(attempts: i32, base: Duration, max: Duration) -> Duration {
+    let exp = attempts.clamp(1, 30) as u32 - 1;
+    base.saturating_mul(1u32 << exp.min(20)).min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap()
+    }
+
+    fn fact(state: &str, planned: bool, at: i64, id: u128) -> StateFact {
+        StateFact {
+            state: state.into(),
+            planned,
+            classified: true,
+            at: t(at),
+            event_id: Uuid::from_u128(id),
+        }
+    }
+
+    #[test]
+    fn a_stop_that_goes_on_keeps_its_cause_and_a_late_event_changes_nothing() {
+        let row = on_state(&MachineRow::default(), &fact("down", false, 10, 1)).unwrap();
+        let again = on_state(&row, &fact("down", false, 20, 2)).unwrap();
+        assert_eq!(again.state_event_id, Some(Uuid::from_u128(1)));
+        assert_eq!(again.state_at, Some(t(10)));
+        assert!(on_state(&again, &fact("running", false, 5, 3)).is_none());
+        let up = on_state(&again, &fact("running", false, 30, 4)).unwrap();
+        assert!(!holds(
+            AlertKind::MachineDown,
+            &Uuid::from_u128(1).to_string(),
+            &up
+        ));
+    }
+
+    #[test]
+    fn reclassifying_the_current_stop_as_planned_clears_machine_down() {
+        let row = on_state(&MachineRow::default(), &fact("down", false, 10, 1)).unwrap();
+        let cause = Uuid::from_u128(1).to_string();
+        assert!(holds(AlertKind::MachineDown, &cause, &row));
+        assert!(on_classified(&row, t(9), true).is_none());
+        let planned = on_classified(&row, t(10), true).unwrap();
+        assert!(!holds(AlertKind::MachineDown, &cause, &planned));
+    }
+
+    #[test]
+    fn alert_ids_are_deterministic_and_backoff_doubles_up_to_its_cap() {
+        assert_eq!(alert_id("R", "E"), alert_id("R", "E"));
+        assert_ne!(alert_id("R", "E"), alert_id("R", "F"));
+        let (b, m) = (Duration::from_millis(100), Duration::from_secs(1));
+        assert_eq!(backoff(1, b, m), Duration::from_millis(100));
+        assert_eq!(backoff(3, b, m), Duration::from_millis(400));
+        assert_eq!(backoff(9, b, m), m);
+        assert_eq!(threshold(t(0), 1.5), t(90));
+    }
+}

@@ -1,0 +1,487 @@
+//! Alert rules (supervisor), alerts (list, acknowledge, resolve) and the delivery log.
+//!
+//! Rules and alerts are aggregates: defining, disabling, acknowledging and resolving go
+//! through the one writer, so the log says who did what. Lists read the tables the alert
+//! evaluator keeps (ADR 0039); a webhook's secret is never in an answer.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use shopfloor_domain::alert::{
+    AcknowledgeAlert, AlertCommand, AlertKind, AlertRuleCommand, Channel, DefineRule, DisableRule,
+    Escalation, ResolveAlert, RuleSpec, Severity,
+};
+use shopfloor_domain::process::Target;
+use shopfloor_domain::values::{Actor, AlertId, AlertRuleId, LineId, MachineId, Text};
+use shopfloor_domain::Alert;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::{perm, Auth};
+use crate::error::{ApiError, FieldContext, ProblemDocument};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Ctx, OptionalJson};
+use crate::routes::audit::redact_secrets;
+use crate::routes::{generated_id, now};
+use crate::AppState;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/alert-rules", post(define_rule).get(list_rules))
+        .route("/api/v1/alert-rules/{rule_id}/disable", post(disable_rule))
+        .route("/api/v1/alerts", get(list_alerts))
+        .route("/api/v1/alerts/{alert_id}/acknowledge", post(acknowledge))
+        .route("/api/v1/alerts/{alert_id}/resolve", post(resolve))
+        .route(
+            "/api/v1/alerts/{alert_id}/deliveries",
+            get(alert_deliveries),
+        )
+        .route("/api/v1/alert-deliveries", get(list_deliveries))
+}
+
+/// A channel of a rule.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ChannelBody {
+    /// A signed JSON `POST` to `url` (`X-Shopfloor-Signature: sha256=<hex HMAC-SHA256 of the
+    /// body with secret>`), retried until it answers 2xx.
+    Webhook { url: String, secret: String },
+    /// An email to each address, over `SHOPFLOOR_SMTP_URL`.
+    Email { to: Vec<String> },
+}
+
+impl From<ChannelBody> for Channel {
+    fn from(c: ChannelBody) -> Self {
+        match c {
+            ChannelBody::Webhook { url, secret } => Channel::Webhook { url, secret },
+            ChannelBody::Email { to } => Channel::Email { to },
+        }
+    }
+}
+
+/// Who is told when no one acknowledges in time.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct EscalationBody {
+    /// Minutes after the alert is raised (> 0).
+    pub after_minutes: f64,
+    pub channels: Vec<ChannelBody>,
+}
+
+/// `POST /api/v1/alert-rules`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RuleBody {
+    /// Generated (`AR-…`) when left out.
+    pub rule_id: Option<String>,
+    /// `machine_down`, `unclassified_stop` (timed: need `after_minutes`), `predictive_alert`,
+    /// `inventory_shortage`.
+    #[schema(value_type = String)]
+    pub kind: AlertKind,
+    /// Scope: one machine, or one line; neither is the whole plant.
+    pub machine_id: Option<String>,
+    pub line: Option<String>,
+    /// Minutes of floor time the condition must last (> 0; timed kinds).
+    pub after_minutes: Option<f64>,
+    /// `info`, `warning` or `critical` (the default).
+    #[schema(value_type = Option<String>)]
+    pub severity: Option<Severity>,
+    pub channels: Vec<ChannelBody>,
+    pub escalation: Option<EscalationBody>,
+}
+
+/// The id of a rule just defined.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RuleCreated {
+    pub rule_id: String,
+}
+
+fn rule_spec(body: RuleBody) -> Result<RuleSpec, ApiError> {
+    let machine_id = body
+        .machine_id
+        .map(MachineId::new)
+        .transpose()
+        .field("machine_id")?;
+    let line = body.line.map(LineId::new).transpose().field("line")?;
+    let after_minutes = match (body.after_minutes, body.kind.is_timed()) {
+        (Some(m), _) => m,
+        (None, true) => {
+            return Err(ApiError::invalid_field(
+                "after_minutes",
+                "is required for this kind",
+            ))
+        }
+        (None, false) => 0.0,
+    };
+    let spec = RuleSpec {
+        kind: body.kind,
+        machine_id,
+        line,
+        after_minutes,
+        severity: body.severity.unwrap_or_default(),
+        channels: body.channels.into_iter().map(Channel::from).collect(),
+        escalation: body.escalation.map(|e| Escalation {
+            after_minutes: e.after_minutes,
+            channels: e.channels.into_iter().map(Channel::from).collect(),
+        }),
+    };
+    spec.validate()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(spec)
+}
+
+fn actor(ctx: &Ctx) -> Result<Actor, ApiError> {
+    Actor::new(&ctx.principal.name).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// Defines an alert rule.
+#[utoipa::path(post, path = "/api/v1/alert-rules", tag = "alerts",
+    request_body = RuleBody,
+    responses((status = 201, body = RuleCreated), (status = 400, body = ProblemDocument),
+        (status = 409, description = "the rule id is taken", body = ProblemDocument)),
+    security(("bearer" = [])))]
+pub async fn define_rule(
+    State(state): State<AppState>,
+    _: Auth<perm::AlertRules>,
+    ctx: Ctx,
+    ApiJson(body): ApiJson<RuleBody>,
+) -> Result<(StatusCode, Json<RuleCreated>), ApiError> {
+    let rule_id = match body.rule_id.clone().filter(|s| !s.trim().is_empty()) {
+        Some(raw) => AlertRuleId::new(raw).field("rule_id")?,
+        None => {
+            AlertRuleId::new(generated_id("AR", ctx.command_id().as_deref())).field("rule_id")?
+        }
+    };
+    let spec = rule_spec(body)?;
+    let target = Target::AlertRule {
+        rule_id: rule_id.clone(),
+        command: AlertRuleCommand::DefineRule(DefineRule {
+            rule_id: rule_id.clone(),
+            spec,
+            by: actor(&ctx)?,
+            at: now(),
+        }),
+    };
+    state
+        .commands
+        .execute(target, &ctx.command(Some(now())))
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(RuleCreated {
+            rule_id: rule_id.to_string(),
+        }),
+    ))
+}
+
+/// An empty body (`{}`).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct EmptyBody {}
+
+/// Disables an alert rule for good; its open alerts stay until resolved.
+#[utoipa::path(post, path = "/api/v1/alert-rules/{rule_id}/disable", tag = "alerts",
+    params(("rule_id" = String, Path)), request_body = EmptyBody,
+    responses((status = 200, body = RuleCreated), (status = 404, body = ProblemDocument),
+        (status = 409, description = "already disabled", body = ProblemDocument)),
+    security(("bearer" = [])))]
+pub async fn disable_rule(
+    State(state): State<AppState>,
+    _: Auth<perm::AlertRules>,
+    ctx: Ctx,
+    ApiPath(raw): ApiPath<String>,
+    OptionalJson(_): OptionalJson<EmptyBody>,
+) -> Result<Json<RuleCreated>, ApiError> {
+    let rule_id = AlertRuleId::new(&raw)
+        .map_err(|_| ApiError::not_found(format!("alert rule {raw} does not exist")))?;
+    let target = Target::AlertRule {
+        rule_id: rule_id.clone(),
+        command: AlertRuleCommand::DisableRule(DisableRule {
+            by: actor(&ctx)?,
+            at: now(),
+        }),
+    };
+    state
+        .commands
+        .execute(target, &ctx.command(Some(now())))
+        .await?;
+    Ok(Json(RuleCreated {
+        rule_id: rule_id.to_string(),
+    }))
+}
+
+/// A rule as the evaluator knows it; webhook secrets read `[redacted]`.
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct RuleView {
+    pub rule_id: String,
+    pub kind: String,
+    pub machine_id: Option<String>,
+    pub line: Option<String>,
+    pub after_minutes: f64,
+    pub severity: String,
+    #[schema(value_type = Vec<Object>)]
+    pub channels: Value,
+    #[schema(value_type = Option<Object>)]
+    pub escalation: Option<Value>,
+    pub enabled: bool,
+    pub defined_by: String,
+    pub defined_at: DateTime<Utc>,
+}
+
+/// The alert rules (as the evaluator has read them from the log).
+#[utoipa::path(get, path = "/api/v1/alert-rules", tag = "alerts",
+    responses((status = 200, body = Vec<RuleView>)),
+    security(("bearer" = [])))]
+pub async fn list_rules(
+    State(state): State<AppState>,
+    _: Auth<perm::Read>,
+) -> Result<Json<Vec<RuleView>>, ApiError> {
+    let mut rules: Vec<RuleView> = sqlx::query_as(
+        "SELECT rule_id, kind, machine_id, line, after_minutes, severity, channels, escalation, \
+         enabled, defined_by, defined_at FROM alert_rules ORDER BY rule_id",
+    )
+    .fetch_all(&state.pool)
+    .await?;
+    for r in &mut rules {
+        redact_secrets(&mut r.channels);
+        if let Some(e) = r.escalation.as_mut() {
+            redact_secrets(e);
+        }
+    }
+    Ok(Json(rules))
+}
+
+/// `?state=&machine_id=&severity=`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AlertQuery {
+    /// `open`, `acknowledged` or `resolved`.
+    pub state: Option<String>,
+    pub machine_id: Option<String>,
+    /// `info`, `warning` or `critical`.
+    pub severity: Option<String>,
+    /// At most this many, newest first (default 500, at most 5000).
+    pub limit: Option<i64>,
+}
+
+/// An alert.
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct AlertView {
+    pub alert_id: String,
+    pub rule_id: String,
+    pub kind: String,
+    pub severity: String,
+    pub machine_id: Option<String>,
+    /// The task or item the alert is about, for kinds that name one.
+    pub subject: Option<String>,
+    /// `open`, `acknowledged` or `resolved`.
+    pub state: String,
+    /// Floor time the condition started.
+    pub since: DateTime<Utc>,
+    /// Floor time the rule's threshold passed.
+    pub raised_at: DateTime<Utc>,
+    pub acknowledged_by: Option<String>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub escalations: i32,
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// Who resolved it by hand; `null` when the condition cleared.
+    pub resolved_by: Option<String>,
+    pub resolved_reason: Option<String>,
+}
+
+const ALERT_COLUMNS: &str = "alert_id, rule_id, kind, severity, machine_id, subject, state, since, \
+     raised_at, acknowledged_by, acknowledged_at, escalations, resolved_at, resolved_by, resolved_reason";
+
+/// The alerts, newest first, filtered by state, machine and severity.
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", params(AlertQuery),
+    responses((status = 200, body = Vec<AlertView>), (status = 400, body = ProblemDocument)),
+    security(("bearer" = [])))]
+pub async fn list_alerts(
+    State(state): State<AppState>,
+    _: Auth<perm::Read>,
+    ApiQuery(q): ApiQuery<AlertQuery>,
+) -> Result<Json<Vec<AlertView>>, ApiError> {
+    if let Some(s) = q.state.as_deref() {
+        if !matches!(s, "open" | "acknowledged" | "resolved") {
+            return Err(ApiError::invalid_field(
+                "state",
+                "must be open, acknowledged or resolved",
+            ));
+        }
+    }
+    let limit = q.limit.unwrap_or(500).clamp(1, 5000);
+    let alerts = sqlx::query_as(&format!(
+        "SELECT {ALERT_COLUMNS} FROM alerts WHERE ($1::text IS NULL OR state = $1) \
+         AND ($2::text IS NULL OR machine_id = $2) AND ($3::text IS NULL OR severity = $3) \
+         ORDER BY raised_recorded DESC, alert_id LIMIT $4"
+    ))
+    .bind(q.state)
+    .bind(q.machine_id)
+    .bind(q.severity)
+    .bind(limit)
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(Json(alerts))
+}
+
+/// An alert as its stream holds it now (the answer to a step just taken).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlertStateView {
+    pub alert_id: String,
+    pub state: String,
+    pub acknowledged_by: Option<String>,
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+async fn step(
+    state: &AppState,
+    ctx: &Ctx,
+    raw: &str,
+    command: AlertCommand,
+) -> Result<AlertStateView, ApiError> {
+    let not_found = || ApiError::not_found(format!("alert {raw} does not exist"));
+    let alert_id = AlertId::new(raw).map_err(|_| not_found())?;
+    let target = Target::Alert {
+        alert_id: alert_id.clone(),
+        command,
+    };
+    let outcome = state
+        .commands
+        .execute(target, &ctx.command(Some(now())))
+        .await?;
+    let (alert, _) = state
+        .commands
+        .load_at_least::<Alert>(alert_id.as_str(), outcome.stream_version)
+        .await?;
+    let a = alert.alert().ok_or_else(not_found)?;
+    Ok(AlertStateView {
+        alert_id: alert_id.to_string(),
+        state: a.state.as_str().to_string(),
+        acknowledged_by: a.acknowledged_by.as_ref().map(|b| b.to_string()),
+        resolved_at: a.resolved_at,
+    })
+}
+
+/// Acknowledges an alert: someone is on it; escalation stops.
+#[utoipa::path(post, path = "/api/v1/alerts/{alert_id}/acknowledge", tag = "alerts",
+    params(("alert_id" = String, Path)), request_body = EmptyBody,
+    responses((status = 200, body = AlertStateView), (status = 404, body = ProblemDocument),
+        (status = 409, description = "the alert is resolved", body = ProblemDocument)),
+    security(("bearer" = [])))]
+pub async fn acknowledge(
+    State(state): State<AppState>,
+    _: Auth<perm::AcknowledgeAlerts>,
+    ctx: Ctx,
+    ApiPath(raw): ApiPath<String>,
+    OptionalJson(_): OptionalJson<EmptyBody>,
+) -> Result<Json<AlertStateView>, ApiError> {
+    let command = AlertCommand::AcknowledgeAlert(AcknowledgeAlert {
+        by: actor(&ctx)?,
+        at: now(),
+    });
+    Ok(Json(step(&state, &ctx, &raw, command).await?))
+}
+
+/// `POST …/resolve`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct ResolveBody {
+    pub reason: Option<String>,
+}
+
+/// Resolves an alert by hand.
+#[utoipa::path(post, path = "/api/v1/alerts/{alert_id}/resolve", tag = "alerts",
+    params(("alert_id" = String, Path)), request_body = ResolveBody,
+    responses((status = 200, body = AlertStateView), (status = 400, body = ProblemDocument),
+        (status = 404, body = ProblemDocument)),
+    security(("bearer" = [])))]
+pub async fn resolve(
+    State(state): State<AppState>,
+    _: Auth<perm::AlertRules>,
+    ctx: Ctx,
+    ApiPath(raw): ApiPath<String>,
+    OptionalJson(body): OptionalJson<ResolveBody>,
+) -> Result<Json<AlertStateView>, ApiError> {
+    let reason = body
+        .reason
+        .filter(|r| !r.trim().is_empty())
+        .unwrap_or_else(|| "resolved by hand".into());
+    let command = AlertCommand::ResolveAlert(ResolveAlert {
+        by: Some(actor(&ctx)?),
+        reason: Text::new(reason).field("reason")?,
+        at: now(),
+    });
+    Ok(Json(step(&state, &ctx, &raw, command).await?))
+}
+
+/// One delivery of an alert step to one channel.
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct DeliveryView {
+    pub delivery_id: i64,
+    pub alert_id: String,
+    /// `raised`, `acknowledged`, `escalated` or `resolved`.
+    pub stage: String,
+    /// `webhook` or `email`.
+    pub channel_type: String,
+    /// The webhook URL or the email recipients.
+    pub target: String,
+    /// `pending`, `delivered` or `dead` (the dead-letter list).
+    pub state: String,
+    pub attempts: i32,
+    pub last_status: Option<i32>,
+    pub last_error: Option<String>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+const DELIVERY_COLUMNS: &str = "delivery_id, alert_id, stage, channel_type, target, state, \
+     attempts, last_status, last_error, next_attempt_at, created_at, delivered_at";
+
+/// The delivery log of one alert.
+#[utoipa::path(get, path = "/api/v1/alerts/{alert_id}/deliveries", tag = "alerts",
+    params(("alert_id" = String, Path)),
+    responses((status = 200, body = Vec<DeliveryView>)),
+    security(("bearer" = [])))]
+pub async fn alert_deliveries(
+    State(state): State<AppState>,
+    _: Auth<perm::Read>,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<Json<Vec<DeliveryView>>, ApiError> {
+    let rows = sqlx::query_as(&format!(
+        "SELECT {DELIVERY_COLUMNS} FROM alert_deliveries WHERE alert_id = $1 ORDER BY delivery_id"
+    ))
+    .bind(raw)
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(Json(rows))
+}
+
+/// `?state=dead` for the dead-letter list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveryQuery {
+    /// `pending`, `delivered` or `dead`.
+    pub state: Option<String>,
+    /// At most this many, newest first (default 500, at most 5000).
+    pub limit: Option<i64>,
+}
+
+/// Deliveries of every alert, newest first; `?state=dead` is the dead-letter list.
+#[utoipa::path(get, path = "/api/v1/alert-deliveries", tag = "alerts", params(DeliveryQuery),
+    responses((status = 200, body = Vec<DeliveryView>)),
+    security(("bearer" = [])))]
+pub async fn list_deliveries(
+    State(state): State<AppState>,
+    _: Auth<perm::Read>,
+    ApiQuery(q): ApiQuery<DeliveryQuery>,
+) -> Result<Json<Vec<DeliveryView>>, ApiError> {
+    let limit = q.limit.unwrap_or(500).clamp(1, 5000);
+    let rows = sqlx::query_as(&format!(
+        "SELECT {DELIVERY_COLUMNS} FROM alert_deliveries WHERE ($1::text IS NULL OR state = $1) \
+         ORDER BY delivery_id DESC LIMIT $2"
+    ))
+    .bind(q.state)
+    .bind(limit)
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(Json(rows))
+}

@@ -1,0 +1,455 @@
+//! Reports (issue 19): figures equal `/api/v1/kpi-metrics` at the report's position,
+//! regeneration gives the same bytes in every format (late events included), a
+//! changed file fails verification, roles, the S3 path against a real
+//! S3-compatible server on loopback (moto, installed by scripts/s3.sh), and the
+//! schedules. The read models are brought up to date with the projectors' replay.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveTime, Utc};
+use secrecy::SecretString;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use shopfloor_projections::query::{replace_shifts, ShiftDefinition};
+use shopfloor_reports::schedule::{self, Schedule, Trigger};
+use shopfloor_reports::{Format, ReportStore, Reports, S3Settings, StorageSettings};
+use sqlx::PgPool;
+
+use crate::support::TestApp;
+
+const FROM: &str = "2025-03-01T06:00:00Z";
+const TO: &str = "2025-03-01T14:00:00Z";
+
+async fn project(app: &TestApp) {
+    shopfloor_projections::replay(&app.pool, None, |_, _| {})
+        .await
+        .expect("replay");
+}
+
+/// Two machines of line L1 with a morning of states and parts, projected.
+async fn plant(app: &TestApp) {
+    app.machine("M-1").await;
+    app.machine("M-2").await;
+    let batch = json!({ "events": [
+        { "event_type": "state_changed", "machine_id": "M-1", "timestamp": "2025-03-01T06:00:00Z", "state": "running" },
+        { "event_type": "parts_produced", "machine_id": "M-1", "timestamp": "2025-03-01T07:00:00Z", "good": 900, "scrap": 12 },
+        { "event_type": "state_changed", "machine_id": "M-1", "timestamp": "2025-03-01T09:00:00Z", "state": "down", "reason": "breakdown.mechanical" },
+        { "event_type": "state_changed", "machine_id": "M-1", "timestamp": "2025-03-01T09:40:00Z", "state": "running" },
+        { "event_type": "parts_produced", "machine_id": "M-1", "timestamp": "2025-03-01T11:00:00Z", "good": 700, "scrap": 3 },
+        { "event_type": "state_changed", "machine_id": "M-2", "timestamp": "2025-03-01T06:30:00Z", "state": "running" },
+        { "event_type": "parts_produced", "machine_id": "M-2", "timestamp": "2025-03-01T08:00:00Z", "good": 1200, "scrap": 30 },
+        { "event_type": "state_changed", "machine_id": "M-2", "timestamp": "2025-03-01T12:00:00Z", "state": "idle" },
+    ]});
+    let r = app
+        .post("/api/v1/machines/events", &app.admin, &batch)
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    project(app).await;
+}
+
+fn request(format: &str) -> Value {
+    json!({ "kind": "shift", "line": "L1", "from": FROM, "to": TO, "format": format })
+}
+
+/// Generates a report; returns the 201 answer.
+async fn generate(app: &TestApp, token: &str, format: &str) -> Value {
+    let r = app.post("/api/v1/reports", token, &request(format)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.body
+}
+
+/// The raw bytes of a GET, with status and content type.
+async fn download(app: &TestApp, path: &str, token: &str) -> (u16, String, Vec<u8>) {
+    let r = app
+        .client
+        .get(app.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    (status, ct, r.bytes().await.unwrap().to_vec())
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn a_shift_reports_figures_are_the_kpi_metrics_at_its_position(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    plant(&app).await;
+    let head = app.event_count().await;
+    let created = generate(&app, &app.admin, "json").await;
+    let id = created["report_id"].as_str().unwrap();
+    assert_eq!(created["position"], head, "{created}");
+    let hash = created["chain_hash"].as_str().unwrap();
+    assert_eq!(hash.len(), 64, "{created}");
+    let record = app.get(&format!("/api/v1/reports/{id}"), &app.admin).await;
+    assert_eq!(record.status, 200, "{}", record.body);
+    let as_of = record.body["as_of"].as_str().unwrap().to_owned();
+
+    let (status, ct, bytes) =
+        download(&app, &format!("/api/v1/reports/{id}/content"), &app.admin).await;
+    assert_eq!((status, ct.as_str()), (200, "application/json"));
+    let report: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(report["anchor"]["position"], head);
+    assert_eq!(report["anchor"]["chain_hash"], hash);
+    assert_eq!(report["plant"], "Test plant");
+    let machines = report["machines"].as_array().unwrap();
+    assert_eq!(machines.len(), 2);
+    for m in machines {
+        let machine = m["machine_id"].as_str().unwrap();
+        let kpi = app
+            .get(
+                &format!(
+                    "/api/v1/kpi-metrics?machine_id={machine}&from={FROM}&to={TO}&as_of={as_of}"
+                ),
+                &app.admin,
+            )
+            .await;
+        assert_eq!(kpi.status, 200, "{}", kpi.body);
+        assert_eq!(m["kpi"], kpi.body[0], "{machine}");
+    }
+    let total = app
+        .get(
+            &format!("/api/v1/kpi-metrics?line=L1&rollup=true&from={FROM}&to={TO}&as_of={as_of}"),
+            &app.admin,
+        )
+        .await;
+    assert_eq!(report["total"], total.body[0]);
+    // The figures are real: M-1 made 1600 good parts and stopped 40 minutes for
+    // breakdown.mechanical; M-2 idled the last two hours.
+    assert_eq!(machines[0]["kpi"]["good_count"], 1600);
+    let stops = report["longest_stops"].as_array().unwrap();
+    assert_eq!(stops.len(), 2, "{report}");
+    assert_eq!(
+        (&stops[0]["machine_id"], &stops[0]["state"]),
+        (&json!("M-2"), &json!("idle"))
+    );
+    assert_eq!(stops[0]["duration_s"], 7200.0);
+    assert_eq!(stops[1]["reason_code"], "breakdown.mechanical");
+    assert_eq!(stops[1]["duration_s"], 2400.0);
+    let pareto = report["pareto_by_reason"].as_array().unwrap();
+    assert!(
+        pareto
+            .iter()
+            .any(|p| p["key"] == "breakdown.mechanical" && p["duration_s"] == 2400.0),
+        "{report}"
+    );
+}
+
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn regeneration_at_the_position_gives_the_same_bytes_after_late_events(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    plant(&app).await;
+    let mut made = Vec::new();
+    for (format, content_type, magic) in [
+        ("pdf", "application/pdf", &b"%PDF-"[..]),
+        ("csv", "application/zip", &b"PK"[..]),
+        ("json", "application/json", &b"{"[..]),
+    ] {
+        let created = generate(&app, &app.admin, format).await;
+        let id = created["report_id"].as_str().unwrap().to_owned();
+        let (status, ct, bytes) =
+            download(&app, &format!("/api/v1/reports/{id}/content"), &app.admin).await;
+        assert_eq!((status, ct.as_str()), (200, content_type), "{format}");
+        assert!(bytes.starts_with(magic), "{format}");
+        let record = app.get(&format!("/api/v1/reports/{id}"), &app.admin).await;
+        assert_eq!(record.body["sha256"], sha256(&bytes), "{format}");
+        made.push((id, sha256(&bytes)));
+    }
+    // Asking again at the same position names the same report.
+    let again = generate(&app, &app.admin, "pdf").await;
+    assert_eq!(again["report_id"], made[0].0.as_str());
+
+    // A late event inside the shift, and a reclassified stop.
+    let late = json!({ "events": [
+        { "event_type": "parts_produced", "machine_id": "M-2", "timestamp": "2025-03-01T10:00:00Z", "good": 555, "scrap": 5 },
+        { "event_type": "state_changed", "machine_id": "M-2", "timestamp": "2025-03-01T10:30:00Z", "state": "down", "reason": "breakdown.mechanical" },
+    ]});
+    let r = app.post("/api/v1/machines/events", &app.admin, &late).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    project(&app).await;
+
+    for (id, sha) in &made {
+        let v = app
+            .get(&format!("/api/v1/reports/{id}/verify"), &app.admin)
+            .await;
+        assert_eq!(v.status, 200, "{}", v.body);
+        assert_eq!(v.body["identical"], true, "{}", v.body);
+        assert_eq!(v.body["regenerated_sha256"], sha.as_str(), "{}", v.body);
+        assert_eq!(v.body["chain_hash_matches"], true, "{}", v.body);
+    }
+    // A report made now includes the late events: other figures, other bytes.
+    let now = generate(&app, &app.admin, "json").await;
+    assert_ne!(now["report_id"], made[2].0.as_str());
+    let (_, _, bytes) = download(
+        &app,
+        &format!(
+            "/api/v1/reports/{}/content",
+            now["report_id"].as_str().unwrap()
+        ),
+        &app.admin,
+    )
+    .await;
+    let report: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(report["machines"][1]["kpi"]["good_count"], 1755);
+}
+
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn an_edited_file_fails_verification(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    plant(&app).await;
+    for format in ["pdf", "csv"] {
+        let created = generate(&app, &app.admin, format).await;
+        let id = created["report_id"].as_str().unwrap();
+        let ext = if format == "pdf" { "pdf" } else { "zip" };
+        let path = app.reports_dir.path().join(format!("reports/{id}.{ext}"));
+        let mut bytes = std::fs::read(&path).unwrap();
+        let i = bytes.len() / 2;
+        bytes[i] ^= 0x20;
+        std::fs::write(&path, &bytes).unwrap();
+        let v = app
+            .get(&format!("/api/v1/reports/{id}/verify"), &app.admin)
+            .await;
+        assert_eq!(v.status, 200, "{}", v.body);
+        assert_eq!(v.body["identical"], false, "{}", v.body);
+        assert_ne!(v.body["stored_sha256"], v.body["sha256"]);
+        assert_eq!(v.body["regenerated_sha256"], v.body["sha256"]);
+    }
+}
+
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn an_auditor_reads_and_verifies_reports_but_does_not_create_them(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    plant(&app).await;
+    let supervisor = app.token("supervisor").await;
+    let created = generate(&app, &supervisor, "json").await;
+    let id = created["report_id"].as_str().unwrap();
+    let record = app.get(&format!("/api/v1/reports/{id}"), &app.admin).await;
+    let by = record.body["requested_by"].as_str().unwrap();
+    assert!(by.starts_with("supervisor-"), "{}", record.body);
+    for role in ["auditor", "operator"] {
+        let token = app.token(role).await;
+        let r = app.post("/api/v1/reports", &token, &request("json")).await;
+        r.assert_problem(403);
+        let list = app.get("/api/v1/reports", &token).await;
+        assert_eq!(list.status, 200, "{}", list.body);
+        assert_eq!(list.body.as_array().unwrap().len(), 1);
+        assert_eq!(list.body[0]["report_id"], id);
+        let (status, ct, _) =
+            download(&app, &format!("/api/v1/reports/{id}/content"), &token).await;
+        assert_eq!((status, ct.as_str()), (200, "application/json"));
+        let v = app
+            .get(&format!("/api/v1/reports/{id}/verify"), &token)
+            .await;
+        assert_eq!(v.body["identical"], true, "{}", v.body);
+    }
+    app.get("/api/v1/reports/RPT-NOPE/content", &app.admin)
+        .await
+        .assert_problem(404);
+    let bad = json!({ "kind": "shift", "from": TO, "to": FROM, "format": "pdf" });
+    app.post("/api/v1/reports", &app.admin, &bad)
+        .await
+        .assert_problem(400);
+    let bad = json!({ "kind": "month", "from": FROM, "to": TO, "format": "pdf" });
+    app.post("/api/v1/reports", &app.admin, &bad)
+        .await
+        .assert_problem(400);
+}
+
+/// A moto S3 server on a free loopback port, killed on drop.
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn moto_server() -> std::path::PathBuf {
+    let tools = std::env::var("SHOPFLOOR_TOOLS_DIR").map_or_else(
+        |_| std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".local/share/shopfloor"),
+        std::path::PathBuf::from,
+    );
+    let bin = tools.join("moto-5.2.5/bin/moto_server");
+    assert!(
+        bin.exists(),
+        "{} is missing: run scripts/s3.sh",
+        bin.display()
+    );
+    bin
+}
+
+async fn start_moto() -> Moto {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(moto_server())
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let moto = Moto { child, port };
+    // Ready when it answers HTTP.
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if client
+            .get(format!("http://127.0.0.1:{port}/"))
+            .send()
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "moto did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    moto
+}
+
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn reports_round_trip_through_a_real_s3_server(pool: PgPool) {
+    let moto = start_moto().await;
+    let endpoint = format!("http://127.0.0.1:{}", moto.port);
+    let bucket = "shopfloor-reports";
+    // moto takes an unsigned bucket creation.
+    let r = reqwest::Client::new()
+        .put(format!("{endpoint}/{bucket}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let settings = StorageSettings::S3(S3Settings {
+        endpoint: endpoint.clone(),
+        bucket: bucket.into(),
+        region: "us-east-1".into(),
+        access_key_id: "test".into(),
+        secret_access_key: SecretString::from("test"),
+    });
+    let app = TestApp::spawn_with_storage(pool, Some(settings.clone())).await;
+    plant(&app).await;
+    let created = generate(&app, &app.admin, "pdf").await;
+    let id = created["report_id"].as_str().unwrap();
+    let (status, ct, bytes) =
+        download(&app, &format!("/api/v1/reports/{id}/content"), &app.admin).await;
+    assert_eq!((status, ct.as_str()), (200, "application/pdf"));
+    // The object is in the bucket, byte for byte (read with a client of its own).
+    let bucket_now = ReportStore::open(&settings).unwrap();
+    let object = bucket_now.get(&format!("reports/{id}.pdf")).await.unwrap();
+    assert_eq!(object.to_vec(), bytes);
+    // Unsigned requests are refused: the bucket is not public.
+    let anonymous = reqwest::Client::new()
+        .get(format!("{endpoint}/{bucket}/reports/{id}.pdf"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status().as_u16(), 403);
+    // Nothing went to the local folder.
+    assert!(!app.reports_dir.path().join("reports").exists());
+    let v = app
+        .get(&format!("/api/v1/reports/{id}/verify"), &app.admin)
+        .await;
+    assert_eq!(v.body["identical"], true, "{}", v.body);
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn schedules_make_each_shift_and_day_report_once(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    plant(&app).await;
+    let shift = |name: &str, a: u32, b: u32| ShiftDefinition {
+        line: "L1".into(),
+        shift_name: name.into(),
+        start_time: NaiveTime::from_hms_opt(a, 0, 0).unwrap(),
+        end_time: NaiveTime::from_hms_opt(b, 0, 0).unwrap(),
+        days: (1..=7).collect(),
+    };
+    replace_shifts(&pool, "L1", &[shift("early", 6, 14), shift("late", 14, 22)])
+        .await
+        .unwrap();
+    let s = |id: &str, trigger| Schedule {
+        schedule_id: id.into(),
+        trigger,
+        line: Some("L1".into()),
+        format: Format::Json,
+        at_local: NaiveTime::from_hms_opt(6, 0, 0).unwrap(),
+        not_before: at("2025-03-01T00:00:00Z"),
+        created_by: "test".into(),
+    };
+    schedule::create(&pool, &s("S-SHIFT", Trigger::ShiftEnd))
+        .await
+        .unwrap();
+    schedule::create(&pool, &s("S-DAY", Trigger::Daily))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let files = ReportStore::open(&StorageSettings::Filesystem(dir.path().into())).unwrap();
+    let reports = Reports::new(pool.clone(), files, "Test plant");
+
+    // At 15:00 the early shift is over (the late one is not); no day is over.
+    let made = schedule::tick(&reports, at("2025-03-01T15:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(made, 1);
+    // A restart (another tick at the same time) makes nothing twice.
+    assert_eq!(
+        schedule::tick(&reports, at("2025-03-01T15:00:00Z"))
+            .await
+            .unwrap(),
+        0
+    );
+    // The next morning at 07:00: the late shift, the night's none, and the day of 1 March.
+    let made = schedule::tick(&reports, at("2025-03-02T07:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(made, 2);
+    let list = app
+        .get("/api/v1/reports?schedule_id=S-SHIFT", &app.admin)
+        .await;
+    let periods: Vec<(&str, &str)> = list
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["from"].as_str().unwrap(), r["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(periods.len(), 2, "{}", list.body);
+    assert!(periods.contains(&("2025-03-01T06:00:00Z", "shift")));
+    assert!(periods.contains(&("2025-03-01T14:00:00Z", "shift")));
+    let day = app
+        .get("/api/v1/reports?schedule_id=S-DAY", &app.admin)
+        .await;
+    assert_eq!(day.body.as_array().unwrap().len(), 1, "{}", day.body);
+    assert_eq!(day.body[0]["kind"], "day");
+    assert_eq!(day.body[0]["requested_by"], "schedule:S-DAY");
+    // The day report has the shifts as its series and a trend against the day before.
+    // Stored in the scheduler's folder (this test's `Reports`), not the app's.
+    let id = day.body[0]["report_id"].as_str().unwrap();
+    let file = std::fs::read(dir.path().join(format!("reports/{id}.json"))).unwrap();
+    let report: Value = serde_json::from_slice(&file).unwrap();
+    let series = report["series"].as_array().unwrap();
+    assert_eq!(series.len(), 2, "{report}");
+    assert_eq!(series[0]["shift"], "early");
+    assert!(report["trend"]["previous"].is_object(), "{report}");
+}

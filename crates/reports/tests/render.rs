@@ -1,0 +1,257 @@
+//! The renderers on their own: same data, same bytes, for every format; the PDF
+//! parses (poppler's `pdftotext`) and holds the plant's name and page numbers.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use shopfloor_projections::query::{KpiRow, ParetoEntry};
+use shopfloor_reports::model::{MachineFigures, Segment, Stop, Timeline};
+use shopfloor_reports::render::{csv, render};
+use shopfloor_reports::{Anchor, Format, ReportData, ReportKind};
+
+fn t(h: i64, m: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 2, 6, 0, 0).unwrap() + Duration::hours(h) + Duration::minutes(m)
+}
+
+fn kpi(id: &str, oee: f64, good: i64, scrap: i64) -> KpiRow {
+    KpiRow {
+        machine_id: id.into(),
+        from: t(0, 0),
+        to: t(8, 0),
+        planned_production_time_s: 27000.0,
+        run_time_s: 27000.0 * oee.sqrt(),
+        downtime_minutes: 27000.0 * (1.0 - oee.sqrt()) / 60.0,
+        availability: Some(oee.sqrt()),
+        performance: Some(oee.sqrt()),
+        quality: Some(good as f64 / (good + scrap) as f64),
+        oee: Some(oee),
+        good_count: good,
+        scrap_count: scrap,
+        total_count: good + scrap,
+        production_yield: Some(good as f64 / (good + scrap) as f64),
+        performance_exceeds_one: false,
+        scrap_rate: Some(scrap as f64 / (good + scrap) as f64),
+        line: Some("L1".into()),
+        shift: None,
+        machine_count: 1,
+        planned_stop_time_s: 1800.0,
+        downtime_s: 27000.0 * (1.0 - oee.sqrt()),
+        unknown_time_s: 120.0,
+        not_scheduled_time_s: 0.0,
+        ideal_time_s: 20000.0,
+        as_of: Some(t(9, 0)),
+    }
+}
+
+fn pareto(key: &str, stops: u64, d: f64, share: f64, cum: f64) -> ParetoEntry {
+    ParetoEntry {
+        key: key.into(),
+        stops,
+        duration_s: d,
+        share: Some(share),
+        cumulative_share: Some(cum),
+    }
+}
+
+/// A shift report of a line with `n` machines and a plant name with a comma.
+pub fn sample(n: usize) -> ReportData {
+    let machines: Vec<MachineFigures> = (0..n)
+        .map(|i| {
+            let id = format!("PRESS-{i:02}");
+            MachineFigures {
+                kpi: kpi(
+                    &id,
+                    0.5 + (i % 5) as f64 * 0.1,
+                    9000 + i as i64 * 13,
+                    40 + i as i64,
+                ),
+                machine_id: id,
+                line: Some("L1".into()),
+                stops: 3 + i as u64 % 4,
+                failures: 1,
+                mtbf_s: Some(9000.0),
+                mttr_s: Some(600.0),
+                micro_stops: 2,
+            }
+        })
+        .collect();
+    let timelines = (0..n)
+        .map(|i| Timeline {
+            machine_id: format!("PRESS-{i:02}"),
+            segments: vec![
+                Segment {
+                    state: "running".into(),
+                    planned: false,
+                    start: t(0, 0),
+                    end: t(2, 10 * i as i64 % 60),
+                },
+                Segment {
+                    state: "down".into(),
+                    planned: false,
+                    start: t(2, 10 * i as i64 % 60),
+                    end: t(3, 0),
+                },
+                Segment {
+                    state: "running".into(),
+                    planned: false,
+                    start: t(3, 0),
+                    end: t(4, 0),
+                },
+                Segment {
+                    state: "idle".into(),
+                    planned: true,
+                    start: t(4, 0),
+                    end: t(4, 30),
+                },
+                Segment {
+                    state: "running".into(),
+                    planned: false,
+                    start: t(4, 30),
+                    end: t(7, 20),
+                },
+                Segment {
+                    state: "idle".into(),
+                    planned: false,
+                    start: t(7, 20),
+                    end: t(8, 0),
+                },
+            ],
+        })
+        .collect();
+    let mut total = kpi("*", 0.68, 95000, 610);
+    total.machine_count = n;
+    ReportData {
+        report_id: "RPT-0123456789ABCDEF".into(),
+        plant: "Werk Süd, Halle 3".into(),
+        time_zone: "Europe/Berlin".into(),
+        kind: ReportKind::Shift,
+        line: Some("L1".into()),
+        from: t(0, 0),
+        to: t(8, 0),
+        anchor: Anchor {
+            position: 123456,
+            chain_hash: "ab".repeat(32),
+            as_of: t(9, 0),
+        },
+        total,
+        machines,
+        pareto_by_reason: vec![
+            pareto("breakdown.mechanical", 4, 5400.0, 0.5, 0.5),
+            pareto("material.missing", 6, 2700.0, 0.25, 0.75),
+            pareto("changeover", 2, 1800.0, 0.1667, 0.9167),
+            pareto("unclassified", 3, 900.0, 0.0833, 1.0),
+        ],
+        pareto_by_loss: vec![pareto("availability", 15, 10800.0, 1.0, 1.0)],
+        longest_stops: (0..n.min(10))
+            .map(|i| Stop {
+                machine_id: format!("PRESS-{i:02}"),
+                state: "down".into(),
+                start: t(2, 0),
+                end: Some(t(3, 0)),
+                duration_s: 3600.0 - i as f64 * 60.0,
+                planned: false,
+                reason_code: Some("breakdown.mechanical".into()),
+                loss: Some("availability".into()),
+            })
+            .collect(),
+        timelines,
+        series: Vec::new(),
+        trend: None,
+    }
+}
+
+#[test]
+fn the_same_data_gives_the_same_bytes_in_every_format() {
+    let data = sample(20);
+    for format in [Format::Json, Format::Csv, Format::Pdf] {
+        let a = render(&data, format).unwrap();
+        let b = render(&data.clone(), format).unwrap();
+        assert!(!a.is_empty());
+        assert_eq!(a, b, "{format:?} is not deterministic");
+        // A different figure gives different bytes (the comparison can fail).
+        let mut other = data.clone();
+        other.machines[3].kpi.good_count += 1;
+        assert_ne!(
+            render(&other, format).unwrap(),
+            a,
+            "{format:?} ignores a figure"
+        );
+    }
+}
+
+#[test]
+fn the_csv_zip_holds_one_file_per_table() {
+    let data = sample(3);
+    let tables = csv::tables(&data);
+    let names: Vec<&str> = tables.iter().map(|t| t.name).collect();
+    assert_eq!(
+        names,
+        [
+            "report.csv",
+            "total.csv",
+            "machines.csv",
+            "pareto_by_reason.csv",
+            "pareto_by_loss.csv",
+            "longest_stops.csv",
+            "timeline.csv"
+        ]
+    );
+    let report = csv::to_csv(&tables[0]);
+    assert!(report.contains("\"Werk Süd, Halle 3\""), "{report}");
+    assert!(report.contains("123456"), "{report}");
+    let zip = csv::zip(&data).unwrap();
+    assert_eq!(&zip[..2], b"PK");
+    assert_eq!(csv::to_csv(&tables[2]).lines().count(), 4);
+}
+
+fn pdftotext(pdf: &[u8]) -> Option<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.pdf");
+    std::fs::write(&path, pdf).unwrap();
+    let out = std::process::Command::new("pdftotext")
+        .args(["-layout"])
+        .arg(&path)
+        .arg("-")
+        .output()
+        .ok()?;
+    assert!(
+        out.status.success(),
+        "pdftotext: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8(out.stdout).unwrap())
+}
+
+#[test]
+fn the_pdf_parses_and_shows_the_plant_and_page_numbers() {
+    let pdf = render(&sample(40), Format::Pdf).unwrap();
+    assert!(pdf.starts_with(b"%PDF-"));
+    // scripts/s3.sh installs poppler-utils; without it this test cannot check the text.
+    let text = pdftotext(&pdf).expect("pdftotext is missing: run scripts/s3.sh");
+    assert!(text.contains("Werk Süd, Halle 3"), "{text}");
+    assert!(text.contains("Shift report"), "{text}");
+    // Forty machines take more than a page; every page says which of how many it is.
+    let n: usize = text
+        .split("Page 1 of ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no \"Page 1 of n\": {text}"));
+    assert!(n >= 2, "{n} pages");
+    for i in 1..=n {
+        assert!(
+            text.contains(&format!("Page {i} of {n}")),
+            "page {i} of {n}: {text}"
+        );
+    }
+    assert!(text.contains("log position 123456"), "{text}");
+    assert!(text.contains("PRESS-39"), "{text}");
+    assert!(text.contains("breakdown.mechanical"), "{text}");
+    // The sample in the docs (docs/reports/, SHOPFLOOR_REPORT_SAMPLE_DIR): twelve machines.
+    if let Ok(dir) = std::env::var("SHOPFLOOR_REPORT_SAMPLE_DIR") {
+        let sample = render(&sample(12), Format::Pdf).unwrap();
+        std::fs::write(
+            std::path::Path::new(&dir).join("sample-shift-report.pdf"),
+            sample,
+        )
+        .unwrap();
+    }
+}
