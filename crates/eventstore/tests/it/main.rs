@@ -3,6 +3,7 @@
 
 mod append;
 mod archive;
+mod cancel;
 mod chain;
 mod checkpoint;
 mod group;
