@@ -13,10 +13,10 @@
 //!   stop + the threshold), and at once for the machines of each batch, so a late event whose
 //!   stop is already past the threshold raises without waiting for the tick.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use shopfloor_commands::{Atomicity, BatchItem, CommandContext, CommandError, CommandService};
 use shopfloor_domain::alert::{
@@ -33,7 +33,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use crate::plan::{self, MachineRow, StateFact};
+use crate::machines;
+use crate::outbox::{AlertEventRef, Queued};
+use crate::plan::{self, Changed, MachineFact};
 use crate::{AlertSettings, AlertsError};
 
 /// The actor of the evaluator's commands.
@@ -43,14 +45,6 @@ const LEADER_KEY: &str = "shopfloor-alert-evaluator";
 
 /// A command to send, with its deterministic id.
 type Issued = (String, Target);
-/// `alert_machines` columns: state, planned, classified, state_at, state_event_id.
-type MachineTuple = (
-    Option<String>,
-    bool,
-    bool,
-    Option<DateTime<Utc>>,
-    Option<Uuid>,
-);
 /// A timed rule due on a machine: rule, kind, severity, machine, cause, since, after_minutes.
 type DueRow = (String, String, String, String, Uuid, DateTime<Utc>, f64);
 
@@ -133,17 +127,16 @@ impl Evaluator {
         }
     }
 
-    /// Handles a batch of events: facts first, then the commands that follow, then the
-    /// timed rules of the machines it touched.
+    /// Handles a batch of events: the machine facts of the whole batch first (set-based),
+    /// then the other events in log order, then the timed rules of the machines it touched,
+    /// then the commands that follow.
     pub async fn handle_batch(&self, batch: &[RecordedEvent]) -> Result<(), AlertsError> {
         let started = std::time::Instant::now();
-        let mut issued = Vec::new();
-        let mut touched = BTreeSet::new();
+        let (mut issued, touched) = self.handle_machines(batch).await?;
         let mut queued = false;
         for event in batch {
-            let (mut more, machine, q) = self.handle(event).await?;
+            let (mut more, q) = self.handle(event).await?;
             issued.append(&mut more);
-            touched.extend(machine);
             queued |= q;
         }
         if queued {
@@ -152,8 +145,7 @@ impl Evaluator {
         }
         let handled = started.elapsed();
         if !touched.is_empty() {
-            let machines: Vec<String> = touched.into_iter().collect();
-            issued.extend(self.due_raises(Utc::now(), Some(&machines)).await?);
+            issued.extend(self.due_raises(Utc::now(), Some(&touched)).await?);
         }
         let due = started.elapsed();
         let n = issued.len();
@@ -167,6 +159,31 @@ impl Evaluator {
             "alert batch"
         );
         Ok(())
+    }
+
+    /// The batch's machine events: the stored rows of their machines, folded in memory,
+    /// written back, and the open timed alerts of the changed machines that no longer hold
+    /// resolved. Returns those resolutions and the machines touched.
+    async fn handle_machines(
+        &self,
+        batch: &[RecordedEvent],
+    ) -> Result<(Vec<Issued>, Vec<String>), AlertsError> {
+        let facts: Vec<(&str, Uuid, MachineFact)> = batch
+            .iter()
+            .filter_map(|e| machines::fact_of(e).map(|f| (e.stream_id.as_str(), e.event_id, f)))
+            .collect();
+        if facts.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let ids: BTreeSet<&str> = facts.iter().map(|(m, ..)| *m).collect();
+        let ids: Vec<&str> = ids.into_iter().collect();
+        let stored = machines::load(self.pool(), &ids).await?;
+        let fold = plan::fold_machines(&stored, facts);
+        machines::save(self.pool(), &fold).await?;
+        let changed: Vec<&str> = fold.changed.keys().map(String::as_str).collect();
+        let open = machines::open_timed(self.pool(), &changed).await?;
+        let issued = reconcile(&fold.changed, open)?;
+        Ok((issued, fold.touched.into_iter().collect()))
     }
 
     /// The timer: timed rules of every machine, and escalations.
@@ -219,20 +236,25 @@ impl Evaluator {
         }
         // Known raised at once: the timer does not raise them again while their AlertRaised
         // is on its way back through the log, and their deliveries are queued now (reading
-        // the event back finds them in `own`). Independent rows: written concurrently.
-        let writes = raised.iter().map(|(r, event_id)| async move {
-            let now = Utc::now();
-            self.insert_alert(r, now).await?;
-            let event = crate::outbox::AlertEventRef {
-                event_id: *event_id,
-                at: r.raised_at,
-                recorded_at: now,
-            };
-            crate::outbox::enqueue(self.pool(), &event, r.alert_id.as_str(), "raised").await
-        });
-        for result in futures::future::join_all(writes).await {
-            result?;
-        }
+        // the event back finds them in `own`). One insert of the rows, one of the deliveries.
+        let mut seen = std::collections::HashSet::new();
+        raised.retain(|(r, _)| seen.insert(r.alert_id.clone()));
+        let now = Utc::now();
+        let alerts: Vec<&RaiseAlert> = raised.iter().map(|(r, _)| r).collect();
+        insert_alerts(self.pool(), &alerts, now).await?;
+        let queued: Vec<Queued<'_>> = raised
+            .iter()
+            .map(|(r, event_id)| Queued {
+                event: AlertEventRef {
+                    event_id: *event_id,
+                    at: r.raised_at,
+                    recorded_at: now,
+                },
+                alert_id: r.alert_id.as_str(),
+                stage: "raised",
+            })
+            .collect();
+        crate::outbox::enqueue_many(self.pool(), &queued).await?;
         if !raised.is_empty() {
             self.wake.notify_one();
             let mut own = self.own.lock().unwrap_or_else(|e| e.into_inner());
@@ -241,65 +263,12 @@ impl Evaluator {
         Ok(())
     }
 
-    /// One event: `(commands, machine touched, deliveries queued)`.
-    async fn handle(
-        &self,
-        event: &RecordedEvent,
-    ) -> Result<(Vec<Issued>, Option<String>, bool), AlertsError> {
+    /// One event other than a machine's: `(commands, deliveries queued)`.
+    async fn handle(&self, event: &RecordedEvent) -> Result<(Vec<Issued>, bool), AlertsError> {
         let p = &event.payload;
         let s = |k: &str| p.get(k).and_then(Value::as_str).map(str::to_string);
         Ok(
             match (event.stream_type.as_str(), event.event_type.as_str()) {
-                ("machine", "MachineRegistered") => {
-                    sqlx::query(
-                        "INSERT INTO alert_machines (machine_id, line) VALUES ($1, $2) \
-                     ON CONFLICT (machine_id) DO UPDATE SET line = excluded.line",
-                    )
-                    .bind(&event.stream_id)
-                    .bind(s("line"))
-                    .execute(self.pool())
-                    .await?;
-                    (vec![], None, false)
-                }
-                ("machine", "MachineStateChanged") => {
-                    let fact = StateFact {
-                        state: s("state").unwrap_or_default(),
-                        planned: p.get("planned").and_then(Value::as_bool).unwrap_or(false),
-                        classified: p
-                            .get("reason_code")
-                            .and_then(Value::as_str)
-                            .is_some_and(|c| c != shopfloor_domain::reason::UNCLASSIFIED),
-                        at: event.metadata.occurred_at.unwrap_or(event.recorded_at),
-                        event_id: event.event_id,
-                    };
-                    // Microseconds: what PostgreSQL keeps of the times compared later.
-                    let at = s("at")
-                        .and_then(|a| a.parse::<DateTime<Utc>>().ok())
-                        .map(|a| a.trunc_subsecs(6));
-                    let fact = StateFact {
-                        at: at.unwrap_or(fact.at),
-                        ..fact
-                    };
-                    let row = self.machine(&event.stream_id).await?;
-                    let issued = match plan::on_state(&row, &fact) {
-                        Some(next) => self.save_and_reconcile(event, &next).await?,
-                        None => vec![],
-                    };
-                    (issued, Some(event.stream_id.clone()), false)
-                }
-                ("machine", "MachineStopClassified") => {
-                    let stop_at = s("stop_at")
-                        .and_then(|a| a.parse::<DateTime<Utc>>().ok())
-                        .map(|a| a.trunc_subsecs(6));
-                    let planned = p.get("planned").and_then(Value::as_bool).unwrap_or(false);
-                    let row = self.machine(&event.stream_id).await?;
-                    let issued = match stop_at.and_then(|at| plan::on_classified(&row, at, planned))
-                    {
-                        Some(next) => self.save_and_reconcile(event, &next).await?,
-                        None => vec![],
-                    };
-                    (issued, Some(event.stream_id.clone()), false)
-                }
                 ("maintenance_task", "MaintenanceTaskScheduled")
                     if s("kind").as_deref() == Some("predictive") =>
                 {
@@ -311,11 +280,11 @@ impl Evaluator {
                             s("task_id"),
                         )
                         .await?;
-                    (issued, None, false)
+                    (issued, false)
                 }
                 ("maintenance_task", "MaintenanceTaskCompleted" | "MaintenanceTaskCancelled") => {
                     let issued = self.resolve_subject(event, &event.stream_id).await?;
-                    (issued, None, false)
+                    (issued, false)
                 }
                 ("inventory_item", "InventoryConsumed") => {
                     let short = s("shortage")
@@ -327,90 +296,19 @@ impl Evaluator {
                     } else {
                         vec![]
                     };
-                    (issued, None, false)
+                    (issued, false)
                 }
                 ("alert_rule", _) => {
                     self.index_rule(event).await?;
-                    (vec![], None, false)
+                    (vec![], false)
                 }
                 ("alert", _) => {
                     let (issued, queued) = self.on_alert_event(event).await?;
-                    (issued, None, queued)
+                    (issued, queued)
                 }
-                _ => (vec![], None, false),
+                _ => (vec![], false),
             },
         )
-    }
-
-    async fn machine(&self, machine_id: &str) -> Result<MachineRow, AlertsError> {
-        let row: Option<MachineTuple> = sqlx::query_as(
-            "SELECT state, planned, classified, state_at, state_event_id FROM alert_machines \
-                 WHERE machine_id = $1",
-        )
-        .bind(machine_id)
-        .fetch_optional(self.pool())
-        .await?;
-        Ok(row
-            .map(
-                |(state, planned, classified, state_at, state_event_id)| MachineRow {
-                    state,
-                    planned,
-                    classified,
-                    state_at,
-                    state_event_id,
-                },
-            )
-            .unwrap_or_default())
-    }
-
-    /// Saves the machine's new state and resolves its alerts that no longer hold.
-    async fn save_and_reconcile(
-        &self,
-        event: &RecordedEvent,
-        row: &MachineRow,
-    ) -> Result<Vec<Issued>, AlertsError> {
-        sqlx::query(
-            "INSERT INTO alert_machines (machine_id, state, planned, classified, state_at, state_event_id) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (machine_id) DO UPDATE SET \
-             state = excluded.state, planned = excluded.planned, classified = excluded.classified, \
-             state_at = excluded.state_at, state_event_id = excluded.state_event_id",
-        )
-        .bind(&event.stream_id)
-        .bind(&row.state)
-        .bind(row.planned)
-        .bind(row.classified)
-        .bind(row.state_at)
-        .bind(row.state_event_id)
-        .execute(self.pool())
-        .await?;
-        self.reconcile(&event.stream_id, row, &event.event_id.to_string())
-            .await
-    }
-
-    /// Resolves the open timed alerts of a machine whose condition no longer holds.
-    async fn reconcile(
-        &self,
-        machine_id: &str,
-        row: &MachineRow,
-        because: &str,
-    ) -> Result<Vec<Issued>, AlertsError> {
-        let open: Vec<(String, String, String)> = sqlx::query_as(
-            "SELECT alert_id, kind, cause_event_id FROM alerts WHERE machine_id = $1 \
-             AND state <> 'resolved' AND kind IN ('machine_down', 'unclassified_stop')",
-        )
-        .bind(machine_id)
-        .fetch_all(self.pool())
-        .await?;
-        let reason = Text::new("the condition cleared").map_err(AlertsError::value)?;
-        let mut issued = Vec::new();
-        for (alert_id, kind, cause) in open {
-            let kind = kind_of(&kind);
-            if kind.is_some_and(|k| plan::holds(k, &cause, row)) {
-                continue;
-            }
-            issued.push(resolve(&alert_id, because, reason.clone())?);
-        }
-        Ok(issued)
     }
 
     /// Rules of an event-triggered kind in scope: one alert each, caused by this event.
@@ -532,7 +430,7 @@ impl Evaluator {
                 // written when it committed, and any later event that cleared the condition
                 // has resolved it since. Only a raise it did not see commit (a crash, a
                 // leader change) needs the check and the deliveries here.
-                if !self.insert_alert(&alert, event.recorded_at).await? {
+                if insert_alerts(self.pool(), &[&alert], event.recorded_at).await? == 0 {
                     let queued: bool = sqlx::query_scalar(
                         "SELECT EXISTS (SELECT 1 FROM alert_deliveries WHERE event_id = $1)",
                     )
@@ -544,7 +442,7 @@ impl Evaluator {
                     }
                 }
                 if let (true, Some(machine)) = (alert.kind.is_timed(), &alert.machine_id) {
-                    let row = self.machine(machine.as_str()).await?;
+                    let row = machines::one(self.pool(), machine.as_str()).await?;
                     if !plan::holds(alert.kind, &alert.cause_event_id, &row) {
                         let reason =
                             Text::new("the condition cleared").map_err(AlertsError::value)?;
@@ -603,41 +501,6 @@ impl Evaluator {
         let queued =
             crate::outbox::enqueue(self.pool(), &event.into(), &event.stream_id, stage).await?;
         Ok((issued, queued > 0))
-    }
-
-    /// The alerts row of a raise (from the command just committed, or from its event read
-    /// back, which sets the commit time).
-    async fn insert_alert(
-        &self,
-        alert: &RaiseAlert,
-        recorded: DateTime<Utc>,
-    ) -> Result<bool, AlertsError> {
-        let inserted = sqlx::query(
-            "INSERT INTO alerts (alert_id, rule_id, kind, severity, machine_id, subject, \
-             cause_event_id, state, since, raised_at, raised_recorded) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8, $9, $10) \
-             ON CONFLICT (alert_id) DO UPDATE SET raised_recorded = \
-             LEAST(alerts.raised_recorded, excluded.raised_recorded) \
-             RETURNING (xmax = 0) AS fresh",
-        )
-        .bind(alert.alert_id.as_str())
-        .bind(alert.rule_id.as_str())
-        .bind(alert.kind.as_str())
-        .bind(alert.severity.as_str())
-        .bind(alert.machine_id.as_ref().map(MachineId::as_str))
-        .bind(&alert.subject)
-        .bind(&alert.cause_event_id)
-        .bind(alert.since)
-        .bind(alert.raised_at)
-        .bind(recorded)
-        .fetch_one(self.pool())
-        .await?;
-        let fresh: bool = sqlx::Row::try_get(&inserted, "fresh")?;
-        if fresh {
-            metrics::counter!("shopfloor_alerts_raised_total", "kind" => alert.kind.as_str())
-                .increment(1);
-        }
-        Ok(fresh)
     }
 
     /// Timed rules whose threshold has passed, for the given machines or all.
@@ -703,6 +566,80 @@ impl Evaluator {
             })
             .collect()
     }
+}
+
+/// The timed alerts of changed machines whose condition no longer holds, resolved because of
+/// the event that last changed the machine.
+fn reconcile(
+    changed: &BTreeMap<String, Changed>,
+    open: Vec<machines::OpenTimed>,
+) -> Result<Vec<Issued>, AlertsError> {
+    let reason = Text::new("the condition cleared").map_err(AlertsError::value)?;
+    let mut issued = Vec::new();
+    for (alert_id, kind, cause, machine) in open {
+        let Some(c) = changed.get(&machine) else {
+            continue;
+        };
+        if kind_of(&kind).is_some_and(|k| plan::holds(k, &cause, &c.row)) {
+            continue;
+        }
+        issued.push(resolve(&alert_id, &c.because.to_string(), reason.clone())?);
+    }
+    Ok(issued)
+}
+
+/// The alerts rows of raises (just committed, or read back from the log, which sets the
+/// commit time), in one statement. Returns how many were new.
+async fn insert_alerts(
+    pool: &PgPool,
+    alerts: &[&RaiseAlert],
+    recorded: DateTime<Utc>,
+) -> Result<usize, AlertsError> {
+    if alerts.is_empty() {
+        return Ok(0);
+    }
+    let (mut id, mut rule, mut kind, mut severity) = (vec![], vec![], vec![], vec![]);
+    let (mut machine, mut subject, mut cause, mut since, mut raised_at) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for a in alerts {
+        id.push(a.alert_id.as_str());
+        rule.push(a.rule_id.as_str());
+        kind.push(a.kind.as_str());
+        severity.push(a.severity.as_str());
+        machine.push(a.machine_id.as_ref().map(MachineId::as_str));
+        subject.push(a.subject.as_deref());
+        cause.push(a.cause_event_id.as_str());
+        since.push(a.since);
+        raised_at.push(a.raised_at);
+    }
+    let fresh: Vec<(String, bool)> = sqlx::query_as(
+        "INSERT INTO alerts (alert_id, rule_id, kind, severity, machine_id, subject, \
+         cause_event_id, state, since, raised_at, raised_recorded) \
+         SELECT a, r, k, s, m, sub, c, 'open', si, ra, $10 FROM unnest($1::text[], \
+         $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+         $8::timestamptz[], $9::timestamptz[]) AS u(a, r, k, s, m, sub, c, si, ra) \
+         ON CONFLICT (alert_id) DO UPDATE SET raised_recorded = \
+         LEAST(alerts.raised_recorded, excluded.raised_recorded) \
+         RETURNING kind, (xmax = 0) AS fresh",
+    )
+    .bind(&id)
+    .bind(&rule)
+    .bind(&kind)
+    .bind(&severity)
+    .bind(&machine)
+    .bind(&subject)
+    .bind(&cause)
+    .bind(&since)
+    .bind(&raised_at)
+    .bind(recorded)
+    .fetch_all(pool)
+    .await?;
+    let mut new = 0;
+    for (kind, _) in fresh.iter().filter(|(_, f)| *f) {
+        metrics::counter!("shopfloor_alerts_raised_total", "kind" => kind.clone()).increment(1);
+        new += 1;
+    }
+    Ok(new)
 }
 
 fn kind_of(name: &str) -> Option<AlertKind> {

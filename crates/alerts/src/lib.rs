@@ -10,10 +10,12 @@
 //! - [`evaluate`]: the [`Evaluator`](evaluate::Evaluator) role: tails the log from its
 //!   checkpoint under a leader lock, raises/resolves/escalates alerts through the
 //!   `CommandService`, keeps the alerts read model and fills the delivery outbox.
+//! - `machines`: the evaluator's view of machines, read and written set-based per batch.
 //! - [`outbox`]: the outbox rows and the [`Deliverer`](outbox::Deliverer) that sends them
 //!   (signed webhooks, SMTP with STARTTLS), with retries and a dead-letter state.
 
 pub mod evaluate;
+mod machines;
 pub mod outbox;
 pub mod plan;
 

@@ -51,6 +51,7 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 
 #[derive(sqlx::FromRow)]
 struct FactsRow {
+    alert_id: String,
     rule_id: String,
     kind: String,
     severity: String,
@@ -86,82 +87,176 @@ impl From<&RecordedEvent> for AlertEventRef {
     }
 }
 
-/// Queues the deliveries of one alert event (idempotent: keyed by event and channel).
-/// Returns how many rows were new.
-pub async fn enqueue(
-    pool: &PgPool,
-    event: &AlertEventRef,
-    alert_id: &str,
-    stage: &str,
-) -> Result<u64, AlertsError> {
-    let Some((list, webhooks_only)) = plan::audience(stage) else {
-        return Ok(0);
+/// An alert event whose deliveries are to be queued.
+#[derive(Debug, Clone, Copy)]
+pub struct Queued<'a> {
+    pub event: AlertEventRef,
+    pub alert_id: &'a str,
+    /// `raised`, `acknowledged`, `escalated` or `resolved`.
+    pub stage: &'a str,
+}
+
+/// One outbox row, as planned.
+#[derive(Debug, Clone, PartialEq)]
+struct DeliveryRow {
+    alert_id: String,
+    event_id: uuid::Uuid,
+    stage: String,
+    rule_id: String,
+    list: i32,
+    index: i32,
+    channel_type: &'static str,
+    target: String,
+    payload: Value,
+    event_recorded: DateTime<Utc>,
+}
+
+/// The deliveries of one alert event to the channels its stage reaches (pure).
+fn plan_rows(item: &Queued<'_>, f: &FactsRow) -> Result<Vec<DeliveryRow>, AlertsError> {
+    let Some((list, webhooks_only)) = plan::audience(item.stage) else {
+        return Ok(Vec::new());
     };
-    let row: Option<FactsRow> = sqlx::query_as(
-        "SELECT a.rule_id, a.kind, a.severity, a.machine_id, a.subject, a.state, a.since, \
-         a.raised_at, a.acknowledged_by, a.resolved_at, a.escalations, r.channels, \
-         r.escalation -> 'channels' AS escalation_channels \
-         FROM alerts a JOIN alert_rules r USING (rule_id) WHERE a.alert_id = $1",
-    )
-    .bind(alert_id)
-    .fetch_optional(pool)
-    .await?;
-    let Some(f) = row else {
-        return Ok(0);
-    };
-    let (rule_id, channels, escalation) = (f.rule_id.clone(), f.channels, f.escalation_channels);
     let facts = AlertFacts {
-        alert_id: alert_id.to_string(),
-        rule_id: f.rule_id,
-        kind: f.kind,
-        severity: f.severity,
-        machine_id: f.machine_id,
-        subject: f.subject,
-        state: f.state,
+        alert_id: item.alert_id.to_string(),
+        rule_id: f.rule_id.clone(),
+        kind: f.kind.clone(),
+        severity: f.severity.clone(),
+        machine_id: f.machine_id.clone(),
+        subject: f.subject.clone(),
+        state: f.state.clone(),
         since: f.since,
         raised_at: f.raised_at,
-        acknowledged_by: f.acknowledged_by,
+        acknowledged_by: f.acknowledged_by.clone(),
         resolved_at: f.resolved_at,
         escalations: f.escalations,
     };
     let list_json = if list == 0 {
-        Some(channels)
+        Some(&f.channels)
     } else {
-        escalation
+        f.escalation_channels.as_ref()
     };
     let channels: Vec<Channel> = list_json
-        .map(serde_json::from_value)
+        .map(|v| serde_json::from_value(v.clone()))
         .transpose()?
         .unwrap_or_default();
-    let at = event.at;
-    let payload = plan::payload(&facts, stage, event.event_id, at);
-    let mut new = 0;
+    let payload = plan::payload(&facts, item.stage, item.event.event_id, item.event.at);
+    let mut rows = Vec::with_capacity(channels.len());
     for (index, channel) in channels.iter().enumerate() {
         let target = match channel {
             Channel::Webhook { url, .. } => url.clone(),
             Channel::Email { .. } if webhooks_only => continue,
             Channel::Email { to } => to.join(", "),
         };
-        new += sqlx::query(
-            "INSERT INTO alert_deliveries (alert_id, event_id, stage, rule_id, channel_list, \
-             channel_index, channel_type, target, payload, event_recorded) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
-        )
-        .bind(alert_id)
-        .bind(event.event_id)
-        .bind(stage)
-        .bind(&rule_id)
-        .bind(list)
-        .bind(index as i32)
-        .bind(channel.type_name())
-        .bind(target)
-        .bind(&payload)
-        .bind(event.recorded_at)
-        .execute(pool)
-        .await?
-        .rows_affected();
+        rows.push(DeliveryRow {
+            alert_id: item.alert_id.to_string(),
+            event_id: item.event.event_id,
+            stage: item.stage.to_string(),
+            rule_id: f.rule_id.clone(),
+            list,
+            index: index as i32,
+            channel_type: channel.type_name(),
+            target,
+            payload: payload.clone(),
+            event_recorded: item.event.recorded_at,
+        });
     }
-    Ok(new)
+    Ok(rows)
+}
+
+/// Queues the deliveries of alert events (idempotent: keyed by event and channel), in two
+/// round trips however many: the alerts' facts, then one insert of every row. Returns how
+/// many rows were new.
+pub async fn enqueue_many(pool: &PgPool, items: &[Queued<'_>]) -> Result<u64, AlertsError> {
+    let items: Vec<&Queued<'_>> = items
+        .iter()
+        .filter(|i| plan::audience(i.stage).is_some())
+        .collect();
+    if items.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<&str> = items.iter().map(|i| i.alert_id).collect();
+    let facts: Vec<FactsRow> = sqlx::query_as(
+        "SELECT a.alert_id, a.rule_id, a.kind, a.severity, a.machine_id, a.subject, a.state, \
+         a.since, a.raised_at, a.acknowledged_by, a.resolved_at, a.escalations, r.channels, \
+         r.escalation -> 'channels' AS escalation_channels \
+         FROM alerts a JOIN alert_rules r USING (rule_id) WHERE a.alert_id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(pool)
+    .await?;
+    let facts: std::collections::HashMap<&str, &FactsRow> =
+        facts.iter().map(|f| (f.alert_id.as_str(), f)).collect();
+    let mut rows = Vec::new();
+    for item in items {
+        if let Some(f) = facts.get(item.alert_id) {
+            rows.extend(plan_rows(item, f)?);
+        }
+    }
+    insert_rows(pool, rows).await
+}
+
+/// Queues the deliveries of one alert event; see [`enqueue_many`].
+pub async fn enqueue(
+    pool: &PgPool,
+    event: &AlertEventRef,
+    alert_id: &str,
+    stage: &str,
+) -> Result<u64, AlertsError> {
+    let item = Queued {
+        event: *event,
+        alert_id,
+        stage,
+    };
+    enqueue_many(pool, &[item]).await
+}
+
+async fn insert_rows(pool: &PgPool, rows: Vec<DeliveryRow>) -> Result<u64, AlertsError> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let n = rows.len();
+    let (mut alert, mut event, mut stage, mut rule) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut list, mut index, mut kind, mut target, mut payload, mut recorded) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for r in rows {
+        alert.push(r.alert_id);
+        event.push(r.event_id);
+        stage.push(r.stage);
+        rule.push(r.rule_id);
+        list.push(r.list);
+        index.push(r.index);
+        kind.push(r.channel_type);
+        target.push(r.target);
+        payload.push(r.payload);
+        recorded.push(r.event_recorded);
+    }
+    Ok(sqlx::query(
+        "INSERT INTO alert_deliveries (alert_id, event_id, stage, rule_id, channel_list,          channel_index, channel_type, target, payload, event_recorded)          SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::int[],          $6::int[], $7::text[], $8::text[], $9::jsonb[], $10::timestamptz[])          ON CONFLICT DO NOTHING",
+    )
+    .bind(alert)
+    .bind(event)
+    .bind(stage)
+    .bind(rule)
+    .bind(list)
+    .bind(index)
+    .bind(kind)
+    .bind(target)
+    .bind(payload)
+    .bind(recorded)
+    .execute(pool)
+    .await?
+    .rows_affected())
 }
 
 /// A claimed delivery.

@@ -4,6 +4,7 @@
 //! Nothing here does I/O; the evaluator and the delivery worker look the facts up and act on
 //! what these functions return.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -75,6 +76,75 @@ pub fn on_classified(
         classified: true,
         ..row.clone()
     })
+}
+
+/// What a machine event tells the evaluator.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MachineFact {
+    /// The machine was registered (or re-registered) on a line.
+    Registered { line: Option<String> },
+    /// A state event.
+    State(StateFact),
+    /// The stop that began at `stop_at` was classified.
+    Classified {
+        stop_at: DateTime<Utc>,
+        planned: bool,
+    },
+}
+
+/// A machine whose state a batch changed: its row afterwards, and the event that last
+/// changed it (the cause of what that change resolves).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Changed {
+    pub row: MachineRow,
+    pub because: Uuid,
+}
+
+/// A batch's machine facts folded, in log order, onto the rows as stored.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MachineFold {
+    /// Registrations: machine → line (the last one wins).
+    pub registered: BTreeMap<String, Option<String>>,
+    /// Machines whose state row changed.
+    pub changed: BTreeMap<String, Changed>,
+    /// Every machine a state or classification event touched (changed or not): their
+    /// timed rules are checked at once.
+    pub touched: BTreeSet<String>,
+}
+
+/// Folds `facts` (machine, event id, fact), in log order, onto `stored` (the rows before the
+/// batch; a machine missing from it has none yet).
+pub fn fold_machines<'a>(
+    stored: &HashMap<String, MachineRow>,
+    facts: impl IntoIterator<Item = (&'a str, Uuid, MachineFact)>,
+) -> MachineFold {
+    let mut fold = MachineFold::default();
+    for (machine, event_id, fact) in facts {
+        let current = || {
+            fold.changed
+                .get(machine)
+                .map(|c| c.row.clone())
+                .or_else(|| stored.get(machine).cloned())
+                .unwrap_or_default()
+        };
+        let next = match fact {
+            MachineFact::Registered { line } => {
+                fold.registered.insert(machine.to_string(), line);
+                continue;
+            }
+            MachineFact::State(fact) => on_state(&current(), &fact),
+            MachineFact::Classified { stop_at, planned } => {
+                on_classified(&current(), stop_at, planned)
+            }
+        };
+        fold.touched.insert(machine.to_string());
+        if let Some(row) = next {
+            let because = event_id;
+            fold.changed
+                .insert(machine.to_string(), Changed { row, because });
+        }
+    }
+    fold
 }
 
 /// Whether an alert of `kind` caused by `cause` still holds for the machine.
@@ -201,6 +271,55 @@ mod tests {
         assert!(on_classified(&row, t(9), true).is_none());
         let planned = on_classified(&row, t(10), true).unwrap();
         assert!(!holds(AlertKind::MachineDown, &cause, &planned));
+    }
+
+    #[test]
+    fn a_batch_folds_in_log_order_and_keeps_the_last_change_per_machine() {
+        let mut stored = HashMap::new();
+        stored.insert(
+            "M1".to_string(),
+            on_state(&MachineRow::default(), &fact("down", false, 10, 1)).unwrap(),
+        );
+        let facts = vec![
+            (
+                "M1",
+                Uuid::from_u128(2),
+                MachineFact::State(fact("running", false, 20, 2)),
+            ),
+            (
+                "M2",
+                Uuid::from_u128(3),
+                MachineFact::Registered {
+                    line: Some("L".into()),
+                },
+            ),
+            (
+                "M1",
+                Uuid::from_u128(4),
+                MachineFact::State(fact("down", false, 30, 4)),
+            ),
+            // A machine with no row yet.
+            (
+                "M3",
+                Uuid::from_u128(5),
+                MachineFact::State(fact("down", false, 5, 5)),
+            ),
+            // Older than M1's current state (30): history, no change.
+            (
+                "M1",
+                Uuid::from_u128(6),
+                MachineFact::State(fact("down", false, 15, 6)),
+            ),
+        ];
+        let fold = fold_machines(&stored, facts);
+        let m1 = &fold.changed["M1"];
+        assert_eq!(m1.because, Uuid::from_u128(4));
+        assert_eq!(m1.row.state_event_id, Some(Uuid::from_u128(4)));
+        assert_eq!(m1.row.state_at, Some(t(30)));
+        assert_eq!(fold.registered["M2"], Some("L".to_string()));
+        assert!(fold.changed.contains_key("M3"));
+        assert!(!fold.touched.contains("M2"));
+        assert_eq!(fold.touched.len(), 2);
     }
 
     #[test]

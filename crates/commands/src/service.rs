@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
+use futures::StreamExt;
 use shopfloor_domain::process::Target;
 use shopfloor_domain::StreamType;
 use shopfloor_eventstore::repository::derived_event_id;
@@ -49,6 +50,10 @@ use crate::error::{CommandError, RejectionKind};
 /// Requests per group-commit transaction unless [`CommandService::with_group_commit`]
 /// says otherwise.
 const DEFAULT_GROUP: usize = 256;
+
+/// Streams a batch reads from the store at once (each read is a snapshot lookup
+/// and a stream read on a pooled connection).
+const LOAD_CONCURRENCY: usize = 8;
 
 /// Who sends a command, why, and under which conditions.
 #[derive(Debug, Clone, Default)]
@@ -236,6 +241,16 @@ struct Slot {
     loaded: u64,
     /// The version after the events planned so far.
     next: u64,
+}
+
+impl Slot {
+    fn new(aggregate: AnyAggregate, version: u64) -> Self {
+        Self {
+            aggregate,
+            loaded: version,
+            next: version,
+        }
+    }
 }
 
 /// The plan of one round: per open command, its append or its settled result.
@@ -463,7 +478,10 @@ impl CommandService {
 
     /// Brings every open command's stream into `slots`: from the cache, else
     /// from the store. A stream with a pinned version (If-Match) is read from the
-    /// store, so that a stale cache never refuses it.
+    /// store, so that a stale cache never refuses it. Streams read from the store
+    /// load [`LOAD_CONCURRENCY`] at a time: a batch of new streams (an evaluator's
+    /// alerts, a first report of many machines) costs a few round trips, not two
+    /// per stream one after the other.
     async fn load_slots(
         &self,
         items: &[BatchItem],
@@ -471,36 +489,37 @@ impl CommandService {
         open: &[usize],
         slots: &mut HashMap<StreamRef, Slot>,
     ) -> Result<(), StoreError> {
+        let mut wanted: Vec<(StreamRef, StreamType)> = Vec::new();
         for &i in open {
             let stream = &streams[i];
-            if slots.contains_key(stream) {
+            if slots.contains_key(stream) || wanted.iter().any(|(s, _)| s == stream) {
                 continue;
             }
             let cached = match items[i].ctx.expected_version {
                 Some(_) => None,
                 None => self.cache.take(stream),
             };
-            let (aggregate, version) = match cached {
-                Some(cached) => cached,
-                None => {
-                    let stream_type = items[i].target.stream_type();
-                    AnyAggregate::load(
-                        &self.store,
-                        self.snapshot_every,
-                        stream_type,
-                        &stream.stream_id,
-                    )
-                    .await?
+            match cached {
+                Some((aggregate, version)) => {
+                    slots.insert(stream.clone(), Slot::new(aggregate, version));
                 }
-            };
-            slots.insert(
-                stream.clone(),
-                Slot {
-                    aggregate,
-                    loaded: version,
-                    next: version,
-                },
-            );
+                None => wanted.push((stream.clone(), items[i].target.stream_type())),
+            }
+        }
+        let loads = wanted.into_iter().map(|(stream, stream_type)| async move {
+            let loaded = AnyAggregate::load(
+                &self.store,
+                self.snapshot_every,
+                stream_type,
+                &stream.stream_id,
+            )
+            .await;
+            loaded.map(|(aggregate, version)| (stream, Slot::new(aggregate, version)))
+        });
+        let mut loaded = futures::stream::iter(loads).buffer_unordered(LOAD_CONCURRENCY);
+        while let Some(result) = loaded.next().await {
+            let (stream, slot) = result?;
+            slots.insert(stream, slot);
         }
         Ok(())
     }
