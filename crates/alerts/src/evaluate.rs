@@ -25,8 +25,9 @@ use shopfloor_domain::alert::{
 };
 use shopfloor_domain::process::Target;
 use shopfloor_domain::values::{AlertId, AlertRuleId, MachineId, Text};
+use shopfloor_domain::StreamType;
 use shopfloor_eventstore::repository::decode_event;
-use shopfloor_eventstore::{Checkpoint, Leadership, Reader, RecordedEvent, Source};
+use shopfloor_eventstore::{Checkpoint, EventFilter, Leadership, Reader, RecordedEvent, Source};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -47,6 +48,24 @@ const LEADER_KEY: &str = "shopfloor-alert-evaluator";
 type Issued = (String, Target);
 /// A timed rule due on a machine: rule, kind, severity, machine, cause, since, after_minutes.
 type DueRow = (String, String, String, String, Uuid, DateTime<Utc>, f64);
+
+/// The events the evaluator reads; the rest of the log (parts reports, telemetry, orders…)
+/// is skipped in the database. Every event of rules and alerts, and the machine,
+/// maintenance and inventory events that `machines::fact_of` and [`Evaluator::handle`] look at.
+fn evaluated() -> EventFilter {
+    EventFilter::new(
+        &[StreamType::AlertRule.as_str(), StreamType::Alert.as_str()],
+        &[
+            "MachineRegistered",
+            "MachineStateChanged",
+            "MachineStopClassified",
+            "MaintenanceTaskScheduled",
+            "MaintenanceTaskCompleted",
+            "MaintenanceTaskCancelled",
+            "InventoryConsumed",
+        ],
+    )
+}
 
 /// Evaluates alert rules on the log.
 #[derive(Debug, Clone)]
@@ -108,6 +127,7 @@ impl Evaluator {
             .service
             .store()
             .subscribe_all(checkpoint.position(), sub_cancel)
+            .filter(evaluated())
             .page_size(500);
         let mut tick = tokio::time::interval(self.settings.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -44,7 +44,7 @@ pub use error::{classify, Failure, StoreError};
 pub use group::{GroupCommitter, GroupStats};
 pub use leader::{LeaderError, LeaderFlag, Leadership};
 pub use model::{
-    AppendRequest, AppendResult, Direction, EventMetadata, ExpectedVersion, NewEvent,
+    AppendRequest, AppendResult, Direction, EventFilter, EventMetadata, ExpectedVersion, NewEvent,
     RecordedEvent, Source, StreamRef,
 };
 pub use repository::{AggregateRepository, RepositoryContext};

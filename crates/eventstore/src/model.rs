@@ -189,3 +189,20 @@ pub enum Direction {
     Forward,
     Backward,
 }
+
+/// Which events a filtered read lets through: every event of `stream_types`, and events
+/// of `event_types` whatever their stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    pub stream_types: Vec<String>,
+    pub event_types: Vec<String>,
+}
+
+impl EventFilter {
+    pub fn new(stream_types: &[&str], event_types: &[&str]) -> Self {
+        Self {
+            stream_types: stream_types.iter().map(|s| s.to_string()).collect(),
+            event_types: event_types.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}

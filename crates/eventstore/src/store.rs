@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use crate::chain::{check_payload, micros, ChainForm, Hashed};
 use crate::model::{
-    AppendRequest, AppendResult, Direction, EventMetadata, ExpectedVersion, NewEvent,
+    AppendRequest, AppendResult, Direction, EventFilter, EventMetadata, ExpectedVersion, NewEvent,
     RecordedEvent, Source, StreamRef,
 };
 use crate::upcast::Upcasters;
@@ -342,6 +342,44 @@ impl EventStore {
             .fetch_all(&self.pool)
             .await?;
         rows.into_iter().map(|r| self.decode(r)).collect()
+    }
+
+    /// Reads up to `limit` events after `after` that `filter` lets through, skipping the
+    /// others in the database. Also returns how far the log was scanned: the last event's
+    /// position when the page is full, else the log head as it was read (every event up to
+    /// it is committed, so a reader may go on from there without a gap).
+    pub async fn read_all_filtered(
+        &self,
+        after: i64,
+        limit: usize,
+        filter: &EventFilter,
+    ) -> Result<(Vec<RecordedEvent>, i64), StoreError> {
+        let head = self.head_position().await?;
+        if head <= after {
+            return Ok((Vec::new(), after));
+        }
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE position > $1 AND position <= $2 \
+             AND (stream_type = ANY($3) OR event_type = ANY($4)) ORDER BY position LIMIT $5"
+        );
+        let rows: Vec<EventRow> = sqlx::query_as(&sql)
+            .bind(after)
+            .bind(head)
+            .bind(&filter.stream_types)
+            .bind(&filter.event_types)
+            .bind(to_i64(limit as u64))
+            .fetch_all(&self.pool)
+            .await?;
+        let full = rows.len() >= limit;
+        let events = rows
+            .into_iter()
+            .map(|r| self.decode(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        let scanned = match events.last() {
+            Some(last) if full => last.position,
+            _ => head,
+        };
+        Ok((events, scanned))
     }
 
     /// Reads a stream as it stood at a moment: the events recorded by `until`.

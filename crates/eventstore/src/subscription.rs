@@ -14,7 +14,7 @@ use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::model::RecordedEvent;
+use crate::model::{EventFilter, RecordedEvent};
 use crate::store::{EventStore, NOTIFY_CHANNEL};
 use crate::StoreError;
 
@@ -25,6 +25,9 @@ pub struct Subscription {
     buffer: VecDeque<RecordedEvent>,
     /// Position of the last event handed out.
     position: i64,
+    /// With a filter: how far the log has been read (events skipped included).
+    scanned: i64,
+    filter: Option<EventFilter>,
     page_size: usize,
     /// How long to wait for a notification before reading anyway.
     poll_interval: Duration,
@@ -49,6 +52,8 @@ impl EventStore {
             listener: None,
             buffer: VecDeque::new(),
             position: after,
+            scanned: after,
+            filter: None,
             page_size: 1_000,
             poll_interval: Duration::from_secs(5),
             cancel,
@@ -60,6 +65,14 @@ impl Subscription {
     /// Sets how many events one read fetches.
     pub fn page_size(mut self, n: usize) -> Self {
         self.page_size = n.max(1);
+        self
+    }
+
+    /// Delivers only the events `filter` lets through; the others are skipped in the
+    /// database (never read), so a reader of a few event types does not pay for the rest
+    /// of the log.
+    pub fn filter(mut self, filter: EventFilter) -> Self {
+        self.filter = Some(filter);
         self
     }
 
@@ -94,8 +107,14 @@ impl Subscription {
             }
             let page = tokio::select! {
                 _ = self.cancel.cancelled() => return None,
-                page = self.store.read_all(self.position, self.page_size) => page,
+                page = self.read_page() => page,
             };
+            let page = page.map(|(page, scanned)| {
+                if let Some(scanned) = scanned {
+                    self.scanned = scanned;
+                }
+                page
+            });
             match page {
                 Ok(page) if !page.is_empty() => {
                     self.buffer.extend(page);
@@ -143,6 +162,21 @@ impl Subscription {
             out.push(e);
         }
         Some(Ok(out))
+    }
+
+    /// The next page after what has been delivered (or, with a filter, scanned), and
+    /// with a filter how far the log has now been scanned.
+    async fn read_page(&self) -> Result<(Vec<RecordedEvent>, Option<i64>), StoreError> {
+        let Some(filter) = &self.filter else {
+            let page = self.store.read_all(self.position, self.page_size).await?;
+            return Ok((page, None));
+        };
+        let after = self.position.max(self.scanned);
+        let (page, scanned) = self
+            .store
+            .read_all_filtered(after, self.page_size, filter)
+            .await?;
+        Ok((page, Some(scanned)))
     }
 
     async fn listen(&self) -> Result<PgListener, StoreError> {

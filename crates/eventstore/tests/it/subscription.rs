@@ -100,3 +100,71 @@ async fn subscribes_from_a_position(pool: PgPool) {
     }
     assert_eq!(got, vec![6, 7, 8, 9]);
 }
+
+/// A filtered subscription delivers only what its filter lets through, in order, from
+/// history and live, and reads past long runs of other events without delivering or
+/// re-reading them.
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn a_filtered_subscription_delivers_only_its_events_history_and_live(pool: PgPool) {
+    let store = EventStore::new(pool);
+    let machine = StreamRef::new("machine", "M-1");
+    let alert = StreamRef::new("alert", "A-1");
+    let append = |stream: StreamRef, kind: &'static str, i: usize| {
+        let store = store.clone();
+        async move {
+            store
+                .append(
+                    &stream,
+                    ExpectedVersion::Any,
+                    vec![event(kind, json!({ "i": i }))],
+                )
+                .await
+                .unwrap()
+                .last_position
+        }
+    };
+    let mut wanted = Vec::new();
+    for i in 0..200 {
+        let p = match i % 50 {
+            0 => append(machine.clone(), "Wanted", i).await,
+            7 => append(alert.clone(), "AnyAlertEvent", i).await,
+            _ => append(machine.clone(), "Skipped", i).await,
+        };
+        if matches!(i % 50, 0 | 7) {
+            wanted.push(p);
+        }
+    }
+    let filter = shopfloor_eventstore::EventFilter::new(&["alert"], &["Wanted"]);
+    let cancel = CancellationToken::new();
+    let mut sub = store
+        .subscribe_all(0, cancel.clone())
+        .filter(filter)
+        .page_size(3)
+        .poll_interval(Duration::from_secs(3600));
+    let mut got = Vec::new();
+    while got.len() < wanted.len() {
+        let e = tokio::time::timeout(Duration::from_secs(30), sub.next())
+            .await
+            .expect("the subscription stalled")
+            .unwrap()
+            .unwrap();
+        assert!(
+            e.event_type == "Wanted" || e.stream_type == "alert",
+            "{e:?}"
+        );
+        got.push(e.position);
+    }
+    assert_eq!(got, wanted);
+    // Live: a skipped run, then one wanted event; woken by NOTIFY, it is the next delivered.
+    for i in 0..40 {
+        append(machine.clone(), "Skipped", 1000 + i).await;
+    }
+    let live = append(machine.clone(), "Wanted", 2000).await;
+    let e = tokio::time::timeout(Duration::from_secs(30), sub.next())
+        .await
+        .expect("the live event did not arrive")
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.position, live);
+    cancel.cancel();
+}
