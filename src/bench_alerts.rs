@@ -140,6 +140,9 @@ async fn run(pool: PgPool, machines: usize, rules: usize, load_rate: f64) -> any
                     secret: SECRET.into(),
                 }],
                 escalation: None,
+                target: None,
+                item_id: None,
+                metric: None,
             };
             let command = AlertRuleCommand::DefineRule(DefineRule {
                 rule_id: rule_id.clone(),

@@ -41,6 +41,7 @@ pub const VARIABLES: &[&str] = &[
     "SHOPFLOOR_SMTP_URL",
     "SHOPFLOOR_SMTP_FROM",
     "SHOPFLOOR_ALERT_TICK_MS",
+    "SHOPFLOOR_ALERT_CONDITIONS_MS",
     "SHOPFLOOR_ALERT_POLL_MS",
     "SHOPFLOOR_ALERT_BACKOFF_MS",
     "SHOPFLOOR_ALERT_BACKOFF_MAX_MS",
@@ -104,7 +105,7 @@ pub struct Settings {
     /// (`SHOPFLOOR_REPORTS_DIR`, default `./reports`). ADR 0041.
     pub reports_storage: shopfloor_reports::StorageSettings,
     /// Alert evaluation and delivery: `SHOPFLOOR_SMTP_URL` (a secret: it may hold the SMTP
-    /// password), `SHOPFLOOR_SMTP_FROM`, `SHOPFLOOR_ALERT_TICK_MS`, `SHOPFLOOR_ALERT_POLL_MS`,
+    /// password), `SHOPFLOOR_SMTP_FROM`, `SHOPFLOOR_ALERT_TICK_MS`, `SHOPFLOOR_ALERT_CONDITIONS_MS`, `SHOPFLOOR_ALERT_POLL_MS`,
     /// `SHOPFLOOR_ALERT_BACKOFF_MS`, `SHOPFLOOR_ALERT_BACKOFF_MAX_MS`,
     /// `SHOPFLOOR_ALERT_MAX_ATTEMPTS` (ADR 0039, operations.md).
     pub alerts: shopfloor_alerts::AlertSettings,
@@ -426,6 +427,7 @@ fn alert_settings(
         },
     };
     s.tick = millis("SHOPFLOOR_ALERT_TICK_MS", s.tick)?;
+    s.conditions = millis("SHOPFLOOR_ALERT_CONDITIONS_MS", s.conditions)?;
     s.poll = millis("SHOPFLOOR_ALERT_POLL_MS", s.poll)?;
     s.backoff = millis("SHOPFLOOR_ALERT_BACKOFF_MS", s.backoff)?;
     s.backoff_max = millis("SHOPFLOOR_ALERT_BACKOFF_MAX_MS", s.backoff_max)?;

@@ -34,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use uuid::Uuid;
 
+use crate::conditions;
 use crate::machines;
 use crate::outbox::{AlertEventRef, Queued};
 use crate::plan::{self, Changed, MachineFact};
@@ -131,6 +132,8 @@ impl Evaluator {
             .page_size(500);
         let mut tick = tokio::time::interval(self.settings.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut conditions = tokio::time::interval(self.settings.conditions);
+        conditions.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 batch = subscription.next_batch(500) => {
@@ -143,6 +146,7 @@ impl Evaluator {
                     }
                 }
                 _ = tick.tick() => self.tick(Utc::now()).await?,
+                _ = conditions.tick() => self.check_conditions(Utc::now()).await?,
             }
         }
     }
@@ -210,6 +214,55 @@ impl Evaluator {
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<(), AlertsError> {
         let mut issued = self.due_raises(now, None).await?;
         issued.extend(self.due_escalations(now).await?);
+        self.send(issued, None).await
+    }
+
+    /// The condition timer: every enabled condition rule checked against the read models;
+    /// an alert raised for each condition that holds without one, and the alerts of those
+    /// that stopped holding resolved.
+    pub async fn check_conditions(&self, now: DateTime<Utc>) -> Result<(), AlertsError> {
+        let rules = conditions::rules(self.pool()).await?;
+        let mut holding = Vec::new();
+        let mut checked = BTreeSet::new();
+        for rule in &rules {
+            match conditions::holding(self.pool(), rule, now).await {
+                Ok(h) => {
+                    holding.extend(h);
+                    checked.insert(rule.rule_id.clone());
+                }
+                Err(e @ AlertsError::Database(_)) => return Err(e),
+                Err(e) => {
+                    warn!(rule = %rule.rule_id, error = %e, "a condition rule was not checked")
+                }
+            }
+        }
+        let unresolved = conditions::unresolved(self.pool()).await?;
+        let (to_raise, to_resolve) = plan::plan_conditions(&checked, holding, &unresolved);
+        let ids: Vec<String> = to_raise
+            .iter()
+            .map(|h| plan::alert_id(&h.rule_id, &h.cause))
+            .collect();
+        let existing = conditions::existing(self.pool(), &ids).await?;
+        let mut issued = Vec::new();
+        for (h, id) in to_raise.iter().zip(&ids) {
+            if existing.contains(id) {
+                continue;
+            }
+            issued.push(raise(RaiseInput {
+                rule_id: &h.rule_id,
+                kind: h.kind,
+                severity: &h.severity,
+                machine_id: h.machine_id.as_deref(),
+                subject: h.subject.clone(),
+                cause: &h.cause,
+                since: h.since,
+                raised_at: now,
+            })?);
+        }
+        let reason = Text::new("the condition cleared").map_err(AlertsError::value)?;
+        for id in to_resolve {
+            issued.push(resolve(&id, "condition-cleared", reason.clone())?);
+        }
         self.send(issued, None).await
     }
 
@@ -401,8 +454,9 @@ impl Evaluator {
                     .transpose()?;
                 sqlx::query(
                     "INSERT INTO alert_rules (rule_id, kind, machine_id, line, after_minutes, severity, \
-                     channels, escalation, enabled, defined_by, defined_at, position) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, true, $9, $10, $11) \
+                     channels, escalation, enabled, defined_by, defined_at, position, target, \
+                     item_id, metric) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, true, $9, $10, $11, $12, $13, $14) \
                      ON CONFLICT (rule_id) DO NOTHING",
                 )
                 .bind(rule_id.as_str())
@@ -416,6 +470,9 @@ impl Evaluator {
                 .bind(by.as_str())
                 .bind(at)
                 .bind(event.position)
+                .bind(spec.target)
+                .bind(spec.item_id.as_ref().map(|i| i.as_str()))
+                .bind(spec.metric.map(|m| m.as_str()))
                 .execute(self.pool())
                 .await?;
             }

@@ -10,10 +10,13 @@
 //! - [`evaluate`]: the [`Evaluator`](evaluate::Evaluator) role: tails the log from its
 //!   checkpoint under a leader lock, raises/resolves/escalates alerts through the
 //!   `CommandService`, keeps the alerts read model and fills the delivery outbox.
+//! - `conditions`: what condition rules (overdue maintenance, reorder points, a silent
+//!   ingest, rejected messages, a KPI below target) find holding now.
 //! - `machines`: the evaluator's view of machines, read and written set-based per batch.
 //! - [`outbox`]: the outbox rows and the [`Deliverer`](outbox::Deliverer) that sends them
 //!   (signed webhooks, SMTP with STARTTLS), with retries and a dead-letter state.
 
+mod conditions;
 pub mod evaluate;
 mod machines;
 pub mod outbox;
@@ -75,6 +78,9 @@ impl std::fmt::Debug for SmtpSettings {
 pub struct AlertSettings {
     /// How often "longer than" rules and escalations are checked (`SHOPFLOOR_ALERT_TICK_MS`).
     pub tick: Duration,
+    /// How often condition rules are checked against the read models
+    /// (`SHOPFLOOR_ALERT_CONDITIONS_MS`).
+    pub conditions: Duration,
     /// How often the delivery worker looks for due deliveries when not woken
     /// (`SHOPFLOOR_ALERT_POLL_MS`).
     pub poll: Duration,
@@ -97,6 +103,7 @@ impl Default for AlertSettings {
     fn default() -> Self {
         Self {
             tick: Duration::from_secs(1),
+            conditions: Duration::from_secs(10),
             poll: Duration::from_millis(500),
             backoff: Duration::from_secs(2),
             backoff_max: Duration::from_secs(600),

@@ -154,8 +154,95 @@ pub fn holds(kind: AlertKind, cause: &str, row: &MachineRow) -> bool {
         && match kind {
             AlertKind::MachineDown => row.state.as_deref() == Some("down") && !row.planned,
             AlertKind::UnclassifiedStop => is_stop(row.state.as_deref()) && !row.classified,
-            AlertKind::PredictiveAlert | AlertKind::InventoryShortage => true,
+            AlertKind::PredictiveAlert
+            | AlertKind::InventoryShortage
+            | AlertKind::MaintenanceOverdue
+            | AlertKind::BelowReorderPoint
+            | AlertKind::IngestSilent
+            | AlertKind::RejectedMessages
+            | AlertKind::KpiBelowTarget => true,
         }
+}
+
+/// A condition rule's condition, holding now for one subject.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Holding {
+    pub rule_id: String,
+    pub kind: AlertKind,
+    pub severity: String,
+    pub machine_id: Option<String>,
+    /// The task, item, scope or source it is about.
+    pub subject: Option<String>,
+    /// Names this occurrence of the condition (with the rule, the alert's id).
+    pub cause: String,
+    /// When the condition started (floor time), where known; else when it was first seen.
+    pub since: DateTime<Utc>,
+}
+
+/// An unresolved alert of a condition rule.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Unresolved {
+    pub alert_id: String,
+    pub rule_id: String,
+    pub machine_id: Option<String>,
+    pub subject: Option<String>,
+}
+
+/// What a condition check does: the conditions to raise an alert for (no unresolved alert of
+/// the same rule and subject exists), and the unresolved alerts of the checked rules whose
+/// condition no longer holds.
+pub fn plan_conditions(
+    checked: &BTreeSet<String>,
+    holding: Vec<Holding>,
+    unresolved: &[Unresolved],
+) -> (Vec<Holding>, Vec<String>) {
+    type Key<'a> = (&'a str, Option<&'a str>, Option<&'a str>);
+    let open: BTreeSet<Key<'_>> = unresolved
+        .iter()
+        .map(|u| {
+            (
+                u.rule_id.as_str(),
+                u.machine_id.as_deref(),
+                u.subject.as_deref(),
+            )
+        })
+        .collect();
+    let held: BTreeSet<Key<'_>> = holding
+        .iter()
+        .map(|h| {
+            (
+                h.rule_id.as_str(),
+                h.machine_id.as_deref(),
+                h.subject.as_deref(),
+            )
+        })
+        .collect();
+    let resolve = unresolved
+        .iter()
+        .filter(|u| checked.contains(&u.rule_id))
+        .filter(|u| {
+            !held.contains(&(
+                u.rule_id.as_str(),
+                u.machine_id.as_deref(),
+                u.subject.as_deref(),
+            ))
+        })
+        .map(|u| u.alert_id.clone())
+        .collect();
+    let mut seen = BTreeSet::new();
+    let raise = holding
+        .iter()
+        .filter(|h| {
+            let key = (
+                h.rule_id.as_str(),
+                h.machine_id.as_deref(),
+                h.subject.as_deref(),
+            );
+            !open.contains(&key) && seen.insert(key)
+        })
+        .cloned()
+        .collect();
+    (raise, resolve)
 }
 
 /// The alert id of a rule and the event that caused it: the same pair always names the same
@@ -320,6 +407,47 @@ mod tests {
         assert!(fold.changed.contains_key("M3"));
         assert!(!fold.touched.contains("M2"));
         assert_eq!(fold.touched.len(), 2);
+    }
+
+    fn holding(rule: &str, subject: &str, cause: &str) -> Holding {
+        Holding {
+            rule_id: rule.into(),
+            kind: AlertKind::MaintenanceOverdue,
+            severity: "critical".into(),
+            machine_id: None,
+            subject: Some(subject.into()),
+            cause: cause.into(),
+            since: t(0),
+        }
+    }
+
+    fn unresolved(id: &str, rule: &str, subject: &str) -> Unresolved {
+        Unresolved {
+            alert_id: id.into(),
+            rule_id: rule.into(),
+            machine_id: None,
+            subject: Some(subject.into()),
+        }
+    }
+
+    #[test]
+    fn a_condition_raises_once_per_subject_and_resolves_when_it_stops_holding() {
+        let checked: BTreeSet<String> = ["R1".to_string()].into();
+        let holding = vec![
+            holding("R1", "T-1", "a"),
+            holding("R1", "T-2", "b"),
+            holding("R1", "T-2", "b"),
+        ];
+        // T-1 already has an alert; T-3's condition cleared; R2 was not checked this time.
+        let open = vec![
+            unresolved("AL-1", "R1", "T-1"),
+            unresolved("AL-3", "R1", "T-3"),
+            unresolved("AL-9", "R2", "T-9"),
+        ];
+        let (raise, resolve) = plan_conditions(&checked, holding, &open);
+        assert_eq!(raise.len(), 1);
+        assert_eq!(raise[0].subject.as_deref(), Some("T-2"));
+        assert_eq!(resolve, vec!["AL-3".to_string()]);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
-use crate::values::{Actor, AlertId, AlertRuleId, LineId, MachineId, Text};
+use crate::values::{Actor, AlertId, AlertRuleId, ItemId, LineId, MachineId, Text};
 use crate::Decide;
 
 /// The longest threshold or escalation delay accepted: four weeks, in minutes.
@@ -43,6 +43,18 @@ pub enum AlertKind {
     PredictiveAlert,
     /// A backflush found less stock than an order consumed.
     InventoryShortage,
+    /// A maintenance task still open `after_minutes` past its scheduled date.
+    MaintenanceOverdue,
+    /// An item's stock (all locations) below the rule's `target` (its reorder point).
+    BelowReorderPoint,
+    /// No message through the ingest (MQTT, Sparkplug, OPC UA) from a machine that has sent
+    /// before, for `after_minutes`.
+    IngestSilent,
+    /// At least `target` ingest messages rejected within the last `after_minutes`.
+    RejectedMessages,
+    /// A KPI (`metric`) of the scope below `target` over the running shift (the plant-local
+    /// day where the line has no calendar), once `after_minutes` of it have passed.
+    KpiBelowTarget,
 }
 
 impl AlertKind {
@@ -52,7 +64,25 @@ impl AlertKind {
             Self::UnclassifiedStop => "unclassified_stop",
             Self::PredictiveAlert => "predictive_alert",
             Self::InventoryShortage => "inventory_shortage",
+            Self::MaintenanceOverdue => "maintenance_overdue",
+            Self::BelowReorderPoint => "below_reorder_point",
+            Self::IngestSilent => "ingest_silent",
+            Self::RejectedMessages => "rejected_messages",
+            Self::KpiBelowTarget => "kpi_below_target",
         }
+    }
+
+    /// Whether the evaluator checks the rule as a condition on its timer: an alert while
+    /// the condition holds, resolved when it no longer does.
+    pub const fn is_condition(self) -> bool {
+        matches!(
+            self,
+            Self::MaintenanceOverdue
+                | Self::BelowReorderPoint
+                | Self::IngestSilent
+                | Self::RejectedMessages
+                | Self::KpiBelowTarget
+        )
     }
 
     /// Whether the rule waits `after_minutes` of floor time ("longer than" rules).
@@ -64,6 +94,27 @@ impl AlertKind {
 impl fmt::Display for AlertKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// The KPI a `kpi_below_target` rule watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KpiMetric {
+    Oee,
+    Availability,
+    Performance,
+    Quality,
+}
+
+impl KpiMetric {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Oee => "oee",
+            Self::Availability => "availability",
+            Self::Performance => "performance",
+            Self::Quality => "quality",
+        }
     }
 }
 
@@ -166,6 +217,16 @@ pub struct RuleSpec {
     pub severity: Severity,
     pub channels: Vec<Channel>,
     pub escalation: Option<Escalation>,
+    /// The threshold of `below_reorder_point` (a quantity), `rejected_messages` (a count)
+    /// and `kpi_below_target` (a fraction, 0 to 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<f64>,
+    /// The item of `below_reorder_point`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_id: Option<ItemId>,
+    /// The KPI of `kpi_below_target`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<KpiMetric>,
 }
 
 fn check_minutes(m: f64, what: &str) -> Result<(), AlertRuleError> {
@@ -181,12 +242,48 @@ fn check_minutes(m: f64, what: &str) -> Result<(), AlertRuleError> {
 impl RuleSpec {
     /// Checks the business rules of a definition.
     pub fn validate(&self) -> Result<(), AlertRuleError> {
-        if self.kind.is_timed() {
+        let invalid = |m: &str| Err(AlertRuleError::Invalid(m.to_string()));
+        let needs_minutes = self.kind.is_timed()
+            || matches!(
+                self.kind,
+                AlertKind::IngestSilent | AlertKind::RejectedMessages
+            );
+        if needs_minutes {
             check_minutes(self.after_minutes, "after_minutes")?;
-        } else if !(self.after_minutes.is_finite() && self.after_minutes >= 0.0) {
-            return Err(AlertRuleError::Invalid(
-                "after_minutes must not be negative".into(),
-            ));
+        } else if !(self.after_minutes.is_finite()
+            && (0.0..=MAX_AFTER_MINUTES).contains(&self.after_minutes))
+        {
+            return invalid("after_minutes must be 0 to 40320");
+        }
+        let target = self.target.filter(|t| t.is_finite());
+        match self.kind {
+            AlertKind::BelowReorderPoint => {
+                if self.item_id.is_none() || !target.is_some_and(|t| t >= 0.0) {
+                    return invalid("below_reorder_point needs item_id and a target of 0 or more");
+                }
+            }
+            AlertKind::RejectedMessages => {
+                if !target.is_some_and(|t| (1.0..=1e9).contains(&t)) {
+                    return invalid("rejected_messages needs a target count of 1 or more");
+                }
+            }
+            AlertKind::KpiBelowTarget => {
+                if self.metric.is_none() || !target.is_some_and(|t| t > 0.0 && t <= 1.0) {
+                    return invalid(
+                        "kpi_below_target needs a metric and a target above 0, at most 1",
+                    );
+                }
+            }
+            _ => {
+                if self.target.is_some() || self.item_id.is_some() || self.metric.is_some() {
+                    return invalid("target, item_id and metric belong to other kinds of rule");
+                }
+            }
+        }
+        if self.item_id.is_some() && self.kind != AlertKind::BelowReorderPoint
+            || self.metric.is_some() && self.kind != AlertKind::KpiBelowTarget
+        {
+            return invalid("item_id and metric belong to other kinds of rule");
         }
         if self.channels.is_empty() || self.channels.len() > MAX_CHANNELS {
             return Err(AlertRuleError::Invalid(format!(

@@ -13,10 +13,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use shopfloor_domain::alert::{
     AcknowledgeAlert, AlertCommand, AlertKind, AlertRuleCommand, Channel, DefineRule, DisableRule,
-    Escalation, ResolveAlert, RuleSpec, Severity,
+    Escalation, KpiMetric, ResolveAlert, RuleSpec, Severity,
 };
 use shopfloor_domain::process::Target;
-use shopfloor_domain::values::{Actor, AlertId, AlertRuleId, LineId, MachineId, Text};
+use shopfloor_domain::values::{Actor, AlertId, AlertRuleId, ItemId, LineId, MachineId, Text};
 use shopfloor_domain::Alert;
 use utoipa::{IntoParams, ToSchema};
 
@@ -75,7 +75,12 @@ pub struct RuleBody {
     /// Generated (`AR-…`) when left out.
     pub rule_id: Option<String>,
     /// `machine_down`, `unclassified_stop` (timed: need `after_minutes`), `predictive_alert`,
-    /// `inventory_shortage`.
+    /// `inventory_shortage`, or a condition checked on the evaluator's timer:
+    /// `maintenance_overdue` (`after_minutes` past the scheduled date, 0 or more),
+    /// `below_reorder_point` (`item_id`, `target` quantity), `ingest_silent`
+    /// (`after_minutes` without a message), `rejected_messages` (`target` rejections within
+    /// `after_minutes`), `kpi_below_target` (`metric`, `target` 0–1 over the running shift,
+    /// checked once `after_minutes` of it have passed).
     #[schema(value_type = String)]
     pub kind: AlertKind,
     /// Scope: one machine, or one line; neither is the whole plant.
@@ -88,6 +93,14 @@ pub struct RuleBody {
     pub severity: Option<Severity>,
     pub channels: Vec<ChannelBody>,
     pub escalation: Option<EscalationBody>,
+    /// The threshold of `below_reorder_point` (quantity), `rejected_messages` (count) and
+    /// `kpi_below_target` (fraction, 0 to 1).
+    pub target: Option<f64>,
+    /// The item of `below_reorder_point`.
+    pub item_id: Option<String>,
+    /// The KPI of `kpi_below_target`: `oee`, `availability`, `performance` or `quality`.
+    #[schema(value_type = Option<String>)]
+    pub metric: Option<KpiMetric>,
 }
 
 /// The id of a rule just defined.
@@ -124,6 +137,9 @@ fn rule_spec(body: RuleBody) -> Result<RuleSpec, ApiError> {
             after_minutes: e.after_minutes,
             channels: e.channels.into_iter().map(Channel::from).collect(),
         }),
+        target: body.target,
+        item_id: body.item_id.map(ItemId::new).transpose().field("item_id")?,
+        metric: body.metric,
     };
     spec.validate()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -225,6 +241,9 @@ pub struct RuleView {
     pub enabled: bool,
     pub defined_by: String,
     pub defined_at: DateTime<Utc>,
+    pub target: Option<f64>,
+    pub item_id: Option<String>,
+    pub metric: Option<String>,
 }
 
 /// The alert rules (as the evaluator has read them from the log).
@@ -237,7 +256,8 @@ pub async fn list_rules(
 ) -> Result<Json<Vec<RuleView>>, ApiError> {
     let mut rules: Vec<RuleView> = sqlx::query_as(
         "SELECT rule_id, kind, machine_id, line, after_minutes, severity, channels, escalation, \
-         enabled, defined_by, defined_at FROM alert_rules ORDER BY rule_id",
+         enabled, defined_by, defined_at, target, item_id, metric FROM alert_rules \
+         ORDER BY rule_id",
     )
     .fetch_all(&state.pool)
     .await?;

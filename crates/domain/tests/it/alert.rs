@@ -18,6 +18,9 @@ fn spec(after: f64, channels: Vec<Channel>) -> RuleSpec {
         severity: Severity::Critical,
         channels,
         escalation: None,
+        target: None,
+        item_id: None,
+        metric: None,
     }
 }
 

@@ -6,7 +6,7 @@ use std::future::{poll_fn, Future};
 use std::task::Poll;
 
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{Acquire, PgPool};
+use sqlx::{Connection, PgPool};
 
 /// Whether two statements on the pool's one connection ran in one transaction:
 /// outside a transaction each statement gets its own transaction id.
@@ -35,8 +35,9 @@ async fn a_begin_dropped_on_the_wire_leaves_no_transaction_behind(pool: PgPool) 
 
     for _ in 0..5 {
         let mut conn = pool.acquire().await.unwrap();
-        let mut begin = Box::pin(conn.begin());
-        // One poll sends the BEGIN and waits for the server's answer.
+        // The server answers after 200 ms, so one poll sends the BEGIN and then waits
+        // (however loaded the machine).
+        let mut begin = Box::pin(conn.begin_with("BEGIN; SELECT pg_sleep(0.2)"));
         let pending = poll_fn(|cx| Poll::Ready(begin.as_mut().poll(cx).is_pending())).await;
         assert!(pending, "the BEGIN was answered within one poll");
         drop(begin);
