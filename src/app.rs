@@ -442,6 +442,15 @@ impl Application {
                 self.settings.namespace.clone(),
             );
             state.commands = commands.clone();
+            // Alerts reach this process's live feed from whichever process evaluates them
+            // (a trigger's pg_notify, ADR 0048).
+            if let Some(hub) = live.clone() {
+                let (pool, cancel) = (pool.clone(), cancel.clone());
+                tasks.spawn(async move {
+                    shopfloor_api::routes::live::forward_alerts(pool, hub, cancel).await;
+                    Ok(())
+                });
+            }
             state.live = live;
             state.shutdown = cancel.clone();
             state.reports = reports;

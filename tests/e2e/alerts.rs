@@ -1,6 +1,10 @@
-//! Alerts across a restart of the real binary: an alert raised and delivered before the
-//! restart is not raised or delivered again, and a stop that passes its threshold while
-//! Shopfloor is down is raised by the next process (nothing lost, nothing repeated).
+//! Alerts with the real binary:
+//! - across a restart: an alert raised and delivered before the restart is not raised or
+//!   delivered again, and a stop that passes its threshold while Shopfloor is down is raised
+//!   by the next process (nothing lost, nothing repeated);
+//! - the andon (ADR 0048) in a real headless Chromium, on the dashboard and in the floor
+//!   app: raised, acknowledged and resolved alerts reach the banner on the live feed.
+//!   Needs Chromium and chromedriver (`scripts/browser.sh`) and axe-core (`scripts/axe.sh`).
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -14,6 +18,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::support::{shopfloor, Server};
+use crate::webdriver::Browser;
 
 const ADMIN: &str = "e2e-alerts-admin-token-0123";
 
@@ -147,6 +152,197 @@ async fn a_restart_of_the_binary_mid_alert_neither_loses_nor_repeats_it() {
         .unwrap();
     assert_eq!(alerts.as_array().map(Vec::len), Some(2), "{alerts}");
     child.kill().await.unwrap();
+}
+
+// ---- the andon, live in a browser (ADR 0048) ----------------------------------------------
+
+/// `until` in both pages; how long it took.
+async fn in_both(pages: [&Browser; 2], what: &str, expression: &str) -> Duration {
+    let started = tokio::time::Instant::now();
+    for page in pages {
+        page.until(what, expression).await;
+    }
+    started.elapsed()
+}
+
+/// An expression: the andon's row of `alert_id` (or of any alert) has `state`.
+fn row_in(alert_id: Option<&str>, state: &str) -> String {
+    let which = alert_id.map_or(String::new(), |id| format!("[data-alert-id={}]", json!(id)));
+    format!("document.querySelector('#andon .andon-row{which}[data-state={state}]')")
+}
+
+/// Signs the page in with the token on its sign-in form (the dashboard's and the floor
+/// app's have the same ids).
+async fn sign_in(page: &Browser, token: &str) {
+    page.until(
+        "the sign-in form",
+        "!document.getElementById('signin').hidden",
+    )
+    .await;
+    page.js(&format!(
+        "document.getElementById('token').value = {}; \
+         document.getElementById('signin-form').requestSubmit(); return true;",
+        json!(token)
+    ))
+    .await;
+}
+
+/// The andon follows the live feed: an alert raised by a rule shows at once on the dashboard
+/// and in the floor app (from the feed, not from a list read: the safety read is 60 s away),
+/// the button refuses an auditor and acknowledges for an operator (both pages show it), and
+/// the alert leaves both banners when the machine runs again.
+#[tokio::test]
+async fn the_andon_shows_an_alert_live_on_the_dashboard_and_the_floor_app() {
+    let server = Server::start(&["--role", "api", "--role", "projector"], &ENV).await;
+    let client = reqwest::Client::new();
+    post(&client, server.url("/api/v1/machines"), json!({ "machine_id": "press-7", "type": "press", "line": "L1", "ideal_cycle_time_s": 2.0 })).await;
+    post(
+        &client,
+        server.url("/api/v1/alert-rules"),
+        json!({ "kind": "machine_down", "machine_id": "press-7", "after_minutes": 5,
+                "channels": [{ "type": "email", "to": ["andon@plant.example"] }] }),
+    )
+    .await;
+    let mut tokens = Vec::new();
+    for (name, role) in [("wall-screen", "auditor"), ("op-anna", "operator")] {
+        let v = post(
+            &client,
+            server.url("/api/v1/auth/tokens"),
+            json!({ "name": name, "role": role }),
+        )
+        .await;
+        tokens.push(v["token"].as_str().unwrap().to_string());
+    }
+
+    // The dashboard on a wall screen (read only), the floor app on an operator's phone.
+    let desk = Browser::start(1280, 900).await;
+    desk.goto(&server.url("/")).await;
+    sign_in(&desk, &tokens[0]).await;
+    let phone = Browser::start(600, 844).await;
+    phone
+        .cdp(
+            "Emulation.setDeviceMetricsOverride",
+            json!({ "width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true }),
+        )
+        .await;
+    phone.goto(&server.url("/floor#operator/press-7")).await;
+    phone
+        .until("the app to start", "document.body.dataset.ready === '1'")
+        .await;
+    sign_in(&phone, &tokens[1]).await;
+    let pages = [&desk, &phone];
+    in_both(
+        pages,
+        "the andon on the live feed, with the list read",
+        "document.getElementById('andon').dataset.live === 'open' && \
+         Number(document.getElementById('andon').dataset.loaded) >= 1 && \
+         document.getElementById('andon').hidden",
+    )
+    .await;
+
+    // press-7 has been down for 10 minutes: the rule raises its alert.
+    let stop = (chrono::Utc::now() - chrono::TimeDelta::minutes(10)).to_rfc3339();
+    post(&client, server.url("/api/v1/machines/events"), json!({ "event_type": "state_changed", "machine_id": "press-7", "timestamp": stop, "state": "down" })).await;
+    let took = in_both(
+        pages,
+        "the raised alert in the banner",
+        &row_in(None, "open"),
+    )
+    .await;
+    eprintln!("the raised alert showed on both pages {took:?} after the event");
+    let alerts: Value = client
+        .get(server.url("/api/v1/alerts?state=open"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let alert_id = alerts[0]["alert_id"].as_str().unwrap().to_string();
+    for page in pages {
+        let row = page
+            .js(&format!(
+                "const row = {}; return {{ via: row.dataset.via, text: row.innerText, \
+                 alert: row.querySelector('[role=alert]') !== null, \
+                 shown: !document.getElementById('andon').hidden, \
+                 count: document.querySelectorAll('#andon .andon-row').length }};",
+                row_in(Some(&alert_id), "open")
+            ))
+            .await;
+        // It came on the live feed: no list read brought it.
+        assert_eq!(row["via"], "live", "{row}");
+        assert!(
+            row["text"]
+                .as_str()
+                .unwrap()
+                .contains("press-7: machine down"),
+            "{row}"
+        );
+        assert_eq!(
+            row["alert"], true,
+            "the message is a role=alert live region"
+        );
+        assert_eq!(
+            (row["shown"].clone(), row["count"].clone()),
+            (json!(true), json!(1))
+        );
+    }
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    let width = phone
+        .js("return document.documentElement.scrollWidth")
+        .await;
+    assert!(
+        width.as_u64().unwrap() <= 390,
+        "the phone scrolls sideways: {width}"
+    );
+    crate::floor_app::axe_on(&phone, "document", "the floor app with an alert").await;
+    crate::floor_app::axe_on(&desk, "'#andon'", "the dashboard's andon").await;
+    let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap();
+    desk.screenshot(&target.join("andon-dashboard.png")).await;
+    phone
+        .screenshot(&target.join("andon-floor-phone.png"))
+        .await;
+
+    // The auditor may not acknowledge: the button says so.
+    desk.js("document.querySelector('#andon .andon-ack').click(); return true;")
+        .await;
+    desk.until(
+        "the refusal on the button",
+        "document.querySelector('#andon .andon-ack').dataset.refused === '403' && \
+         document.querySelector('#andon .andon-ack').textContent.includes('Not allowed')",
+    )
+    .await;
+    // The operator acknowledges in the floor app; the dashboard hears it on the feed.
+    phone
+        .js("document.querySelector('#andon .andon-ack').click(); return true;")
+        .await;
+    let acked = format!(
+        "{0} && {0}.innerText.includes('acknowledged by op-anna') && \
+         !document.querySelector('#andon .andon-ack')",
+        row_in(Some(&alert_id), "acknowledged")
+    );
+    let took = in_both(pages, "the acknowledgement in the banner", &acked).await;
+    eprintln!("the acknowledgement showed on both pages {took:?} after the click");
+    let last = desk
+        .js("return document.getElementById('andon').dataset.last")
+        .await;
+    assert_eq!(last, json!(format!("{alert_id} acknowledged live")));
+
+    // press-7 runs again: the rule resolves the alert, and it leaves both banners.
+    let now = chrono::Utc::now().to_rfc3339();
+    post(&client, server.url("/api/v1/machines/events"), json!({ "event_type": "state_changed", "machine_id": "press-7", "timestamp": now, "state": "running" })).await;
+    let gone = format!(
+        "document.getElementById('andon').hidden && \
+         !document.querySelector('#andon .andon-row') && \
+         document.getElementById('andon').dataset.last === {}",
+        json!(format!("{alert_id} resolved live"))
+    );
+    let took = in_both(pages, "the resolved alert gone from the banner", &gone).await;
+    eprintln!("the resolution showed on both pages {took:?} after the event");
+    assert!(took < Duration::from_secs(15), "took {took:?}");
 }
 
 async fn get(client: &reqwest::Client, url: String) -> Value {

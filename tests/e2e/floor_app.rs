@@ -218,6 +218,12 @@ async fn view(browser: &Browser, hash: &str, section: &str) {
 
 /// Runs axe-core on the page; panics on any serious or critical violation.
 async fn axe(browser: &Browser, what: &str) {
+    axe_on(browser, "document", what).await;
+}
+
+/// Runs axe-core on `context` (a JavaScript expression: `document`, or a selector in
+/// quotes); panics on any serious or critical violation.
+pub(crate) async fn axe_on(browser: &Browser, context: &str, what: &str) {
     let file = std::env::var_os("AXE_JS")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -237,13 +243,13 @@ async fn axe(browser: &Browser, what: &str) {
         .js(&format!("if (!window.axe) {{ {source}\n }} return true;"))
         .await;
     let violations = browser
-        .js_async(
-            "axe.run(document, { resultTypes: ['violations'] }).then(r => done(r.violations\
+        .js_async(&format!(
+            "axe.run({context}, {{ resultTypes: ['violations'] }}).then(r => done(r.violations\
                .filter(v => v.impact === 'serious' || v.impact === 'critical')\
-               .map(v => ({ id: v.id, impact: v.impact, help: v.help,\
-                            nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 5) }))))\
-               .catch(e => done([{ id: 'axe failed', help: String(e) }]));",
-        )
+               .map(v => ({{ id: v.id, impact: v.impact, help: v.help,\
+                            nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 5) }}))))\
+               .catch(e => done([{{ id: 'axe failed', help: String(e) }}]));"
+        ))
         .await;
     assert_eq!(
         violations,

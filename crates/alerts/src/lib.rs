@@ -15,12 +15,18 @@
 //! - `machines`: the evaluator's view of machines, read and written set-based per batch.
 //! - [`outbox`]: the outbox rows and the [`Deliverer`](outbox::Deliverer) that sends them
 //!   (signed webhooks, SMTP with STARTTLS), with retries and a dead-letter state.
+//! - [`view`]: the alerts as clients see them ([`AlertView`](view::AlertView)), for the
+//!   list and the live feed.
+//! - [`feed`]: the [`AlertFeed`](feed::AlertFeed): alert changes as they commit (a trigger's
+//!   `pg_notify`), for the andon on the live feed (ADR 0048).
 
 mod conditions;
 pub mod evaluate;
+pub mod feed;
 mod machines;
 pub mod outbox;
 pub mod plan;
+pub mod view;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -11,7 +11,8 @@
 //!   filled in when the page is first served.
 //! - `assets/app.js`: the whole front end (vanilla JavaScript, SVG charts).
 //! - `assets/andon.js`: the andon banner (open alerts, acknowledge), an ES module mounted
-//!   into `<div id="andon">`.
+//!   into `<div id="andon">`, live on `/api/v1/live` (ADR 0048); the floor app loads it
+//!   too.
 //! - `assets/app.css`: its style sheet; `assets/favicon.svg`: the icon.
 //!
 //! # The floor app at `/floor` (ADR 0038)

@@ -283,33 +283,7 @@ pub struct AlertQuery {
     pub limit: Option<i64>,
 }
 
-/// An alert.
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
-pub struct AlertView {
-    pub alert_id: String,
-    pub rule_id: String,
-    pub kind: String,
-    pub severity: String,
-    pub machine_id: Option<String>,
-    /// The task or item the alert is about, for kinds that name one.
-    pub subject: Option<String>,
-    /// `open`, `acknowledged` or `resolved`.
-    pub state: String,
-    /// Floor time the condition started.
-    pub since: DateTime<Utc>,
-    /// Floor time the rule's threshold passed.
-    pub raised_at: DateTime<Utc>,
-    pub acknowledged_by: Option<String>,
-    pub acknowledged_at: Option<DateTime<Utc>>,
-    pub escalations: i32,
-    pub resolved_at: Option<DateTime<Utc>>,
-    /// Who resolved it by hand; `null` when the condition cleared.
-    pub resolved_by: Option<String>,
-    pub resolved_reason: Option<String>,
-}
-
-const ALERT_COLUMNS: &str = "alert_id, rule_id, kind, severity, machine_id, subject, state, since, \
-     raised_at, acknowledged_by, acknowledged_at, escalations, resolved_at, resolved_by, resolved_reason";
+pub use shopfloor_alerts::view::AlertView;
 
 /// The alerts, newest first, filtered by state, machine and severity.
 #[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", params(AlertQuery),
@@ -328,19 +302,15 @@ pub async fn list_alerts(
             ));
         }
     }
-    let limit = q.limit.unwrap_or(500).clamp(1, 5000);
-    let alerts = sqlx::query_as(&format!(
-        "SELECT {ALERT_COLUMNS} FROM alerts WHERE ($1::text IS NULL OR state = $1) \
-         AND ($2::text IS NULL OR machine_id = $2) AND ($3::text IS NULL OR severity = $3) \
-         ORDER BY raised_recorded DESC, alert_id LIMIT $4"
+    let filter = shopfloor_alerts::view::AlertFilter {
+        state: q.state,
+        machine_id: q.machine_id,
+        severity: q.severity,
+        limit: q.limit.unwrap_or(500).clamp(1, 5000),
+    };
+    Ok(Json(
+        shopfloor_alerts::view::list(&state.pool, filter).await?,
     ))
-    .bind(q.state)
-    .bind(q.machine_id)
-    .bind(q.severity)
-    .bind(limit)
-    .fetch_all(&state.pool)
-    .await?;
-    Ok(Json(alerts))
 }
 
 /// An alert as its stream holds it now (the answer to a step just taken).

@@ -9,6 +9,10 @@
 //! Authentication is the usual bearer header; browsers read the stream with
 //! `fetch()` so that the token never travels in a URL. A feed ends when its token is
 //! revoked: within a second, whichever API process revoked it ([`crate::auth::Tokens::revoked`]).
+//!
+//! Alerts are not a projection: [`forward_alerts`] puts the changes of the alerts table on
+//! the same hub (ADR 0048), as `alert:{alert_id}` with the alert as `GET /api/v1/alerts`
+//! lists it, and `alerts:reload` when changes may have been missed (read them all again).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -22,6 +26,11 @@ use futures::stream::{self, Stream};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 use utoipa::IntoParams;
+
+use shopfloor_alerts::feed::{AlertChange, AlertFeed};
+use shopfloor_projections::live::LiveHub;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::{perm, Auth, TokenDigest};
 use crate::error::{ApiError, ProblemDocument};
@@ -37,7 +46,7 @@ pub(crate) fn routes() -> Router<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct LiveQuery {
     /// Comma-separated topic kinds to keep (`machine`, `order`, `task`, `inventory`,
-    /// `kpi`, `operator`); all when absent.
+    /// `kpi`, `operator`, `alert`, `alerts`); all when absent.
     pub topics: Option<String>,
 }
 
@@ -107,4 +116,31 @@ pub async fn live(
         end,
     );
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// The topic of one alert's changes: `alert:{alert_id}`.
+pub fn alert_topic(alert_id: &str) -> String {
+    format!("alert:{alert_id}")
+}
+
+/// The topic that asks clients to read every alert again.
+pub const ALERTS_RELOAD_TOPIC: &str = "alerts:reload";
+
+/// Puts the committed changes of the alerts table on `hub` until `cancel` fires: run it in
+/// every process that serves the live feed, whichever process evaluates alerts.
+pub async fn forward_alerts(pool: PgPool, hub: LiveHub, cancel: CancellationToken) {
+    let mut feed = AlertFeed::new(pool, cancel);
+    while let Some(change) = feed.next().await {
+        match change {
+            AlertChange::Reload => hub.notify(ALERTS_RELOAD_TOPIC, serde_json::json!({})),
+            AlertChange::Changed(alerts) => {
+                for alert in alerts {
+                    match serde_json::to_value(&alert) {
+                        Ok(data) => hub.notify(alert_topic(&alert.alert_id), data),
+                        Err(e) => tracing::warn!(error = %e, "an alert could not be serialised"),
+                    }
+                }
+            }
+        }
+    }
 }

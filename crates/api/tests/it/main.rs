@@ -12,6 +12,7 @@ mod fuzz_finds;
 mod idempotency;
 mod inventory;
 mod limits;
+mod live;
 mod machines;
 mod maintenance;
 mod openapi_drift;
