@@ -40,6 +40,7 @@ pub const VARIABLES: &[&str] = &[
     "SHOPFLOOR_REPORTS_S3_SECRET_ACCESS_KEY",
     "SHOPFLOOR_SMTP_URL",
     "SHOPFLOOR_SMTP_FROM",
+    "SHOPFLOOR_SMTP_CA_FILE",
     "SHOPFLOOR_ALERT_TICK_MS",
     "SHOPFLOOR_ALERT_CONDITIONS_MS",
     "SHOPFLOOR_ALERT_POLL_MS",
@@ -453,6 +454,7 @@ fn alert_settings(
         s.smtp = Some(shopfloor_alerts::SmtpSettings {
             url: SecretString::from(url),
             from,
+            ca_file: value("SHOPFLOOR_SMTP_CA_FILE").map(Into::into),
         });
     }
     Ok(s)

@@ -68,6 +68,9 @@ pub struct SmtpSettings {
     /// start) or `smtp://host:25` (plain, loopback only): it may hold a password.
     pub url: SecretString,
     pub from: String,
+    /// A PEM file of CA certificates the server's certificate may chain to, besides the
+    /// public roots (`SHOPFLOOR_SMTP_CA_FILE`): a plant's own mail relay with an internal CA.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for SmtpSettings {
@@ -75,6 +78,7 @@ impl std::fmt::Debug for SmtpSettings {
         f.debug_struct("SmtpSettings")
             .field("url", &"[redacted]")
             .field("from", &self.from)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }

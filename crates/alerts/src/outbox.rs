@@ -20,6 +20,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use lettre::message::{header::ContentType, Mailbox};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
@@ -286,6 +287,36 @@ struct Mailer {
     from: Mailbox,
 }
 
+/// The TLS settings of `url` (`smtps://`, or `smtp://…?tls=required|opportunistic`) with the
+/// CA certificates of `ca_file` trusted besides the public roots.
+fn tls_with_ca(url: &str, ca_file: &std::path::Path) -> Result<Tls, AlertsError> {
+    let setup = |m: String| AlertsError::Setup(m);
+    let parsed = reqwest::Url::parse(url).map_err(|e| setup(format!("SHOPFLOOR_SMTP_URL: {e}")))?;
+    let host = parsed
+        .host_str()
+        .ok_or_else(|| setup("SHOPFLOOR_SMTP_URL has no host".into()))?;
+    let pem = std::fs::read(ca_file)
+        .map_err(|e| setup(format!("SHOPFLOOR_SMTP_CA_FILE {}: {e}", ca_file.display())))?;
+    let cert = Certificate::from_pem(&pem)
+        .map_err(|e| setup(format!("SHOPFLOOR_SMTP_CA_FILE {}: {e}", ca_file.display())))?;
+    let params = TlsParameters::builder(host.to_string())
+        .add_root_certificate(cert)
+        .build_rustls()
+        .map_err(|e| setup(format!("SMTP TLS: {e}")))?;
+    let mode = parsed
+        .query_pairs()
+        .find(|(k, _)| k == "tls")
+        .map(|(_, v)| v.into_owned());
+    match (parsed.scheme(), mode.as_deref()) {
+        ("smtps", _) => Ok(Tls::Wrapper(params)),
+        ("smtp", Some("required")) => Ok(Tls::Required(params)),
+        ("smtp", Some("opportunistic")) => Ok(Tls::Opportunistic(params)),
+        _ => Err(setup(
+            "SHOPFLOOR_SMTP_CA_FILE needs TLS: smtps://… or smtp://…?tls=required".into(),
+        )),
+    }
+}
+
 /// Sends queued deliveries.
 #[derive(Clone)]
 pub struct Deliverer {
@@ -316,11 +347,14 @@ impl Deliverer {
             .map_err(|e| AlertsError::Setup(e.to_string()))?;
         let mailer = match &settings.smtp {
             Some(smtp) => {
-                let transport =
-                    AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp.url.expose_secret())
-                        .map_err(|e| AlertsError::Setup(format!("SHOPFLOOR_SMTP_URL: {e}")))?
-                        .timeout(Some(settings.http_timeout))
-                        .build();
+                let url = smtp.url.expose_secret();
+                let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+                    .map_err(|e| AlertsError::Setup(format!("SHOPFLOOR_SMTP_URL: {e}")))?
+                    .timeout(Some(settings.http_timeout));
+                if let Some(ca) = &smtp.ca_file {
+                    builder = builder.tls(tls_with_ca(url, ca)?);
+                }
+                let transport = builder.build();
                 let from = smtp
                     .from
                     .parse::<Mailbox>()

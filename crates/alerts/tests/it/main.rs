@@ -111,8 +111,97 @@ fn aiosmtpd_python() -> PathBuf {
     PathBuf::from(format!("{tools}/aiosmtpd-{version}/bin/python"))
 }
 
+/// A private CA and a server certificate for 127.0.0.1 it signed, made with the `openssl`
+/// command line (a plant's own mail relay): `(ca.pem, server.pem, server.key)` in `dir`.
+fn private_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("the openssl command line");
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Test Plant CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
 impl Smtp {
     async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// An SMTP server that requires STARTTLS (aiosmtpd refuses mail before it), with a
+    /// certificate of a private CA; returns the CA's file too.
+    async fn start_tls() -> (Self, PathBuf, tempfile::TempDir) {
+        let certs = tempfile::tempdir().unwrap();
+        let (ca, cert, key) = private_ca(certs.path());
+        let (cert, key) = (cert.display().to_string(), key.display().to_string());
+        let smtp = Self::start_with(&["--tlscert", &cert, "--tlskey", &key]).await;
+        (smtp, ca, certs)
+    }
+
+    async fn start_with(extra: &[&str]) -> Self {
         let python = aiosmtpd_python();
         assert!(
             python.exists(),
@@ -128,6 +217,7 @@ impl Smtp {
         let child = tokio::process::Command::new(python)
             .args(["-m", "aiosmtpd", "-n", "-l"])
             .arg(format!("127.0.0.1:{port}"))
+            .args(extra)
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
             // A path that does not exist yet: Maildir creates it with its subfolders.
             .arg(dir.path().join("maildir"))
@@ -181,6 +271,7 @@ fn settings(smtp: Option<&Smtp>, max_attempts: i32) -> AlertSettings {
         smtp: smtp.map(|s| SmtpSettings {
             url: s.url().into(),
             from: "shopfloor@plant.example".into(),
+            ca_file: None,
         }),
         ..AlertSettings::default()
     }
@@ -628,4 +719,65 @@ async fn a_late_event_reclassifying_the_stop_as_planned_resolves_the_alert(pool:
     // The planned stop raises nothing new.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(plant.alerts("M-1").await.len(), 1);
+}
+
+/// Email over STARTTLS to a relay whose certificate a private CA signed
+/// (`SHOPFLOOR_SMTP_CA_FILE`): the server refuses mail before STARTTLS, so a delivered
+/// message went over TLS. Without the CA the certificate is refused and the delivery is
+/// not marked delivered.
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn an_email_goes_over_starttls_to_a_relay_with_a_private_ca(pool: PgPool) {
+    let (smtp, ca, _certs) = Smtp::start_tls().await;
+    let tls = |ca_file: Option<PathBuf>| {
+        let mut s = settings(None, 1000);
+        s.smtp = Some(SmtpSettings {
+            url: format!("smtp://127.0.0.1:{}?tls=required", smtp.port).into(),
+            from: "shopfloor@plant.example".into(),
+            ca_file,
+        });
+        s
+    };
+    // First without the CA: the server's certificate is not trusted, nothing is delivered.
+    let mut plant = Plant::new(pool, tls(None));
+    plant.register("M-1").await;
+    let email = vec![Channel::Email {
+        to: vec!["maintenance@plant.example".into()],
+    }];
+    plant.rule("R-1", "M-1", 0.01, email, None).await;
+    plant.state("M-1", MachineStatus::Down, ago(5)).await;
+    let error: String = until("a failed attempt", || async {
+        sqlx::query_scalar::<_, Option<String>>(
+            "SELECT last_error FROM alert_deliveries WHERE attempts > 0 AND last_error IS NOT NULL",
+        )
+        .fetch_optional(&plant.pool)
+        .await
+        .unwrap()
+        .flatten()
+    })
+    .await;
+    assert!(
+        smtp.messages().is_empty(),
+        "mail went out without trust: {error}"
+    );
+    // With the CA: the retry is delivered, over STARTTLS.
+    plant.settings = tls(Some(ca));
+    plant.restart().await;
+    let mail = until("the email", || async {
+        let m = smtp.messages();
+        (!m.is_empty()).then_some(m)
+    })
+    .await;
+    assert_eq!(mail.len(), 1);
+    assert!(mail[0].contains("maintenance@plant.example"), "{}", mail[0]);
+    assert!(mail[0].contains("machine_down"), "{}", mail[0]);
+    let state: String = until("the delivery's state", || async {
+        sqlx::query_scalar::<_, String>(
+            "SELECT state FROM alert_deliveries WHERE state = 'delivered'",
+        )
+        .fetch_optional(&plant.pool)
+        .await
+        .unwrap()
+    })
+    .await;
+    assert_eq!(state, "delivered");
 }
