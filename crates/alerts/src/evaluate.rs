@@ -21,10 +21,10 @@ use serde_json::Value;
 use shopfloor_commands::{Atomicity, BatchItem, CommandContext, CommandError, CommandService};
 use shopfloor_domain::alert::{
     AlertCommand, AlertEvent, AlertKind, AlertRuleEvent, EscalateAlert, RaiseAlert, ResolveAlert,
-    Severity,
+    RuleSpec, Severity,
 };
 use shopfloor_domain::process::Target;
-use shopfloor_domain::values::{AlertId, AlertRuleId, MachineId, Text};
+use shopfloor_domain::values::{Actor, AlertId, AlertRuleId, MachineId, Text};
 use shopfloor_domain::StreamType;
 use shopfloor_eventstore::repository::decode_event;
 use shopfloor_eventstore::{Checkpoint, EventFilter, Leadership, Reader, RecordedEvent, Source};
@@ -445,44 +445,71 @@ impl Evaluator {
                 spec,
                 by,
                 at,
+            }
+            | AlertRuleEvent::AlertRuleRedefined {
+                rule_id,
+                spec,
+                by,
+                at,
             } => {
-                let channels = serde_json::to_value(&spec.channels)?;
-                let escalation = spec
-                    .escalation
-                    .as_ref()
-                    .map(serde_json::to_value)
-                    .transpose()?;
-                sqlx::query(
-                    "INSERT INTO alert_rules (rule_id, kind, machine_id, line, after_minutes, severity, \
-                     channels, escalation, enabled, defined_by, defined_at, position, target, \
-                     item_id, metric) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, true, $9, $10, $11, $12, $13, $14) \
-                     ON CONFLICT (rule_id) DO NOTHING",
-                )
-                .bind(rule_id.as_str())
-                .bind(spec.kind.as_str())
-                .bind(spec.machine_id.as_ref().map(MachineId::as_str))
-                .bind(spec.line.as_ref().map(|l| l.as_str()))
-                .bind(spec.after_minutes)
-                .bind(spec.severity.as_str())
-                .bind(channels)
-                .bind(escalation)
-                .bind(by.as_str())
-                .bind(at)
-                .bind(event.position)
-                .bind(spec.target)
-                .bind(spec.item_id.as_ref().map(|i| i.as_str()))
-                .bind(spec.metric.map(|m| m.as_str()))
-                .execute(self.pool())
-                .await?;
+                self.store_rule(&rule_id, &spec, &by, at, event.position)
+                    .await
             }
             AlertRuleEvent::AlertRuleDisabled { rule_id, .. } => {
                 sqlx::query("UPDATE alert_rules SET enabled = false WHERE rule_id = $1")
                     .bind(rule_id.as_str())
                     .execute(self.pool())
                     .await?;
+                Ok(())
             }
         }
+    }
+
+    /// A rule's (re)definition, unless a later one is already stored (read again after a
+    /// restart, an older event changes nothing).
+    async fn store_rule(
+        &self,
+        rule_id: &AlertRuleId,
+        spec: &RuleSpec,
+        by: &Actor,
+        at: DateTime<Utc>,
+        position: i64,
+    ) -> Result<(), AlertsError> {
+        let channels = serde_json::to_value(&spec.channels)?;
+        let escalation = spec
+            .escalation
+            .as_ref()
+            .map(serde_json::to_value)
+            .transpose()?;
+        sqlx::query(
+            "INSERT INTO alert_rules (rule_id, kind, machine_id, line, after_minutes, severity, \
+             channels, escalation, enabled, defined_by, defined_at, position, target, item_id, \
+             metric) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, true, $9, $10, $11, $12, $13, $14) \
+             ON CONFLICT (rule_id) DO UPDATE SET kind = excluded.kind, \
+             machine_id = excluded.machine_id, line = excluded.line, \
+             after_minutes = excluded.after_minutes, severity = excluded.severity, \
+             channels = excluded.channels, escalation = excluded.escalation, \
+             defined_by = excluded.defined_by, defined_at = excluded.defined_at, \
+             position = excluded.position, target = excluded.target, \
+             item_id = excluded.item_id, metric = excluded.metric \
+             WHERE alert_rules.position < excluded.position",
+        )
+        .bind(rule_id.as_str())
+        .bind(spec.kind.as_str())
+        .bind(spec.machine_id.as_ref().map(MachineId::as_str))
+        .bind(spec.line.as_ref().map(|l| l.as_str()))
+        .bind(spec.after_minutes)
+        .bind(spec.severity.as_str())
+        .bind(channels)
+        .bind(escalation)
+        .bind(by.as_str())
+        .bind(at)
+        .bind(position)
+        .bind(spec.target)
+        .bind(spec.item_id.as_ref().map(|i| i.as_str()))
+        .bind(spec.metric.map(|m| m.as_str()))
+        .execute(self.pool())
+        .await?;
         Ok(())
     }
 

@@ -4,7 +4,7 @@
 //! changed a rule and who knew what, when:
 //! - [`AlertRule`] (stream type `alert_rule`, one stream per [`AlertRuleId`]): defined with a
 //!   kind, a scope (plant, line or machine), a threshold in minutes of floor time, a severity,
-//!   its channels and an optional escalation; disabled for good.
+//!   its channels and an optional escalation; redefined while enabled; disabled for good.
 //! - [`Alert`] (stream type `alert`, one stream per [`AlertId`]): raised → acknowledged (by whom)
 //!   → resolved (by the condition clearing, or by hand); escalated while no one acknowledges.
 //!
@@ -320,9 +320,20 @@ pub struct DisableRule {
     pub at: DateTime<Utc>,
 }
 
+/// Changes an enabled rule's definition (kind, scope, threshold, severity, channels,
+/// escalation). Open alerts of the rule go on; from now on the rule is evaluated as
+/// redefined.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RedefineRule {
+    pub spec: RuleSpec,
+    pub by: Actor,
+    pub at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum AlertRuleCommand {
     DefineRule(DefineRule),
+    RedefineRule(RedefineRule),
     DisableRule(DisableRule),
 }
 
@@ -330,6 +341,13 @@ pub enum AlertRuleCommand {
 #[serde(tag = "event_type")]
 pub enum AlertRuleEvent {
     AlertRuleDefined {
+        rule_id: AlertRuleId,
+        #[serde(flatten)]
+        spec: RuleSpec,
+        by: Actor,
+        at: DateTime<Utc>,
+    },
+    AlertRuleRedefined {
         rule_id: AlertRuleId,
         #[serde(flatten)]
         spec: RuleSpec,
@@ -347,6 +365,7 @@ impl DomainEvent for AlertRuleEvent {
     fn event_type(&self) -> String {
         match self {
             Self::AlertRuleDefined { .. } => "AlertRuleDefined",
+            Self::AlertRuleRedefined { .. } => "AlertRuleRedefined",
             Self::AlertRuleDisabled { .. } => "AlertRuleDisabled",
         }
         .to_owned()
@@ -408,6 +427,22 @@ impl Decide for AlertRule {
                     at: cmd.at,
                 }])
             }
+            AlertRuleCommand::RedefineRule(cmd) => {
+                let rule = self.rule.as_ref().ok_or(AlertRuleError::NotFound)?;
+                if !rule.enabled {
+                    return Err(AlertRuleError::AlreadyDisabled);
+                }
+                cmd.spec.validate()?;
+                if cmd.spec == rule.spec {
+                    return Ok(vec![]);
+                }
+                Ok(vec![AlertRuleEvent::AlertRuleRedefined {
+                    rule_id: rule.rule_id.clone(),
+                    spec: cmd.spec,
+                    by: cmd.by,
+                    at: cmd.at,
+                }])
+            }
             AlertRuleCommand::DisableRule(cmd) => {
                 let rule = self.rule.as_ref().ok_or(AlertRuleError::NotFound)?;
                 if !rule.enabled {
@@ -447,6 +482,11 @@ impl Aggregate for AlertRule {
                     defined_by: by,
                     defined_at: at,
                 })
+            }
+            AlertRuleEvent::AlertRuleRedefined { spec, .. } => {
+                if let Some(rule) = self.rule.as_mut() {
+                    rule.spec = spec;
+                }
             }
             AlertRuleEvent::AlertRuleDisabled { .. } => {
                 if let Some(rule) = self.rule.as_mut() {

@@ -6,14 +6,14 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use shopfloor_domain::alert::{
     AcknowledgeAlert, AlertCommand, AlertKind, AlertRuleCommand, Channel, DefineRule, DisableRule,
-    Escalation, KpiMetric, ResolveAlert, RuleSpec, Severity,
+    Escalation, KpiMetric, RedefineRule, ResolveAlert, RuleSpec, Severity,
 };
 use shopfloor_domain::process::Target;
 use shopfloor_domain::values::{Actor, AlertId, AlertRuleId, ItemId, LineId, MachineId, Text};
@@ -30,6 +30,7 @@ use crate::AppState;
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/alert-rules", post(define_rule).get(list_rules))
+        .route("/api/v1/alert-rules/{rule_id}", put(redefine_rule))
         .route("/api/v1/alert-rules/{rule_id}/disable", post(disable_rule))
         .route("/api/v1/alerts", get(list_alerts))
         .route("/api/v1/alerts/{alert_id}/acknowledge", post(acknowledge))
@@ -188,6 +189,42 @@ pub async fn define_rule(
             rule_id: rule_id.to_string(),
         }),
     ))
+}
+
+/// Redefines an enabled alert rule: the whole definition, as for `POST` (a `rule_id` in the
+/// body is ignored). Open alerts of the rule go on; the rule is evaluated as redefined from
+/// then on. The same definition again changes nothing.
+#[utoipa::path(put, path = "/api/v1/alert-rules/{rule_id}", tag = "alerts",
+    params(("rule_id" = String, Path)), request_body = RuleBody,
+    responses((status = 200, body = RuleCreated), (status = 400, body = ProblemDocument),
+        (status = 404, body = ProblemDocument),
+        (status = 409, description = "the rule is disabled", body = ProblemDocument)),
+    security(("bearer" = [])))]
+pub async fn redefine_rule(
+    State(state): State<AppState>,
+    _: Auth<perm::AlertRules>,
+    ctx: Ctx,
+    ApiPath(raw): ApiPath<String>,
+    ApiJson(body): ApiJson<RuleBody>,
+) -> Result<Json<RuleCreated>, ApiError> {
+    let rule_id = AlertRuleId::new(&raw)
+        .map_err(|_| ApiError::not_found(format!("alert rule {raw} does not exist")))?;
+    let spec = rule_spec(body)?;
+    let target = Target::AlertRule {
+        rule_id: rule_id.clone(),
+        command: AlertRuleCommand::RedefineRule(RedefineRule {
+            spec,
+            by: actor(&ctx)?,
+            at: now(),
+        }),
+    };
+    state
+        .commands
+        .execute(target, &ctx.command(Some(now())))
+        .await?;
+    Ok(Json(RuleCreated {
+        rule_id: rule_id.to_string(),
+    }))
 }
 
 /// An empty body (`{}`).

@@ -308,7 +308,7 @@ fn retry_after_header() -> Header {
         reads::ingest_rejected, reads::process_rejections, reads::telemetry, reads::projections, crate::routes::live::live,
         reports::create, reports::list, reports::get_one, reports::content, reports::verify,
         reports::create_schedule, reports::list_schedules,
-        alerts::define_rule, alerts::list_rules, alerts::disable_rule, alerts::list_alerts,
+        alerts::define_rule, alerts::list_rules, alerts::redefine_rule, alerts::disable_rule, alerts::list_alerts,
         alerts::acknowledge, alerts::resolve, alerts::alert_deliveries, alerts::list_deliveries,
     ),
     components(schemas(crate::error::ProblemDocument, machines::MachineEventBody)),

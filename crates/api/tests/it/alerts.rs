@@ -119,3 +119,92 @@ async fn a_rule_raises_an_alert_that_an_operator_acknowledges(pool: PgPool) {
     cancel.cancel();
     roles.await.unwrap().unwrap();
 }
+
+/// A supervisor redefines a rule (`PUT`): the change is an event on the log with who made it,
+/// the evaluator's rule list shows it, the same definition again changes nothing, and a
+/// disabled rule cannot be redefined.
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn a_supervisor_redefines_a_rule_and_the_change_is_on_the_log(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    let cancel = CancellationToken::new();
+    let service = CommandService::new(EventStore::new(pool.clone()));
+    let settings = shopfloor_alerts::AlertSettings::default();
+    let roles = tokio::spawn(shopfloor_alerts::run(service, settings, cancel.clone()));
+    let (sup, op) = (app.token("supervisor").await, app.token("operator").await);
+    let channels = json!([{ "type": "email", "to": ["andon@plant.example"] }]);
+    let rule = json!({ "rule_id": "R-edit", "kind": "machine_down", "line": "L1",
+        "after_minutes": 5, "channels": channels });
+    assert_eq!(
+        app.post("/api/v1/alert-rules", &sup, &rule).await.status,
+        201
+    );
+
+    let changed = json!({ "kind": "machine_down", "line": "L1", "after_minutes": 15,
+        "severity": "warning", "channels": channels });
+    app.put("/api/v1/alert-rules/R-edit", &op, &changed)
+        .await
+        .assert_problem(403);
+    app.put("/api/v1/alert-rules/R-none", &sup, &changed)
+        .await
+        .assert_problem(404);
+    let bad = json!({ "kind": "machine_down", "after_minutes": -1, "channels": channels });
+    app.put("/api/v1/alert-rules/R-edit", &sup, &bad)
+        .await
+        .assert_problem(400);
+    let r = app.put("/api/v1/alert-rules/R-edit", &sup, &changed).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = app.put("/api/v1/alert-rules/R-edit", &sup, &changed).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let listed = loop {
+        let r = app.get("/api/v1/alert-rules", &op).await;
+        let rule = r
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["rule_id"] == "R-edit")
+            .cloned();
+        if let Some(rule) = rule.filter(|x| x["after_minutes"] == 15.0) {
+            break rule;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the change never showed: {}",
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(listed["severity"], "warning");
+    assert!(listed["defined_by"]
+        .as_str()
+        .unwrap()
+        .starts_with("supervisor"));
+    let r = app
+        .get("/api/v1/streams/alert_rule/R-edit/events", &app.admin)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let types: Vec<&str> = r.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["event_type"].as_str())
+        .collect();
+    assert_eq!(
+        types,
+        vec!["AlertRuleDefined", "AlertRuleRedefined"],
+        "{}",
+        r.body
+    );
+
+    let r = app
+        .post("/api/v1/alert-rules/R-edit/disable", &sup, &json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    app.put("/api/v1/alert-rules/R-edit", &sup, &rule)
+        .await
+        .assert_problem(409);
+    cancel.cancel();
+    roles.await.unwrap().unwrap();
+}

@@ -138,6 +138,7 @@ const EXPECTED: &[(&str, &str, u8)] = &[
     ("get", "/api/v1/reason-codes", ALL),
     ("post", "/api/v1/alert-rules", SUPERVISOR | ADMIN),
     ("get", "/api/v1/alert-rules", ALL),
+    ("put", "/api/v1/alert-rules/{rule_id}", SUPERVISOR | ADMIN),
     (
         "post",
         "/api/v1/alert-rules/{rule_id}/disable",

@@ -150,6 +150,11 @@ impl TestApp {
             .await
     }
 
+    pub async fn put(&self, path: &str, token: &str, body: &Value) -> Resp {
+        self.send(Method::PUT, path, Some(token), Some(body), &[])
+            .await
+    }
+
     pub async fn patch(&self, path: &str, token: &str, body: &Value) -> Resp {
         self.send(Method::PATCH, path, Some(token), Some(body), &[])
             .await

@@ -132,3 +132,37 @@ fn an_alert_is_raised_once_acknowledged_once_and_escalated_only_while_open() {
     assert_eq!(record.acknowledged_by.as_ref().unwrap().as_str(), "op");
     assert_eq!(record.escalations, 1);
 }
+
+#[test]
+fn an_enabled_rule_is_redefined_and_the_same_definition_again_changes_nothing() {
+    let redefine = |after: f64| {
+        AlertRuleCommand::RedefineRule(RedefineRule {
+            spec: spec(after, vec![hook()]),
+            by: Actor::new("sup-2").unwrap(),
+            at: t(9),
+        })
+    };
+    let mut rule = AlertRule::default();
+    assert_eq!(rule.decide(redefine(5.0)), Err(AlertRuleError::NotFound));
+    rule.execute(define(5.0, vec![hook()])).unwrap();
+    assert_eq!(rule.decide(redefine(5.0)), Ok(vec![]));
+    assert!(matches!(
+        rule.decide(redefine(0.0)),
+        Err(AlertRuleError::Invalid(_))
+    ));
+    let events = rule.execute(redefine(12.0)).unwrap();
+    assert_eq!(events.len(), 1);
+    let json = serde_json::to_value(&events[0]).unwrap();
+    assert_eq!(json["event_type"], "AlertRuleRedefined");
+    assert_eq!(json["after_minutes"], 12.0);
+    assert_eq!(rule.rule().unwrap().spec.after_minutes, 12.0);
+    let disable = AlertRuleCommand::DisableRule(DisableRule {
+        by: Actor::new("sup").unwrap(),
+        at: t(10),
+    });
+    rule.execute(disable).unwrap();
+    assert_eq!(
+        rule.decide(redefine(20.0)),
+        Err(AlertRuleError::AlreadyDisabled)
+    );
+}
