@@ -207,16 +207,26 @@ pub async fn redefine_rule(
     ApiPath(raw): ApiPath<String>,
     ApiJson(body): ApiJson<RuleBody>,
 ) -> Result<Json<RuleCreated>, ApiError> {
-    let rule_id = AlertRuleId::new(&raw)
+    let command = AlertRuleCommand::RedefineRule(RedefineRule {
+        spec: rule_spec(body)?,
+        by: actor(&ctx)?,
+        at: now(),
+    });
+    command_rule(&state, &ctx, &raw, command).await
+}
+
+/// Sends a command to the rule `raw` names (404 when it cannot name one).
+async fn command_rule(
+    state: &AppState,
+    ctx: &Ctx,
+    raw: &str,
+    command: AlertRuleCommand,
+) -> Result<Json<RuleCreated>, ApiError> {
+    let rule_id = AlertRuleId::new(raw)
         .map_err(|_| ApiError::not_found(format!("alert rule {raw} does not exist")))?;
-    let spec = rule_spec(body)?;
     let target = Target::AlertRule {
         rule_id: rule_id.clone(),
-        command: AlertRuleCommand::RedefineRule(RedefineRule {
-            spec,
-            by: actor(&ctx)?,
-            at: now(),
-        }),
+        command,
     };
     state
         .commands
@@ -244,22 +254,11 @@ pub async fn disable_rule(
     ApiPath(raw): ApiPath<String>,
     OptionalJson(_): OptionalJson<EmptyBody>,
 ) -> Result<Json<RuleCreated>, ApiError> {
-    let rule_id = AlertRuleId::new(&raw)
-        .map_err(|_| ApiError::not_found(format!("alert rule {raw} does not exist")))?;
-    let target = Target::AlertRule {
-        rule_id: rule_id.clone(),
-        command: AlertRuleCommand::DisableRule(DisableRule {
-            by: actor(&ctx)?,
-            at: now(),
-        }),
-    };
-    state
-        .commands
-        .execute(target, &ctx.command(Some(now())))
-        .await?;
-    Ok(Json(RuleCreated {
-        rule_id: rule_id.to_string(),
-    }))
+    let command = AlertRuleCommand::DisableRule(DisableRule {
+        by: actor(&ctx)?,
+        at: now(),
+    });
+    command_rule(&state, &ctx, &raw, command).await
 }
 
 /// A rule as the evaluator knows it; webhook secrets read `[redacted]`.
