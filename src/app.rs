@@ -435,13 +435,12 @@ impl Application {
                 leaders,
             };
             let mut state = AppState::new(
-                self.store.clone(),
+                commands.clone(),
                 readiness,
                 metrics_handle(),
                 self.settings.admin_token.clone(),
                 self.settings.namespace.clone(),
             );
-            state.commands = commands.clone();
             // Alerts reach this process's live feed from whichever process evaluates them
             // (a trigger's pg_notify, ADR 0048).
             if let Some(hub) = live.clone() {

@@ -630,7 +630,7 @@ pub async fn query(
     shopfloor_projections::replay(&pool, None, |_, _| {}).await?;
     let token = format!("bench-{}-{}", run_id(), run_id());
     let state = shopfloor_api::AppState::new(
-        store,
+        shopfloor_commands::CommandService::new(store),
         shopfloor_api::Readiness::default(),
         None,
         Some(secrecy::SecretString::from(token.clone())),

@@ -180,7 +180,7 @@ async fn main() {
         .await
         .expect("migrations");
     let state = AppState::new(
-        EventStore::new(pool.clone()),
+        shopfloor_commands::CommandService::new(EventStore::new(pool.clone())),
         Readiness::default(),
         None,
         Some(SecretString::from(ADMIN)),

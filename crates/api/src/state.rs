@@ -77,16 +77,18 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// The state of the API: the event store (and its pool), readiness probes, the
-    /// metrics handle, the bootstrap admin token (`SHOPFLOOR_ADMIN_TOKEN`, accepted as the
-    /// `admin` role as long as it is set) and the namespace.
+    /// The state of the API: the process's one writer (and through it the event store and
+    /// its pool), readiness probes, the metrics handle, the bootstrap admin token
+    /// (`SHOPFLOOR_ADMIN_TOKEN`, accepted as the `admin` role as long as it is set) and the
+    /// namespace.
     pub fn new(
-        store: EventStore,
+        commands: CommandService,
         readiness: Readiness,
         metrics: Option<PrometheusHandle>,
         admin_token: Option<SecretString>,
         namespace: impl Into<String>,
     ) -> Self {
+        let store = commands.store().clone();
         let pool = store.pool().clone();
         let idempotency_pool = PgPoolOptions::new()
             .max_connections(IDEMPOTENCY_CONNECTIONS)
@@ -97,7 +99,7 @@ impl AppState {
             );
         Self(Arc::new(AppShared {
             idempotency_pool,
-            commands: CommandService::new(store.clone()),
+            commands,
             tokens: Tokens::new(
                 pool.clone(),
                 admin_token.as_ref().map(|t| t.expose_secret()),

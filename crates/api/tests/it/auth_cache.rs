@@ -93,7 +93,7 @@ impl Instance {
 
 fn state(pool: &PgPool) -> AppState {
     AppState::new(
-        EventStore::new(pool.clone()),
+        shopfloor_commands::CommandService::new(EventStore::new(pool.clone())),
         Readiness::default(),
         None,
         Some(SecretString::from(ADMIN)),

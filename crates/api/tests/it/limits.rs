@@ -18,7 +18,7 @@ const ADMIN: &str = "limits-admin-token-0123456789";
 /// The router served by `serve` on port 0 with these limits.
 async fn spawn(pool: PgPool, limits: ServeLimits, rates: RateLimits) -> SocketAddr {
     let state = AppState::new(
-        EventStore::new(pool),
+        shopfloor_commands::CommandService::new(EventStore::new(pool)),
         Readiness::default(),
         None,
         Some(SecretString::from(ADMIN)),

@@ -47,7 +47,7 @@ impl Instance {
     async fn spawn(pool: &PgPool, cancel: &CancellationToken) -> Self {
         let pool = own_pool(pool).await;
         let mut state = AppState::new(
-            EventStore::new(pool.clone()),
+            shopfloor_commands::CommandService::new(EventStore::new(pool.clone())),
             Readiness::default(),
             None,
             Some(SecretString::from(ADMIN)),

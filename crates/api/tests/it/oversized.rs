@@ -17,7 +17,7 @@ const ADMIN: &str = "oversized-admin-token-4f7c2a";
 
 async fn spawn(pool: PgPool) -> SocketAddr {
     let state = AppState::new(
-        EventStore::new(pool),
+        shopfloor_commands::CommandService::new(EventStore::new(pool)),
         Readiness::default(),
         None,
         Some(SecretString::from(ADMIN)),

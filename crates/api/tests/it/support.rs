@@ -77,15 +77,15 @@ impl TestApp {
         let store = EventStore::new(pool.clone());
         let admin = format!("test-admin-{}", uuid::Uuid::new_v4().simple());
         let namespace = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        // The one writer, as `serve` builds it.
+        let commands = shopfloor_commands::CommandService::new(store).with_group_commit(256);
         let mut state = AppState::new(
-            store.clone(),
+            commands,
             Readiness::default(),
             None,
             Some(SecretString::from(admin.clone())),
             namespace,
         );
-        // The one writer, as `serve` builds it.
-        state.commands = shopfloor_commands::CommandService::new(store).with_group_commit(256);
         let files = shopfloor_reports::ReportStore::open(&storage).unwrap();
         state.reports = Some(
             shopfloor_reports::Reports::new(pool.clone(), files, "Test plant")
