@@ -273,10 +273,7 @@ async fn the_andon_shows_an_alert_live_on_the_dashboard_and_the_floor_app() {
         // It came on the live feed: no list read brought it.
         assert_eq!(row["via"], "live", "{row}");
         assert!(
-            row["text"]
-                .as_str()
-                .unwrap()
-                .contains("press-7: machine down"),
+            row["text"].as_str().unwrap().contains("press-7 is down"),
             "{row}"
         );
         assert_eq!(

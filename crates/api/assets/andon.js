@@ -134,9 +134,30 @@ function setText(el, text) {
   if (el.textContent !== text) el.textContent = text;
 }
 
+/** What each kind of alert says, given where it is (machine, subject or plant). */
+const SAYS = {
+  machine_down: (w) => `${w} is down`,
+  unclassified_stop: (w) => `${w}: stop without a reason`,
+  predictive_alert: (w) => `${w}: predictive maintenance due`,
+  inventory_shortage: (w) => `${w}: stock shortage`,
+  maintenance_overdue: (w) => `maintenance ${w} is overdue`,
+  below_reorder_point: (w) => `${w} below its reorder point`,
+  ingest_silent: (w) => `${w} has gone silent`,
+  rejected_messages: () => 'machine messages are being rejected',
+  // The subject is "{metric} {scope}", e.g. "oee line:L1".
+  kpi_below_target: (w) => {
+    const [metric, scope] = String(w).split(' ');
+    const name = { oee: 'OEE', availability: 'Availability', performance: 'Performance', quality: 'Quality' }[metric] || metric;
+    return `${name} of ${(scope || 'the plant').replace(':', ' ')} below target this shift`;
+  },
+};
+
 function what(alert) {
-  const where = alert.machine_id || alert.subject || 'plant';
-  return `${where}: ${String(alert.kind || 'alert').replace(/_/g, ' ')}`;
+  const subject = alert.kind === 'maintenance_overdue' || alert.kind === 'kpi_below_target'
+    ? alert.subject : null;
+  const where = subject || alert.machine_id || alert.subject || 'plant';
+  const say = SAYS[alert.kind];
+  return say ? say(where) : `${where}: ${String(alert.kind || 'alert').replace(/_/g, ' ')}`;
 }
 
 function ackButton(row, id) {
