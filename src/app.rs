@@ -313,16 +313,49 @@ impl Application {
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
         let pool = self.store.pool().clone();
-        // The one writer of this process: the API, the process managers and the
-        // ingest all append through it, so they share its turns, its aggregate
-        // cache and its group commits (ADR 0035).
-        let commands = CommandService::new(self.store.clone()).with_group_commit(256);
-        // Read-model changes, shared by the projectors and the API's live feed.
-        let live = self.roles.contains(&Role::Projector).then(LiveHub::default);
-        // Reports (ADR 0041): served by the API, scheduled by the leader among the
-        // projector roles. Storage that cannot be opened (a read-only folder) turns
-        // reports off (503) rather than the whole process.
-        let reports = match ReportStore::open(&self.settings.reports_storage) {
+        let shared = Shared {
+            // The one writer of this process: the API, the process managers and the
+            // ingest all append through it, so they share its turns, its aggregate
+            // cache and its group commits (ADR 0035).
+            commands: CommandService::new(self.store.clone()).with_group_commit(256),
+            // Read-model changes, shared by the projectors and the API's live feed.
+            live: self.roles.contains(&Role::Projector).then(LiveHub::default),
+            reports: self.open_reports(&pool),
+            pool,
+        };
+        let mut mqtt_ready = None;
+        // What this process leads, for `/readyz` and the gauge `shopfloor_leader`.
+        let mut leaders = Vec::new();
+        for role in &self.roles {
+            match role {
+                // Served below, once the listener is moved out.
+                Role::Api => {}
+                Role::Relay => self.spawn_relay(&mut tasks, &mut leaders, &cancel),
+                Role::Projector => self.spawn_read_side(&mut tasks, &mut leaders, &shared, &cancel),
+                // Started below, once, for the ingest role or on its own.
+                Role::Opcua => {}
+                Role::Ingest => {
+                    mqtt_ready = self.spawn_ingest(&mut tasks, &shared.commands, &cancel)?;
+                }
+            }
+        }
+        if let Some(opcua) = self.opcua_task(&shared.commands, &cancel)? {
+            tasks.spawn(opcua);
+        }
+        let readiness = Readiness {
+            nats: self.nats.clone(),
+            mqtt: mqtt_ready,
+            timeout: None,
+            leaders,
+        };
+        self.spawn_api(&mut tasks, shared, readiness, &cancel);
+        join_roles(tasks, &cancel).await
+    }
+
+    /// Report storage (ADR 0041); storage that cannot be opened (a read-only folder) turns
+    /// reports off (503) rather than the whole process.
+    fn open_reports(&self, pool: &PgPool) -> Option<Reports> {
+        match ReportStore::open(&self.settings.reports_storage) {
             Ok(store) => {
                 info!(storage = store.describe(), "reports are stored here");
                 Some(Reports::new(
@@ -335,151 +368,174 @@ impl Application {
                 warn!(error = %e, "report storage unavailable: reports are off");
                 None
             }
+        }
+    }
+
+    fn spawn_relay(
+        &self,
+        tasks: &mut JoinSet<anyhow::Result<()>>,
+        leaders: &mut Vec<LeaderFlag>,
+        cancel: &CancellationToken,
+    ) {
+        let Some(nats) = self.nats.clone() else {
+            return;
         };
-        let mut mqtt_ready = None;
-        // What this process leads, for `/readyz` and the gauge `shopfloor_leader`.
-        let mut leaders = Vec::new();
-        let replicas = self.settings.stream_replicas;
-        for role in &self.roles {
-            let role = *role;
-            let cancel = cancel.clone();
-            match role {
-                // Served below, once the listener is moved out.
-                Role::Api => {}
-                Role::Relay => {
-                    let Some(nats) = self.nats.clone() else {
-                        continue;
-                    };
-                    let flag = LeaderFlag::new("relay");
-                    leaders.push(flag.clone());
-                    let relay = Relay::new(self.store.clone(), nats, &self.settings.namespace)
-                        .with_replicas(replicas)
-                        .with_flag(flag);
-                    tasks.spawn(async move {
-                        relay.run(cancel).await;
-                        Ok(())
-                    });
-                }
-                Role::Projector => {
-                    let Some(nats) = self.nats.clone() else {
-                        continue;
-                    };
-                    let (pool, ns) = (pool.clone(), self.settings.namespace.clone());
-                    let hub = live.clone().unwrap_or_default();
-                    let projectors = cancel.clone();
-                    let options = ProjectorOptions {
-                        replicas,
-                        ..Default::default()
-                    };
-                    tasks.spawn(async move {
-                        run_projectors_with(pool, nats, &ns, hub, options, projectors).await;
-                        Ok(())
-                    });
-                    // The process managers run with the read side.
-                    let flag = LeaderFlag::new("process_manager");
-                    leaders.push(flag.clone());
-                    let pm = ProcessManager::new(commands.clone()).with_flag(flag);
-                    let schedules = cancel.clone();
-                    let alerts_cancel = cancel.clone();
-                    tasks.spawn(async move {
-                        pm.run(cancel).await;
-                        Ok(())
-                    });
-                    if let Some(reports) = reports.clone() {
-                        tasks.spawn(async move {
-                            shopfloor_reports::schedule::run(reports, REPORT_TICK, schedules).await;
-                            Ok(())
-                        });
-                    }
-                    // Alert evaluation (one leader) and delivery run with the read side too.
-                    let (alerts, settings) = (commands.clone(), self.settings.alerts.clone());
-                    tasks.spawn(async move {
-                        shopfloor_alerts::run(alerts, settings, alerts_cancel)
-                            .await
-                            .context("alerts")
-                    });
-                }
-                // Started below, once, for the ingest role or on its own.
-                Role::Opcua => {}
-                Role::Ingest => {
-                    let Some(url) = self.settings.mqtt_url.clone() else {
-                        info!("ingest is off (MQTT_URL=off)");
-                        continue;
-                    };
-                    let mut config = IngestConfig::new(url, self.settings.namespace.clone());
-                    if let Some(path) = &self.settings.ingest_mapping {
-                        let mapping = Mapping::load(path).with_context(|| {
-                            format!("reading the ingest mapping {}", path.display())
-                        })?;
-                        config = config.with_mapping(mapping);
-                    }
-                    let (tx, rx) = watch::channel(false);
-                    mqtt_ready = Some(rx);
-                    let commands = commands.clone();
-                    tasks.spawn(async move {
-                        run_ingest(commands, config, tx, cancel)
-                            .await
-                            .context("MQTT ingest")
-                    });
-                }
-            }
-        }
-        if let Some(opcua) = self.opcua_task(&commands, &cancel)? {
-            tasks.spawn(opcua);
-        }
-        if let (Some(listener), Some(addr)) = (self.listener, self.http_addr) {
-            let readiness = Readiness {
-                nats: self.nats.clone(),
-                mqtt: mqtt_ready,
-                timeout: None,
-                leaders,
-            };
-            let mut state = AppState::new(
-                commands.clone(),
-                readiness,
-                metrics_handle(),
-                self.settings.admin_token.clone(),
-                self.settings.namespace.clone(),
-            );
-            // Alerts reach this process's live feed from whichever process evaluates them
-            // (a trigger's pg_notify, ADR 0048).
-            if let Some(hub) = live.clone() {
-                let (pool, cancel) = (pool.clone(), cancel.clone());
-                tasks.spawn(async move {
-                    shopfloor_api::routes::live::forward_alerts(pool, hub, cancel).await;
-                    Ok(())
-                });
-            }
-            state.live = live;
-            state.shutdown = cancel.clone();
-            state.reports = reports;
-            state.tokens = state
-                .tokens
-                .clone()
-                .with_cache_ttl(self.settings.token_cache_ttl);
-            let router = shopfloor_api::router_with_limits(state, self.settings.rate_limits);
-            let cancel = cancel.clone();
-            info!(namespace = %self.settings.namespace, "listening on http://{addr}");
+        let flag = LeaderFlag::new("relay");
+        leaders.push(flag.clone());
+        let relay = Relay::new(self.store.clone(), nats, &self.settings.namespace)
+            .with_replicas(self.settings.stream_replicas)
+            .with_flag(flag);
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            relay.run(cancel).await;
+            Ok(())
+        });
+    }
+
+    /// The read side: the projectors, and beside them the process managers, the report
+    /// schedules and alert evaluation and delivery (each with its own leader lock).
+    fn spawn_read_side(
+        &self,
+        tasks: &mut JoinSet<anyhow::Result<()>>,
+        leaders: &mut Vec<LeaderFlag>,
+        shared: &Shared,
+        cancel: &CancellationToken,
+    ) {
+        let Some(nats) = self.nats.clone() else {
+            return;
+        };
+        let (pool, ns) = (shared.pool.clone(), self.settings.namespace.clone());
+        let hub = shared.live.clone().unwrap_or_default();
+        let options = ProjectorOptions {
+            replicas: self.settings.stream_replicas,
+            ..Default::default()
+        };
+        let projectors = cancel.clone();
+        tasks.spawn(async move {
+            run_projectors_with(pool, nats, &ns, hub, options, projectors).await;
+            Ok(())
+        });
+        let flag = LeaderFlag::new("process_manager");
+        leaders.push(flag.clone());
+        let pm = ProcessManager::new(shared.commands.clone()).with_flag(flag);
+        let pm_cancel = cancel.clone();
+        tasks.spawn(async move {
+            pm.run(pm_cancel).await;
+            Ok(())
+        });
+        if let Some(reports) = shared.reports.clone() {
+            let schedules = cancel.clone();
             tasks.spawn(async move {
-                shopfloor_api::serve(
-                    listener,
-                    router,
-                    shopfloor_api::ServeLimits::default(),
-                    async move { cancel.cancelled().await },
-                )
-                .await
-                .context("HTTP server")
+                shopfloor_reports::schedule::run(reports, REPORT_TICK, schedules).await;
+                Ok(())
             });
         }
-        let mut first_error = None;
-        while let Some(done) = tasks.join_next().await {
-            let result = done.map_err(anyhow::Error::from).and_then(|r| r);
-            if let Err(e) = result {
-                warn!(error = %format!("{e:#}"), "a role failed; stopping the others");
-                cancel.cancel();
-                first_error.get_or_insert(e);
-            }
-        }
-        first_error.map_or(Ok(()), Err)
+        let (alerts, settings) = (shared.commands.clone(), self.settings.alerts.clone());
+        let alerts_cancel = cancel.clone();
+        tasks.spawn(async move {
+            shopfloor_alerts::run(alerts, settings, alerts_cancel)
+                .await
+                .context("alerts")
+        });
     }
+
+    /// The MQTT ingest, unless `MQTT_URL=off`; returns whether its subscription stands.
+    fn spawn_ingest(
+        &self,
+        tasks: &mut JoinSet<anyhow::Result<()>>,
+        commands: &CommandService,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<Option<watch::Receiver<bool>>> {
+        let Some(url) = self.settings.mqtt_url.clone() else {
+            info!("ingest is off (MQTT_URL=off)");
+            return Ok(None);
+        };
+        let mut config = IngestConfig::new(url, self.settings.namespace.clone());
+        if let Some(path) = &self.settings.ingest_mapping {
+            let mapping = Mapping::load(path)
+                .with_context(|| format!("reading the ingest mapping {}", path.display()))?;
+            config = config.with_mapping(mapping);
+        }
+        let (tx, rx) = watch::channel(false);
+        let (commands, cancel) = (commands.clone(), cancel.clone());
+        tasks.spawn(async move {
+            run_ingest(commands, config, tx, cancel)
+                .await
+                .context("MQTT ingest")
+        });
+        Ok(Some(rx))
+    }
+
+    /// The HTTP API, when this process listens; alerts reach its live feed from whichever
+    /// process evaluates them (a trigger's pg_notify, ADR 0048).
+    fn spawn_api(
+        self,
+        tasks: &mut JoinSet<anyhow::Result<()>>,
+        shared: Shared,
+        readiness: Readiness,
+        cancel: &CancellationToken,
+    ) {
+        let (Some(listener), Some(addr)) = (self.listener, self.http_addr) else {
+            return;
+        };
+        let mut state = AppState::new(
+            shared.commands,
+            readiness,
+            metrics_handle(),
+            self.settings.admin_token.clone(),
+            self.settings.namespace.clone(),
+        );
+        if let Some(hub) = shared.live.clone() {
+            let (pool, cancel) = (shared.pool.clone(), cancel.clone());
+            tasks.spawn(async move {
+                shopfloor_api::routes::live::forward_alerts(pool, hub, cancel).await;
+                Ok(())
+            });
+        }
+        state.live = shared.live;
+        state.shutdown = cancel.clone();
+        state.reports = shared.reports;
+        state.tokens = state
+            .tokens
+            .clone()
+            .with_cache_ttl(self.settings.token_cache_ttl);
+        let router = shopfloor_api::router_with_limits(state, self.settings.rate_limits);
+        let cancel = cancel.clone();
+        info!(namespace = %self.settings.namespace, "listening on http://{addr}");
+        tasks.spawn(async move {
+            shopfloor_api::serve(
+                listener,
+                router,
+                shopfloor_api::ServeLimits::default(),
+                async move { cancel.cancelled().await },
+            )
+            .await
+            .context("HTTP server")
+        });
+    }
+}
+
+/// What the roles of one process share.
+struct Shared {
+    commands: CommandService,
+    live: Option<LiveHub>,
+    reports: Option<Reports>,
+    pool: PgPool,
+}
+
+/// Waits for every role; the first failure stops the others and is the result.
+async fn join_roles(
+    mut tasks: JoinSet<anyhow::Result<()>>,
+    cancel: &CancellationToken,
+) -> anyhow::Result<()> {
+    let mut first_error = None;
+    while let Some(done) = tasks.join_next().await {
+        let result = done.map_err(anyhow::Error::from).and_then(|r| r);
+        if let Err(e) = result {
+            warn!(error = %format!("{e:#}"), "a role failed; stopping the others");
+            cancel.cancel();
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
