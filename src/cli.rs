@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -236,253 +237,271 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     match cli.command {
         Command::Migrate => {
-            let pool = app::connect_postgres(&settings).await?;
-            app::migrate(&pool).await?;
+            migrated_pool(&settings).await?;
             info!("migrations applied");
             Ok(())
         }
         Command::Replay { projection, verify } => {
-            let pool = app::connect_postgres(&settings).await?;
-            app::migrate(&pool).await?;
-            if verify {
-                let differences = shopfloor_projections::verify(&pool)
-                    .await
-                    .context("verifying the read models")?;
-                for d in &differences {
-                    println!("{d}");
-                }
-                if differences.is_empty() {
-                    println!("read models equal the event store's replay");
-                    return Ok(());
-                }
-                anyhow::bail!(
-                    "{} differences between the live read models and a replay of the event store",
-                    differences.len()
-                );
-            }
-            let started = std::time::Instant::now();
-            let replayed =
-                shopfloor_projections::replay(&pool, projection.as_deref(), progress_bar)
-                    .await
-                    .context("replaying the read models")?;
-            eprintln!();
-            for r in &replayed {
-                println!(
-                    "{}: rebuilt up to position {} ({} parked) in {:.1} s",
-                    r.projection,
-                    r.position,
-                    r.parked,
-                    started.elapsed().as_secs_f64()
-                );
-            }
-            Ok(())
+            replay(&migrated_pool(&settings).await?, projection, verify).await
         }
-        Command::Verify => {
-            let pool = app::connect_postgres(&settings).await?;
-            app::migrate(&pool).await?;
-            let report = shopfloor_eventstore::chain::verify(&pool)
-                .await
-                .context("verifying the hash chain")?;
-            println!("{}", serde_json::to_string(&report)?);
-            match report.broken {
-                None => {
-                    info!(events = report.events, head = %report.head_hash, "the event log's hash chain is intact");
-                    Ok(())
-                }
-                Some(b) => anyhow::bail!(
-                    "the event log is broken at position {}: {}",
-                    b.position,
-                    b.reason
-                ),
-            }
-        }
-        Command::Backup { out } => {
-            let pool = app::connect_postgres(&settings).await?;
-            app::migrate(&pool).await?;
-            let report = if out.as_os_str() == "-" {
-                shopfloor_eventstore::archive::export(&pool, std::io::stdout().lock()).await
-            } else {
-                let file = std::fs::File::create(&out)
-                    .with_context(|| format!("creating {}", out.display()))?;
-                shopfloor_eventstore::archive::export(&pool, std::io::BufWriter::new(file)).await
-            }
-            .context("writing the backup")?;
-            info!(
-                events = report.events,
-                head = report.head_position,
-                "backup written"
-            );
-            Ok(())
-        }
+        Command::Verify => verify_chain(&migrated_pool(&settings).await?).await,
+        Command::Backup { out } => backup(&migrated_pool(&settings).await?, &out).await,
         Command::Restore { from } => {
-            let pool = app::connect_postgres(&settings).await?;
-            app::migrate(&pool).await?;
-            let report = if from.as_os_str() == "-" {
-                shopfloor_eventstore::archive::import(&pool, std::io::stdin().lock()).await
-            } else {
-                let file = std::fs::File::open(&from)
-                    .with_context(|| format!("opening {}", from.display()))?;
-                shopfloor_eventstore::archive::import(&pool, std::io::BufReader::new(file)).await
-            }
-            .context("restoring the backup")?;
-            info!(
-                events = report.events,
-                "event store restored; rebuilding the read models"
-            );
-            shopfloor_projections::replay(&pool, None, progress_bar)
-                .await
-                .context("rebuilding the read models")?;
-            eprintln!();
-            app::mark_restored(&pool, &settings.namespace, report.head_position).await?;
-            info!("restore done: read models rebuilt, relay and process manager start after the restored log");
-            Ok(())
+            restore(&migrated_pool(&settings).await?, &settings, &from).await
         }
         Command::Simulate {
             machines,
             rate,
             sparkplug,
             ticks,
-        } => {
-            let url = settings
-                .mqtt_url
-                .clone()
-                .context("MQTT_URL is off: the simulator needs a broker")?;
-            let pool = app::connect_postgres(&settings).await?;
-            app::migrate(&pool).await?;
-            let mut config = shopfloor_ingest::SimulatorConfig::new(
-                url,
-                settings.namespace.clone(),
-                machines,
-                rate,
-            );
-            config.sparkplug = sparkplug;
-            config.ticks = ticks;
-            app::register_simulated(&pool, &config).await?;
-            let cancel = CancellationToken::new();
-            tokio::spawn(stop_on_signal(cancel.clone()));
-            app::demo_calendar(&pool, &config).await?;
-            if !sparkplug {
-                // Orders, operators and late stop classification (JSON counts name the order).
-                let floor = std::sync::Arc::new(shopfloor_ingest::DemoFloor::new(machines));
-                config.floor = Some(floor.clone());
-                tokio::spawn(shopfloor_ingest::demo::direct(
-                    app::command_service(&pool),
-                    shopfloor_ingest::simulated_machines(&config),
-                    floor,
-                    shopfloor_ingest::demo::Pace::default(),
-                    cancel.clone(),
-                ));
-            }
-            let report = shopfloor_ingest::simulate(config, cancel)
-                .await
-                .context("simulating")?;
-            info!(
-                ticks = report.ticks,
-                published = report.published,
-                "simulation ended"
-            );
-            Ok(())
-        }
+        } => simulate(&settings, machines, rate, sparkplug, ticks).await,
         Command::Report {
             report: ReportCommand::Verify { id, file },
-        } => {
-            let pool = app::connect_postgres(&settings).await?;
-            app::migrate(&pool).await?;
-            let store = shopfloor_reports::ReportStore::open(&settings.reports_storage)?;
-            let reports = shopfloor_reports::Reports::new(pool, store, settings.plant_name.clone());
-            let mut v = reports.verify(&id).await?;
-            if let Some(path) = file {
-                let bytes =
-                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-                v.stored_sha256 = shopfloor_reports::service::sha256_hex(&bytes);
-                v.identical = v.stored_sha256 == v.regenerated_sha256
-                    && v.regenerated_sha256 == v.sha256
-                    && v.chain_hash_matches != Some(false);
-            }
-            println!("{}", serde_json::to_string(&v)?);
-            anyhow::ensure!(
-                v.identical,
-                "report {id} is not identical to its regeneration at position {}",
-                v.position
-            );
-            info!(report = %id, position = v.position, "the report is identical to its regeneration");
-            Ok(())
-        }
+        } => verify_report(migrated_pool(&settings).await?, &settings, &id, file).await,
         Command::Bench { bench } => {
-            let pool = app::connect_postgres(&settings).await?;
-            app::migrate(&pool).await?;
-            let store = shopfloor_eventstore::EventStore::new(pool);
-            let result = match bench {
-                Bench::Commands {
-                    aggregates,
-                    commands,
-                    concurrency,
-                    no_group_commit,
-                } => {
-                    crate::bench::commands(
-                        store,
-                        aggregates,
-                        commands,
-                        concurrency,
-                        !no_group_commit,
-                    )
-                    .await?
-                }
-                Bench::Ingest { messages, machines } => {
-                    crate::bench::ingest(&settings, store.pool().clone(), messages, machines)
-                        .await?
-                }
-                Bench::E2e { rate, secs } => {
-                    let nats = app::connect_nats(&settings).await?;
-                    crate::bench::e2e(&settings, store.pool().clone(), nats, rate, secs).await?
-                }
-                Bench::Http {
-                    machines,
-                    connections,
-                    secs,
-                    processes,
-                } => {
-                    crate::bench_http::http(&settings, machines, connections, secs, processes)
-                        .await?
-                }
-                Bench::Alerts {
-                    machines,
-                    rules,
-                    load_rate,
-                } => crate::bench_alerts::alerts(&settings, machines, rules, load_rate).await?,
-                Bench::Replay { events } => {
-                    crate::bench::replay(store.pool().clone(), events).await?
-                }
-                Bench::Reports { machines, shifts } => {
-                    crate::bench_reports::reports(store.pool().clone(), machines, shifts).await?
-                }
-                Bench::Query {
-                    machines,
-                    days,
-                    rate,
-                    secs,
-                } => {
-                    crate::bench::query(&settings, store.pool().clone(), machines, days, rate, secs)
-                        .await?
-                }
-            };
-            println!("{result}");
+            run_bench(migrated_pool(&settings).await?, &settings, bench).await
+        }
+        Command::Serve { roles } => serve(settings, roles).await,
+    }
+}
+
+/// A pool on `DATABASE_URL`, with the migrations applied.
+async fn migrated_pool(settings: &Settings) -> anyhow::Result<PgPool> {
+    let pool = app::connect_postgres(settings).await?;
+    app::migrate(&pool).await?;
+    Ok(pool)
+}
+
+/// `replay`: rebuilds the read models from the log, or (`--verify`) compares them.
+async fn replay(pool: &PgPool, projection: Option<String>, verify: bool) -> anyhow::Result<()> {
+    if verify {
+        let differences = shopfloor_projections::verify(pool)
+            .await
+            .context("verifying the read models")?;
+        for d in &differences {
+            println!("{d}");
+        }
+        if differences.is_empty() {
+            println!("read models equal the event store's replay");
+            return Ok(());
+        }
+        anyhow::bail!(
+            "{} differences between the live read models and a replay of the event store",
+            differences.len()
+        );
+    }
+    let started = std::time::Instant::now();
+    let replayed = shopfloor_projections::replay(pool, projection.as_deref(), progress_bar)
+        .await
+        .context("replaying the read models")?;
+    eprintln!();
+    for r in &replayed {
+        println!(
+            "{}: rebuilt up to position {} ({} parked) in {:.1} s",
+            r.projection,
+            r.position,
+            r.parked,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// `verify`: checks the log's hash chain.
+async fn verify_chain(pool: &PgPool) -> anyhow::Result<()> {
+    let report = shopfloor_eventstore::chain::verify(pool)
+        .await
+        .context("verifying the hash chain")?;
+    println!("{}", serde_json::to_string(&report)?);
+    match report.broken {
+        None => {
+            info!(events = report.events, head = %report.head_hash, "the event log's hash chain is intact");
             Ok(())
         }
-        Command::Serve { roles } => {
-            let roles = if roles.is_empty() {
-                Role::ALL.to_vec()
-            } else {
-                roles
-            };
-            let cancel = CancellationToken::new();
-            let app = Application::build(settings, &roles)
-                .await
-                .context("starting shopfloor")?;
-            tokio::spawn(stop_on_signal(cancel.clone()));
-            app.run_until_stopped(cancel).await
-        }
+        Some(b) => anyhow::bail!(
+            "the event log is broken at position {}: {}",
+            b.position,
+            b.reason
+        ),
     }
+}
+
+/// `backup`: writes the log to a file (or `-`, stdout).
+async fn backup(pool: &PgPool, out: &std::path::Path) -> anyhow::Result<()> {
+    let report = if out.as_os_str() == "-" {
+        shopfloor_eventstore::archive::export(pool, std::io::stdout().lock()).await
+    } else {
+        let file =
+            std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+        shopfloor_eventstore::archive::export(pool, std::io::BufWriter::new(file)).await
+    }
+    .context("writing the backup")?;
+    info!(
+        events = report.events,
+        head = report.head_position,
+        "backup written"
+    );
+    Ok(())
+}
+
+/// `restore`: reads a backup into an empty log and rebuilds the read models.
+async fn restore(pool: &PgPool, settings: &Settings, from: &std::path::Path) -> anyhow::Result<()> {
+    let report = if from.as_os_str() == "-" {
+        shopfloor_eventstore::archive::import(pool, std::io::stdin().lock()).await
+    } else {
+        let file =
+            std::fs::File::open(from).with_context(|| format!("opening {}", from.display()))?;
+        shopfloor_eventstore::archive::import(pool, std::io::BufReader::new(file)).await
+    }
+    .context("restoring the backup")?;
+    info!(
+        events = report.events,
+        "event store restored; rebuilding the read models"
+    );
+    shopfloor_projections::replay(pool, None, progress_bar)
+        .await
+        .context("rebuilding the read models")?;
+    eprintln!();
+    app::mark_restored(pool, &settings.namespace, report.head_position).await?;
+    info!(
+        "restore done: read models rebuilt, relay and process manager start after the restored log"
+    );
+    Ok(())
+}
+
+/// `simulate`: a plant of simulated machines publishing to MQTT.
+async fn simulate(
+    settings: &Settings,
+    machines: usize,
+    rate: f64,
+    sparkplug: bool,
+    ticks: Option<u64>,
+) -> anyhow::Result<()> {
+    let url = settings
+        .mqtt_url
+        .clone()
+        .context("MQTT_URL is off: the simulator needs a broker")?;
+    let pool = app::connect_postgres(settings).await?;
+    app::migrate(&pool).await?;
+    let mut config =
+        shopfloor_ingest::SimulatorConfig::new(url, settings.namespace.clone(), machines, rate);
+    config.sparkplug = sparkplug;
+    config.ticks = ticks;
+    app::register_simulated(&pool, &config).await?;
+    let cancel = CancellationToken::new();
+    tokio::spawn(stop_on_signal(cancel.clone()));
+    app::demo_calendar(&pool, &config).await?;
+    if !sparkplug {
+        // Orders, operators and late stop classification (JSON counts name the order).
+        let floor = std::sync::Arc::new(shopfloor_ingest::DemoFloor::new(machines));
+        config.floor = Some(floor.clone());
+        tokio::spawn(shopfloor_ingest::demo::direct(
+            app::command_service(&pool),
+            shopfloor_ingest::simulated_machines(&config),
+            floor,
+            shopfloor_ingest::demo::Pace::default(),
+            cancel.clone(),
+        ));
+    }
+    let report = shopfloor_ingest::simulate(config, cancel)
+        .await
+        .context("simulating")?;
+    info!(
+        ticks = report.ticks,
+        published = report.published,
+        "simulation ended"
+    );
+    Ok(())
+}
+
+/// `report verify`: regenerates a stored report at its position and compares.
+async fn verify_report(
+    pool: PgPool,
+    settings: &Settings,
+    id: &str,
+    file: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    let store = shopfloor_reports::ReportStore::open(&settings.reports_storage)?;
+    let reports = shopfloor_reports::Reports::new(pool, store, settings.plant_name.clone());
+    let mut v = reports.verify(id).await?;
+    if let Some(path) = file {
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        v.stored_sha256 = shopfloor_reports::service::sha256_hex(&bytes);
+        v.identical = v.stored_sha256 == v.regenerated_sha256
+            && v.regenerated_sha256 == v.sha256
+            && v.chain_hash_matches != Some(false);
+    }
+    println!("{}", serde_json::to_string(&v)?);
+    anyhow::ensure!(
+        v.identical,
+        "report {id} is not identical to its regeneration at position {}",
+        v.position
+    );
+    info!(report = %id, position = v.position, "the report is identical to its regeneration");
+    Ok(())
+}
+
+/// `bench …`: runs one benchmark and prints its figures as JSON.
+async fn run_bench(pool: PgPool, settings: &Settings, bench: Bench) -> anyhow::Result<()> {
+    let store = shopfloor_eventstore::EventStore::new(pool);
+    let result = match bench {
+        Bench::Commands {
+            aggregates,
+            commands,
+            concurrency,
+            no_group_commit,
+        } => {
+            crate::bench::commands(store, aggregates, commands, concurrency, !no_group_commit)
+                .await?
+        }
+        Bench::Ingest { messages, machines } => {
+            crate::bench::ingest(settings, store.pool().clone(), messages, machines).await?
+        }
+        Bench::E2e { rate, secs } => {
+            let nats = app::connect_nats(settings).await?;
+            crate::bench::e2e(settings, store.pool().clone(), nats, rate, secs).await?
+        }
+        Bench::Http {
+            machines,
+            connections,
+            secs,
+            processes,
+        } => crate::bench_http::http(settings, machines, connections, secs, processes).await?,
+        Bench::Alerts {
+            machines,
+            rules,
+            load_rate,
+        } => crate::bench_alerts::alerts(settings, machines, rules, load_rate).await?,
+        Bench::Replay { events } => crate::bench::replay(store.pool().clone(), events).await?,
+        Bench::Reports { machines, shifts } => {
+            crate::bench_reports::reports(store.pool().clone(), machines, shifts).await?
+        }
+        Bench::Query {
+            machines,
+            days,
+            rate,
+            secs,
+        } => {
+            crate::bench::query(settings, store.pool().clone(), machines, days, rate, secs).await?
+        }
+    };
+    println!("{result}");
+    Ok(())
+}
+
+/// `serve`: runs the given roles (all of them when none is named) until a signal.
+async fn serve(settings: Settings, roles: Vec<Role>) -> anyhow::Result<()> {
+    let roles = if roles.is_empty() {
+        Role::ALL.to_vec()
+    } else {
+        roles
+    };
+    let cancel = CancellationToken::new();
+    let app = Application::build(settings, &roles)
+        .await
+        .context("starting shopfloor")?;
+    tokio::spawn(stop_on_signal(cancel.clone()));
+    app.run_until_stopped(cancel).await
 }
 
 /// Draws `[#####.....] 42% 4200/10000` on stderr, at most every 1 %.
