@@ -298,7 +298,7 @@ fn retry_after_header() -> Header {
         people::reactivate, people::clock_on, people::clock_off, people::operator_labour,
         people::order_labour, stops::unclassified, stops::classify,
         maintenance::schedule, maintenance::get_task, maintenance::start,
-        maintenance::complete, maintenance::cancel,
+        maintenance::complete, maintenance::cancel, maintenance::acknowledge,
         inventory::update, inventory::get_item,
         tokens::issue, tokens::list, tokens::revoke, tokens::me,
         audit::log, audit::stream_events, audit::stream_state,

@@ -128,6 +128,11 @@ const EXPECTED: &[(&str, &str, u8)] = &[
         SUPERVISOR | ADMIN,
     ),
     (
+        "post",
+        "/api/v1/maintenance/tasks/{task_id}/acknowledge",
+        OPERATOR | SUPERVISOR | ADMIN,
+    ),
+    (
         "patch",
         "/api/v1/inventory/update",
         OPERATOR | SUPERVISOR | ADMIN,
