@@ -451,6 +451,36 @@ async fn an_operator_on_a_phone_classifies_a_stop_reports_parts_and_completes_th
         "{scrap}"
     );
 
+    // The maintenance due on the machine: acknowledged from the keyboard (focus, Enter).
+    browser
+        .js("document.querySelector('#op-tasks li button[data-cmd=task]').focus(); return true;")
+        .await;
+    assert_eq!(
+        browser
+            .js("return document.activeElement.textContent")
+            .await,
+        "Acknowledge"
+    );
+    browser
+        .keys("#op-tasks li button[data-cmd=task]", "\u{E007}")
+        .await;
+    let tasks = until_api(
+        &api,
+        "the task acknowledged",
+        "/api/v1/maintenance/tasks?machine_id=press-7",
+        |v| v[0]["acknowledged_by"] == "op-anna",
+    )
+    .await;
+    assert_eq!(tasks[0]["status"], "scheduled", "{tasks}");
+    browser
+        .until(
+            "the task shown as acknowledged, without its button",
+            "document.querySelector('#op-tasks li[data-acknowledged=true]') && \
+             !document.querySelector('#op-tasks li button[data-cmd=task]') && \
+             document.querySelector('#op-tasks li').textContent.includes('Acknowledged by op-anna')",
+        )
+        .await;
+
     // Complete the order: in the operator's own view when the role may (the people
     // branch gives operators the order commands); else the button is not shown to the
     // operator and the line's supervisor completes it on the same phone.

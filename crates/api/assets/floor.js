@@ -396,8 +396,11 @@ function renderTasks(m) {
     const li = el('li', { 'data-task': t.task_id },
       el('span', { text: `${t.description || t.kind} · due ${new Date(t.scheduled_date).toLocaleDateString()} ${t.overdue ? '(overdue)' : ''} · ${t.status.replace('_', ' ')}` }));
     const path = (verb) => `/api/v1/maintenance/tasks/${encodeURIComponent(t.task_id)}/${verb}`;
-    if (has(ACKNOWLEDGE)) {
-      li.append(el('button', { type: 'button', 'data-cmd': 'task', 'data-path': path('acknowledge'), text: 'Acknowledge', 'aria-label': `Acknowledge ${t.description || t.task_id}` }));
+    if (has(ACKNOWLEDGE) && t.acknowledged_by) {
+      li.dataset.acknowledged = 'true';
+      li.append(el('span', { class: 'muted', text: `Acknowledged by ${t.acknowledged_by} at ${time(t.acknowledged_at)}` }));
+    } else if (has(ACKNOWLEDGE)) {
+      li.append(el('button', { type: 'button', 'data-cmd': 'task', 'data-perm': 'machine_events', 'data-path': path('acknowledge'), text: 'Acknowledge', 'aria-label': `Acknowledge ${t.description || t.task_id}` }));
     } else if (t.status === 'scheduled') {
       li.append(el('button', { type: 'button', 'data-cmd': 'task', 'data-perm': 'maintenance', 'data-endpoint': 'post /api/v1/maintenance/tasks/{task_id}/start', 'data-path': path('start'), text: 'Acknowledge and start', 'aria-label': `Start ${t.description || t.task_id}` }));
     } else {
