@@ -419,7 +419,11 @@ async fn an_operator_on_a_phone_classifies_a_stop_reports_parts_and_completes_th
         json!([true, true, true, "Scrap reason"]),
         "the scrap reason is not asked for"
     );
-    assert_eq!(stream_len(&api, "press-7").await, before, "parts sent without a scrap reason");
+    assert_eq!(
+        stream_len(&api, "press-7").await,
+        before,
+        "parts sent without a scrap reason"
+    );
     browser.keys("#op-scrap-reason", "Surface").await;
     assert_eq!(
         browser

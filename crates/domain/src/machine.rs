@@ -460,12 +460,10 @@ impl Decide for Machine {
                     at: cmd.at,
                 }
             }
-            MachineCommand::RecordParts(cmd) => {
-                match parts_produced(machine, cmd, None)? {
-                    Some(event) => event,
-                    None => return Ok(Vec::new()),
-                }
-            }
+            MachineCommand::RecordParts(cmd) => match parts_produced(machine, cmd, None)? {
+                Some(event) => event,
+                None => return Ok(Vec::new()),
+            },
             MachineCommand::RecordPartsWithScrapReason(cmd) => {
                 let definition = scrap_reason(cmd.scrap_reason.as_str()).ok_or(
                     MachineError::UnknownScrapReason {

@@ -240,11 +240,13 @@ static SCRAP_CATALOGUE: LazyLock<Vec<ScrapReasonDefinition>> = LazyLock::new(|| 
     SCRAP_REASONS
         .iter()
         .filter_map(|&(code, name, loss)| {
-            ReasonCode::new(code).ok().map(|code| ScrapReasonDefinition {
-                code,
-                name: name.to_owned(),
-                loss,
-            })
+            ReasonCode::new(code)
+                .ok()
+                .map(|code| ScrapReasonDefinition {
+                    code,
+                    name: name.to_owned(),
+                    loss,
+                })
         })
         .collect()
 });

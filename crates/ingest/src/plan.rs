@@ -138,12 +138,12 @@ fn commands_of(id: &str, actions: Vec<Action>, message: Option<usize>) -> Vec<Pl
                         at,
                     };
                     let command = match scrap_reason {
-                        Some(scrap_reason) => MachineCommand::RecordPartsWithScrapReason(
-                            RecordPartsWithScrapReason {
+                        Some(scrap_reason) => {
+                            MachineCommand::RecordPartsWithScrapReason(RecordPartsWithScrapReason {
                                 parts,
                                 scrap_reason,
-                            },
-                        ),
+                            })
+                        }
                         None => MachineCommand::RecordParts(parts),
                     };
                     (command, command_id, at)

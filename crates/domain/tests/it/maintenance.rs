@@ -377,7 +377,10 @@ fn an_open_task_is_acknowledged_once() {
 #[test]
 fn a_finished_or_missing_task_cannot_be_acknowledged() {
     for (given, status) in [
-        (vec![scheduled(), started(), completed()], TaskStatus::Completed),
+        (
+            vec![scheduled(), started(), completed()],
+            TaskStatus::Completed,
+        ),
         (vec![scheduled(), cancelled()], TaskStatus::Cancelled),
     ] {
         framework()

@@ -642,5 +642,7 @@ async fn a_count_with_a_scrap_reason_records_it_and_an_unknown_one_is_set_aside(
     assert!(rejected
         .iter()
         .any(|r| r.reason.contains("not a known scrap reason code")));
-    assert!(rejected.iter().any(|r| r.reason.contains("is not a string")));
+    assert!(rejected
+        .iter()
+        .any(|r| r.reason.contains("is not a string")));
 }

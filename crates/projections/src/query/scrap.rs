@@ -100,7 +100,9 @@ fn report(q: &ScrapQuery, rows: &[Row]) -> ScrapReport {
             name: r
                 .scrap_reason
                 .as_deref()
-                .map_or("Not given", |c| scrap_reason(c).map_or(c, |d| d.name.as_str()))
+                .map_or("Not given", |c| {
+                    scrap_reason(c).map_or(c, |d| d.name.as_str())
+                })
                 .to_owned(),
             scrap: r.scrap,
             reports: r.reports,
