@@ -405,13 +405,83 @@ async fn an_operator_on_a_phone_classifies_a_stop_reports_parts_and_completes_th
         )
         .await;
 
-    // 10 good and 2 scrap, with the keyboard (Enter submits).
+    // 10 good and 2 scrap, with the keyboard: with scrap, a scrap reason is required
+    // (Enter alone is held back by the browser), chosen by type-ahead; Enter submits.
+    let before = stream_len(&api, "press-7").await;
     browser.type_into("#op-good", "10").await;
     browser.type_into("#op-scrap", "2\u{E007}").await;
+    assert_eq!(
+        browser
+            .js("const s = document.getElementById('op-scrap-reason'); \
+                 return [s.required, s.validity.valueMissing, s.options.length > 5, \
+                 document.querySelector('label[for=op-scrap-reason]').textContent]")
+            .await,
+        json!([true, true, true, "Scrap reason"]),
+        "the scrap reason is not asked for"
+    );
+    assert_eq!(
+        stream_len(&api, "press-7").await,
+        before,
+        "parts sent without a scrap reason"
+    );
+    browser.keys("#op-scrap-reason", "Surface").await;
+    assert_eq!(
+        browser
+            .js("return document.getElementById('op-scrap-reason').value")
+            .await,
+        "scrap.surface"
+    );
+    browser.keys("#op-scrap", "\u{E007}").await;
     browser
         .until(
             "the order's figures",
             "document.getElementById('op-order-figures').textContent.startsWith('10 good, 2 scrap')",
+        )
+        .await;
+    let scrap = until_api(
+        &api,
+        "the scrap by reason",
+        &format!(
+            "/api/v1/scrap?machine_id=press-7&from={}&to={}",
+            ts(t0 - Span::hours(1)),
+            ts(Utc::now() + Span::minutes(5))
+        ),
+        |v| v["scrap_count"] == 2,
+    )
+    .await;
+    assert_eq!(
+        scrap["by_reason"],
+        json!([{ "scrap_reason": "scrap.surface", "name": "Surface defect", "scrap": 2, "reports": 1, "share": 1.0 }]),
+        "{scrap}"
+    );
+
+    // The maintenance due on the machine: acknowledged from the keyboard (focus, Enter).
+    browser
+        .js("document.querySelector('#op-tasks li button[data-cmd=task]').focus(); return true;")
+        .await;
+    assert_eq!(
+        browser
+            .js("return document.activeElement.textContent")
+            .await,
+        "Acknowledge"
+    );
+    browser
+        .keys("#op-tasks li button[data-cmd=task]", "\u{E007}")
+        .await;
+    let tasks = until_api(
+        &api,
+        "the task acknowledged",
+        "/api/v1/maintenance/tasks?machine_id=press-7",
+        |v| v[0]["acknowledged_by"] == "op-anna",
+    )
+    .await;
+    assert_eq!(tasks[0]["status"], "scheduled", "{tasks}");
+    browser
+        .until(
+            "the task shown as acknowledged, without its button",
+            "document.querySelector('#op-tasks li[data-acknowledged=true]') && \
+             !document.querySelector('#op-tasks li button[data-cmd=task]') && \
+             document.querySelector('#op-tasks li').textContent.includes('Acknowledged by op-anna')",
         )
         .await;
 
@@ -679,6 +749,7 @@ async fn actions_recorded_offline_reach_the_server_once_and_merge_by_floor_time(
         .js(&format!(
             "{} document.getElementById('op-good').value = 10; \
              document.getElementById('op-scrap').value = 2; \
+             document.getElementById('op-scrap-reason').value = 'scrap.dimensional'; \
              document.getElementById('op-parts').requestSubmit(); return true;",
             when(parts_at)
         ))

@@ -163,6 +163,30 @@ impl Browser {
 
     /// Clears the element at `selector` and types `text` into it with the keyboard
     /// (`\u{E007}` is Enter).
+    /// Sends `text` as key strokes to the element, without clearing it first (a select
+    /// takes them as type-ahead, choosing the option whose label they begin).
+    pub async fn keys(&self, selector: &str, text: &str) {
+        let found = self
+            .call(
+                reqwest::Method::POST,
+                "/element",
+                Some(json!({ "using": "css selector", "value": selector })),
+            )
+            .await;
+        let id = found
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no element {selector}: {found}"))
+            .to_string();
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{id}/value"),
+            Some(json!({ "text": text })),
+        )
+        .await;
+    }
+
     pub async fn type_into(&self, selector: &str, text: &str) {
         let found = self
             .call(

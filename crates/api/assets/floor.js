@@ -30,6 +30,7 @@ const app = {
   endpoints: new Set(),
   schema: new Set(),
   reasons: [],
+  scrapReasons: [],
   machines: [],
   orders: [],
   tasks: [],
@@ -395,8 +396,11 @@ function renderTasks(m) {
     const li = el('li', { 'data-task': t.task_id },
       el('span', { text: `${t.description || t.kind} · due ${new Date(t.scheduled_date).toLocaleDateString()} ${t.overdue ? '(overdue)' : ''} · ${t.status.replace('_', ' ')}` }));
     const path = (verb) => `/api/v1/maintenance/tasks/${encodeURIComponent(t.task_id)}/${verb}`;
-    if (has(ACKNOWLEDGE)) {
-      li.append(el('button', { type: 'button', 'data-cmd': 'task', 'data-path': path('acknowledge'), text: 'Acknowledge', 'aria-label': `Acknowledge ${t.description || t.task_id}` }));
+    if (has(ACKNOWLEDGE) && t.acknowledged_by) {
+      li.dataset.acknowledged = 'true';
+      li.append(el('span', { class: 'muted', text: `Acknowledged by ${t.acknowledged_by} at ${time(t.acknowledged_at)}` }));
+    } else if (has(ACKNOWLEDGE)) {
+      li.append(el('button', { type: 'button', 'data-cmd': 'task', 'data-perm': 'machine_events', 'data-path': path('acknowledge'), text: 'Acknowledge', 'aria-label': `Acknowledge ${t.description || t.task_id}` }));
     } else if (t.status === 'scheduled') {
       li.append(el('button', { type: 'button', 'data-cmd': 'task', 'data-perm': 'maintenance', 'data-endpoint': 'post /api/v1/maintenance/tasks/{task_id}/start', 'data-path': path('start'), text: 'Acknowledge and start', 'aria-label': `Start ${t.description || t.task_id}` }));
     } else {
@@ -496,20 +500,43 @@ async function onOperatorClick(ev) {
   scheduleRefresh(100);
 }
 
+/** The scrap reasons of the server (ADR 0050) as the options of the parts form's select. */
+function fillScrapReasons() {
+  const select = $('op-scrap-reason');
+  select.replaceChildren(el('option', { value: '', text: 'Choose a reason…' }),
+    ...app.scrapReasons.map((r) => el('option', { value: r.code, text: r.name })));
+  scrapReasonRequired();
+}
+
+/** Whether the parts form asks for a scrap reason: scrap > 0 and the server takes one. */
+function asksScrapReason() {
+  return Number($('op-scrap').value) > 0 && $('op-scrap-reason-field').dataset.allowed === '1'
+    && app.scrapReasons.length > 0;
+}
+
+/** A scrap reason is required (natively, so the browser says so) while there is scrap. */
+function scrapReasonRequired() {
+  $('op-scrap-reason').required = asksScrapReason();
+}
+
 async function onParts(ev) {
   ev.preventDefault();
   const m = operatorMachine();
   if (!m) return;
+  scrapReasonRequired();
+  if (!$('op-scrap-reason').reportValidity()) return;
   const good = Number($('op-good').value);
   const scrap = Number($('op-scrap').value);
   const at = floorTime($('op-when'));
   const o = orderOf(m);
   const body = { event_type: 'parts_produced', machine_id: m.machine_id, timestamp: at.toISOString(), good, scrap };
   if (o && o.status === 'in_progress') body.order_id = o.order_id;
-  if (app.schema.has('scrap_reason') && scrap > 0 && $('op-scrap-reason').value) body.scrap_reason = $('op-scrap-reason').value;
+  if (asksScrapReason()) body.scrap_reason = $('op-scrap-reason').value;
   await send(`${m.machine_id}: ${good} good, ${scrap} scrap`, 'POST', '/api/v1/machines/events', body, at);
   $('op-good').value = 0;
   $('op-scrap').value = 0;
+  $('op-scrap-reason').value = '';
+  scrapReasonRequired();
   $('op-when').value = '';
   scheduleRefresh(100);
 }
@@ -714,6 +741,10 @@ async function start() {
   app.endpoints = caps.endpoints;
   app.schema = caps.schema;
   app.reasons = await get('/api/v1/reason-codes').catch(() => []);
+  if (has('get /api/v1/scrap-reasons')) {
+    app.scrapReasons = await get('/api/v1/scrap-reasons').catch(() => []);
+  }
+  fillScrapReasons();
   document.body.dataset.role = me.role;
   $('signin').hidden = true;
   $('tabs').hidden = false;
@@ -734,6 +765,7 @@ function wire() {
   });
   $('view-operator').addEventListener('click', onOperatorClick);
   $('op-parts').addEventListener('submit', onParts);
+  $('op-scrap').addEventListener('input', scrapReasonRequired);
   $('op-inspection').addEventListener('submit', onInspection);
   $('sv-order').addEventListener('submit', onNewOrder);
   $('view-supervisor').addEventListener('click', onSupervisorClick);

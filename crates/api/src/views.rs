@@ -215,6 +215,9 @@ pub struct TaskView {
     pub parts_used: Vec<PartView>,
     pub cancelled_at: Option<DateTime<Utc>>,
     pub cancel_reason: Option<String>,
+    /// Who acknowledged the task on the floor first (a token's name), and when (ADR 0050).
+    pub acknowledged_by: Option<String>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
     pub version: u64,
 }
 
@@ -256,6 +259,8 @@ impl TaskView {
                 .collect(),
             cancelled_at: t.cancelled_at,
             cancel_reason: t.cancel_reason.as_ref().map(ToString::to_string),
+            acknowledged_by: t.acknowledged_by.as_ref().map(ToString::to_string),
+            acknowledged_at: t.acknowledged_at,
             version,
         }
     }

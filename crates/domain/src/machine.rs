@@ -39,7 +39,9 @@ use chrono::{DateTime, SubsecRound, Utc};
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
-use crate::reason::{Loss, ReasonCatalogue, ReasonCategory, ReasonDefinition, UNCLASSIFIED};
+use crate::reason::{
+    scrap_reason, Loss, ReasonCatalogue, ReasonCategory, ReasonDefinition, UNCLASSIFIED,
+};
 use crate::values::{
     Actor, CycleTime, LineId, MachineId, MachineType, OrderId, ReasonCode, TaskId, Text,
 };
@@ -87,6 +89,17 @@ pub struct RecordParts {
     pub at: DateTime<Utc>,
 }
 
+/// Records parts like [`RecordParts`], with the reason the scrap among them was rejected: a
+/// code of the built-in scrap reasons ([`crate::reason::scrap_reasons`], ADR 0050).
+///
+/// A command of its own rather than a field of [`RecordParts`], so that every existing caller
+/// of `RecordParts` keeps building unchanged; both emit `MachinePartsProduced`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordPartsWithScrapReason {
+    pub parts: RecordParts,
+    pub scrap_reason: ReasonCode,
+}
+
 /// Sets a new ideal cycle time from `effective_from` on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChangeIdealCycleTime {
@@ -119,6 +132,7 @@ pub enum MachineCommand {
     RegisterMachine(RegisterMachine),
     ChangeState(ChangeState),
     RecordParts(RecordParts),
+    RecordPartsWithScrapReason(RecordPartsWithScrapReason),
     ChangeIdealCycleTime(ChangeIdealCycleTime),
     RecordMaintenancePerformed(RecordMaintenancePerformed),
     ClassifyStop(ClassifyStop),
@@ -156,6 +170,10 @@ pub enum MachineEvent {
         /// The ideal cycle time in force at `at`, for the performance KPI.
         ideal_cycle_time_s: CycleTime,
         at: DateTime<Utc>,
+        /// Why the scrap was rejected (a scrap reason code, ADR 0050). Absent from the payload
+        /// when not given, so events written before the field existed keep their bytes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scrap_reason: Option<ReasonCode>,
     },
     MachineIdealCycleTimeChanged {
         machine_id: MachineId,
@@ -213,6 +231,10 @@ pub enum MachineError {
     NotRegistered,
     #[error("a parts report may count at most {max} parts")]
     TooManyParts { max: u64 },
+    #[error("{code} is not a known scrap reason code (see /api/v1/scrap-reasons)")]
+    UnknownScrapReason { code: ReasonCode },
+    #[error("a scrap reason is given but the report has no scrap")]
+    ScrapReasonWithoutScrap,
     #[error("{code} is not a known reason code")]
     UnknownReasonCode { code: ReasonCode },
     #[error("a stop must be classified with a real reason code, not as unclassified")]
@@ -351,6 +373,33 @@ fn find_stop(
         .map(|(at, stop)| (*at, stop))
 }
 
+/// The parts event of a report, or `None` for a report of no parts (a PLC's heartbeat:
+/// accepted, and it changes no count).
+fn parts_produced(
+    machine: &MachineRecord,
+    cmd: RecordParts,
+    scrap_reason: Option<ReasonCode>,
+) -> Result<Option<MachineEvent>, MachineError> {
+    let parts = cmd.good.saturating_add(cmd.scrap);
+    if parts == 0 {
+        return Ok(None);
+    }
+    if parts > MAX_PARTS_PER_REPORT {
+        return Err(MachineError::TooManyParts {
+            max: MAX_PARTS_PER_REPORT,
+        });
+    }
+    Ok(Some(MachineEvent::MachinePartsProduced {
+        machine_id: machine.machine_id.clone(),
+        good: cmd.good,
+        scrap: cmd.scrap,
+        order_id: cmd.order_id,
+        ideal_cycle_time_s: machine.ideal_cycle_time_at(cmd.at),
+        at: cmd.at,
+        scrap_reason,
+    }))
+}
+
 fn resolve_reason(
     state: MachineStatus,
     reason: Option<&Text>,
@@ -411,24 +460,22 @@ impl Decide for Machine {
                     at: cmd.at,
                 }
             }
-            MachineCommand::RecordParts(cmd) => {
-                let parts = cmd.good.saturating_add(cmd.scrap);
-                if parts == 0 {
-                    // A PLC's heartbeat: accepted, and it changes no count.
-                    return Ok(Vec::new());
+            MachineCommand::RecordParts(cmd) => match parts_produced(machine, cmd, None)? {
+                Some(event) => event,
+                None => return Ok(Vec::new()),
+            },
+            MachineCommand::RecordPartsWithScrapReason(cmd) => {
+                let definition = scrap_reason(cmd.scrap_reason.as_str()).ok_or(
+                    MachineError::UnknownScrapReason {
+                        code: cmd.scrap_reason.clone(),
+                    },
+                )?;
+                if cmd.parts.scrap == 0 {
+                    return Err(MachineError::ScrapReasonWithoutScrap);
                 }
-                if parts > MAX_PARTS_PER_REPORT {
-                    return Err(MachineError::TooManyParts {
-                        max: MAX_PARTS_PER_REPORT,
-                    });
-                }
-                MachineEvent::MachinePartsProduced {
-                    machine_id,
-                    good: cmd.good,
-                    scrap: cmd.scrap,
-                    order_id: cmd.order_id,
-                    ideal_cycle_time_s: machine.ideal_cycle_time_at(cmd.at),
-                    at: cmd.at,
+                match parts_produced(machine, cmd.parts, Some(definition.code.clone()))? {
+                    Some(event) => event,
+                    None => return Ok(Vec::new()),
                 }
             }
             MachineCommand::ChangeIdealCycleTime(cmd) => {

@@ -18,6 +18,10 @@
 //!   (scheduled or in progress) after its scheduled date.
 //! - Parts used are recorded on the task (for the task history); the stock movement of spare
 //!   parts is an inventory command of its own.
+//! - `AcknowledgeTask` (ADR 0050): an operator says they have seen a task due on their
+//!   machine. It changes no status; it is accepted while the task is open (scheduled or in
+//!   progress), and a second acknowledgement of the same task emits nothing (the first one
+//!   stands: who saw it first, and when).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -26,7 +30,7 @@ use chrono::{DateTime, Utc};
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
-use crate::values::{ItemId, MachineId, PolicyId, Quantity, TaskId, Text};
+use crate::values::{Actor, ItemId, MachineId, PolicyId, Quantity, TaskId, Text};
 use crate::Decide;
 
 /// Why the task exists.
@@ -68,6 +72,7 @@ pub enum TaskAction {
     Start,
     Complete,
     Cancel,
+    Acknowledge,
 }
 
 impl fmt::Display for TaskAction {
@@ -76,6 +81,7 @@ impl fmt::Display for TaskAction {
             Self::Start => "start",
             Self::Complete => "complete",
             Self::Cancel => "cancel",
+            Self::Acknowledge => "acknowledge",
         })
     }
 }
@@ -141,6 +147,13 @@ pub struct CancelTask {
     pub at: DateTime<Utc>,
 }
 
+/// Records that `by` has seen the task (an operator at the machine, say).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcknowledgeTask {
+    pub by: Actor,
+    pub at: DateTime<Utc>,
+}
+
 /// Every command a maintenance task accepts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum TaskCommand {
@@ -148,6 +161,7 @@ pub enum TaskCommand {
     StartTask(StartTask),
     CompleteTask(CompleteTask),
     CancelTask(CancelTask),
+    AcknowledgeTask(AcknowledgeTask),
 }
 
 /// What happened to a maintenance task. Serialized with an `event_type` tag equal to the
@@ -188,6 +202,12 @@ pub enum TaskEvent {
         previous_status: TaskStatus,
         at: DateTime<Utc>,
     },
+    MaintenanceTaskAcknowledged {
+        task_id: TaskId,
+        machine_id: MachineId,
+        by: Actor,
+        at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for TaskEvent {
@@ -197,6 +217,7 @@ impl DomainEvent for TaskEvent {
             Self::MaintenanceTaskStarted { .. } => "MaintenanceTaskStarted",
             Self::MaintenanceTaskCompleted { .. } => "MaintenanceTaskCompleted",
             Self::MaintenanceTaskCancelled { .. } => "MaintenanceTaskCancelled",
+            Self::MaintenanceTaskAcknowledged { .. } => "MaintenanceTaskAcknowledged",
         }
         .to_owned()
     }
@@ -244,6 +265,11 @@ pub struct Task {
     pub parts_used: Vec<PartUsed>,
     pub cancelled_at: Option<DateTime<Utc>>,
     pub cancel_reason: Option<Text>,
+    /// Who acknowledged the task first, and when (absent from older snapshots).
+    #[serde(default)]
+    pub acknowledged_by: Option<Actor>,
+    #[serde(default)]
+    pub acknowledged_at: Option<DateTime<Utc>>,
 }
 
 impl Task {
@@ -357,6 +383,20 @@ impl Decide for MaintenanceTask {
                     at: cmd.at,
                 }
             }
+            TaskCommand::AcknowledgeTask(cmd) => {
+                if !matches!(task.status, S::Scheduled | S::InProgress) {
+                    return Err(refuse(TaskAction::Acknowledge));
+                }
+                if task.acknowledged_by.is_some() {
+                    return Ok(Vec::new());
+                }
+                TaskEvent::MaintenanceTaskAcknowledged {
+                    task_id: task.task_id.clone(),
+                    machine_id: task.machine_id.clone(),
+                    by: cmd.by,
+                    at: cmd.at,
+                }
+            }
         };
         Ok(vec![event])
     }
@@ -399,6 +439,8 @@ impl Aggregate for MaintenanceTask {
                 parts_used: Vec::new(),
                 cancelled_at: None,
                 cancel_reason: None,
+                acknowledged_by: None,
+                acknowledged_at: None,
             });
             return;
         }
@@ -426,6 +468,10 @@ impl Aggregate for MaintenanceTask {
                 task.status = TaskStatus::Cancelled;
                 task.cancelled_at = Some(at);
                 task.cancel_reason = Some(reason);
+            }
+            TaskEvent::MaintenanceTaskAcknowledged { by, at, .. } => {
+                task.acknowledged_by = Some(by);
+                task.acknowledged_at = Some(at);
             }
         }
     }

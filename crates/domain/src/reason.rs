@@ -207,3 +207,66 @@ impl Default for ReasonCatalogue {
         Self::builtin().clone()
     }
 }
+
+/// The group every scrap reason code belongs to.
+pub const SCRAP_GROUP: &str = "scrap";
+
+/// One scrap reason: why parts reported as scrap were rejected (ADR 0050).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScrapReasonDefinition {
+    /// `scrap.leaf`, e.g. `scrap.dimensional`.
+    pub code: ReasonCode,
+    /// A display name for the floor app and dashboards.
+    pub name: String,
+    /// The OEE quality loss it counts against.
+    pub loss: Loss,
+}
+
+#[rustfmt::skip]
+const SCRAP_REASONS: &[(&str, &str, Loss)] = {
+    use Loss::*;
+    &[
+        ("scrap.assembly", "Assembly error", ProductionReject),
+        ("scrap.damage", "Handling damage", ProductionReject),
+        ("scrap.dimensional", "Out of tolerance", ProductionReject),
+        ("scrap.material", "Material defect", ProductionReject),
+        ("scrap.other", "Other", ProductionReject),
+        ("scrap.startup", "Start-up reject", StartupReject),
+        ("scrap.surface", "Surface defect", ProductionReject),
+    ]
+};
+
+static SCRAP_CATALOGUE: LazyLock<Vec<ScrapReasonDefinition>> = LazyLock::new(|| {
+    SCRAP_REASONS
+        .iter()
+        .filter_map(|&(code, name, loss)| {
+            ReasonCode::new(code)
+                .ok()
+                .map(|code| ScrapReasonDefinition {
+                    code,
+                    name: name.to_owned(),
+                    loss,
+                })
+        })
+        .collect()
+});
+
+/// The built-in scrap reasons, sorted by code: the bounded set a parts report's
+/// `scrap_reason` is checked against.
+pub fn scrap_reasons() -> &'static [ScrapReasonDefinition] {
+    &SCRAP_CATALOGUE
+}
+
+/// The scrap reason `code`, matched exactly or, failing that, ignoring ASCII case.
+pub fn scrap_reason(code: &str) -> Option<&'static ScrapReasonDefinition> {
+    let code = code.trim();
+    let reasons = scrap_reasons();
+    reasons
+        .iter()
+        .find(|r| r.code.as_str() == code)
+        .or_else(|| {
+            reasons
+                .iter()
+                .find(|r| r.code.as_str().eq_ignore_ascii_case(code))
+        })
+}

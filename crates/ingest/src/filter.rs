@@ -36,7 +36,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shopfloor_domain::machine::MachineStatus;
 use shopfloor_domain::reason::NO_SIGNAL;
-use shopfloor_domain::values::OrderId;
+use shopfloor_domain::values::{OrderId, ReasonCode};
 
 use crate::config::MachineSettings;
 use crate::message::{CountReport, Counter, StateReport};
@@ -55,6 +55,8 @@ pub enum Action {
         at: DateTime<Utc>,
         command_id: String,
         order_id: Option<OrderId>,
+        /// Only when the message counts scrap.
+        scrap_reason: Option<ReasonCode>,
     },
 }
 
@@ -311,6 +313,7 @@ impl MachineState {
             good,
             scrap,
             order_id: report.order_id.clone(),
+            scrap_reason: report.scrap_reason.clone().filter(|_| scrap > 0),
             at: report.at,
             command_id: match &report.tag {
                 None => format!("{message_id}:parts"),
@@ -403,6 +406,7 @@ mod tests {
             at: t(at),
             tag: None,
             order_id: None,
+            scrap_reason: None,
         }
     }
 
@@ -509,6 +513,7 @@ mod tests {
             at: t(at),
             tag: None,
             order_id: None,
+            scrap_reason: None,
         };
         m.observe_count(
             &s,

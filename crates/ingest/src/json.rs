@@ -3,7 +3,8 @@
 //! Decoding is strict about meaning and lenient about form: unknown fields are
 //! ignored, a missing `timestamp` means "now", a timestamp is RFC 3339 or epoch
 //! milliseconds. A count message may name the production order its parts were made
-//! for (`"order_id"`). A count message is `{"good", "scrap"}` (parts since the last
+//! for (`"order_id"`) and the reason for its scrap (`"scrap_reason"`, a code of
+//! the built-in scrap reasons, ADR 0050: an unknown one sets the message aside). A count message is `{"good", "scrap"}` (parts since the last
 //! message, the CONTRACT's meaning) or `{"good_total", "scrap_total", "bits"?}`
 //! (the PLC's running totals, turned into deltas by the filter). Every refusal says
 //! why, for the rejected-messages table, quoting a value only in part.
@@ -15,7 +16,8 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use shopfloor_domain::machine::MachineStatus;
-use shopfloor_domain::values::{MachineId, OrderId, Text};
+use shopfloor_domain::reason::scrap_reason;
+use shopfloor_domain::values::{MachineId, OrderId, ReasonCode, Text};
 
 use crate::config::{CounterMode, Mapping};
 use crate::message::{
@@ -253,7 +255,29 @@ fn count(
                 return Err(format!("order_id = {} is not a string", quote_value(other)))
             }
         },
+        scrap_reason: scrap_reason_field(obj)?,
     })
+}
+
+/// The optional `scrap_reason` of a count message: a known scrap reason code, as the
+/// catalogue spells it.
+fn scrap_reason_field(obj: &Map<String, Value>) -> Result<Option<ReasonCode>, String> {
+    match obj.get("scrap_reason") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => scrap_reason(s)
+            .map(|d| Some(d.code.clone()))
+            .ok_or_else(|| {
+                format!(
+                    "scrap_reason = {} is not a known scrap reason code",
+                    quote_value(&Value::String(s.clone()))
+                )
+            }),
+        Some(other) => Err(format!(
+            "scrap_reason = {} is not a string",
+            quote_value(other)
+        )),
+    }
 }
 
 fn telemetry(machine_id: &str, obj: &Map<String, Value>, at: DateTime<Utc>) -> Decoded {

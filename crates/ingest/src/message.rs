@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, TimeZone, Utc};
 use sha2::{Digest, Sha256};
 use shopfloor_domain::machine::MachineStatus;
-use shopfloor_domain::values::OrderId;
+use shopfloor_domain::values::{OrderId, ReasonCode};
 
 /// Raw payloads kept in the rejected-messages table are cut to this many bytes.
 pub const MAX_STORED_PAYLOAD: usize = 4096;
@@ -335,6 +335,9 @@ pub struct CountReport {
     /// The production order the parts were made for (JSON `order_id`), as for the
     /// HTTP `parts_produced` event.
     pub order_id: Option<OrderId>,
+    /// Why the scrap was rejected (JSON `scrap_reason`, a code of the built-in scrap
+    /// reasons, ADR 0050); dropped by the filter when the message counts no scrap.
+    pub scrap_reason: Option<ReasonCode>,
 }
 
 /// One sensor sample.

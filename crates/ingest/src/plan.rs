@@ -7,7 +7,9 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use shopfloor_commands::{BatchItem, CommandContext};
-use shopfloor_domain::machine::{ChangeState, MachineCommand, RecordParts};
+use shopfloor_domain::machine::{
+    ChangeState, MachineCommand, RecordParts, RecordPartsWithScrapReason,
+};
 use shopfloor_domain::maintenance::{ScheduleTask, TaskCommand, TaskKind};
 use shopfloor_domain::process::Target;
 use shopfloor_domain::values::{MachineId, TaskId, Text};
@@ -127,16 +129,25 @@ fn commands_of(id: &str, actions: Vec<Action>, message: Option<usize>) -> Vec<Pl
                     at,
                     command_id,
                     order_id,
-                } => (
-                    MachineCommand::RecordParts(RecordParts {
+                    scrap_reason,
+                } => {
+                    let parts = RecordParts {
                         good,
                         scrap,
                         order_id,
                         at,
-                    }),
-                    command_id,
-                    at,
-                ),
+                    };
+                    let command = match scrap_reason {
+                        Some(scrap_reason) => {
+                            MachineCommand::RecordPartsWithScrapReason(RecordPartsWithScrapReason {
+                                parts,
+                                scrap_reason,
+                            })
+                        }
+                        None => MachineCommand::RecordParts(parts),
+                    };
+                    (command, command_id, at)
+                }
             };
             Planned {
                 target: Target::Machine {

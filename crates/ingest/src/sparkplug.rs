@@ -748,6 +748,7 @@ fn count_observations(mode: CounterMode, metrics: &[CountMetric]) -> Vec<Observa
                 scrap_bits: None,
                 at,
                 order_id: None,
+                scrap_reason: None,
                 tag: several.then(|| {
                     format!(
                         "{}{}",

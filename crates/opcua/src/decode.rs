@@ -316,6 +316,7 @@ fn counter(node: &NodeMapping, r: &Reading, at: DateTime<Utc>) -> Decoded {
         at,
         tag: None,
         order_id: None,
+        scrap_reason: None,
     };
     Decoded::one(
         node.machine_id.clone(),

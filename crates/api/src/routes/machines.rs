@@ -9,10 +9,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use shopfloor_commands::{Atomicity, BatchItem, CommandError, RejectionKind};
 use shopfloor_domain::machine::{
-    ChangeState, MachineCommand, MachineStatus, RecordParts, RegisterMachine,
+    ChangeState, MachineCommand, MachineStatus, RecordParts, RecordPartsWithScrapReason,
+    RegisterMachine,
 };
 use shopfloor_domain::process::Target;
-use shopfloor_domain::values::{CycleTime, LineId, MachineId, MachineType, OrderId, Text};
+use shopfloor_domain::values::{
+    CycleTime, LineId, MachineId, MachineType, OrderId, ReasonCode, Text,
+};
 use shopfloor_domain::StreamType;
 use utoipa::ToSchema;
 
@@ -138,6 +141,11 @@ pub enum MachineEventBody {
         good: u64,
         scrap: u64,
         order_id: Option<String>,
+        /// Why the scrap was rejected: a code of `/api/v1/scrap-reasons` (e.g.
+        /// `scrap.dimensional`, matched ignoring case). Only with `scrap` > 0; an unknown
+        /// code is refused (400) and nothing is recorded.
+        #[serde(default)]
+        scrap_reason: Option<String>,
     },
 }
 
@@ -193,7 +201,11 @@ async fn unknown_orders(state: &AppState, items: &[MachineItem]) -> Result<Vec<S
     let mut named: Vec<&str> = items
         .iter()
         .filter_map(|i| match &i.command {
-            MachineCommand::RecordParts(p) => p.order_id.as_ref().map(|o| o.as_str()),
+            MachineCommand::RecordParts(p)
+            | MachineCommand::RecordPartsWithScrapReason(RecordPartsWithScrapReason {
+                parts: p,
+                ..
+            }) => p.order_id.as_ref().map(|o| o.as_str()),
             _ => None,
         })
         .collect();
@@ -379,10 +391,9 @@ fn parse_item(v: Value, now: DateTime<Utc>) -> Result<MachineItem, ApiError> {
             good,
             scrap,
             order_id,
-        } => MachineItem {
-            machine_id: MachineId::new(machine_id).field("machine_id")?,
-            at: timestamp,
-            command: MachineCommand::RecordParts(RecordParts {
+            scrap_reason,
+        } => {
+            let parts = RecordParts {
                 good,
                 scrap,
                 order_id: order_id
@@ -391,8 +402,26 @@ fn parse_item(v: Value, now: DateTime<Utc>) -> Result<MachineItem, ApiError> {
                     .transpose()
                     .field("order_id")?,
                 at: timestamp,
-            }),
-        },
+            };
+            let scrap_reason = scrap_reason
+                .filter(|r| !r.trim().is_empty())
+                .map(|r| ReasonCode::new(r.trim()))
+                .transpose()
+                .field("scrap_reason")?;
+            MachineItem {
+                machine_id: MachineId::new(machine_id).field("machine_id")?,
+                at: timestamp,
+                command: match scrap_reason {
+                    Some(scrap_reason) => {
+                        MachineCommand::RecordPartsWithScrapReason(RecordPartsWithScrapReason {
+                            parts,
+                            scrap_reason,
+                        })
+                    }
+                    None => MachineCommand::RecordParts(parts),
+                },
+            }
+        }
     };
     not_in_future(item.at, now)?;
     Ok(item)

@@ -1,4 +1,4 @@
-//! Maintenance tasks: schedule, read, start, complete, cancel.
+//! Maintenance tasks: schedule, read, start, complete, cancel, acknowledge.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -8,10 +8,11 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use shopfloor_domain::maintenance::{
-    CancelTask, CompleteTask, PartUsed, ScheduleTask, StartTask, TaskCommand, TaskKind,
+    AcknowledgeTask, CancelTask, CompleteTask, PartUsed, ScheduleTask, StartTask, TaskCommand,
+    TaskKind,
 };
 use shopfloor_domain::process::Target;
-use shopfloor_domain::values::{ItemId, MachineId, Quantity, TaskId, Text};
+use shopfloor_domain::values::{Actor, ItemId, MachineId, Quantity, TaskId, Text};
 use utoipa::ToSchema;
 
 use crate::auth::{perm, Auth};
@@ -31,6 +32,10 @@ pub(crate) fn routes() -> Router<AppState> {
             post(complete),
         )
         .route("/api/v1/maintenance/tasks/{task_id}/cancel", post(cancel))
+        .route(
+            "/api/v1/maintenance/tasks/{task_id}/acknowledge",
+            post(acknowledge),
+        )
 }
 
 /// Why a task exists.
@@ -252,6 +257,33 @@ pub async fn cancel(
         &ctx,
         &id,
         TaskCommand::CancelTask(CancelTask { reason, at: now() }),
+    )
+    .await?;
+    Ok(Json(task_view(&state, &id).await?))
+}
+
+/// Acknowledges an open task: the caller (an operator at the machine, say) has seen it
+/// (ADR 0050). The status is unchanged; acknowledging again changes nothing (the first
+/// acknowledgement stands); a completed or cancelled task gets 409.
+#[utoipa::path(post, path = "/api/v1/maintenance/tasks/{task_id}/acknowledge", tag = "maintenance",
+    params(("task_id" = String, Path)),
+    responses((status = 200, description = "the task, with `acknowledged_by` and `acknowledged_at`", body = TaskView),
+        (status = 404, body = ProblemDocument),
+        (status = 409, description = "the task is completed or cancelled", body = ProblemDocument)),
+    security(("bearer" = [])))]
+pub async fn acknowledge(
+    State(state): State<AppState>,
+    auth: Auth<perm::MachineEvents>,
+    ctx: Ctx,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<Json<TaskView>, ApiError> {
+    let id = task_id(&raw)?;
+    let by = Actor::new(&auth.0.name).field("by")?;
+    run(
+        &state,
+        &ctx,
+        &id,
+        TaskCommand::AcknowledgeTask(AcknowledgeTask { by, at: now() }),
     )
     .await?;
     Ok(Json(task_view(&state, &id).await?))

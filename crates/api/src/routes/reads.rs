@@ -29,6 +29,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/inventory/movements", get(movements))
         .route("/api/v1/kpi-metrics", get(kpi_metrics))
         .route("/api/v1/downtime", get(downtime))
+        .route("/api/v1/scrap", get(scrap))
         .route("/api/v1/ingest/rejected", get(ingest_rejected))
         .route("/api/v1/process/rejections", get(process_rejections))
         .route("/api/v1/machines/{machine_id}/telemetry", get(telemetry))
@@ -400,6 +401,45 @@ pub async fn downtime(
         micro_stop_threshold_s: q.micro_stop_threshold_s,
     };
     Ok(Json(query::downtime_report(&state.pool, &dq).await?))
+}
+
+/// `?machine_id=&line=&from=&to=&as_of=`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ScrapParams {
+    /// One machine; else every machine (of `line`, when given).
+    pub machine_id: Option<String>,
+    pub line: Option<String>,
+    #[param(format = DateTime)]
+    pub from: Option<String>,
+    #[param(format = DateTime)]
+    pub to: Option<String>,
+    /// Only the parts reports recorded by then.
+    #[param(format = DateTime)]
+    pub as_of: Option<String>,
+}
+
+/// Scrap by scrap reason over [from, to) of floor time (ADR 0050): `good_count`,
+/// `scrap_count` and `by_reason` `[{"scrap_reason", "name", "scrap", "reports", "share"}]`,
+/// largest first; scrap reported without a reason counts under `scrap_reason: null`.
+#[utoipa::path(get, path = "/api/v1/scrap", tag = "kpi", params(ScrapParams),
+    responses((status = 200, body = Object), (status = 400, body = ProblemDocument),
+        (status = 404, description = "`machine_id` names no machine", body = ProblemDocument)),
+    security(("bearer" = [])))]
+pub async fn scrap(
+    State(state): State<AppState>,
+    _: Auth<perm::Read>,
+    ApiQuery(q): ApiQuery<ScrapParams>,
+) -> Result<Json<query::ScrapReport>, ApiError> {
+    let w = window(q.from.as_deref(), q.to.as_deref(), q.as_of.as_deref())?;
+    let sq = query::ScrapQuery {
+        machine_id: blank(q.machine_id),
+        line: blank(q.line),
+        from: w.from,
+        to: w.to,
+        as_of: w.as_of,
+    };
+    Ok(Json(query::scrap_by_reason(&state.pool, &sq).await?))
 }
 
 /// `?limit=`.

@@ -1,9 +1,9 @@
-//! Reference data: the downtime reason-code catalogue.
+//! Reference data: the downtime reason-code catalogue and the scrap reasons.
 
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
-use shopfloor_domain::reason::ReasonCatalogue;
+use shopfloor_domain::reason::{scrap_reasons, ReasonCatalogue};
 use utoipa::ToSchema;
 
 use crate::auth::{perm, Auth};
@@ -11,7 +11,9 @@ use crate::views::name_of;
 use crate::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/reason-codes", get(reason_codes))
+    Router::new()
+        .route("/api/v1/reason-codes", get(reason_codes))
+        .route("/api/v1/scrap-reasons", get(scrap_reason_codes))
 }
 
 /// One reason code.
@@ -46,6 +48,33 @@ pub async fn reason_codes(_: Auth<perm::Read>) -> Json<Vec<ReasonCodeView>> {
                 category: name_of(&r.category),
                 planned: r.planned(),
                 loss: r.loss.as_ref().map(name_of),
+            })
+            .collect(),
+    )
+}
+
+/// One scrap reason (ADR 0050).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScrapReasonView {
+    /// `scrap.leaf`, e.g. `scrap.dimensional`.
+    pub code: String,
+    pub name: String,
+    /// The OEE quality loss it counts against (`production_reject` or `startup_reject`).
+    pub loss: String,
+}
+
+/// The scrap reasons a parts report's `scrap_reason` may name, sorted by code.
+#[utoipa::path(get, path = "/api/v1/scrap-reasons", tag = "reference",
+    responses((status = 200, body = [ScrapReasonView])),
+    security(("bearer" = [])))]
+pub async fn scrap_reason_codes(_: Auth<perm::Read>) -> Json<Vec<ScrapReasonView>> {
+    Json(
+        scrap_reasons()
+            .iter()
+            .map(|r| ScrapReasonView {
+                code: r.code.to_string(),
+                name: r.name.clone(),
+                loss: name_of(&r.loss),
             })
             .collect(),
     )

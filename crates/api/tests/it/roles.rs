@@ -128,6 +128,11 @@ const EXPECTED: &[(&str, &str, u8)] = &[
         SUPERVISOR | ADMIN,
     ),
     (
+        "post",
+        "/api/v1/maintenance/tasks/{task_id}/acknowledge",
+        OPERATOR | SUPERVISOR | ADMIN,
+    ),
+    (
         "patch",
         "/api/v1/inventory/update",
         OPERATOR | SUPERVISOR | ADMIN,
@@ -136,6 +141,7 @@ const EXPECTED: &[(&str, &str, u8)] = &[
     ("get", "/api/v1/inventory/items/{item_id}", ALL),
     ("get", "/api/v1/inventory/movements", ALL),
     ("get", "/api/v1/reason-codes", ALL),
+    ("get", "/api/v1/scrap-reasons", ALL),
     ("post", "/api/v1/alert-rules", SUPERVISOR | ADMIN),
     ("get", "/api/v1/alert-rules", ALL),
     ("put", "/api/v1/alert-rules/{rule_id}", SUPERVISOR | ADMIN),
@@ -173,6 +179,7 @@ const EXPECTED: &[(&str, &str, u8)] = &[
     ),
     ("get", "/api/v1/kpi-metrics", ALL),
     ("get", "/api/v1/downtime", ALL),
+    ("get", "/api/v1/scrap", ALL),
     ("get", "/api/v1/ingest/rejected", ALL),
     ("get", "/api/v1/process/rejections", ALL),
     ("get", "/api/v1/projections", AUDITOR | ADMIN),

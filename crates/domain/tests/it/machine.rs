@@ -310,6 +310,7 @@ fn record_parts_carries_the_ideal_cycle_time_in_force_at_floor_time() {
         .given(given.clone())
         .when(parts_cmd(10, 1, t(11, 59)))
         .then_expect_events(vec![MachineEvent::MachinePartsProduced {
+            scrap_reason: None,
             machine_id: id("M1"),
             good: 10,
             scrap: 1,
@@ -321,6 +322,7 @@ fn record_parts_carries_the_ideal_cycle_time_in_force_at_floor_time() {
         .given(given)
         .when(parts_cmd(10, 0, t(12, 0)))
         .then_expect_events(vec![MachineEvent::MachinePartsProduced {
+            scrap_reason: None,
             machine_id: id("M1"),
             good: 10,
             scrap: 0,
@@ -502,4 +504,66 @@ fn a_stop_named_to_the_microsecond_is_found_when_its_event_had_nanoseconds() {
     assert!(machine
         .execute(classify(other, "breakdown.electrical"))
         .is_err());
+}
+
+fn parts_with_reason(good: u64, scrap: u64, reason: &str) -> MachineCommand {
+    MachineCommand::RecordPartsWithScrapReason(RecordPartsWithScrapReason {
+        parts: RecordParts {
+            good,
+            scrap,
+            order_id: None,
+            at: t(9, 0),
+        },
+        scrap_reason: id(reason),
+    })
+}
+
+#[test]
+fn record_parts_with_a_scrap_reason_records_the_catalogue_code() {
+    // Matched ignoring case, recorded as the catalogue spells it.
+    framework()
+        .given(vec![registered()])
+        .when(parts_with_reason(10, 2, "Scrap.Dimensional"))
+        .then_expect_events(vec![MachineEvent::MachinePartsProduced {
+            machine_id: id("M1"),
+            good: 10,
+            scrap: 2,
+            order_id: None,
+            ideal_cycle_time_s: ct(2.5),
+            at: t(9, 0),
+            scrap_reason: Some(id("scrap.dimensional")),
+        }]);
+}
+
+#[test]
+fn record_parts_with_an_unknown_scrap_reason_or_without_scrap_is_refused() {
+    framework()
+        .given(vec![registered()])
+        .when(parts_with_reason(10, 2, "breakdown.mechanical"))
+        .then_expect_error(MachineError::UnknownScrapReason {
+            code: id("breakdown.mechanical"),
+        });
+    framework()
+        .given(vec![registered()])
+        .when(parts_with_reason(10, 0, "scrap.surface"))
+        .then_expect_error(MachineError::ScrapReasonWithoutScrap);
+}
+
+#[test]
+fn a_parts_event_without_scrap_reason_keeps_its_old_payload() {
+    let old = r#"{"event_type":"MachinePartsProduced","machine_id":"M1","good":10,"scrap":1,"order_id":null,"ideal_cycle_time_s":2.5,"at":"2026-03-02T09:00:00Z"}"#;
+    let event: MachineEvent = serde_json::from_str(old).unwrap();
+    assert!(matches!(
+        &event,
+        MachineEvent::MachinePartsProduced {
+            scrap_reason: None,
+            ..
+        }
+    ));
+    assert_eq!(serde_json::to_string(&event).unwrap(), old);
+    let with = Machine::replay([registered()])
+        .decide(parts_with_reason(1, 1, "scrap.material"))
+        .unwrap();
+    let json = serde_json::to_value(&with[0]).unwrap();
+    assert_eq!(json["scrap_reason"], "scrap.material");
 }

@@ -335,3 +335,64 @@ fn status_and_kind_serialize_in_snake_case() {
         serde_json::json!(["preventive", "predictive", "corrective"])
     );
 }
+
+fn acknowledge_cmd(by: &str, h: u32) -> TaskCommand {
+    TaskCommand::AcknowledgeTask(AcknowledgeTask {
+        by: id(by),
+        at: t(h, 0),
+    })
+}
+
+fn acknowledged(by: &str, h: u32) -> TaskEvent {
+    TaskEvent::MaintenanceTaskAcknowledged {
+        task_id: id("T1"),
+        machine_id: id("M1"),
+        by: id(by),
+        at: t(h, 0),
+    }
+}
+
+#[test]
+fn an_open_task_is_acknowledged_once() {
+    framework()
+        .given(vec![scheduled()])
+        .when(acknowledge_cmd("anna", 7))
+        .then_expect_events(vec![acknowledged("anna", 7)]);
+    framework()
+        .given(vec![scheduled(), started()])
+        .when(acknowledge_cmd("anna", 7))
+        .then_expect_events(vec![acknowledged("anna", 7)]);
+    // Twice: nothing more; the first acknowledgement stands, whoever asks again.
+    framework()
+        .given(vec![scheduled(), acknowledged("anna", 7)])
+        .when(acknowledge_cmd("ben", 8))
+        .then_expect_events(vec![]);
+    let task = MaintenanceTask::replay([scheduled(), acknowledged("anna", 7)]);
+    let task = task.task().unwrap();
+    assert_eq!(task.acknowledged_by, Some(id("anna")));
+    assert_eq!(task.acknowledged_at, Some(t(7, 0)));
+    assert_eq!(task.status, TaskStatus::Scheduled);
+}
+
+#[test]
+fn a_finished_or_missing_task_cannot_be_acknowledged() {
+    for (given, status) in [
+        (
+            vec![scheduled(), started(), completed()],
+            TaskStatus::Completed,
+        ),
+        (vec![scheduled(), cancelled()], TaskStatus::Cancelled),
+    ] {
+        framework()
+            .given(given)
+            .when(acknowledge_cmd("anna", 9))
+            .then_expect_error(TaskError::InvalidTransition {
+                action: TaskAction::Acknowledge,
+                status,
+            });
+    }
+    framework()
+        .given(vec![])
+        .when(acknowledge_cmd("anna", 9))
+        .then_expect_error(TaskError::NotFound);
+}

@@ -33,6 +33,7 @@ fn order_facts(input_location: Option<&str>) -> OrderFacts {
 
 fn parts(good: u64, scrap: u64, order: Option<&str>) -> MachineEvent {
     MachineEvent::MachinePartsProduced {
+        scrap_reason: None,
         machine_id: id("M1"),
         good,
         scrap,

@@ -153,6 +153,7 @@ fn machine_events() -> Vec<MachineEvent> {
             at: t(9, 0),
         },
         MachineEvent::MachinePartsProduced {
+            scrap_reason: None,
             machine_id: id("M1"),
             good: 10,
             scrap: 1,

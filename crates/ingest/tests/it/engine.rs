@@ -601,3 +601,48 @@ async fn a_telemetry_only_batch_commits_while_the_log_head_is_locked(pool: PgPoo
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].1["state"], "running");
 }
+
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn a_count_with_a_scrap_reason_records_it_and_an_unknown_one_is_set_aside(pool: PgPool) {
+    register(&pool, "m1").await;
+    let now = chrono::Utc::now();
+    let mut e = engine(&pool, "ns", plain_mapping(), now).await;
+    let t = (now - Duration::minutes(5)).to_rfc3339();
+    let batch = vec![
+        msg(
+            "ns/machines/m1/count",
+            format!(r#"{{"good":5,"scrap":2,"scrap_reason":"Scrap.Surface","timestamp":"{t}"}}"#),
+            now,
+        ),
+        // No scrap: the reason is dropped, the parts are recorded.
+        msg(
+            "ns/machines/m1/count",
+            format!(r#"{{"good":3,"scrap":0,"scrap_reason":"scrap.surface","timestamp":"{t}"}}"#),
+            now,
+        ),
+        msg(
+            "ns/machines/m1/count",
+            r#"{"good":1,"scrap":1,"scrap_reason":"bent"}"#,
+            now,
+        ),
+        msg(
+            "ns/machines/m1/count",
+            r#"{"good":1,"scrap":1,"scrap_reason":7}"#,
+            now,
+        ),
+    ];
+    let report = e.process(&batch, now, false).await.expect("batch");
+    assert_eq!((report.events, report.rejected), (2, 2));
+    let events = machine_events(&pool, "m1").await;
+    assert_eq!(events[0].1["scrap_reason"], "scrap.surface");
+    assert_eq!(events[0].1["scrap"], 2);
+    assert_eq!(events[1].1["good"], 3);
+    assert!(events[1].1.get("scrap_reason").is_none(), "{}", events[1].1);
+    let rejected = list_rejected(&pool, 10).await.expect("list");
+    assert!(rejected
+        .iter()
+        .any(|r| r.reason.contains("not a known scrap reason code")));
+    assert!(rejected
+        .iter()
+        .any(|r| r.reason.contains("is not a string")));
+}

@@ -53,7 +53,7 @@ const COPY_STOPS: &str =
     "COPY rm_stop_classifications (machine_id, stop_at, position, reason_code, \
      category, loss, planned, classified_by, recorded_at) FROM STDIN (FORMAT binary)";
 const COPY_PARTS: &str = "COPY rm_parts_facts (machine_id, at, position, good, scrap, \
-     ideal_cycle_time_s, order_id, recorded_at) FROM STDIN (FORMAT binary)";
+     ideal_cycle_time_s, order_id, recorded_at, scrap_reason) FROM STDIN (FORMAT binary)";
 
 /// Applies a chunk (of any size, a single event included): its facts as one
 /// binary COPY per table.
@@ -123,9 +123,10 @@ pub(crate) async fn apply_chunk(
                 order_id,
                 ideal_cycle_time_s,
                 at,
+                scrap_reason,
             } => {
                 let r = &mut parts;
-                r.row(8);
+                r.row(9);
                 r.text(machine_id.as_str());
                 r.timestamptz(at)?;
                 r.bigint(event.position);
@@ -134,6 +135,7 @@ pub(crate) async fn apply_chunk(
                 r.float8(ideal_cycle_time_s.seconds());
                 r.opt_text(order_id.as_ref().map(|o| o.as_str()));
                 r.timestamptz(&event.recorded_at)?;
+                r.opt_text(scrap_reason.as_ref().map(|c| c.as_str()));
             }
             MachineEvent::MachineRegistered { .. }
             | MachineEvent::MachineIdealCycleTimeChanged { .. }

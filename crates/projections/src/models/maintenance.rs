@@ -55,6 +55,11 @@ fn ids(e: &TaskEvent) -> (&TaskId, &MachineId) {
             task_id,
             machine_id,
             ..
+        }
+        | TaskEvent::MaintenanceTaskAcknowledged {
+            task_id,
+            machine_id,
+            ..
         } => (task_id, machine_id),
     }
 }
@@ -77,10 +82,13 @@ pub(crate) struct Row {
     notes: Option<String>,
     cancel_reason: Option<String>,
     parts_used: String,
+    acknowledged_by: Option<String>,
+    acknowledged_at: Option<DateTime<Utc>>,
 }
 
 const COLUMNS: &str = "task_id, machine_id, kind, status, scheduled_date, description, evidence, \
-     policy_id, scheduled_at, started_at, completed_at, cancelled_at, notes, cancel_reason, parts_used";
+     policy_id, scheduled_at, started_at, completed_at, cancelled_at, notes, cancel_reason, parts_used, \
+     acknowledged_by, acknowledged_at";
 
 /// Folds one event into the task's row (None: not scheduled): the semantics of
 /// the maintenance read model.
@@ -121,6 +129,8 @@ fn fold(row: &mut Option<Row>, e: &TaskEvent) -> Result<(), ApplyError> {
                     notes: None,
                     cancel_reason: None,
                     parts_used: "[]".to_owned(),
+                    acknowledged_by: None,
+                    acknowledged_at: None,
                 });
             }
         }
@@ -154,6 +164,15 @@ fn fold(row: &mut Option<Row>, e: &TaskEvent) -> Result<(), ApplyError> {
                 r.cancel_reason = Some(reason.as_str().to_owned());
             }
         }
+        TaskEvent::MaintenanceTaskAcknowledged { by, at, .. } => {
+            let at = pg_ts(at)?;
+            if let Some(r) = row {
+                if r.acknowledged_by.is_none() {
+                    r.acknowledged_by = Some(by.as_str().to_owned());
+                    r.acknowledged_at = Some(at);
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -179,10 +198,11 @@ impl RowModel for Tasks {
         "INSERT INTO rm_maintenance_tasks ({COLUMNS}) \
          SELECT task_id, machine_id, kind, status, scheduled_date, description, evidence::jsonb, \
              policy_id, scheduled_at, started_at, completed_at, cancelled_at, notes, cancel_reason, \
-             parts_used::jsonb \
+             parts_used::jsonb, acknowledged_by, acknowledged_at \
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], \
              $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[], \
-             $11::timestamptz[], $12::timestamptz[], $13::text[], $14::text[], $15::text[]) \
+             $11::timestamptz[], $12::timestamptz[], $13::text[], $14::text[], $15::text[], \
+             $16::text[], $17::timestamptz[]) \
              AS t({COLUMNS}) \
          ON CONFLICT (task_id) DO UPDATE SET machine_id = excluded.machine_id, \
              kind = excluded.kind, status = excluded.status, \
@@ -191,7 +211,8 @@ impl RowModel for Tasks {
              scheduled_at = excluded.scheduled_at, started_at = excluded.started_at, \
              completed_at = excluded.completed_at, cancelled_at = excluded.cancelled_at, \
              notes = excluded.notes, cancel_reason = excluded.cancel_reason, \
-             parts_used = excluded.parts_used"
+             parts_used = excluded.parts_used, acknowledged_by = excluded.acknowledged_by, \
+             acknowledged_at = excluded.acknowledged_at"
         )
     }
 
@@ -212,6 +233,8 @@ impl RowModel for Tasks {
             .bind(col(rows, |r| &r.notes))
             .bind(col(rows, |r| &r.cancel_reason))
             .bind(col(rows, |r| &r.parts_used))
+            .bind(col(rows, |r| &r.acknowledged_by))
+            .bind(col(rows, |r| &r.acknowledged_at))
     }
 
     fn key(e: &TaskEvent) -> &str {

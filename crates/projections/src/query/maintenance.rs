@@ -43,12 +43,15 @@ pub struct TaskView {
     pub cancel_reason: Option<String>,
     /// `[{item_id, qty}]`.
     pub parts_used: serde_json::Value,
+    /// Who acknowledged the task on the floor first (a token's name), and when (ADR 0050).
+    pub acknowledged_by: Option<String>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
 }
 
 const SELECT: &str = "SELECT task_id, machine_id, scheduled_date, status, kind, description, \
     (status IN ('scheduled', 'in_progress') AND scheduled_date < now()) AS overdue, \
     evidence, policy_id, scheduled_at, started_at, completed_at, cancelled_at, notes, \
-    cancel_reason, parts_used FROM rm_maintenance_tasks";
+    cancel_reason, parts_used, acknowledged_by, acknowledged_at FROM rm_maintenance_tasks";
 
 /// Tasks by scheduled date.
 #[instrument(skip(pool), err)]

@@ -13,6 +13,7 @@
 //!   classified), micro-stops, MTBF/MTTR.
 //! - [`calendar`]: the plant time zone and the shift calendars per line.
 //! - [`people`]: operators and their labour (time on orders, parts while clocked on).
+//! - [`scrap`]: scrap by scrap reason over a window (ADR 0050).
 //! - [`stops`]: unclassified stops across the plant.
 //! - [`parked`]: poison events set aside by the projectors, and projection status.
 //!
@@ -28,6 +29,7 @@ pub mod maintenance;
 pub mod orders;
 pub mod parked;
 pub mod people;
+pub mod scrap;
 pub mod stops;
 
 pub use calendar::{
@@ -48,6 +50,7 @@ pub use maintenance::{get_task, list_tasks, TaskFilter, TaskView};
 pub use orders::{get_order, list_orders, OrderFilter, OrderView};
 pub use parked::{parked_events, projection_status, ParkedEvent, ParkedFilter, ProjectionStatus};
 pub use people::{labour, list_operators, LabourOf, LabourReport, OperatorRow};
+pub use scrap::{scrap_by_reason, ScrapByReason, ScrapQuery, ScrapReport};
 pub use stops::{unclassified_stops, StopFilter, UnclassifiedStop};
 
 /// `num / den`, or `None` when the denominator is zero.

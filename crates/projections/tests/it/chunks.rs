@@ -100,6 +100,7 @@ async fn generate(f: &Floor, rng: &mut StdRng, n: usize, poison: bool) {
                 let order =
                     pick(rng, &[None, Some("O1"), Some("O2")]).map(|o| OrderId::new(o).unwrap());
                 f.machine(MachineEvent::MachinePartsProduced {
+                    scrap_reason: None,
                     machine_id: MachineId::new(m).unwrap(),
                     good: rng.gen_range(0..300),
                     scrap: rng.gen_range(0..10),
@@ -218,6 +219,7 @@ async fn generate(f: &Floor, rng: &mut StdRng, n: usize, poison: bool) {
                 _ => {
                     // A parts count that overflows the machine's running total.
                     f.machine(MachineEvent::MachinePartsProduced {
+                        scrap_reason: None,
                         machine_id: MachineId::new("M2").unwrap(),
                         good: i64::MAX as u64,
                         scrap: 0,
@@ -648,6 +650,7 @@ async fn a_poison_event_mid_chunk_is_parked_and_the_rest_applied(pool: PgPool) {
     // Fits a bigint, but the machine's running total overflows.
     let overflow = f
         .machine(MachineEvent::MachinePartsProduced {
+            scrap_reason: None,
             machine_id: MachineId::new("M1").unwrap(),
             good: i64::MAX as u64,
             scrap: 0,
@@ -807,6 +810,7 @@ async fn pages_shared_by_projections_at_different_checkpoints(pool: PgPool) {
                         state_event(m, state, reason, None, floor_time(&mut rng))
                     } else {
                         MachineEvent::MachinePartsProduced {
+                            scrap_reason: None,
                             machine_id: MachineId::new(m).unwrap(),
                             good: rng.gen_range(0..300),
                             scrap: rng.gen_range(0..10),

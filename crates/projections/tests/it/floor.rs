@@ -117,12 +117,34 @@ impl Floor {
         when: DateTime<Utc>,
     ) -> i64 {
         self.machine(MachineEvent::MachinePartsProduced {
+            scrap_reason: None,
             machine_id: MachineId::new(id).unwrap(),
             good,
             scrap,
             order_id: None,
             ideal_cycle_time_s: CycleTime::new(ict).unwrap(),
             at: when,
+        })
+        .await
+    }
+
+    /// A parts report whose scrap has `reason` (a scrap reason code), or none.
+    pub async fn scrap(
+        &self,
+        id: &str,
+        good: u64,
+        scrap: u64,
+        reason: Option<&str>,
+        when: DateTime<Utc>,
+    ) -> i64 {
+        self.machine(MachineEvent::MachinePartsProduced {
+            machine_id: MachineId::new(id).unwrap(),
+            good,
+            scrap,
+            order_id: None,
+            ideal_cycle_time_s: CycleTime::new(30.0).unwrap(),
+            at: when,
+            scrap_reason: reason.map(|r| ReasonCode::new(r).unwrap()),
         })
         .await
     }

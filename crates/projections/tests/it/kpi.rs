@@ -16,6 +16,7 @@ fn history(m: &str) -> Vec<shopfloor_domain::machine::MachineEvent> {
     use shopfloor_domain::machine::MachineEvent;
     use shopfloor_domain::values::{CycleTime, MachineId};
     let parts = |good, scrap, hhmm| MachineEvent::MachinePartsProduced {
+        scrap_reason: None,
         machine_id: MachineId::new(m).unwrap(),
         good,
         scrap,

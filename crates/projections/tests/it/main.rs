@@ -9,4 +9,5 @@ mod live;
 mod projectors;
 mod readmodels;
 mod relay;
+mod scrap;
 mod support;
