@@ -17,7 +17,7 @@ use shopfloor_domain::alert::AlertKind;
 use shopfloor_projections::query::{kpi_metrics, Calendar, KpiQuery};
 use sqlx::PgPool;
 
-use crate::plan::{Holding, Unresolved};
+use crate::plan::{self, Holding, Unresolved};
 use crate::AlertsError;
 
 /// An enabled condition rule as the evaluator stored it.
@@ -115,9 +115,7 @@ pub(crate) async fn holding(
     rule: &ConditionRule,
     now: DateTime<Utc>,
 ) -> Result<Vec<Holding>, AlertsError> {
-    let kind: Option<AlertKind> =
-        serde_json::from_value(serde_json::Value::String(rule.kind.clone())).ok();
-    match kind {
+    match plan::kind_of(&rule.kind) {
         Some(k @ AlertKind::MaintenanceOverdue) => overdue(pool, rule, k, now).await,
         Some(k @ AlertKind::BelowReorderPoint) => below_reorder(pool, rule, k, now).await,
         Some(k @ AlertKind::IngestSilent) => silent(pool, rule, k, now).await,

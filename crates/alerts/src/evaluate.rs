@@ -632,7 +632,7 @@ impl Evaluator {
         .await?;
         rows.into_iter()
             .filter_map(|(rule, kind, severity, machine, cause, since, after)| {
-                let kind = kind_of(&kind)?;
+                let kind = plan::kind_of(&kind)?;
                 Some(raise(RaiseInput {
                     rule_id: &rule,
                     kind,
@@ -684,7 +684,7 @@ fn reconcile(
         let Some(c) = changed.get(&machine) else {
             continue;
         };
-        if kind_of(&kind).is_some_and(|k| plan::holds(k, &cause, &c.row)) {
+        if plan::kind_of(&kind).is_some_and(|k| plan::holds(k, &cause, &c.row)) {
             continue;
         }
         issued.push(resolve(&alert_id, &c.because.to_string(), reason.clone())?);
@@ -744,10 +744,6 @@ async fn insert_alerts(
         new += 1;
     }
     Ok(new)
-}
-
-fn kind_of(name: &str) -> Option<AlertKind> {
-    serde_json::from_value(Value::String(name.to_string())).ok()
 }
 
 struct RaiseInput<'a> {

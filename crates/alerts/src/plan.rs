@@ -147,6 +147,11 @@ pub fn fold_machines<'a>(
     fold
 }
 
+/// The kind a stored name (`machine_down`, …) stands for.
+pub fn kind_of(name: &str) -> Option<AlertKind> {
+    serde_json::from_value(Value::String(name.to_string())).ok()
+}
+
 /// Whether an alert of `kind` caused by `cause` still holds for the machine.
 pub fn holds(kind: AlertKind, cause: &str, row: &MachineRow) -> bool {
     let same_cause = row.state_event_id.is_some_and(|id| id.to_string() == cause);
