@@ -549,6 +549,125 @@ async fn an_operator_on_a_phone_classifies_a_stop_reports_parts_and_completes_th
     browser.quit().await;
 }
 
+// ---- the supervisor's settings: reason codes and shifts (ADR 0053) ----------------------
+
+#[tokio::test]
+async fn a_supervisor_edits_reason_codes_and_shifts_and_operators_get_them() {
+    let server = Server::start(&[], &[("SHOPFLOOR_ADMIN_TOKEN", ADMIN)]).await;
+    let api = Api::new(&server);
+    api.machine("mill-2").await;
+    let t0 = now_s();
+    api.state("mill-2", t0 - Span::minutes(30), "running").await;
+    api.state("mill-2", t0 - Span::minutes(10), "down").await;
+    let lead = api.token("lead-3", "supervisor").await;
+
+    let desk = open(&server, DESK, "#supervisor").await;
+    sign_in(&desk, &lead, "supervisor").await;
+    desk.until(
+        "the reason codes and the line to give shifts",
+        "document.querySelector('#sv-reasons tr[data-code=\"small_stop.jam\"]') && \
+         document.querySelector('#sv-shift-line option[value=\"L1\"]') && \
+         document.getElementById('sv-reason').dataset.allowed === '1'",
+    )
+    .await;
+
+    // A new code, and a built-in one retired.
+    desk.js(
+        "const v = (id, x) => { document.getElementById(id).value = x; }; \
+         v('sv-reason-code', 'breakdown.coolant'); v('sv-reason-name', 'Coolant failure'); \
+         v('sv-reason-category', 'unplanned'); v('sv-reason-loss', 'breakdown'); \
+         document.getElementById('sv-reason').requestSubmit(); return true;",
+    )
+    .await;
+    desk.until(
+        "the new code listed",
+        "document.querySelector('#sv-reasons tr[data-code=\"breakdown.coolant\"]') !== null",
+    )
+    .await;
+    assert_eq!(
+        desk.js(&ret(
+            "#sv-reasons tr[data-code=\"small_stop.jam\"] button[data-act=retire]"
+        ))
+        .await,
+        true
+    );
+    desk.until(
+        "small_stop.jam retired",
+        "document.querySelector('#sv-reasons tr[data-code=\"small_stop.jam\"]').dataset.retired === '1'",
+    )
+    .await;
+
+    // Two shifts for line L1.
+    desk.js(
+        "document.getElementById('sv-shift-add').click(); document.getElementById('sv-shift-add').click(); \
+         const set = (sel, x) => { const e = document.querySelector(sel); e.value = x; \
+           e.dispatchEvent(new Event('change', { bubbles: true })); }; \
+         set('#sv-shift-rows input[data-row=\"0\"][data-field=shift_name]', 'early'); \
+         set('#sv-shift-rows input[data-row=\"1\"][data-field=shift_name]', 'late'); \
+         set('#sv-shift-rows input[data-row=\"1\"][data-field=start_time]', '14:00'); \
+         set('#sv-shift-rows input[data-row=\"1\"][data-field=end_time]', '22:00'); \
+         const sat = document.querySelector('#sv-shift-rows input[data-row=\"1\"][data-day=\"6\"]'); \
+         sat.click(); \
+         document.getElementById('sv-shifts').requestSubmit(); return true;",
+    )
+    .await;
+    let calendar = until_api(&api, "L1's shifts", "/api/v1/calendar", |c| {
+        c["lines"][0]["shifts"].as_array().is_some_and(|s| s.len() == 2)
+    })
+    .await;
+    let shifts = &calendar["lines"][0]["shifts"];
+    assert_eq!(calendar["lines"][0]["line"], "L1", "{calendar}");
+    assert_eq!(shifts[0]["shift_name"], "early", "{calendar}");
+    assert_eq!(shifts[0]["start_time"], "06:00", "{calendar}");
+    assert_eq!(shifts[1]["shift_name"], "late", "{calendar}");
+    assert_eq!(shifts[1]["end_time"], "22:00", "{calendar}");
+    assert_eq!(shifts[1]["days"], json!([1, 2, 3, 4, 5, 6]), "{calendar}");
+    axe(&desk, "the supervisor's settings").await;
+    desk.screenshot(&artefact("floor-supervisor-settings.png"))
+        .await;
+
+    let codes = api.get("/api/v1/reason-codes").await;
+    let find = |code: &str| {
+        codes
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["code"] == code)
+            .cloned()
+            .unwrap_or_else(|| panic!("{code}: {codes}"))
+    };
+    assert_eq!(find("breakdown.coolant")["name"], "Coolant failure");
+    assert_eq!(find("small_stop.jam")["retired"], true);
+    let log = api
+        .get("/api/v1/streams/reason_catalogue/plant/events")
+        .await;
+    assert_eq!(log["events"][0]["payload"]["by"], "lead-3", "{log}");
+
+    // The operator's stop can be given the new code, and not the retired one.
+    let op = api.token("op-dana", "operator").await;
+    let phone = open(&server, PHONE, "#operator/mill-2").await;
+    sign_in(&phone, &op, "operator").await;
+    phone
+        .until(
+            "the stop to classify",
+            "document.querySelector('#op-stops select') !== null",
+        )
+        .await;
+    let offered = phone
+        .js("return [...document.querySelectorAll('#op-stops select option')].map(o => o.value)")
+        .await;
+    let offered: Vec<&str> = offered
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(offered.contains(&"breakdown.coolant"), "{offered:?}");
+    assert!(!offered.contains(&"small_stop.jam"), "{offered:?}");
+    desk.quit().await;
+    phone.quit().await;
+}
+
 // ---- 2. the supervisor assigns work, the operator sees it live --------------------------
 
 #[tokio::test]

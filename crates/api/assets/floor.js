@@ -13,6 +13,7 @@
 //   5. live       /api/v1/live (SSE read with fetch) triggers a refresh.
 
 import { Outbox, command, outcome, replayOrder } from './outbox.js';
+import { Settings } from './settings.js';
 
 const TOKEN_KEY = 'shopfloor.token';
 const CACHE = 'shopfloor.floor.cache:';
@@ -40,6 +41,9 @@ const app = {
   refreshTimer: null,
   signatures: new Map(),
 };
+
+// The supervisor's reason codes and shifts (settings.js).
+const settings = new Settings({ $, el: (...a) => el(...a), get: (p) => get(p), direct: (...a) => direct(...a), toast: (...a) => toast(...a), gate: (r) => gate(r), app });
 
 // ---- helpers ---------------------------------------------------------------------------
 
@@ -308,7 +312,7 @@ function machineOptions(select, { keep = true } = {}) {
 function reasonSelect(id, label) {
   const groups = new Map();
   for (const r of app.reasons) {
-    if (r.code === 'unclassified') continue;
+    if (r.code === 'unclassified' || r.retired) continue;
     if (!groups.has(r.group)) groups.set(r.group, []);
     groups.get(r.group).push(r);
   }
@@ -483,7 +487,10 @@ async function onOperatorClick(ev) {
   } else if (b.dataset.cmd === 'order') {
     const o = orderOf(m);
     if (!o) return;
-    await send(`${o.order_id}: ${b.dataset.action}`, 'POST', `/api/v1/production-orders/${encodeURIComponent(o.order_id)}/${b.dataset.action}`, {});
+    const at = floorTime($('op-when'));
+    await send(`${o.order_id}: ${b.dataset.action}`, 'POST', `/api/v1/production-orders/${encodeURIComponent(o.order_id)}/${b.dataset.action}`,
+      { timestamp: at.toISOString() }, at);
+    $('op-when').value = '';
   } else if (b.dataset.cmd === 'clock') {
     const o = orderOf(m);
     const person = $('op-person').value;
@@ -549,7 +556,10 @@ async function onInspection(ev) {
   const body = { sample_size: Number($('op-sample').value), defects: Number($('op-defects').value) };
   if ($('op-notes').value) body.notes = $('op-notes').value;
   body.inspector = app.me?.name;
-  await send(`${o.order_id}: inspection`, 'POST', `/api/v1/production-orders/${encodeURIComponent(o.order_id)}/inspections`, body);
+  const at = floorTime($('op-when'));
+  body.timestamp = at.toISOString();
+  await send(`${o.order_id}: inspection`, 'POST', `/api/v1/production-orders/${encodeURIComponent(o.order_id)}/inspections`, body, at);
+  $('op-when').value = '';
   $('op-notes').value = '';
   scheduleRefresh(100);
 }
@@ -580,10 +590,23 @@ function renderSupervisor() {
     el('td', { text: t.description || t.task_id }), el('td', { text: t.machine_id }), el('td', { text: t.kind }),
     el('td', { text: `${new Date(t.scheduled_date).toLocaleString()}${t.overdue ? ' (overdue)' : ''}` }),
     el('td', { text: t.status.replace('_', ' ') }))))); 
-  const rb = $('sv-reasons').tBodies[0];
-  renderIf(rb, app.reasons.map((r) => r.code), () => rb.replaceChildren(...app.reasons.map((r) => el('tr', {},
-    el('td', { text: r.code }), el('td', { text: r.name }), el('td', { text: r.category }), el('td', { text: r.loss || '—' })))));
+  settings.render();
   loadPlantStops();
+  loadScrap();
+}
+
+/** Scrap of the last 24 h by scrap reason, largest first (ADR 0050). */
+async function loadScrap() {
+  if (!has('get /api/v1/scrap')) return;
+  const from = new Date(Date.now() - 24 * 3600 * 1000).toISOString();
+  const report = await get(`/api/v1/scrap?from=${encodeURIComponent(from)}`).catch(() => null);
+  if (!report) return;
+  const name = (code) => app.scrapReasons.find((r) => r.code === code)?.name || code;
+  $('sv-scrap-total').textContent = `${report.scrap_count} scrap of ${report.good_count + report.scrap_count} parts`;
+  const tb = $('sv-scrap').tBodies[0];
+  renderIf(tb, report.by_reason, () => tb.replaceChildren(...report.by_reason.map((r) => el('tr', {},
+    el('td', { text: r.scrap_reason ? (r.name || name(r.scrap_reason)) : 'No reason given' }), el('td', { text: r.scrap }),
+    el('td', { text: `${Math.round((r.share || 0) * 100)} %` }), el('td', { text: r.reports })))));
 }
 
 async function loadPlantStops() {
@@ -740,7 +763,7 @@ async function start() {
   const caps = await capabilities();
   app.endpoints = caps.endpoints;
   app.schema = caps.schema;
-  app.reasons = await get('/api/v1/reason-codes').catch(() => []);
+  await settings.load();
   if (has('get /api/v1/scrap-reasons')) {
     app.scrapReasons = await get('/api/v1/scrap-reasons').catch(() => []);
   }
@@ -771,6 +794,7 @@ function wire() {
   $('view-supervisor').addEventListener('click', onSupervisorClick);
   $('sv-maint').addEventListener('submit', onMaintenance);
   $('sv-stock').addEventListener('submit', onStock);
+  settings.wire();
   $('ad-token').addEventListener('submit', onIssue);
   $('view-admin').addEventListener('click', onAdminClick);
   $('ad-machine').addEventListener('submit', onMachine);

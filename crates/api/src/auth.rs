@@ -22,7 +22,7 @@
 //! | `Read` (lists, entities, KPIs) | ✓ | ✓ | ✓ | ✓ |
 //! | `Audit` (global log, streams, state as of) | | | ✓ | ✓ |
 //! | `MachineEvents`, `Inventory`, `Production` (reports, inspections, start/hold/resume/complete an order, clock on/off), `AcknowledgeAlerts` | ✓ | ✓ | | ✓ |
-//! | `Orders` (create, assign, cancel), `Maintenance`, `Machines`, `People`, `Reports` (generate, schedule), `AlertRules` | | ✓ | | ✓ |
+//! | `Orders` (create, assign, cancel), `Maintenance`, `Machines`, `People`, `Reports` (generate, schedule), `AlertRules`, `Settings` (reason codes, shifts) | | ✓ | | ✓ |
 //! | `Tokens` | | | | ✓ |
 
 use std::collections::{HashMap, HashSet};
@@ -128,6 +128,8 @@ pub enum Permission {
     AlertRules,
     /// Acknowledging alerts (the andon's button).
     AcknowledgeAlerts,
+    /// Editing the plant's reason codes and shift calendar (ADR 0053).
+    Settings,
 }
 
 impl Permission {
@@ -146,6 +148,7 @@ impl Permission {
             Permission::Reports => "generate reports",
             Permission::AlertRules => "manage alert rules",
             Permission::AcknowledgeAlerts => "acknowledge alerts",
+            Permission::Settings => "edit reason codes and shifts",
         }
     }
 }
@@ -188,7 +191,8 @@ pub mod perm {
         Tokens,
         Reports,
         AlertRules,
-        AcknowledgeAlerts
+        AcknowledgeAlerts,
+        Settings
     );
 }
 

@@ -4,9 +4,10 @@
 
 use cqrs_es::Aggregate;
 use shopfloor_domain::process::Target;
+use shopfloor_domain::reason::ReasonCatalogue;
 use shopfloor_domain::{
     Alert, AlertRule, Decide, InventoryItem, Machine, MaintenancePolicy, MaintenanceTask, Operator,
-    ProductionOrder, StreamType,
+    PlantReasons, ProductionOrder, StreamType,
 };
 use shopfloor_eventstore::repository::encode_events;
 use shopfloor_eventstore::{
@@ -26,6 +27,7 @@ pub enum AnyAggregate {
     Operator(Operator),
     AlertRule(AlertRule),
     Alert(Alert),
+    PlantReasons(PlantReasons),
 }
 
 /// A command decided: the events to append, already applied to the aggregate.
@@ -49,12 +51,27 @@ where
     A: Decide,
     A::Error: Classify,
 {
-    let events = aggregate
-        .decide(command)
-        .map_err(|e| CommandError::Rejected {
-            kind: e.kind(),
-            message: e.to_string(),
-        })?;
+    let events = aggregate.decide(command);
+    carry_out(aggregate, events, stream, metadata, command_id)
+}
+
+/// Encodes the events of a decision for `stream` and applies them to `aggregate`,
+/// or turns a refusal into [`CommandError::Rejected`].
+fn carry_out<A>(
+    aggregate: &mut A,
+    decided: Result<Vec<A::Event>, A::Error>,
+    stream: &StreamRef,
+    metadata: &EventMetadata,
+    command_id: Option<&str>,
+) -> Result<Decided, CommandError>
+where
+    A: Aggregate,
+    A::Error: Classify,
+{
+    let events = decided.map_err(|e| CommandError::Rejected {
+        kind: e.kind(),
+        message: e.to_string(),
+    })?;
     let encoded = encode_events(stream, &events, metadata, command_id)?;
     for e in events {
         aggregate.apply(e);
@@ -111,14 +128,20 @@ impl AnyAggregate {
                 let (a, v) = repo::<Alert>(store, snapshot_every).load(id).await?;
                 (Self::Alert(a), v)
             }
+            StreamType::ReasonCatalogue => {
+                let (a, v) = repo::<PlantReasons>(store, snapshot_every).load(id).await?;
+                (Self::PlantReasons(a), v)
+            }
         })
     }
 
-    /// Decides a command addressed to this aggregate; on success the events are
-    /// applied here and returned encoded. A refusal leaves the aggregate as it was.
+    /// Decides a command addressed to this aggregate, with `reasons` as the plant's
+    /// reason catalogue; on success the events are applied here and returned
+    /// encoded. A refusal leaves the aggregate as it was.
     pub(crate) fn decide(
         &mut self,
         target: Target,
+        reasons: &ReasonCatalogue,
         stream: &StreamRef,
         metadata: &EventMetadata,
         command_id: Option<&str>,
@@ -128,7 +151,8 @@ impl AnyAggregate {
                 decide_on(a, command, stream, metadata, command_id)
             }
             (Self::Machine(a), Target::Machine { command, .. }) => {
-                decide_on(a, command, stream, metadata, command_id)
+                let decided = a.decide_with(command, reasons);
+                carry_out(a, decided, stream, metadata, command_id)
             }
             (Self::MaintenanceTask(a), Target::MaintenanceTask { command, .. }) => {
                 decide_on(a, command, stream, metadata, command_id)
@@ -146,6 +170,9 @@ impl AnyAggregate {
                 decide_on(a, command, stream, metadata, command_id)
             }
             (Self::Alert(a), Target::Alert { command, .. }) => {
+                decide_on(a, command, stream, metadata, command_id)
+            }
+            (Self::PlantReasons(a), Target::ReasonCatalogue { command }) => {
                 decide_on(a, command, stream, metadata, command_id)
             }
             (_, target) => Err(CommandError::Store(StoreError::Invalid(format!(
@@ -171,6 +198,7 @@ impl AnyAggregate {
             Self::Operator(a) => repo(store, 1).save_snapshot(id, version, a).await,
             Self::AlertRule(a) => repo(store, 1).save_snapshot(id, version, a).await,
             Self::Alert(a) => repo(store, 1).save_snapshot(id, version, a).await,
+            Self::PlantReasons(a) => repo(store, 1).save_snapshot(id, version, a).await,
         }
     }
 }
@@ -201,5 +229,6 @@ from_any!(
     MaintenancePolicy,
     Operator,
     AlertRule,
-    Alert
+    Alert,
+    PlantReasons
 );

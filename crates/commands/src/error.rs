@@ -7,6 +7,7 @@ use shopfloor_domain::maintenance::TaskError;
 use shopfloor_domain::operator::OperatorError;
 use shopfloor_domain::order::OrderError;
 use shopfloor_domain::policy::PolicyError;
+use shopfloor_domain::reason_codes::ReasonCodeError;
 use shopfloor_eventstore::StoreError;
 
 /// How a domain refusal reads to a client.
@@ -175,6 +176,15 @@ impl Classify for AlertError {
         match self {
             AlertError::NotFound => NotFound,
             AlertError::Resolved => Conflict,
+        }
+    }
+}
+
+impl Classify for ReasonCodeError {
+    fn kind(&self) -> RejectionKind {
+        match self {
+            ReasonCodeError::NotFound { .. } => NotFound,
+            _ => Invalid,
         }
     }
 }

@@ -18,11 +18,13 @@
 //! - [`process`]: the process-manager driver: reacts to events in the log with
 //!   follow-up commands (backflush, order progress, maintenance records, policies),
 //!   idempotently.
+//! - `reasons`: the plant's reason catalogue, as machines' decisions use it (ADR 0053).
 //! - [`workload`]: the machine-command workload of the benchmarks.
 
 pub mod aggregate;
 pub mod error;
 pub mod process;
+mod reasons;
 pub mod rejections;
 pub mod service;
 pub mod workload;

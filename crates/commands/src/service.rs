@@ -35,6 +35,7 @@ use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use futures::StreamExt;
 use shopfloor_domain::process::Target;
+use shopfloor_domain::reason::ReasonCatalogue;
 use shopfloor_domain::StreamType;
 use shopfloor_eventstore::repository::derived_event_id;
 use shopfloor_eventstore::{
@@ -46,6 +47,7 @@ use uuid::Uuid;
 
 use crate::aggregate::{AnyAggregate, FromAny};
 use crate::error::{CommandError, RejectionKind};
+use crate::reasons::ReasonsCache;
 
 /// Requests per group-commit transaction unless [`CommandService::with_group_commit`]
 /// says otherwise.
@@ -288,6 +290,8 @@ pub struct CommandService {
     snapshot_every: u64,
     /// Rounds before giving up on streams that other processes keep changing.
     max_attempts: u32,
+    /// The plant's reason catalogue, for machines' decisions.
+    reasons: Arc<ReasonsCache>,
 }
 
 impl CommandService {
@@ -301,6 +305,7 @@ impl CommandService {
             cache: Arc::new(AggregateCache::new(50_000)),
             snapshot_every: 200,
             max_attempts: 16,
+            reasons: Arc::default(),
         }
     }
 
@@ -426,6 +431,12 @@ impl CommandService {
             });
         }
         drop(turns);
+        if items
+            .iter()
+            .any(|item| matches!(item.target, Target::ReasonCatalogue { .. }))
+        {
+            self.reasons.forget();
+        }
         let results: Vec<_> = results
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(CommandError::Aborted { index: None })))
@@ -449,7 +460,12 @@ impl CommandService {
         self.load_slots(items, streams, &open, slots)
             .await
             .map_err(|e| (open[0], e.into()))?;
-        let mut plan = plan(items, streams, &open, slots);
+        let plant = self
+            .plant_reasons(items, &open)
+            .await
+            .map_err(|e| (open[0], e.into()))?;
+        let reasons = plant.as_deref().unwrap_or(ReasonCatalogue::builtin());
+        let mut plan = plan(items, streams, &open, slots, reasons);
         let done = self.done_before(items, streams, &plan.refused).await;
         let mut done = done.map_err(|e| (open[0], e))?;
         for (i, refusal) in std::mem::take(&mut plan.refused) {
@@ -474,6 +490,23 @@ impl CommandService {
         let appended = self.commit(plan.appends, atomicity).await;
         self.settle(items, appended, slots, results, atomicity)
             .await
+    }
+
+    /// The plant's reason catalogue when an open command goes to a machine (the only
+    /// aggregate that decides with it); `None` otherwise.
+    async fn plant_reasons(
+        &self,
+        items: &[BatchItem],
+        open: &[usize],
+    ) -> Result<Option<Arc<ReasonCatalogue>>, StoreError> {
+        if !open
+            .iter()
+            .any(|&i| matches!(items[i].target, Target::Machine { .. }))
+        {
+            return Ok(None);
+        }
+        let catalogue = self.reasons.get(&self.store, self.snapshot_every).await?;
+        Ok(Some(catalogue))
     }
 
     /// Brings every open command's stream into `slots`: from the cache, else
@@ -766,6 +799,7 @@ fn plan(
     streams: &[StreamRef],
     open: &[usize],
     slots: &mut HashMap<StreamRef, Slot>,
+    reasons: &ReasonCatalogue,
 ) -> Plan {
     let mut plan = Plan::default();
     for &i in open {
@@ -789,7 +823,7 @@ fn plan(
         let command_id = item.ctx.command_id.as_deref();
         match slot
             .aggregate
-            .decide(item.target.clone(), stream, &metadata, command_id)
+            .decide(item.target.clone(), reasons, stream, &metadata, command_id)
         {
             Ok(events) if events.is_empty() => {
                 plan.settled.push((i, Ok(nothing(item, stream, slot.next))));

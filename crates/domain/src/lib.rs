@@ -40,6 +40,7 @@ pub mod order;
 pub mod policy;
 pub mod process;
 pub mod reason;
+pub mod reason_codes;
 pub mod stream;
 pub mod values;
 
@@ -50,6 +51,7 @@ pub use maintenance::MaintenanceTask;
 pub use operator::Operator;
 pub use order::ProductionOrder;
 pub use policy::MaintenancePolicy;
+pub use reason_codes::PlantReasons;
 pub use stream::StreamType;
 
 use cqrs_es::Aggregate;

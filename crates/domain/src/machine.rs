@@ -11,8 +11,8 @@
 //! latest floor time seen.
 //!
 //! # Reasons
-//! The free-text `reason` of a state change is resolved against the built-in
-//! [`ReasonCatalogue`]: a known code is recorded as itself; unknown text, or no reason on an
+//! The free-text `reason` of a state change is resolved against the [`ReasonCatalogue`] in
+//! force (the plant's, [`Machine::decide_with`]; the built-in one by default): a known code is recorded as itself; unknown text, or no reason on an
 //! idle/down state, is recorded as `unclassified` with the raw text kept in `reason`. The
 //! `planned` flag is the one given; when none is given it is the code's own (`planned.*` codes are
 //! planned). `ClassifyStop` later gives a stop a real code through a separate
@@ -400,12 +400,12 @@ fn parts_produced(
     }))
 }
 
-fn resolve_reason(
+fn resolve_reason<'c>(
+    catalogue: &'c ReasonCatalogue,
     state: MachineStatus,
     reason: Option<&Text>,
     planned: Option<bool>,
-) -> (Option<&'static ReasonDefinition>, bool) {
-    let catalogue = ReasonCatalogue::builtin();
+) -> (Option<&'c ReasonDefinition>, bool) {
     let definition = match reason {
         Some(text) => catalogue
             .get(text.as_str())
@@ -418,7 +418,22 @@ fn resolve_reason(
 }
 
 impl Decide for Machine {
+    /// Decides against the built-in reason catalogue; the writer uses
+    /// [`Machine::decide_with`] and the plant's catalogue.
     fn decide(&self, command: MachineCommand) -> Result<Vec<MachineEvent>, MachineError> {
+        self.decide_with(command, ReasonCatalogue::builtin())
+    }
+}
+
+impl Machine {
+    /// Decides `command` with `reasons` as the catalogue in force: the plant's
+    /// (ADR 0053). The events record the code's category and loss as decided, so a
+    /// later change to the catalogue never rewrites history.
+    pub fn decide_with(
+        &self,
+        command: MachineCommand,
+        reasons: &ReasonCatalogue,
+    ) -> Result<Vec<MachineEvent>, MachineError> {
         if let MachineCommand::RegisterMachine(cmd) = command {
             if let Some(machine) = &self.machine {
                 return Err(MachineError::AlreadyRegistered {
@@ -441,7 +456,7 @@ impl Decide for Machine {
             }
             MachineCommand::ChangeState(cmd) => {
                 let (definition, planned) =
-                    resolve_reason(cmd.state, cmd.reason.as_ref(), cmd.planned);
+                    resolve_reason(reasons, cmd.state, cmd.reason.as_ref(), cmd.planned);
                 let category = definition.map(|d| {
                     if d.code.as_str() == UNCLASSIFIED && planned {
                         ReasonCategory::Planned
@@ -503,8 +518,7 @@ impl Decide for Machine {
                 }
             }
             MachineCommand::ClassifyStop(cmd) => {
-                let catalogue = ReasonCatalogue::builtin();
-                let definition = catalogue.get(cmd.reason_code.as_str()).ok_or(
+                let definition = reasons.get(cmd.reason_code.as_str()).ok_or(
                     MachineError::UnknownReasonCode {
                         code: cmd.reason_code.clone(),
                     },

@@ -35,6 +35,7 @@ use crate::order::{BomLine, Order, OrderCommand, ReportProduction};
 use crate::policy::{
     CheckDue, PolicyCommand, PolicyEvent, RecordPolicyTaskCancelled, RecordPolicyTaskCompleted,
 };
+use crate::reason_codes::ReasonCodeCommand;
 use crate::values::{
     AlertId, AlertRuleId, ItemId, Location, MachineId, OperatorId, OrderId, PolicyId, ProductId,
     Quantity, TaskId,
@@ -76,6 +77,8 @@ pub enum Target {
         alert_id: AlertId,
         command: AlertCommand,
     },
+    /// The plant's reason codes: one stream, [`crate::reason_codes::PLANT_STREAM`].
+    ReasonCatalogue { command: ReasonCodeCommand },
 }
 
 impl Target {
@@ -90,6 +93,7 @@ impl Target {
             Self::Operator { .. } => StreamType::Operator,
             Self::AlertRule { .. } => StreamType::AlertRule,
             Self::Alert { .. } => StreamType::Alert,
+            Self::ReasonCatalogue { .. } => StreamType::ReasonCatalogue,
         }
     }
 
@@ -104,6 +108,7 @@ impl Target {
             Self::Operator { operator_id, .. } => operator_id.as_str(),
             Self::AlertRule { rule_id, .. } => rule_id.as_str(),
             Self::Alert { alert_id, .. } => alert_id.as_str(),
+            Self::ReasonCatalogue { .. } => crate::reason_codes::PLANT_STREAM,
         }
     }
 }

@@ -4,13 +4,16 @@
 //! [`ReasonDefinition`] says whether the stop is planned (planned stops leave the planned
 //! production time, ISO 22400) and, for unplanned ones, which of the six big losses it is.
 //!
-//! The machine aggregate resolves the free-text `reason` of a state change against
-//! [`ReasonCatalogue::builtin`]: a known code is recorded as such; anything else is recorded as
+//! The machine aggregate resolves the free-text `reason` of a state change against the
+//! catalogue in force: a known code is recorded as such; anything else is recorded as
 //! [`UNCLASSIFIED`] with the raw text kept, to be classified later (`ClassifyStop`). The
 //! catalogue serializes, so the API can list it (`tree()` gives it grouped).
 //!
-//! The catalogue is built in: aggregates have no services, and a plant-specific catalogue would
-//! be looked up by the caller and put into the command, like every other outside fact.
+//! The catalogue in force is [`ReasonCatalogue::builtin`] as the plant has amended it: codes
+//! added, renamed, re-categorised or retired by supervisors, as events of the
+//! [`crate::reason_codes::PlantReasons`] aggregate (ADR 0053). Aggregates have no services, so
+//! the writer hands the machine the plant's catalogue as an outside fact
+//! ([`crate::Machine::decide_with`]).
 
 use std::sync::LazyLock;
 

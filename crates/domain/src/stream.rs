@@ -20,11 +20,12 @@ pub enum StreamType {
     Operator,
     AlertRule,
     Alert,
+    ReasonCatalogue,
 }
 
 impl StreamType {
     /// Every stream type.
-    pub const ALL: [StreamType; 8] = [
+    pub const ALL: [StreamType; 9] = [
         StreamType::ProductionOrder,
         StreamType::Machine,
         StreamType::MaintenanceTask,
@@ -33,6 +34,7 @@ impl StreamType {
         StreamType::Operator,
         StreamType::AlertRule,
         StreamType::Alert,
+        StreamType::ReasonCatalogue,
     ];
 
     /// The stored name (also the aggregate's `TYPE`).
@@ -46,6 +48,7 @@ impl StreamType {
             StreamType::Operator => "operator",
             StreamType::AlertRule => "alert_rule",
             StreamType::Alert => "alert",
+            StreamType::ReasonCatalogue => "reason_catalogue",
         }
     }
 

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use shopfloor_domain::{
-    InventoryItem, Machine, MaintenancePolicy, MaintenanceTask, ProductionOrder,
+    InventoryItem, Machine, MaintenancePolicy, MaintenanceTask, ProductionOrder, StreamType,
 };
 use shopfloor_eventstore::{AggregateRepository, Direction, RecordedEvent, StreamRef};
 use utoipa::{IntoParams, ToSchema};
@@ -186,30 +186,19 @@ pub struct StreamPage {
     pub next_version: Option<u64>,
 }
 
-fn known_type(stream_type: &str) -> Result<(), ApiError> {
-    use cqrs_es::Aggregate;
-    let known = [
-        ProductionOrder::TYPE,
-        Machine::TYPE,
-        MaintenanceTask::TYPE,
-        InventoryItem::TYPE,
-        MaintenancePolicy::TYPE,
-        shopfloor_domain::AlertRule::TYPE,
-        shopfloor_domain::Alert::TYPE,
-    ];
-    if known.contains(&stream_type) {
-        Ok(())
-    } else {
-        Err(ApiError::not_found(format!(
+fn known_type(stream_type: &str) -> Result<StreamType, ApiError> {
+    StreamType::parse(stream_type).ok_or_else(|| {
+        let known: Vec<&str> = StreamType::ALL.iter().map(|t| t.as_str()).collect();
+        ApiError::not_found(format!(
             "unknown stream type {stream_type}; known: {}",
             known.join(", ")
-        )))
-    }
+        ))
+    })
 }
 
 /// One stream's events, in version order.
 #[utoipa::path(get, path = "/api/v1/streams/{stream_type}/{stream_id}/events", tag = "audit",
-    params(("stream_type" = String, Path, description = "production_order, machine, maintenance_task, inventory_item or maintenance_policy"),
+    params(("stream_type" = String, Path, description = "production_order, machine, maintenance_task, inventory_item, maintenance_policy, operator, alert_rule, alert or reason_catalogue"),
         ("stream_id" = String, Path), StreamQuery),
     responses((status = 200, body = StreamPage), (status = 404, body = ProblemDocument)),
     security(("bearer" = [])))]
@@ -297,7 +286,7 @@ pub async fn stream_state(
     ApiPath((stream_type, stream_id)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<StateQuery>,
 ) -> Result<Json<StreamState>, ApiError> {
-    known_type(&stream_type)?;
+    let kind = known_type(&stream_type)?;
     let at = q.at.as_deref().map(|t| parse_time("at", t)).transpose()?;
     let until = q.version.unwrap_or(u64::MAX);
     if until == 0 {
@@ -305,8 +294,8 @@ pub async fn stream_state(
     }
     let store = state.store.clone();
     let now = at.unwrap_or_else(Utc::now);
-    let (value, version) = match stream_type.as_str() {
-        "production_order" => {
+    let (value, version) = match kind {
+        StreamType::ProductionOrder => {
             let (a, v) = AggregateRepository::<ProductionOrder>::new(store)
                 .load_until(&stream_id, until, at)
                 .await?;
@@ -316,7 +305,7 @@ pub async fn stream_state(
                 v,
             )
         }
-        "machine" => {
+        StreamType::Machine => {
             let (a, v) = AggregateRepository::<Machine>::new(store)
                 .load_until(&stream_id, until, at)
                 .await?;
@@ -326,7 +315,7 @@ pub async fn stream_state(
                 v,
             )
         }
-        "maintenance_task" => {
+        StreamType::MaintenanceTask => {
             let (a, v) = AggregateRepository::<MaintenanceTask>::new(store)
                 .load_until(&stream_id, until, at)
                 .await?;
@@ -336,7 +325,7 @@ pub async fn stream_state(
                 v,
             )
         }
-        "inventory_item" => {
+        StreamType::InventoryItem => {
             let (a, v) = AggregateRepository::<InventoryItem>::new(store)
                 .load_until(&stream_id, until, at)
                 .await?;
@@ -345,7 +334,7 @@ pub async fn stream_state(
                 v,
             )
         }
-        "operator" => {
+        StreamType::Operator => {
             let (a, v) = AggregateRepository::<shopfloor_domain::Operator>::new(store)
                 .load_until(&stream_id, until, at)
                 .await?;
@@ -355,7 +344,7 @@ pub async fn stream_state(
                 v,
             )
         }
-        "alert_rule" => {
+        StreamType::AlertRule => {
             let (a, v) = AggregateRepository::<shopfloor_domain::AlertRule>::new(store)
                 .load_until(&stream_id, until, at)
                 .await?;
@@ -367,13 +356,19 @@ pub async fn stream_state(
             });
             (value, v)
         }
-        "alert" => {
+        StreamType::Alert => {
             let (a, v) = AggregateRepository::<shopfloor_domain::Alert>::new(store)
                 .load_until(&stream_id, until, at)
                 .await?;
             (a.alert().map(serde_json::to_value), v)
         }
-        _ => {
+        StreamType::ReasonCatalogue => {
+            let (a, v) = AggregateRepository::<shopfloor_domain::PlantReasons>::new(store)
+                .load_until(&stream_id, until, at)
+                .await?;
+            (Some(serde_json::to_value(a.listing())), v)
+        }
+        StreamType::MaintenancePolicy => {
             let (a, v) = AggregateRepository::<MaintenancePolicy>::new(store)
                 .load_until(&stream_id, until, at)
                 .await?;

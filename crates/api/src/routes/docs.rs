@@ -33,8 +33,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::PROBLEM_JSON;
 use crate::routes::{
-    alerts, audit, inventory, machines, maintenance, orders, people, reads, reference, reports,
-    stops, tokens,
+    alerts, audit, calendar, inventory, machines, maintenance, orders, people, reads, reference,
+    reports, stops, tokens,
 };
 use crate::AppState;
 
@@ -302,7 +302,8 @@ fn retry_after_header() -> Header {
         inventory::update, inventory::get_item,
         tokens::issue, tokens::list, tokens::revoke, tokens::me,
         audit::log, audit::stream_events, audit::stream_state,
-        reference::reason_codes, reference::scrap_reason_codes,
+        reference::reason_codes, reference::define_reason_code, reference::retire_reason_code,
+        reference::scrap_reason_codes, calendar::calendar, calendar::set_time_zone, calendar::set_shifts,
         reads::machines, reads::machine_states, reads::orders, reads::tasks,
         reads::inventory, reads::movements, reads::kpi_metrics, reads::downtime,
         reads::scrap,

@@ -9,7 +9,8 @@
 //! - [`inventory`]: inventory updates and an item's stock.
 //! - [`tokens`]: bearer tokens (admin).
 //! - [`audit`]: the global log, stream histories and states as of a version or time.
-//! - [`reference`]: the reason-code catalogue.
+//! - [`reference`]: the plant's reason codes (editable, ADR 0053) and the scrap reasons.
+//! - [`calendar`]: the plant's time zone and the lines' shifts (editable settings).
 //! - [`reads`]: lists, levels, KPIs and reports from the read models.
 //! - [`alerts`]: alert rules, alerts (acknowledge, resolve) and their delivery log.
 //! - [`live`]: read-model changes as Server-Sent Events.
@@ -18,6 +19,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod calendar;
 pub mod docs;
 pub mod inventory;
 pub mod live;

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use shopfloor_domain::order::{
@@ -21,6 +22,7 @@ use utoipa::ToSchema;
 use crate::auth::{perm, Auth};
 use crate::error::{ApiError, FieldContext, ProblemDocument};
 use crate::extract::{ApiJson, ApiPath, Ctx, OptionalJson};
+use crate::routes::machines::not_in_future;
 use crate::routes::people::require_operators;
 use crate::routes::{generated_id, now, order_view, require_machine, Seen};
 use crate::views::{InspectionView, OrderView};
@@ -202,15 +204,28 @@ pub async fn assign(
     Ok(Json(order_view(&state, &id, Seen::AtLeast(done)).await?))
 }
 
-/// An optional reason (`hold`, `cancel`).
+/// An optional reason (`hold`, `cancel`) and floor time.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct ReasonBody {
     pub reason: Option<String>,
+    /// When it happened on the floor (RFC 3339); defaults to the server's clock. A
+    /// command made offline carries the time it was made, so its figures land in the
+    /// window it belongs to.
+    pub timestamp: Option<DateTime<Utc>>,
 }
 
-/// An empty body (`{}`).
+/// The floor time of a transition (`start`, `resume`, `complete`); `{}` means now.
 #[derive(Debug, Default, Deserialize, ToSchema)]
-pub struct EmptyBody {}
+pub struct FloorTimeBody {
+    /// When it happened on the floor (RFC 3339); defaults to the server's clock.
+    pub timestamp: Option<DateTime<Utc>>,
+}
+
+/// The floor time a command names, or now; never further ahead than the skew allows.
+fn floor_time(timestamp: Option<DateTime<Utc>>) -> Result<DateTime<Utc>, ApiError> {
+    let now = now();
+    not_in_future(timestamp.unwrap_or(now), now)
+}
 
 macro_rules! transition {
     ($name:ident, $path:tt, $doc:tt, $perm:ty, $body:ident, |$b:ident, $ctx:ident| $make:expr) => {
@@ -240,24 +255,30 @@ transition!(
     "/api/v1/production-orders/{order_id}/start",
     "Starts an assigned order (409 from any other status).",
     perm::Production,
-    EmptyBody,
-    |_b, ctx| OrderCommand::StartOrder(StartOrder { at: now() })
+    FloorTimeBody,
+    |b, ctx| OrderCommand::StartOrder(StartOrder {
+        at: floor_time(b.timestamp)?
+    })
 );
 transition!(
     resume,
     "/api/v1/production-orders/{order_id}/resume",
     "Resumes an order on hold.",
     perm::Production,
-    EmptyBody,
-    |_b, ctx| OrderCommand::ResumeOrder(ResumeOrder { at: now() })
+    FloorTimeBody,
+    |b, ctx| OrderCommand::ResumeOrder(ResumeOrder {
+        at: floor_time(b.timestamp)?
+    })
 );
 transition!(
     complete,
     "/api/v1/production-orders/{order_id}/complete",
     "Completes an order in progress (409 from any other status).",
     perm::Production,
-    EmptyBody,
-    |_b, ctx| OrderCommand::CompleteOrder(CompleteOrder { at: now() })
+    FloorTimeBody,
+    |b, ctx| OrderCommand::CompleteOrder(CompleteOrder {
+        at: floor_time(b.timestamp)?
+    })
 );
 transition!(
     hold,
@@ -270,7 +291,7 @@ transition!(
             "put on hold by {}",
             ctx.principal.name
         ))?,
-        at: now(),
+        at: floor_time(b.timestamp)?,
     })
 );
 transition!(
@@ -286,7 +307,7 @@ transition!(
             .map(Text::new)
             .transpose()
             .field("reason")?,
-        at: now(),
+        at: floor_time(b.timestamp)?,
     })
 );
 
@@ -326,6 +347,8 @@ pub struct InspectionBody {
     /// Defaults to the caller's token name.
     pub inspector: Option<String>,
     pub notes: Option<String>,
+    /// When the sample was inspected on the floor (RFC 3339); defaults to now.
+    pub timestamp: Option<DateTime<Utc>>,
 }
 
 /// Records a quality inspection of a sample of the order's parts.
@@ -360,7 +383,7 @@ pub async fn record_inspection(
             .map(Text::new)
             .transpose()
             .field("notes")?,
-        at: now(),
+        at: floor_time(body.timestamp)?,
     });
     run(&state, &ctx, &id, command).await?;
     let view = order_view(&state, &id, Seen::Now).await?;

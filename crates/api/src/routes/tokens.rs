@@ -27,7 +27,7 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 /// Every permission by the name `/api/v1/auth/me` gives it.
-const PERMISSIONS: [(&str, Permission); 9] = [
+const PERMISSIONS: [(&str, Permission); 14] = [
     ("read", Permission::Read),
     ("audit", Permission::Audit),
     ("machine_events", Permission::MachineEvents),
@@ -37,6 +37,11 @@ const PERMISSIONS: [(&str, Permission); 9] = [
     ("maintenance", Permission::Maintenance),
     ("machines", Permission::Machines),
     ("tokens", Permission::Tokens),
+    ("people", Permission::People),
+    ("reports", Permission::Reports),
+    ("alert_rules", Permission::AlertRules),
+    ("acknowledge_alerts", Permission::AcknowledgeAlerts),
+    ("settings", Permission::Settings),
 ];
 
 /// The caller: its token's name, its role and what that role may do.
@@ -45,7 +50,8 @@ pub struct Me {
     pub name: String,
     pub role: Role,
     /// The permissions of the role: `read`, `audit`, `machine_events`, `inventory`,
-    /// `production`, `orders`, `maintenance`, `machines`, `tokens`.
+    /// `production`, `orders`, `maintenance`, `machines`, `tokens`, `people`, `reports`,
+    /// `alert_rules`, `acknowledge_alerts`, `settings`.
     pub permissions: Vec<String>,
 }
 

@@ -23,4 +23,5 @@ mod people;
 mod reads;
 mod reports;
 mod roles;
+mod settings;
 mod support;

@@ -1,5 +1,6 @@
 //! Production orders: creation, the status machine (200 or 409), inspections.
 
+use chrono::SubsecRound;
 use serde_json::json;
 use sqlx::PgPool;
 
@@ -159,4 +160,65 @@ async fn inspections_are_recorded_and_listed(pool: PgPool) {
     assert_eq!(r.body[0]["inspection_id"], "I-1");
     let r = app.get("/api/v1/production-orders/PO-Q", &op).await;
     assert_eq!(r.body["inspections"][0]["defects"], 1);
+}
+
+/// A command made offline carries the floor time it was made at: the order's times
+/// and the inspection's are those, not the time the request arrived. A floor time
+/// further ahead than the clock skew allows is a 400 naming `timestamp`.
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn transitions_and_inspections_keep_their_floor_time(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    app.machine("M-F").await;
+    let sup = app.token("supervisor").await;
+    let r = app
+        .post(
+            "/api/v1/production-orders",
+            &sup,
+            &json!({ "order_id": "PO-F", "product_id": "W", "quantity": 10 }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let path = |a: &str| format!("/api/v1/production-orders/PO-F{a}");
+    let r = app
+        .post(&path("/assign"), &sup, &json!({ "machine_id": "M-F" }))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let now = chrono::Utc::now();
+    let started = (now - chrono::Duration::minutes(20)).trunc_subsecs(3);
+    let inspected = (now - chrono::Duration::minutes(15)).trunc_subsecs(3);
+    let completed = (now - chrono::Duration::minutes(10)).trunc_subsecs(3);
+
+    let ahead = now + chrono::Duration::hours(1);
+    let r = app
+        .post(&path("/start"), &sup, &json!({ "timestamp": ahead }))
+        .await;
+    r.assert_problem(400);
+    assert!(r.body.to_string().contains("timestamp"), "{}", r.body);
+
+    let r = app
+        .post(&path("/start"), &sup, &json!({ "timestamp": started }))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = app
+        .post(
+            &path("/inspections"),
+            &sup,
+            &json!({ "sample_size": 4, "defects": 0, "timestamp": inspected }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = app
+        .post(&path("/complete"), &sup, &json!({ "timestamp": completed }))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let at = |v: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("{v}")))
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    };
+    let r = app.get(&path(""), &sup).await;
+    assert_eq!(at(&r.body["started_at"]), started, "{}", r.body);
+    assert_eq!(at(&r.body["completed_at"]), completed, "{}", r.body);
+    assert_eq!(at(&r.body["inspections"][0]["at"]), inspected, "{}", r.body);
 }

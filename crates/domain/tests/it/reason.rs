@@ -120,3 +120,114 @@ fn a_custom_catalogue_always_has_unclassified() {
     let catalogue = ReasonCatalogue::new([]);
     assert!(catalogue.unclassified().is_some());
 }
+
+mod plant {
+    use chrono::{TimeZone, Utc};
+    use shopfloor_domain::reason::{Loss, ReasonCategory};
+    use shopfloor_domain::reason_codes::*;
+    use shopfloor_domain::values::{Actor, ReasonCode, Text};
+    use shopfloor_domain::Decide;
+
+    fn define(code: &str, category: ReasonCategory, loss: Option<Loss>) -> ReasonCodeCommand {
+        ReasonCodeCommand::DefineReasonCode(DefineReasonCode {
+            code: ReasonCode::new(code).unwrap(),
+            name: Text::new(format!("name of {code}")).unwrap(),
+            category,
+            loss,
+            by: Actor::new("sup").unwrap(),
+            at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+        })
+    }
+
+    fn retire(code: &str) -> ReasonCodeCommand {
+        ReasonCodeCommand::RetireReasonCode(RetireReasonCode {
+            code: ReasonCode::new(code).unwrap(),
+            by: Actor::new("sup").unwrap(),
+            at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+        })
+    }
+
+    #[test]
+    fn the_plant_catalogue_is_the_builtin_one_amended() {
+        let mut plant = PlantReasons::default();
+        assert_eq!(
+            &plant.catalogue(),
+            shopfloor_domain::reason::ReasonCatalogue::builtin()
+        );
+        let unplanned = ReasonCategory::Unplanned;
+        plant
+            .execute(define(
+                "breakdown.hydraulic",
+                unplanned,
+                Some(Loss::Breakdown),
+            ))
+            .unwrap();
+        plant.execute(retire("small_stop.jam")).unwrap();
+        let catalogue = plant.catalogue();
+        assert_eq!(
+            catalogue.get("breakdown.hydraulic").unwrap().loss,
+            Some(Loss::Breakdown)
+        );
+        assert!(catalogue.get("small_stop.jam").is_none());
+        assert!(catalogue.get("unclassified").is_some());
+        let jam = plant
+            .listing()
+            .into_iter()
+            .find(|r| r.definition.code.as_str() == "small_stop.jam")
+            .unwrap();
+        assert!(jam.retired && jam.builtin);
+        // The same again decides nothing; retiring twice neither.
+        assert!(plant
+            .decide(define(
+                "breakdown.hydraulic",
+                unplanned,
+                Some(Loss::Breakdown)
+            ))
+            .unwrap()
+            .is_empty());
+        assert!(plant.decide(retire("small_stop.jam")).unwrap().is_empty());
+        // Defining a retired code brings it back.
+        plant
+            .execute(define("small_stop.jam", unplanned, Some(Loss::SmallStop)))
+            .unwrap();
+        assert!(plant.catalogue().get("small_stop.jam").is_some());
+    }
+
+    #[test]
+    fn malformed_and_inconsistent_definitions_are_refused() {
+        let plant = PlantReasons::default();
+        let planned = ReasonCategory::Planned;
+        let unplanned = ReasonCategory::Unplanned;
+        for (command, wanted) in [
+            (
+                define("unclassified", unplanned, Some(Loss::Breakdown)),
+                "unclassified",
+            ),
+            (
+                define("hydraulic", unplanned, Some(Loss::Breakdown)),
+                "group.leaf",
+            ),
+            (
+                define("a.b.c", unplanned, Some(Loss::Breakdown)),
+                "group.leaf",
+            ),
+            (
+                define("Breakdown.X", unplanned, Some(Loss::Breakdown)),
+                "group.leaf",
+            ),
+            (
+                define("scrap.burr", unplanned, Some(Loss::Breakdown)),
+                "scrap",
+            ),
+            (
+                define("planned.lunch", planned, Some(Loss::Breakdown)),
+                "no loss",
+            ),
+            (define("breakdown.x", unplanned, None), "big loss"),
+            (retire("breakdown.nonesuch"), "does not exist"),
+        ] {
+            let refused = plant.decide(command).unwrap_err().to_string();
+            assert!(refused.contains(wanted), "{refused} should say {wanted}");
+        }
+    }
+}

@@ -125,9 +125,15 @@ pub async fn replace_shifts(
     line: &str,
     shifts: &[ShiftDefinition],
 ) -> Result<(), QueryError> {
-    for s in shifts {
+    for (i, s) in shifts.iter().enumerate() {
         if s.shift_name.trim().is_empty() {
             return Err(QueryError::Invalid("a shift needs a name".into()));
+        }
+        if shifts[..i].iter().any(|t| t.shift_name == s.shift_name) {
+            return Err(QueryError::Invalid(format!(
+                "shift {} is named twice",
+                s.shift_name
+            )));
         }
         if s.days.is_empty() || s.days.iter().any(|d| !(1..=7).contains(d)) {
             return Err(QueryError::Invalid(format!(

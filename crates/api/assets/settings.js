@@ -1,0 +1,209 @@
+// The supervisor's plant settings in the floor app (ADR 0053): the reason codes (each
+// change an event on the log, with who made it) and the lines' shifts (settings).
+//
+// Settings are changed online only (`direct`): they are not floor actions with a floor
+// time, and the person must see at once whether the server took the change. The pure
+// parts (`shiftRows`, `linesOf`, `reasonBody`) are separate from the DOM and the I/O.
+
+const DAYS = ['Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun'];
+const LOSS_NAME = {
+  breakdown: 'Breakdown', setup_adjustment: 'Setup and adjustment', small_stop: 'Small stop',
+  reduced_speed: 'Reduced speed', startup_reject: 'Start-up rejects', production_reject: 'Production rejects',
+};
+
+/** The lines a supervisor may give shifts: every machine's line and every line with shifts. */
+export function linesOf(machines, calendar) {
+  const lines = new Set(machines.map((m) => m.line).filter(Boolean));
+  for (const l of calendar?.lines || []) lines.add(l.line);
+  return [...lines].sort();
+}
+
+/** The shifts of `line` in the calendar (a copy, to be edited). */
+export function shiftRows(calendar, line) {
+  const found = (calendar?.lines || []).find((l) => l.line === line);
+  return (found?.shifts || []).map((s) => ({ ...s, days: [...(s.days || [1, 2, 3, 4, 5, 6, 7])] }));
+}
+
+/** The body of a reason-code definition; a planned code names no loss. */
+export function reasonBody(name, category, loss) {
+  return category === 'planned' ? { name, category } : { name, category, loss };
+}
+
+export class Settings {
+  /** `ui`: { $, el, get, direct, toast, gate, app }. */
+  constructor(ui) {
+    this.ui = ui;
+    this.calendar = null;
+    this.line = '';
+    this.rows = [];
+  }
+
+  wire() {
+    const { $ } = this.ui;
+    $('sv-reason').addEventListener('submit', (ev) => this.onDefine(ev));
+    $('sv-reason-category').addEventListener('change', () => this.lossEnabled());
+    $('sv-reasons').addEventListener('click', (ev) => this.onReasonClick(ev));
+    $('sv-shift-line').addEventListener('change', (ev) => { this.line = ev.target.value; this.editLine(); });
+    $('sv-shift-add').addEventListener('click', () => this.addShift());
+    $('sv-shift-rows').addEventListener('click', (ev) => this.onShiftClick(ev));
+    $('sv-shift-rows').addEventListener('change', (ev) => this.onShiftChange(ev));
+    $('sv-shifts').addEventListener('submit', (ev) => this.onSaveShifts(ev));
+    this.lossEnabled();
+  }
+
+  /** The loss only applies to unplanned codes. */
+  lossEnabled() {
+    const { $ } = this.ui;
+    $('sv-reason-loss').disabled = $('sv-reason-category').value === 'planned';
+  }
+
+  async load() {
+    const { get, app } = this.ui;
+    if (app.endpoints.has('get /api/v1/calendar')) this.calendar = await get('/api/v1/calendar').catch(() => this.calendar);
+    app.reasons = await get('/api/v1/reason-codes').catch(() => app.reasons);
+  }
+
+  render() {
+    this.renderReasons();
+    this.renderCalendar();
+  }
+
+  renderReasons() {
+    const { $, el, app, gate } = this.ui;
+    const tb = $('sv-reasons').tBodies[0];
+    const rows = app.reasons.map((r) => [r.code, r.name, r.category, r.loss, r.retired]);
+    if (tb.dataset.sig === JSON.stringify(rows)) return;
+    tb.dataset.sig = JSON.stringify(rows);
+    tb.replaceChildren(...app.reasons.map((r) => {
+      const actions = el('td');
+      if (r.code !== 'unclassified') {
+        actions.append(el('button', { type: 'button', 'data-reason': r.code, 'data-act': 'edit', 'data-perm': 'settings',
+          text: 'Edit', 'aria-label': `Edit ${r.code}` }));
+        actions.append(r.retired
+          ? el('button', { type: 'button', 'data-reason': r.code, 'data-act': 'restore', 'data-perm': 'settings',
+            text: 'Restore', 'aria-label': `Restore ${r.code}` })
+          : el('button', { type: 'button', className: 'danger', 'data-reason': r.code, 'data-act': 'retire', 'data-perm': 'settings',
+            text: 'Retire', 'aria-label': `Retire ${r.code}` }));
+      }
+      return el('tr', { 'data-code': r.code, 'data-retired': r.retired ? '1' : '0' },
+        el('td', { text: r.code }), el('td', { text: r.retired ? `${r.name} (retired)` : r.name }),
+        el('td', { text: r.category }), el('td', { text: r.loss ? LOSS_NAME[r.loss] || r.loss : '—' }), actions);
+    }));
+    gate(tb);
+  }
+
+  async onDefine(ev) {
+    ev.preventDefault();
+    const { $ } = this.ui;
+    const code = $('sv-reason-code').value.trim();
+    const body = reasonBody($('sv-reason-name').value.trim(), $('sv-reason-category').value, $('sv-reason-loss').value);
+    if (await this.change(`reason code ${code} saved`, 'PUT', `/api/v1/reason-codes/${encodeURIComponent(code)}`, body)) {
+      ev.target.reset();
+      this.lossEnabled();
+    }
+  }
+
+  async onReasonClick(ev) {
+    const b = ev.target.closest('button[data-reason]');
+    if (!b) return;
+    const { $, app } = this.ui;
+    const r = app.reasons.find((x) => x.code === b.dataset.reason);
+    if (!r) return;
+    if (b.dataset.act === 'edit') {
+      $('sv-reason-code').value = r.code;
+      $('sv-reason-name').value = r.name;
+      $('sv-reason-category').value = r.category;
+      if (r.loss) $('sv-reason-loss').value = r.loss;
+      this.lossEnabled();
+      $('sv-reason-name').focus();
+    } else if (b.dataset.act === 'retire') {
+      await this.change(`reason code ${r.code} retired`, 'POST', `/api/v1/reason-codes/${encodeURIComponent(r.code)}/retire`);
+    } else if (b.dataset.act === 'restore') {
+      await this.change(`reason code ${r.code} restored`, 'PUT', `/api/v1/reason-codes/${encodeURIComponent(r.code)}`,
+        reasonBody(r.name, r.category, r.loss));
+    }
+  }
+
+  /** Sends a settings change at once; shows the server's answer. */
+  async change(done, method, path, body) {
+    const { direct, toast } = this.ui;
+    try {
+      await direct(method, path, body);
+      toast(`${done}`, 'ok');
+      await this.load();
+      this.render();
+      return true;
+    } catch (e) {
+      toast(`Refused: ${e.message}`, 'error');
+      return false;
+    }
+  }
+
+  renderCalendar() {
+    const { $, el, app } = this.ui;
+    if (!this.calendar) return;
+    $('sv-tz').textContent = `Plant time zone: ${this.calendar.time_zone}. Times are plant-local.`;
+    const lines = linesOf(app.machines, this.calendar);
+    const select = $('sv-shift-line');
+    if (select.dataset.sig !== JSON.stringify(lines)) {
+      select.dataset.sig = JSON.stringify(lines);
+      select.replaceChildren(...lines.map((l) => el('option', { value: l, text: l })));
+      if (!lines.includes(this.line)) this.line = lines[0] || '';
+      select.value = this.line;
+      this.editLine();
+    }
+  }
+
+  /** Starts editing the selected line's shifts from the server's calendar. */
+  editLine() {
+    this.rows = shiftRows(this.calendar, this.line);
+    this.renderRows();
+  }
+
+  addShift() {
+    this.rows.push({ shift_name: `shift-${this.rows.length + 1}`, start_time: '06:00', end_time: '14:00', days: [1, 2, 3, 4, 5] });
+    this.renderRows();
+  }
+
+  renderRows() {
+    const { $, el } = this.ui;
+    const tb = $('sv-shift-rows').tBodies[0];
+    tb.replaceChildren(...this.rows.map((s, i) => {
+      const days = el('td', { className: 'days' }, ...DAYS.map((d, k) => el('label', { className: 'check' },
+        el('input', { type: 'checkbox', 'data-row': i, 'data-day': k + 1, checked: s.days.includes(k + 1),
+          'aria-label': `${s.shift_name}: starts on ${d}` }), el('span', { text: ` ${d}` }))));
+      return el('tr', {},
+        el('td', {}, el('input', { value: s.shift_name, 'data-row': i, 'data-field': 'shift_name', required: true, 'aria-label': `Shift ${i + 1} name` })),
+        el('td', {}, el('input', { type: 'time', value: s.start_time, 'data-row': i, 'data-field': 'start_time', required: true, 'aria-label': `${s.shift_name} start` })),
+        el('td', {}, el('input', { type: 'time', value: s.end_time, 'data-row': i, 'data-field': 'end_time', required: true, 'aria-label': `${s.shift_name} end` })),
+        days,
+        el('td', {}, el('button', { type: 'button', className: 'danger', 'data-remove': i, text: 'Remove', 'aria-label': `Remove ${s.shift_name}` })));
+    }));
+  }
+
+  onShiftChange(ev) {
+    const t = ev.target;
+    const row = this.rows[Number(t.dataset.row)];
+    if (!row) return;
+    if (t.dataset.field) row[t.dataset.field] = t.value;
+    if (t.dataset.day) {
+      const day = Number(t.dataset.day);
+      row.days = t.checked ? [...new Set([...row.days, day])].sort() : row.days.filter((d) => d !== day);
+    }
+  }
+
+  onShiftClick(ev) {
+    const b = ev.target.closest('button[data-remove]');
+    if (!b) return;
+    this.rows.splice(Number(b.dataset.remove), 1);
+    this.renderRows();
+  }
+
+  async onSaveShifts(ev) {
+    ev.preventDefault();
+    if (!this.line) return;
+    const shifts = this.rows.map((s) => ({ shift_name: s.shift_name.trim(), start_time: s.start_time, end_time: s.end_time, days: s.days }));
+    await this.change(`shifts of ${this.line} saved`, 'PUT', `/api/v1/calendar/lines/${encodeURIComponent(this.line)}/shifts`, { shifts });
+    this.editLine();
+  }
+}
