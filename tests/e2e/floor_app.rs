@@ -612,7 +612,9 @@ async fn a_supervisor_edits_reason_codes_and_shifts_and_operators_get_them() {
     )
     .await;
     let calendar = until_api(&api, "L1's shifts", "/api/v1/calendar", |c| {
-        c["lines"][0]["shifts"].as_array().is_some_and(|s| s.len() == 2)
+        c["lines"][0]["shifts"]
+            .as_array()
+            .is_some_and(|s| s.len() == 2)
     })
     .await;
     let shifts = &calendar["lines"][0]["shifts"];
@@ -623,6 +625,8 @@ async fn a_supervisor_edits_reason_codes_and_shifts_and_operators_get_them() {
     assert_eq!(shifts[1]["end_time"], "22:00", "{calendar}");
     assert_eq!(shifts[1]["days"], json!([1, 2, 3, 4, 5, 6]), "{calendar}");
     axe(&desk, "the supervisor's settings").await;
+    desk.js("document.getElementById('sv-reason').scrollIntoView(); return true;")
+        .await;
     desk.screenshot(&artefact("floor-supervisor-settings.png"))
         .await;
 
