@@ -80,6 +80,21 @@ where
 }
 
 impl AnyAggregate {
+    /// The aggregate of a stream that has no events yet.
+    pub(crate) fn empty(stream_type: StreamType) -> Self {
+        match stream_type {
+            StreamType::ProductionOrder => Self::ProductionOrder(ProductionOrder::default()),
+            StreamType::Machine => Self::Machine(Machine::default()),
+            StreamType::MaintenanceTask => Self::MaintenanceTask(MaintenanceTask::default()),
+            StreamType::InventoryItem => Self::InventoryItem(InventoryItem::default()),
+            StreamType::MaintenancePolicy => Self::MaintenancePolicy(MaintenancePolicy::default()),
+            StreamType::Operator => Self::Operator(Operator::default()),
+            StreamType::AlertRule => Self::AlertRule(AlertRule::default()),
+            StreamType::Alert => Self::Alert(Alert::default()),
+            StreamType::ReasonCatalogue => Self::PlantReasons(PlantReasons::default()),
+        }
+    }
+
     /// Loads a stream as it is now (snapshot-aware), with its version.
     pub(crate) async fn load(
         store: &EventStore,

@@ -8,6 +8,7 @@
 //! process within [`TTL`]. Reading it costs one short stream read a second while
 //! machines report, not one per command.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,20 +26,36 @@ pub const TTL: Duration = Duration::from_secs(1);
 #[derive(Debug, Default)]
 pub(crate) struct ReasonsCache {
     current: Mutex<Option<(Arc<ReasonCatalogue>, Instant)>>,
+    /// One command reads the catalogue again while the others go on with the copy
+    /// they have (at most one read in flight, not one per concurrent batch).
+    reading: AtomicBool,
 }
 
 impl ReasonsCache {
-    /// The catalogue in force: the one read within [`TTL`], else read now.
+    /// The catalogue in force: the one read within [`TTL`]; else read now, by one
+    /// caller, while the others use the copy read before (if there is one).
     pub(crate) async fn get(
         &self,
         store: &EventStore,
         snapshot_every: u64,
     ) -> Result<Arc<ReasonCatalogue>, StoreError> {
-        if let Some((catalogue, read_at)) = &*self.lock() {
-            if read_at.elapsed() < TTL {
+        let kept = self.lock().clone();
+        if let Some((catalogue, read_at)) = &kept {
+            let fresh = read_at.elapsed() < TTL;
+            if fresh || self.reading.swap(true, Ordering::AcqRel) {
                 return Ok(Arc::clone(catalogue));
             }
         }
+        // Cleared however the read ends, a dropped future included.
+        let _reading = Reading(&self.reading);
+        self.read(store, snapshot_every).await
+    }
+
+    async fn read(
+        &self,
+        store: &EventStore,
+        snapshot_every: u64,
+    ) -> Result<Arc<ReasonCatalogue>, StoreError> {
         let read_at = Instant::now();
         let (aggregate, _) = AnyAggregate::load(
             store,
@@ -62,5 +79,14 @@ impl ReasonsCache {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Arc<ReasonCatalogue>, Instant)>> {
         self.current.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Clears the "one read in flight" flag when dropped.
+struct Reading<'a>(&'a AtomicBool);
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }

@@ -122,6 +122,14 @@ impl BatchItem {
     }
 }
 
+/// A batch as a round sees it: the commands, their streams, and how they commit.
+#[derive(Clone, Copy)]
+struct Batch<'a> {
+    items: &'a [BatchItem],
+    streams: &'a [StreamRef],
+    atomicity: Atomicity,
+}
+
 /// Whether a batch is recorded whole or command by command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Atomicity {
@@ -406,8 +414,14 @@ impl CommandService {
             if attempt > 0 {
                 backoff(attempt).await;
             }
+            let first = attempt == 0;
+            let batch = Batch {
+                items: &items,
+                streams: &streams,
+                atomicity,
+            };
             open = match self
-                .round(&items, &streams, open, &mut slots, &mut results, atomicity)
+                .round(batch, open, &mut slots, &mut results, first)
                 .await
             {
                 Ok(open) => open,
@@ -450,18 +464,25 @@ impl CommandService {
     /// batch.
     async fn round(
         &self,
-        items: &[BatchItem],
-        streams: &[StreamRef],
+        batch: Batch<'_>,
         open: Vec<usize>,
         slots: &mut HashMap<StreamRef, Slot>,
         results: &mut [Option<Result<Outcome, CommandError>>],
-        atomicity: Atomicity,
+        first: bool,
     ) -> Result<Vec<usize>, (usize, CommandError)> {
-        self.load_slots(items, streams, &open, slots)
-            .await
-            .map_err(|e| (open[0], e.into()))?;
+        let Batch {
+            items,
+            streams,
+            atomicity,
+        } = batch;
+        // Read before the streams, so that it never widens the window between
+        // loading a stream and appending to it (another process's write in that
+        // window is a conflict).
         let plant = self
             .plant_reasons(items, &open)
+            .await
+            .map_err(|e| (open[0], e.into()))?;
+        self.load_slots(items, streams, &open, slots, first)
             .await
             .map_err(|e| (open[0], e.into()))?;
         let reasons = plant.as_deref().unwrap_or(ReasonCatalogue::builtin());
@@ -521,6 +542,7 @@ impl CommandService {
         streams: &[StreamRef],
         open: &[usize],
         slots: &mut HashMap<StreamRef, Slot>,
+        first: bool,
     ) -> Result<(), StoreError> {
         let mut wanted: Vec<(StreamRef, StreamType)> = Vec::new();
         for &i in open {
@@ -532,11 +554,23 @@ impl CommandService {
                 Some(_) => None,
                 None => self.cache.take(stream),
             };
+            let stream_type = items[i].target.stream_type();
             match cached {
                 Some((aggregate, version)) => {
                     slots.insert(stream.clone(), Slot::new(aggregate, version));
                 }
-                None => wanted.push((stream.clone(), items[i].target.stream_type())),
+                // A creation is decided on an empty aggregate without a read (its append
+                // expects no stream); after a conflict it is read like any other.
+                None if first
+                    && items[i].ctx.expected_version.is_none()
+                    && items[i].target.creates_stream() =>
+                {
+                    slots.insert(
+                        stream.clone(),
+                        Slot::new(AnyAggregate::empty(stream_type), 0),
+                    );
+                }
+                None => wanted.push((stream.clone(), stream_type)),
             }
         }
         let loads = wanted.into_iter().map(|(stream, stream_type)| async move {

@@ -97,6 +97,46 @@ impl Target {
         }
     }
 
+    /// Whether the command is one that starts its stream (a creation, registration,
+    /// schedule, definition or raise). The writer may decide such a command on an empty
+    /// aggregate without reading the store first: the append expects no stream, so if
+    /// the stream exists after all the store refuses it and the command is decided
+    /// again on the stream as stored.
+    pub fn creates_stream(&self) -> bool {
+        use crate::alert::AlertCommand as A;
+        use crate::alert::AlertRuleCommand as R;
+        use crate::machine::MachineCommand as M;
+        use crate::maintenance::TaskCommand as T;
+        use crate::operator::OperatorCommand as O;
+        use crate::order::OrderCommand as P;
+        use crate::policy::PolicyCommand as Q;
+        matches!(
+            self,
+            Self::ProductionOrder {
+                command: P::CreateOrder(_),
+                ..
+            } | Self::Machine {
+                command: M::RegisterMachine(_),
+                ..
+            } | Self::MaintenanceTask {
+                command: T::ScheduleTask(_),
+                ..
+            } | Self::Operator {
+                command: O::RegisterOperator(_),
+                ..
+            } | Self::MaintenancePolicy {
+                command: Q::DefinePolicy(_),
+                ..
+            } | Self::AlertRule {
+                command: R::DefineRule(_),
+                ..
+            } | Self::Alert {
+                command: A::RaiseAlert(_),
+                ..
+            }
+        )
+    }
+
     /// The stream id (aggregate id) the command goes to.
     pub fn stream_id(&self) -> &str {
         match self {

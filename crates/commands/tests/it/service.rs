@@ -277,3 +277,44 @@ async fn an_expected_version_is_checked_against_the_store_not_a_stale_cache(pool
         .unwrap();
     assert_eq!(out.stream_version, 4);
 }
+
+/// A creation is decided without reading its stream (it expects none): a second
+/// creation of the same stream, from a process that never saw the first, is still
+/// refused as the domain refuses it, and a retried one with the same command id
+/// answers with the original outcome. Nothing is written twice.
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn a_creation_decided_without_a_read_is_still_refused_when_the_stream_exists(pool: PgPool) {
+    let a = CommandService::new(EventStore::new(pool.clone()));
+    let b = CommandService::new(EventStore::new(pool));
+    let mut keyed = ctx();
+    keyed.command_id = Some("create-po-1".into());
+    let first = a
+        .execute(create_order("PO-1", "widget", 10, &[]), &keyed)
+        .await
+        .unwrap();
+    let refused = b
+        .execute(create_order("PO-1", "gadget", 5, &[]), &ctx())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            CommandError::Rejected {
+                kind: RejectionKind::Conflict,
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    let again = b
+        .execute(create_order("PO-1", "widget", 10, &[]), &keyed)
+        .await
+        .unwrap();
+    assert_eq!(again.events, first.events);
+    assert_eq!(again.stream_version, 1);
+    let registered = b.execute(register("M-9"), &ctx()).await.unwrap();
+    assert_eq!(registered.stream_version, 1);
+    let twice = a.execute(register("M-9"), &ctx()).await.unwrap_err();
+    assert!(matches!(twice, CommandError::Rejected { .. }), "{twice:?}");
+    assert_eq!(a.store().head_position().await.unwrap(), 2);
+}
