@@ -49,6 +49,7 @@ pub async fn reports(
                 from,
                 to: from + chrono::Duration::hours(8),
                 format,
+                order_id: None,
             };
             let t0 = Instant::now();
             let meta = reports.generate(&req, "bench", None).await?;
@@ -78,11 +79,13 @@ pub async fn reports(
             from,
             to: from + chrono::Duration::hours(8),
             format: Format::Pdf,
+            order_id: None,
         };
         let input = shopfloor_reports::gather::GatherInput {
             report_id: "RPT-BENCH",
             plant: "Bench plant",
             request: &req,
+            layout: shopfloor_reports::service::LAYOUT,
             anchor: &anchor,
         };
         let t0 = Instant::now();

@@ -29,6 +29,16 @@ pub struct ReportMeta {
     pub requested_by: String,
     pub schedule_id: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// The order of an order report.
+    pub order_id: Option<String>,
+    /// The layout it was rendered with (1: ADR 0041; 2: with the sections of ADR 0051).
+    pub layout: i16,
+    /// 1, or the number of the corrected version.
+    pub version: i32,
+    /// The report this corrected version replaces.
+    pub supersedes: Option<String>,
+    /// The corrected version that replaces this one (the row stays).
+    pub superseded_by: Option<String>,
 }
 
 impl ReportMeta {
@@ -39,6 +49,7 @@ impl ReportMeta {
             from: self.from,
             to: self.to,
             format: self.format,
+            order_id: self.order_id.clone(),
         }
     }
 
@@ -51,27 +62,34 @@ impl ReportMeta {
     }
 }
 
-type Row = (
-    String,
-    String,
-    Option<String>,
-    DateTime<Utc>,
-    DateTime<Utc>,
-    String,
-    String,
-    i64,
-    String,
-    DateTime<Utc>,
-    String,
-    i64,
-    String,
-    String,
-    Option<String>,
-    DateTime<Utc>,
-);
+#[derive(sqlx::FromRow)]
+struct Row {
+    report_id: String,
+    kind: String,
+    line: Option<String>,
+    period_from: DateTime<Utc>,
+    period_to: DateTime<Utc>,
+    format: String,
+    plant: String,
+    position: i64,
+    chain_hash: String,
+    as_of: DateTime<Utc>,
+    sha256: String,
+    size_bytes: i64,
+    storage_key: String,
+    requested_by: String,
+    schedule_id: Option<String>,
+    created_at: DateTime<Utc>,
+    order_id: Option<String>,
+    layout: i16,
+    version: i32,
+    supersedes: Option<String>,
+    superseded_by: Option<String>,
+}
 
 const COLUMNS: &str = "report_id, kind, line, period_from, period_to, format, plant, position, \
-    chain_hash, as_of, sha256, size_bytes, storage_key, requested_by, schedule_id, created_at";
+    chain_hash, as_of, sha256, size_bytes, storage_key, requested_by, schedule_id, created_at, \
+    order_id, layout, version, supersedes, superseded_by";
 
 fn meta(r: Row) -> Result<ReportMeta, ReportError> {
     let bad = |what: &str, v: &str| {
@@ -80,32 +98,39 @@ fn meta(r: Row) -> Result<ReportMeta, ReportError> {
         ))
     };
     Ok(ReportMeta {
-        kind: ReportKind::parse(&r.1).ok_or_else(|| bad("kind", &r.1))?,
-        format: Format::parse(&r.5).ok_or_else(|| bad("format", &r.5))?,
-        report_id: r.0,
-        line: r.2,
-        from: r.3,
-        to: r.4,
-        plant: r.6,
-        position: r.7,
-        chain_hash: r.8,
-        as_of: r.9,
-        sha256: r.10,
-        size_bytes: r.11,
-        storage_key: r.12,
-        requested_by: r.13,
-        schedule_id: r.14,
-        created_at: r.15,
+        kind: ReportKind::parse(&r.kind).ok_or_else(|| bad("kind", &r.kind))?,
+        format: Format::parse(&r.format).ok_or_else(|| bad("format", &r.format))?,
+        report_id: r.report_id,
+        line: r.line,
+        from: r.period_from,
+        to: r.period_to,
+        plant: r.plant,
+        position: r.position,
+        chain_hash: r.chain_hash,
+        as_of: r.as_of,
+        sha256: r.sha256,
+        size_bytes: r.size_bytes,
+        storage_key: r.storage_key,
+        requested_by: r.requested_by,
+        schedule_id: r.schedule_id,
+        created_at: r.created_at,
+        order_id: r.order_id,
+        layout: r.layout,
+        version: r.version,
+        supersedes: r.supersedes,
+        superseded_by: r.superseded_by,
     })
 }
 
-/// Records a report; an id already there keeps its first row (the same report).
-/// Returns the row as stored.
-pub async fn insert(pool: &PgPool, m: &ReportMeta) -> Result<ReportMeta, ReportError> {
+fn insert_query(
+    m: &ReportMeta,
+) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
     sqlx::query(
         "INSERT INTO reports (report_id, kind, line, period_from, period_to, format, plant, \
-           position, chain_hash, as_of, sha256, size_bytes, storage_key, requested_by, schedule_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+           position, chain_hash, as_of, sha256, size_bytes, storage_key, requested_by, schedule_id, \
+           order_id, layout, version, supersedes) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+           $19) \
          ON CONFLICT DO NOTHING",
     )
     .bind(&m.report_id)
@@ -123,11 +148,83 @@ pub async fn insert(pool: &PgPool, m: &ReportMeta) -> Result<ReportMeta, ReportE
     .bind(&m.storage_key)
     .bind(&m.requested_by)
     .bind(&m.schedule_id)
-    .execute(pool)
-    .await?;
+    .bind(&m.order_id)
+    .bind(m.layout)
+    .bind(m.version)
+    .bind(&m.supersedes)
+}
+
+/// Records a report; an id already there keeps its first row (the same report).
+/// Returns the row as stored.
+pub async fn insert(pool: &PgPool, m: &ReportMeta) -> Result<ReportMeta, ReportError> {
+    insert_query(m).execute(pool).await?;
     get(pool, &m.report_id)
         .await?
         .ok_or_else(|| ReportError::NotFound(m.report_id.clone()))
+}
+
+/// Records a corrected version and marks the report it supersedes, in one transaction.
+/// Returns `None` when that report was superseded already (another instance was first).
+pub async fn insert_version(
+    pool: &PgPool,
+    m: &ReportMeta,
+) -> Result<Option<ReportMeta>, ReportError> {
+    let Some(old) = m.supersedes.as_deref() else {
+        return Err(ReportError::Invalid(
+            "a corrected version names its predecessor".into(),
+        ));
+    };
+    let mut tx = pool.begin().await?;
+    let inserted = insert_query(m).execute(&mut *tx).await?.rows_affected();
+    let marked = sqlx::query(
+        "UPDATE reports SET superseded_by = $1 WHERE report_id = $2 AND superseded_by IS NULL",
+    )
+    .bind(&m.report_id)
+    .bind(old)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if inserted == 0 || marked == 0 {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    tx.commit().await?;
+    get(pool, &m.report_id).await
+}
+
+/// Notes that the log up to `position` holds nothing that changes the report.
+pub async fn mark_checked(pool: &PgPool, id: &str, position: i64) -> Result<(), ReportError> {
+    sqlx::query(
+        "UPDATE reports SET checked_position = greatest(coalesce(checked_position, 0), $2) \
+         WHERE report_id = $1",
+    )
+    .bind(id)
+    .bind(position)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The live (not superseded) scheduled reports of periods ending after `since` that
+/// have a later event with a floor time before their period's end: candidates for a
+/// corrected version.
+pub async fn with_late_events(
+    pool: &PgPool,
+    since: DateTime<Utc>,
+) -> Result<Vec<ReportMeta>, ReportError> {
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM reports r WHERE schedule_id IS NOT NULL AND superseded_by IS NULL \
+           AND kind <> 'order' AND period_to > $1 \
+           AND EXISTS (SELECT 1 FROM events e \
+             WHERE e.position > greatest(r.position, coalesce(r.checked_position, 0)) \
+               AND coalesce(e.payload ->> 'stop_at', e.payload ->> 'effective_from', \
+                   e.payload ->> 'raised_at', e.payload ->> 'at')::timestamptz < r.period_to) \
+         ORDER BY period_to, report_id"
+    ))
+    .bind(since)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter().map(meta).collect()
 }
 
 /// One report's row.
@@ -147,6 +244,7 @@ pub struct ListFilter {
     pub kind: Option<ReportKind>,
     pub line: Option<String>,
     pub schedule_id: Option<String>,
+    pub order_id: Option<String>,
     pub limit: i64,
 }
 
@@ -155,12 +253,14 @@ pub async fn list(pool: &PgPool, f: &ListFilter) -> Result<Vec<ReportMeta>, Repo
     let rows: Vec<Row> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM reports WHERE ($1::text IS NULL OR kind = $1) \
          AND ($2::text IS NULL OR line = $2) AND ($3::text IS NULL OR schedule_id = $3) \
+         AND ($5::text IS NULL OR order_id = $5) \
          ORDER BY created_at DESC, report_id LIMIT $4"
     ))
     .bind(f.kind.map(ReportKind::as_str))
     .bind(&f.line)
     .bind(&f.schedule_id)
     .bind(f.limit.clamp(1, 1000))
+    .bind(&f.order_id)
     .fetch_all(pool)
     .await?;
     rows.into_iter().map(meta).collect()

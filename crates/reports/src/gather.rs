@@ -23,6 +23,8 @@ use crate::error::ReportError;
 use crate::model::{
     Anchor, MachineFigures, ReportData, ReportKind, ReportRequest, Segment, Stop, Timeline, Trend,
 };
+use crate::order;
+use crate::sections::{self, Scope, Sections};
 
 /// How many per-machine interval queries one report runs at once.
 const INTERVAL_QUERIES_AT_ONCE: usize = 4;
@@ -37,6 +39,8 @@ pub struct GatherInput<'a> {
     pub plant: &'a str,
     pub request: &'a ReportRequest,
     pub anchor: &'a Anchor,
+    /// 1: the figures of ADR 0041; 2: with the sections of ADR 0051.
+    pub layout: i16,
 }
 
 /// The figures of a report at its anchor.
@@ -44,6 +48,9 @@ pub async fn gather(pool: &PgPool, input: &GatherInput<'_>) -> Result<ReportData
     let GatherInput {
         request, anchor, ..
     } = input;
+    if request.kind == ReportKind::Order {
+        return gather_order(pool, input).await;
+    }
     if request.from >= request.to {
         return Err(ReportError::Invalid("`from` must be before `to`".into()));
     }
@@ -100,17 +107,31 @@ pub async fn gather(pool: &PgPool, input: &GatherInput<'_>) -> Result<ReportData
         .try_collect()
         .await?;
     let (series, trend) = match request.kind {
-        ReportKind::Shift => (Vec::new(), None),
+        ReportKind::Shift | ReportKind::Order => (Vec::new(), None),
         ReportKind::Day | ReportKind::Week => {
             let series = series(pool, &kq, request.kind, &known).await?;
             let trend = trend(pool, &kq, &known, &total).await?;
             (series, Some(trend))
         }
     };
+    let sections = if input.layout >= 2 {
+        let scope = Scope {
+            line: request.line.as_deref(),
+            machines: &known,
+            from: request.from,
+            to: request.to,
+            as_of: anchor.as_of,
+            position: anchor.position,
+        };
+        Some(sections::gather(pool, &scope).await?)
+    } else {
+        None
+    };
     let time_zone = query::plant_time_zone(pool).await?;
     Ok(assemble(
         input,
         Gathered {
+            sections,
             time_zone,
             rows,
             total,
@@ -125,6 +146,7 @@ pub async fn gather(pool: &PgPool, input: &GatherInput<'_>) -> Result<ReportData
 /// What [`gather`] read, before it is put together.
 #[derive(Debug)]
 struct Gathered {
+    sections: Option<Sections>,
     time_zone: String,
     rows: Vec<KpiRow>,
     total: KpiRow,
@@ -305,7 +327,69 @@ fn assemble(input: &GatherInput<'_>, g: Gathered) -> ReportData {
             .collect(),
         series: g.series,
         trend: g.trend,
+        sections: g.sections,
+        order: None,
+        corrections: None,
     }
+}
+
+/// The order report: the order's life, and the KPIs of the machines that worked it
+/// over that life.
+async fn gather_order(pool: &PgPool, input: &GatherInput<'_>) -> Result<ReportData, ReportError> {
+    let anchor = input.anchor;
+    let order_id = input
+        .request
+        .order_id
+        .as_deref()
+        .ok_or_else(|| ReportError::Invalid("an order report needs an `order_id`".into()))?;
+    let (facts, from, to) =
+        order::order_facts(pool, order_id, anchor.position, anchor.as_of).await?;
+    let life = order::gather(pool, order_id, &facts, to, anchor.position, anchor.as_of).await?;
+    let machines = sections::fold_order(facts.iter(), None).machines;
+    let kq = KpiQuery {
+        machine_id: None,
+        line: None,
+        from,
+        to,
+        as_of: Some(anchor.as_of),
+        granularity: None,
+        rollup: false,
+    };
+    let mut rows = Vec::new();
+    for m in &machines {
+        let q = KpiQuery {
+            machine_id: Some(m.clone()),
+            ..kq.clone()
+        };
+        rows.extend(query::kpi_metrics(pool, &q).await?);
+    }
+    let known = registered_by(pool, &rows, anchor.position).await?;
+    rows.retain(|r| known.contains(&r.machine_id));
+    let total = roll_up_one(&rows, &kq);
+    let time_zone = query::plant_time_zone(pool).await?;
+    let request = ReportRequest {
+        from,
+        to,
+        ..input.request.clone()
+    };
+    let mut data = assemble(
+        &GatherInput {
+            request: &request,
+            ..input.clone()
+        },
+        Gathered {
+            sections: None,
+            time_zone,
+            rows,
+            total,
+            downtime: Vec::new(),
+            intervals: Vec::new(),
+            series: Vec::new(),
+            trend: None,
+        },
+    );
+    data.order = Some(life);
+    Ok(data)
 }
 
 /// The Paretos of several machines as one: stops and time summed per key, the

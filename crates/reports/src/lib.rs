@@ -13,17 +13,24 @@
 //!
 //! [`service::Reports`] ties them together; `verify` regenerates a report at its
 //! recorded position and compares the bytes. [`schedule`] makes reports at each
-//! shift's end and daily, led by one instance.
+//! shift's end, daily and weekly, led by one instance, and [`versions`] the
+//! corrected version of a scheduled report that a late event changed (ADR 0051).
+//! [`sections`] (orders, inspections, scrap, maintenance, alerts) and [`order`] (the
+//! order report) fold the log itself up to the position ([`log`]).
 
 pub mod anchor;
 pub mod catalog;
 pub mod error;
 pub mod gather;
+pub mod log;
 pub mod model;
+pub mod order;
 pub mod render;
 pub mod schedule;
+pub mod sections;
 pub mod service;
 pub mod store;
+pub mod versions;
 
 pub use catalog::{ListFilter, ReportMeta};
 pub use error::ReportError;

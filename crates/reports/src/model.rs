@@ -14,6 +14,8 @@ pub enum ReportKind {
     Shift,
     Day,
     Week,
+    /// One production order's whole life (ADR 0051).
+    Order,
 }
 
 impl ReportKind {
@@ -22,11 +24,12 @@ impl ReportKind {
             Self::Shift => "shift",
             Self::Day => "day",
             Self::Week => "week",
+            Self::Order => "order",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Shift, Self::Day, Self::Week]
+        [Self::Shift, Self::Day, Self::Week, Self::Order]
             .into_iter()
             .find(|k| k.as_str() == s)
     }
@@ -37,6 +40,7 @@ impl ReportKind {
             Self::Shift => "Shift report",
             Self::Day => "Day report",
             Self::Week => "Week report",
+            Self::Order => "Order report",
         }
     }
 }
@@ -93,6 +97,10 @@ pub struct ReportRequest {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
     pub format: Format,
+    /// The order of an order report (its `from` and `to` are the order's life,
+    /// found when the report is gathered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
 }
 
 /// Where in the log a report's figures are taken: every event up to `position`
@@ -192,4 +200,14 @@ pub struct ReportData {
     pub series: Vec<KpiRow>,
     /// Against the previous period: day and week reports.
     pub trend: Option<Trend>,
+    /// Orders, inspections, scrap by reason, maintenance and alerts of the period
+    /// (layout 2, ADR 0051); absent from reports of layout 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sections: Option<crate::sections::Sections>,
+    /// The order of an order report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order: Option<crate::order::OrderLife>,
+    /// A corrected version: the report it supersedes and what changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub corrections: Option<crate::versions::Corrections>,
 }

@@ -1,6 +1,8 @@
 //! Scheduled reports: a shift report at the end of each shift of a line's
-//! calendar (`shift_end`), and a day report of each plant-local day at a local
-//! time the next day (`daily`).
+//! calendar (`shift_end`), a day report of each plant-local day at a local
+//! time the next day (`daily`), and a week report of each plant-local ISO week at a
+//! local time the Monday after (`weekly`). Each tick also makes the corrected
+//! version of a scheduled report a late event changed ([`supersede`], ADR 0051).
 //!
 //! One instance leads (a PostgreSQL advisory lock, as the relay and the process
 //! manager do: `shopfloor_eventstore::Leadership`). Each tick it plans the due
@@ -11,12 +13,13 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveTime, Utc};
+use chrono::{DateTime, Datelike, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 use shopfloor_projections::query::Calendar;
 use sqlx::PgPool;
 use tracing::warn;
 
+use crate::catalog;
 use crate::error::ReportError;
 use crate::model::{Format, ReportKind, ReportRequest};
 use crate::service::Reports;
@@ -34,6 +37,9 @@ pub const LEADER_KEY: &str = "shopfloor-report-scheduler";
 pub enum Trigger {
     ShiftEnd,
     Daily,
+    /// A week report of each plant-local ISO week (Monday to Monday), made at
+    /// `at_local` on the Monday after (ADR 0051).
+    Weekly,
 }
 
 impl Trigger {
@@ -41,6 +47,22 @@ impl Trigger {
         match self {
             Self::ShiftEnd => "shift_end",
             Self::Daily => "daily",
+            Self::Weekly => "weekly",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::ShiftEnd, Self::Daily, Self::Weekly]
+            .into_iter()
+            .find(|t| t.as_str() == s)
+    }
+
+    /// The kind of report it makes.
+    pub fn kind(self) -> ReportKind {
+        match self {
+            Self::ShiftEnd => ReportKind::Shift,
+            Self::Daily => ReportKind::Day,
+            Self::Weekly => ReportKind::Week,
         }
     }
 }
@@ -108,10 +130,9 @@ pub async fn list(pool: &PgPool) -> Result<Vec<Schedule>, ReportError> {
     rows.into_iter()
         .map(|r| {
             Ok(Schedule {
-                trigger: match r.1.as_str() {
-                    "shift_end" => Trigger::ShiftEnd,
-                    _ => Trigger::Daily,
-                },
+                trigger: Trigger::parse(&r.1).ok_or_else(|| {
+                    ReportError::Invalid(format!("trigger {:?} in report_schedules", r.1))
+                })?,
                 format: Format::parse(&r.3).ok_or_else(|| {
                     ReportError::Invalid(format!("format {:?} in report_schedules", r.3))
                 })?,
@@ -161,7 +182,36 @@ pub fn due(
                 a > from && b >= s.not_before && made_at.max(b + GRACE) <= now
             })
             .collect(),
+        Trigger::Weekly => weeks(s, calendar, from - chrono::TimeDelta::days(7), now),
     }
+}
+
+/// The plant-local ISO weeks starting after `from` whose report is due by `now` (pure).
+fn weeks(
+    s: &Schedule,
+    calendar: &Calendar,
+    from: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    let tz = calendar.tz;
+    let local = |t: DateTime<Utc>| t.with_timezone(&tz).date_naive();
+    let first = local(from);
+    let monday = first - chrono::TimeDelta::days(i64::from(first.weekday().num_days_from_monday()));
+    let mut out = Vec::new();
+    let mut day = monday;
+    while day <= local(now) {
+        let next = day + chrono::TimeDelta::days(7);
+        let (a, b) = (
+            calendar.utc(day.and_time(NaiveTime::MIN)),
+            calendar.utc(next.and_time(NaiveTime::MIN)),
+        );
+        let made_at = calendar.utc(next.and_time(s.at_local));
+        if a > from && b >= s.not_before && made_at.max(b + GRACE) <= now {
+            out.push((a, b));
+        }
+        day = next;
+    }
+    out
 }
 
 /// Whether the schedule's report of a period exists.
@@ -195,20 +245,36 @@ pub async fn tick(reports: &Reports, now: DateTime<Utc>) -> Result<usize, Report
                 continue;
             }
             let req = ReportRequest {
-                kind: match s.trigger {
-                    Trigger::ShiftEnd => ReportKind::Shift,
-                    Trigger::Daily => ReportKind::Day,
-                },
+                kind: s.trigger.kind(),
                 line: s.line.clone(),
                 from,
                 to,
                 format: s.format,
+                order_id: None,
             };
             let by = format!("schedule:{}", s.schedule_id);
             match reports.generate(&req, &by, Some(&s.schedule_id)).await {
                 Ok(_) => n += 1,
                 Err(e) => warn!(schedule = %s.schedule_id, error = %e, "scheduled report failed"),
             }
+        }
+    }
+    Ok(n + supersede(reports, now).await?)
+}
+
+/// How far back a late event still makes a corrected version of a scheduled report.
+pub const SUPERSEDE_WINDOW: chrono::TimeDelta = chrono::TimeDelta::days(31);
+
+/// Makes the corrected version of every live scheduled report that a later event
+/// changed (ADR 0051); returns how many were made.
+pub async fn supersede(reports: &Reports, now: DateTime<Utc>) -> Result<usize, ReportError> {
+    let candidates = catalog::with_late_events(reports.pool(), now - SUPERSEDE_WINDOW).await?;
+    let mut n = 0;
+    for old in &candidates {
+        match reports.supersede(old).await {
+            Ok(Some(_)) => n += 1,
+            Ok(None) => {}
+            Err(e) => warn!(report = %old.report_id, error = %e, "corrected report failed"),
         }
     }
     Ok(n)

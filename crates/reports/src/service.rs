@@ -14,12 +14,45 @@ use crate::anchor::{await_projection, take_anchor};
 use crate::catalog::{self, ListFilter, ReportMeta};
 use crate::error::ReportError;
 use crate::gather::{gather, GatherInput};
-use crate::model::{Anchor, ReportRequest};
+use crate::model::{Anchor, Format, ReportData, ReportKind, ReportRequest};
 use crate::render::render;
 use crate::store::ReportStore;
+use crate::versions::{diff, Corrections};
 
 /// Longest period one report may cover.
 pub const MAX_PERIOD_DAYS: i64 = 31;
+
+/// The layout new reports are rendered with (ADR 0051: with the sections).
+pub const LAYOUT: i16 = 2;
+
+/// What to render: a report's identity, where it is taken and how.
+#[derive(Debug, Clone, Copy)]
+pub struct Spec<'a> {
+    pub id: &'a str,
+    pub plant: &'a str,
+    pub request: &'a ReportRequest,
+    pub anchor: &'a Anchor,
+    pub layout: i16,
+    /// The report a corrected version supersedes.
+    pub supersedes: Option<&'a ReportMeta>,
+    pub version: i32,
+}
+
+/// `after` as the corrected version `version` of `old` (pure).
+pub fn corrected(
+    mut after: ReportData,
+    before: &ReportData,
+    old: &ReportMeta,
+    version: i32,
+) -> ReportData {
+    after.corrections = Some(Corrections {
+        version,
+        supersedes: old.report_id.clone(),
+        supersedes_position: old.position,
+        changes: diff(before, &after),
+    });
+    after
+}
 
 /// The reports of one deployment.
 #[derive(Debug, Clone)]
@@ -52,14 +85,28 @@ pub struct Verification {
 /// The id of a report: a hash of what it is and where it was taken, so asking
 /// twice at the same position names the same report.
 pub fn report_id(req: &ReportRequest, position: i64) -> String {
-    let key = format!(
-        "{}|{}|{}|{}|{}|{position}",
-        req.kind.as_str(),
-        req.line.as_deref().unwrap_or("*"),
-        req.from.to_rfc3339(),
-        req.to.to_rfc3339(),
-        req.format.as_str()
-    );
+    versioned_id(req, position, 1)
+}
+
+/// The id of version `version` of a report (version 1: [`report_id`]). An order
+/// report is named by its order (its period is the order's life, found later).
+pub fn versioned_id(req: &ReportRequest, position: i64, version: i32) -> String {
+    let mut key = match (req.kind, &req.order_id) {
+        (ReportKind::Order, Some(order)) => {
+            format!("order|{order}|{}|{position}", req.format.as_str())
+        }
+        _ => format!(
+            "{}|{}|{}|{}|{}|{position}",
+            req.kind.as_str(),
+            req.line.as_deref().unwrap_or("*"),
+            req.from.to_rfc3339(),
+            req.to.to_rfc3339(),
+            req.format.as_str()
+        ),
+    };
+    if version > 1 {
+        key.push_str(&format!("|v{version}"));
+    }
     let digest = Sha256::digest(key.as_bytes());
     format!("RPT-{}", hex::encode(&digest[..8]).to_uppercase())
 }
@@ -71,6 +118,19 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Checks a request (pure).
 pub fn validate(req: &ReportRequest) -> Result<(), ReportError> {
+    if req.kind == ReportKind::Order {
+        return match req.order_id.as_deref() {
+            Some(o) if !o.trim().is_empty() => Ok(()),
+            _ => Err(ReportError::Invalid(
+                "an order report needs an `order_id`".into(),
+            )),
+        };
+    }
+    if req.order_id.is_some() {
+        return Err(ReportError::Invalid(
+            "`order_id` is for order reports only".into(),
+        ));
+    }
     if req.from >= req.to {
         return Err(ReportError::Invalid("`from` must be before `to`".into()));
     }
@@ -115,25 +175,86 @@ impl Reports {
         &self.pool
     }
 
-    /// The report's bytes at `anchor` (no storage).
-    pub async fn render_at(
-        &self,
-        id: &str,
-        plant: &str,
-        req: &ReportRequest,
-        anchor: &Anchor,
-    ) -> Result<Vec<u8>, ReportError> {
+    /// The report's data at `spec.anchor`, with the corrections against the report
+    /// it supersedes, if any.
+    pub async fn data_at(&self, spec: &Spec<'_>) -> Result<ReportData, ReportError> {
         let data = gather(
             &self.pool,
             &GatherInput {
-                report_id: id,
-                plant,
-                request: req,
-                anchor,
+                report_id: spec.id,
+                plant: spec.plant,
+                request: spec.request,
+                anchor: spec.anchor,
+                layout: spec.layout,
             },
         )
         .await?;
-        render(&data, req.format)
+        match spec.supersedes {
+            None => Ok(data),
+            Some(old) => {
+                let before = self.base_data(old).await?;
+                Ok(corrected(data, &before, old, spec.version))
+            }
+        }
+    }
+
+    /// A report's own figures at its position (without corrections).
+    async fn base_data(&self, meta: &ReportMeta) -> Result<ReportData, ReportError> {
+        gather(
+            &self.pool,
+            &GatherInput {
+                report_id: &meta.report_id,
+                plant: &meta.plant,
+                request: &meta.request(),
+                anchor: &meta.anchor(),
+                layout: meta.layout,
+            },
+        )
+        .await
+    }
+
+    /// Stores a rendered report and the record that goes with it (not yet in the catalogue).
+    async fn store(
+        &self,
+        data: &ReportData,
+        format: Format,
+        requested_by: &str,
+        schedule_id: Option<&str>,
+    ) -> Result<ReportMeta, ReportError> {
+        let bytes = render(data, format)?;
+        let key = format!("reports/{}.{}", data.report_id, format.extension());
+        let meta = ReportMeta {
+            report_id: data.report_id.clone(),
+            kind: data.kind,
+            line: data.line.clone(),
+            from: data.from,
+            to: data.to,
+            format,
+            plant: data.plant.clone(),
+            position: data.anchor.position,
+            chain_hash: data.anchor.chain_hash.clone(),
+            as_of: data.anchor.as_of,
+            sha256: sha256_hex(&bytes),
+            size_bytes: i64::try_from(bytes.len()).unwrap_or(i64::MAX),
+            storage_key: key.clone(),
+            requested_by: requested_by.to_owned(),
+            schedule_id: schedule_id.map(str::to_owned),
+            created_at: data.anchor.as_of,
+            order_id: data.order.as_ref().map(|o| o.order_id.clone()),
+            layout: LAYOUT,
+            version: data.corrections.as_ref().map_or(1, |c| c.version),
+            supersedes: data.corrections.as_ref().map(|c| c.supersedes.clone()),
+            superseded_by: None,
+        };
+        self.store.put(&key, bytes).await?;
+        Ok(meta)
+    }
+
+    /// The head of the log, once the KPI read model has applied it.
+    async fn anchor(&self) -> Result<Anchor, ReportError> {
+        let anchor = take_anchor(&self.pool).await?;
+        await_projection(&self.pool, anchor.position, self.catch_up).await?;
+        Ok(anchor)
     }
 
     /// Generates a report at the head of the log, stores and records it.
@@ -144,35 +265,69 @@ impl Reports {
         schedule_id: Option<&str>,
     ) -> Result<ReportMeta, ReportError> {
         validate(req)?;
-        let anchor = take_anchor(&self.pool).await?;
-        await_projection(&self.pool, anchor.position, self.catch_up).await?;
+        let anchor = self.anchor().await?;
         let id = report_id(req, anchor.position);
         if let Some(existing) = catalog::get(&self.pool, &id).await? {
             return Ok(existing);
         }
-        let bytes = self.render_at(&id, &self.plant, req, &anchor).await?;
-        let key = format!("reports/{id}.{}", req.format.extension());
-        let meta = ReportMeta {
-            report_id: id,
-            kind: req.kind,
-            line: req.line.clone(),
-            from: req.from,
-            to: req.to,
-            format: req.format,
-            plant: self.plant.clone(),
-            position: anchor.position,
-            chain_hash: anchor.chain_hash.clone(),
-            as_of: anchor.as_of,
-            sha256: sha256_hex(&bytes),
-            size_bytes: i64::try_from(bytes.len()).unwrap_or(i64::MAX),
-            storage_key: key.clone(),
-            requested_by: requested_by.to_owned(),
-            schedule_id: schedule_id.map(str::to_owned),
-            created_at: anchor.as_of,
+        let spec = Spec {
+            id: &id,
+            plant: &self.plant,
+            request: req,
+            anchor: &anchor,
+            layout: LAYOUT,
+            supersedes: None,
+            version: 1,
         };
-        self.store.put(&key, bytes).await?;
+        let data = self.data_at(&spec).await?;
+        let meta = self
+            .store(&data, req.format, requested_by, schedule_id)
+            .await?;
         let stored = catalog::insert(&self.pool, &meta).await?;
         info!(report_id = %stored.report_id, position = stored.position, "report generated");
+        Ok(stored)
+    }
+
+    /// Gathers a scheduled report's period again at the head of the log; where a
+    /// figure changed, makes, stores and records its corrected version (the report
+    /// itself stays, marked `superseded_by`). `None`: nothing changed (noted, so the
+    /// same events are not looked at again), or another instance was first.
+    pub async fn supersede(&self, old: &ReportMeta) -> Result<Option<ReportMeta>, ReportError> {
+        let anchor = self.anchor().await?;
+        let version = old.version + 1;
+        let req = old.request();
+        let id = versioned_id(&req, anchor.position, version);
+        let spec = Spec {
+            id: &id,
+            plant: &old.plant,
+            request: &req,
+            anchor: &anchor,
+            layout: LAYOUT,
+            supersedes: None,
+            version,
+        };
+        let after = self.data_at(&spec).await?;
+        let before = self.base_data(old).await?;
+        let data = corrected(after, &before, old, version);
+        if data
+            .corrections
+            .as_ref()
+            .is_none_or(|c| c.changes.is_empty())
+        {
+            catalog::mark_checked(&self.pool, &old.report_id, anchor.position).await?;
+            return Ok(None);
+        }
+        let by = old
+            .schedule_id
+            .as_deref()
+            .map_or_else(|| old.requested_by.clone(), |s| format!("schedule:{s}"));
+        let meta = self
+            .store(&data, old.format, &by, old.schedule_id.as_deref())
+            .await?;
+        let stored = catalog::insert_version(&self.pool, &meta).await?;
+        if let Some(m) = &stored {
+            info!(report_id = %m.report_id, supersedes = %old.report_id, version, "corrected report");
+        }
         Ok(stored)
     }
 
@@ -196,13 +351,21 @@ impl Reports {
 
     /// The report generated again at its recorded position.
     pub async fn regenerate(&self, meta: &ReportMeta) -> Result<Vec<u8>, ReportError> {
-        self.render_at(
-            &meta.report_id,
-            &meta.plant,
-            &meta.request(),
-            &meta.anchor(),
-        )
-        .await
+        let old = match &meta.supersedes {
+            Some(id) => Some(self.get(id).await?),
+            None => None,
+        };
+        let spec = Spec {
+            id: &meta.report_id,
+            plant: &meta.plant,
+            request: &meta.request(),
+            anchor: &meta.anchor(),
+            layout: meta.layout,
+            supersedes: old.as_ref(),
+            version: meta.version,
+        };
+        let data = self.data_at(&spec).await?;
+        render(&data, meta.format)
     }
 
     /// Regenerates a report at its position and compares with the stored file.
@@ -231,7 +394,6 @@ impl Reports {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Format, ReportKind};
 
     fn req(from: &str, to: &str) -> ReportRequest {
         ReportRequest {
@@ -240,6 +402,7 @@ mod tests {
             from: from.parse().unwrap(),
             to: to.parse().unwrap(),
             format: Format::Pdf,
+            order_id: None,
         }
     }
 

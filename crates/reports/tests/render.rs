@@ -155,6 +155,9 @@ pub fn sample(n: usize) -> ReportData {
         timelines,
         series: Vec::new(),
         trend: None,
+        sections: None,
+        order: None,
+        corrections: None,
     }
 }
 
@@ -253,5 +256,122 @@ fn the_pdf_parses_and_shows_the_plant_and_page_numbers() {
             sample,
         )
         .unwrap();
+    }
+}
+
+/// A shift report with the sections of layout 2 and a corrected version's changes.
+fn with_sections() -> ReportData {
+    use shopfloor_projections::query::ScrapByReason;
+    use shopfloor_reports::sections::{AlertLine, InspectionLine, OrderWorked, Sections, TaskLine};
+    use shopfloor_reports::versions::{Change, Corrections};
+    let mut d = sample(3);
+    d.sections = Some(Sections {
+        orders: vec![OrderWorked {
+            order_id: "PO-4711".into(),
+            product_id: "BRACKET".into(),
+            status: "in_progress".into(),
+            quantity: 5000,
+            machines: vec!["PRESS-01".into()],
+            good_in_period: 1200,
+            scrap_in_period: 14,
+            good_total: 2500,
+            scrap_total: 30,
+            progress: 0.5,
+        }],
+        inspections: vec![InspectionLine {
+            inspection_id: "INS-9".into(),
+            order_id: "PO-4711".into(),
+            at: t(3, 0),
+            sample_size: 20,
+            defects: 1,
+            passed: true,
+            inspector: Some("qa.lee".into()),
+        }],
+        scrap_count: 14,
+        scrap_by_reason: vec![ScrapByReason {
+            scrap_reason: Some("scrap.dimension".into()),
+            name: "Out of tolerance".into(),
+            scrap: 14,
+            reports: 2,
+            share: Some(1.0),
+        }],
+        maintenance_done: vec![TaskLine {
+            task_id: "TASK-DONE-1".into(),
+            machine_id: "PRESS-00".into(),
+            kind: "preventive".into(),
+            status: "completed".into(),
+            scheduled_date: t(1, 0),
+            completed_at: Some(t(2, 0)),
+            description: Some("Lubricate".into()),
+        }],
+        maintenance_due: vec![],
+        alerts_raised: 1,
+        alerts_acknowledged: 1,
+        alerts: vec![AlertLine {
+            alert_id: "ALERT-77".into(),
+            kind: "machine_down".into(),
+            severity: "critical".into(),
+            machine_id: Some("PRESS-02".into()),
+            raised_at: t(4, 0),
+            acknowledged_by: Some("sup.kim".into()),
+            acknowledged_at: Some(t(4, 5)),
+            resolved_at: None,
+        }],
+        rows_left_out: 0,
+    });
+    d.corrections = Some(Corrections {
+        version: 2,
+        supersedes: "RPT-0123456789ABCDEF".into(),
+        supersedes_position: 123000,
+        changes: vec![Change {
+            scope: "PRESS-01".into(),
+            figure: "good_count".into(),
+            before: Some(9013.0),
+            after: Some(9513.0),
+        }],
+    });
+    d
+}
+
+#[test]
+fn sections_and_corrections_reach_every_format() {
+    let data = with_sections();
+    let names: Vec<&str> = csv::tables(&data).iter().map(|t| t.name).collect();
+    for name in [
+        "corrections.csv",
+        "orders.csv",
+        "inspections.csv",
+        "scrap_by_reason.csv",
+        "maintenance_done.csv",
+        "maintenance_due.csv",
+        "alerts.csv",
+    ] {
+        assert!(names.contains(&name), "{name} missing: {names:?}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&render(&data, Format::Json).unwrap()).unwrap();
+    assert_eq!(json["corrections"]["changes"][0]["after"], 9513.0);
+    assert_eq!(json["sections"]["orders"][0]["order_id"], "PO-4711");
+    // A report of layout 1 has none of them, in JSON or CSV.
+    let old: serde_json::Value =
+        serde_json::from_slice(&render(&sample(3), Format::Json).unwrap()).unwrap();
+    assert!(old.get("sections").is_none() && old.get("corrections").is_none());
+    let pdf = render(&data, Format::Pdf).unwrap();
+    assert_eq!(pdf, render(&data.clone(), Format::Pdf).unwrap());
+    let text = pdftotext(&pdf).expect("pdftotext is missing: run scripts/s3.sh");
+    for needle in [
+        "Corrected version 2",
+        "RPT-0123456789ABCDEF",
+        "9513",
+        "Orders worked",
+        "PO-4711",
+        "Out of tolerance",
+        "INS-9",
+        "TASK-DONE-1",
+        "ALERT-77",
+        "sup.kim",
+        "issue 17",
+    ] {
+        assert!(text.contains(needle), "{needle}: {text}");
     }
 }

@@ -237,7 +237,281 @@ pub fn tables(d: &ReportData) -> Vec<Table> {
             rows,
         });
     }
+    out.extend(extra_tables(d));
     out
+}
+
+fn table(name: &'static str, head: &[&str], rows: impl Iterator<Item = Vec<String>>) -> Table {
+    let mut all = vec![header(head)];
+    all.extend(rows);
+    Table { name, rows: all }
+}
+
+/// The tables of ADR 0051: corrections, sections, the order (pure).
+fn extra_tables(d: &ReportData) -> Vec<Table> {
+    let mut out = Vec::new();
+    if let Some(c) = &d.corrections {
+        out.push(table(
+            "corrections.csv",
+            &[
+                "version",
+                "supersedes",
+                "supersedes_position",
+                "scope",
+                "figure",
+                "before",
+                "after",
+            ],
+            c.changes.iter().map(|ch| {
+                vec![
+                    c.version.to_string(),
+                    c.supersedes.clone(),
+                    c.supersedes_position.to_string(),
+                    ch.scope.clone(),
+                    ch.figure.clone(),
+                    opt(ch.before),
+                    opt(ch.after),
+                ]
+            }),
+        ));
+    }
+    if let Some(s) = &d.sections {
+        out.extend(section_tables(s));
+    }
+    if let Some(o) = &d.order {
+        out.extend(order_tables(o));
+    }
+    out
+}
+
+fn task_table(name: &'static str, tasks: &[crate::sections::TaskLine]) -> Table {
+    table(
+        name,
+        &[
+            "task_id",
+            "machine_id",
+            "kind",
+            "status",
+            "scheduled_date",
+            "completed_at",
+            "description",
+        ],
+        tasks.iter().map(|t| {
+            vec![
+                t.task_id.clone(),
+                t.machine_id.clone(),
+                t.kind.clone(),
+                t.status.clone(),
+                t.scheduled_date.to_rfc3339(),
+                opt(t.completed_at.map(|t| t.to_rfc3339())),
+                opt(t.description.as_ref()),
+            ]
+        }),
+    )
+}
+
+fn inspection_table(name: &'static str, v: &[crate::sections::InspectionLine]) -> Table {
+    table(
+        name,
+        &[
+            "inspection_id",
+            "order_id",
+            "at",
+            "sample_size",
+            "defects",
+            "passed",
+            "inspector",
+        ],
+        v.iter().map(|i| {
+            vec![
+                i.inspection_id.clone(),
+                i.order_id.clone(),
+                i.at.to_rfc3339(),
+                i.sample_size.to_string(),
+                i.defects.to_string(),
+                i.passed.to_string(),
+                opt(i.inspector.as_ref()),
+            ]
+        }),
+    )
+}
+
+fn section_tables(s: &crate::sections::Sections) -> Vec<Table> {
+    vec![
+        table(
+            "orders.csv",
+            &[
+                "order_id",
+                "product_id",
+                "status",
+                "quantity",
+                "machines",
+                "good_in_period",
+                "scrap_in_period",
+                "good_total",
+                "scrap_total",
+                "progress",
+            ],
+            s.orders.iter().map(|o| {
+                vec![
+                    o.order_id.clone(),
+                    o.product_id.clone(),
+                    o.status.clone(),
+                    o.quantity.to_string(),
+                    o.machines.join(" "),
+                    o.good_in_period.to_string(),
+                    o.scrap_in_period.to_string(),
+                    o.good_total.to_string(),
+                    o.scrap_total.to_string(),
+                    o.progress.to_string(),
+                ]
+            }),
+        ),
+        inspection_table("inspections.csv", &s.inspections),
+        table(
+            "scrap_by_reason.csv",
+            &["scrap_reason", "name", "scrap", "reports", "share"],
+            s.scrap_by_reason.iter().map(|r| {
+                vec![
+                    opt(r.scrap_reason.as_ref()),
+                    r.name.clone(),
+                    r.scrap.to_string(),
+                    r.reports.to_string(),
+                    opt(r.share),
+                ]
+            }),
+        ),
+        task_table("maintenance_done.csv", &s.maintenance_done),
+        task_table("maintenance_due.csv", &s.maintenance_due),
+        table(
+            "alerts.csv",
+            &[
+                "alert_id",
+                "kind",
+                "severity",
+                "machine_id",
+                "raised_at",
+                "acknowledged_by",
+                "acknowledged_at",
+                "resolved_at",
+            ],
+            s.alerts.iter().map(|a| {
+                vec![
+                    a.alert_id.clone(),
+                    a.kind.clone(),
+                    a.severity.clone(),
+                    opt(a.machine_id.as_ref()),
+                    a.raised_at.to_rfc3339(),
+                    opt(a.acknowledged_by.as_ref()),
+                    opt(a.acknowledged_at.map(|t| t.to_rfc3339())),
+                    opt(a.resolved_at.map(|t| t.to_rfc3339())),
+                ]
+            }),
+        ),
+    ]
+}
+
+fn order_tables(o: &crate::order::OrderLife) -> Vec<Table> {
+    vec![
+        table(
+            "order.csv",
+            &[
+                "order_id",
+                "product_id",
+                "quantity",
+                "status",
+                "good_count",
+                "scrap_count",
+                "progress",
+                "production_yield",
+                "labour_time_s",
+            ],
+            std::iter::once(vec![
+                o.order_id.clone(),
+                o.product_id.clone(),
+                o.quantity.to_string(),
+                o.status.clone(),
+                o.good_count.to_string(),
+                o.scrap_count.to_string(),
+                o.progress.to_string(),
+                opt(o.production_yield),
+                o.labour_time_s.to_string(),
+            ]),
+        ),
+        table(
+            "order_history.csv",
+            &["at", "position", "step", "detail"],
+            o.history.iter().map(|h| {
+                vec![
+                    h.at.to_rfc3339(),
+                    h.position.to_string(),
+                    h.step.clone(),
+                    h.detail.clone(),
+                ]
+            }),
+        ),
+        table(
+            "order_production.csv",
+            &[
+                "machine_id",
+                "good",
+                "scrap",
+                "reports",
+                "first_at",
+                "last_at",
+            ],
+            o.production.iter().map(|p| {
+                vec![
+                    p.machine_id.clone(),
+                    p.good.to_string(),
+                    p.scrap.to_string(),
+                    p.reports.to_string(),
+                    p.first_at.to_rfc3339(),
+                    p.last_at.to_rfc3339(),
+                ]
+            }),
+        ),
+        table(
+            "order_scrap_by_reason.csv",
+            &["scrap_reason", "scrap"],
+            o.scrap_by_reason
+                .iter()
+                .map(|r| vec![opt(r.scrap_reason.as_ref()), r.scrap.to_string()]),
+        ),
+        inspection_table("order_inspections.csv", &o.inspections),
+        table(
+            "order_consumption.csv",
+            &["item_id", "requested", "consumed", "shortage", "movements"],
+            o.consumption.iter().map(|c| {
+                vec![
+                    c.item_id.clone(),
+                    c.requested.clone(),
+                    c.consumed.clone(),
+                    c.shortage.clone(),
+                    c.movements.to_string(),
+                ]
+            }),
+        ),
+        table(
+            "order_labour.csv",
+            &[
+                "operator_id",
+                "machine_id",
+                "clocked_on_at",
+                "clocked_off_at",
+                "time_s",
+            ],
+            o.labour.iter().map(|s| {
+                vec![
+                    s.operator_id.clone(),
+                    opt(s.machine_id.as_ref()),
+                    s.clocked_on_at.to_rfc3339(),
+                    opt(s.clocked_off_at.map(|t| t.to_rfc3339())),
+                    s.time_s.to_string(),
+                ]
+            }),
+        ),
+    ]
 }
 
 /// The tables as a zip of CSV files.

@@ -6,15 +6,15 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use super::{hms, percent};
+use super::{extra, hms, percent};
 use crate::model::{ReportData, ReportKind, Segment};
 
 pub const PAGE_W: f32 = 595.28;
 pub const PAGE_H: f32 = 841.89;
 pub const MARGIN: f32 = 42.0;
-const TOP: f32 = 64.0;
-const BOTTOM: f32 = PAGE_H - 56.0;
-const CONTENT_W: f32 = PAGE_W - 2.0 * MARGIN;
+pub(crate) const TOP: f32 = 64.0;
+pub(crate) const BOTTOM: f32 = PAGE_H - 56.0;
+pub(crate) const CONTENT_W: f32 = PAGE_W - 2.0 * MARGIN;
 
 /// An sRGB colour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +29,7 @@ pub const IDLE: Rgb = Rgb(245, 159, 0);
 pub const DOWN: Rgb = Rgb(224, 49, 49);
 pub const PLANNED: Rgb = Rgb(116, 143, 252);
 pub const UNKNOWN: Rgb = Rgb(206, 212, 218);
-const BAND: Rgb = Rgb(241, 243, 245);
+pub(crate) const BAND: Rgb = Rgb(241, 243, 245);
 
 /// Horizontal alignment of a text at its `x`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,10 +79,10 @@ pub struct Plan {
 
 /// Lays out pages, moving a cursor down and starting a new page when a block
 /// does not fit.
-struct Layout<'a> {
+pub(crate) struct Layout<'a> {
     m: &'a dyn Measure,
-    pages: Vec<Vec<Op>>,
-    y: f32,
+    pub(crate) pages: Vec<Vec<Op>>,
+    pub(crate) y: f32,
     tz: Tz,
 }
 
@@ -101,19 +101,19 @@ impl<'a> Layout<'a> {
     }
 
     /// Makes room for `h` points, on a new page if needed.
-    fn need(&mut self, h: f32) {
+    pub(crate) fn need(&mut self, h: f32) {
         if self.y + h > BOTTOM && self.y > TOP {
             self.pages.push(Vec::new());
             self.y = TOP;
         }
     }
 
-    fn text(&mut self, x: f32, y: f32, size: f32, bold: bool, color: Rgb, text: &str) {
+    pub(crate) fn text(&mut self, x: f32, y: f32, size: f32, bold: bool, color: Rgb, text: &str) {
         self.text_aligned(x, y, size, bold, color, Align::Left, text);
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn text_aligned(
+    pub(crate) fn text_aligned(
         &mut self,
         x: f32,
         y: f32,
@@ -134,13 +134,13 @@ impl<'a> Layout<'a> {
         });
     }
 
-    fn rect(&mut self, x: f32, y: f32, w: f32, h: f32, fill: Rgb) {
+    pub(crate) fn rect(&mut self, x: f32, y: f32, w: f32, h: f32, fill: Rgb) {
         if w > 0.0 && h > 0.0 {
             self.ops().push(Op::Rect { x, y, w, h, fill });
         }
     }
 
-    fn line(&mut self, points: Vec<(f32, f32)>, width: f32, color: Rgb) {
+    pub(crate) fn line(&mut self, points: Vec<(f32, f32)>, width: f32, color: Rgb) {
         self.ops().push(Op::Line {
             points,
             width,
@@ -149,7 +149,7 @@ impl<'a> Layout<'a> {
     }
 
     /// A text cut to fit `w` points, with an ellipsis.
-    fn fit(&self, text: &str, size: f32, bold: bool, w: f32) -> String {
+    pub(crate) fn fit(&self, text: &str, size: f32, bold: bool, w: f32) -> String {
         if self.m.width(text, size, bold) <= w {
             return text.to_owned();
         }
@@ -164,7 +164,7 @@ impl<'a> Layout<'a> {
         String::new()
     }
 
-    fn heading(&mut self, title: &str) {
+    pub(crate) fn heading(&mut self, title: &str) {
         self.need(40.0);
         self.y += 22.0;
         let y = self.y;
@@ -175,7 +175,7 @@ impl<'a> Layout<'a> {
         self.y += 12.0;
     }
 
-    fn local(&self, t: DateTime<Utc>) -> String {
+    pub(crate) fn local(&self, t: DateTime<Utc>) -> String {
         t.with_timezone(&self.tz)
             .format("%Y-%m-%d %H:%M")
             .to_string()
@@ -187,17 +187,23 @@ pub fn plan(d: &ReportData, m: &dyn Measure) -> Plan {
     let tz: Tz = d.time_zone.parse().unwrap_or(chrono_tz::UTC);
     let mut l = Layout::new(m, tz);
     title_block(&mut l, d);
-    summary(&mut l, d);
-    if d.trend.is_some() {
-        trend(&mut l, d);
-    }
-    oee_chart(&mut l, d);
-    pareto_chart(&mut l, d);
-    timeline_chart(&mut l, d);
-    machine_table(&mut l, d);
-    stops_table(&mut l, d);
-    if matches!(d.kind, ReportKind::Day | ReportKind::Week) {
-        series_table(&mut l, d);
+    extra::corrections(&mut l, d);
+    if d.kind == ReportKind::Order {
+        extra::order(&mut l, d);
+    } else {
+        summary(&mut l, d);
+        if d.trend.is_some() {
+            trend(&mut l, d);
+        }
+        oee_chart(&mut l, d);
+        pareto_chart(&mut l, d);
+        timeline_chart(&mut l, d);
+        machine_table(&mut l, d);
+        stops_table(&mut l, d);
+        if matches!(d.kind, ReportKind::Day | ReportKind::Week) {
+            series_table(&mut l, d);
+        }
+        extra::sections(&mut l, d);
     }
     let n = l.pages.len();
     for (i, page) in l.pages.iter_mut().enumerate() {
@@ -266,12 +272,15 @@ fn frame(d: &ReportData, m: &dyn Measure, i: usize, n: usize) -> Vec<Op> {
 }
 
 fn scope(d: &ReportData) -> String {
+    if let Some(o) = &d.order {
+        return format!("order {}", o.order_id);
+    }
     d.line
         .as_ref()
         .map_or_else(|| "whole site".to_owned(), |l| format!("line {l}"))
 }
 
-fn title_block(l: &mut Layout<'_>, d: &ReportData) {
+pub(crate) fn title_block(l: &mut Layout<'_>, d: &ReportData) {
     l.y = TOP + 18.0;
     l.text(MARGIN, l.y, 20.0, true, INK, &d.plant);
     l.y += 20.0;
@@ -551,7 +560,7 @@ fn timeline_chart(l: &mut Layout<'_>, d: &ReportData) {
 
 /// A table: headers, column widths (fractions of the content width), rows; the
 /// header repeats on every new page.
-fn table(l: &mut Layout<'_>, heads: &[&str], widths: &[f32], rows: &[Vec<String>]) {
+pub(crate) fn table(l: &mut Layout<'_>, heads: &[&str], widths: &[f32], rows: &[Vec<String>]) {
     let cols: Vec<(f32, f32)> = {
         let mut x = MARGIN;
         widths
@@ -607,7 +616,7 @@ fn table(l: &mut Layout<'_>, heads: &[&str], widths: &[f32], rows: &[Vec<String>
     }
 }
 
-fn machine_table(l: &mut Layout<'_>, d: &ReportData) {
+pub(crate) fn machine_table(l: &mut Layout<'_>, d: &ReportData) {
     l.heading("Machines");
     let rows: Vec<Vec<String>> = d
         .machines

@@ -8,6 +8,7 @@
 //! - [`pdf`]: an A4 document with vector charts and an embedded font.
 
 pub mod csv;
+mod extra;
 pub mod layout;
 pub mod pdf;
 
