@@ -1,5 +1,6 @@
-//! Reports (issue 19, ADR 0041): generate on demand, list, download, verify, and
-//! the schedules that make them at each shift's end and daily.
+//! Reports (issue 19, ADRs 0041 and 0051): generate on demand (shift, day, week and
+//! order reports), list (with corrected versions), download, verify, and the
+//! schedules that make them at each shift's end, daily and weekly.
 //!
 //! Generating needs `reports` (supervisor, admin); reading, downloading and
 //! verifying need `read` (an auditor may read and verify, not create).
@@ -56,15 +57,17 @@ fn reports(state: &AppState) -> Result<&Reports, ApiError> {
 /// `POST /api/v1/reports`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ReportBody {
-    /// `shift`, `day` or `week`.
+    /// `shift`, `day`, `week` or `order`.
     #[schema(value_type = String, example = "shift")]
     pub kind: ReportKind,
     /// One line; the whole site when left out.
     pub line: Option<String>,
-    /// RFC 3339.
-    pub from: DateTime<Utc>,
-    /// RFC 3339, after `from`; at most 31 days later.
-    pub to: DateTime<Utc>,
+    /// RFC 3339; required but for `order` (whose period is the order's life).
+    pub from: Option<DateTime<Utc>>,
+    /// RFC 3339, after `from`; at most 31 days later; required but for `order`.
+    pub to: Option<DateTime<Utc>>,
+    /// The order of an `order` report (its whole life as of the log's head).
+    pub order_id: Option<String>,
     /// `pdf`, `csv` (a zip of one CSV per table) or `json`.
     #[schema(value_type = String, example = "pdf")]
     pub format: Format,
@@ -93,6 +96,16 @@ pub struct ReportDoc {
     pub requested_by: String,
     pub schedule_id: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// The order of an order report.
+    pub order_id: Option<String>,
+    /// 1, or the number of a corrected version.
+    pub version: i32,
+    /// The report this corrected version replaces.
+    pub supersedes: Option<String>,
+    /// The corrected version that replaces this one; both stay listed and downloadable.
+    pub superseded_by: Option<String>,
+    /// 1: ADR 0041's figures; 2: with orders, quality, maintenance and alerts (ADR 0051).
+    pub layout: i16,
 }
 
 impl From<ReportMeta> for ReportDoc {
@@ -114,6 +127,11 @@ impl From<ReportMeta> for ReportDoc {
             requested_by: m.requested_by,
             schedule_id: m.schedule_id,
             created_at: m.created_at,
+            order_id: m.order_id,
+            version: m.version,
+            supersedes: m.supersedes,
+            superseded_by: m.superseded_by,
+            layout: m.layout,
         }
     }
 }
@@ -130,12 +148,32 @@ pub async fn create(
     ctx: Ctx,
     ApiJson(body): ApiJson<ReportBody>,
 ) -> Result<(StatusCode, Json<ReportDoc>), ApiError> {
-    let req = ReportRequest {
-        kind: body.kind,
-        line: body.line,
-        from: body.from,
-        to: body.to,
-        format: body.format,
+    let req = match body.kind {
+        ReportKind::Order => {
+            let epoch = DateTime::<Utc>::UNIX_EPOCH;
+            ReportRequest {
+                kind: body.kind,
+                line: None,
+                from: epoch,
+                to: epoch,
+                format: body.format,
+                order_id: Some(body.order_id.filter(|o| !o.trim().is_empty()).ok_or_else(
+                    || ApiError::invalid_field("order_id", "is required for an order report"),
+                )?),
+            }
+        }
+        _ => ReportRequest {
+            kind: body.kind,
+            line: body.line,
+            from: body
+                .from
+                .ok_or_else(|| ApiError::invalid_field("from", "is required"))?,
+            to: body
+                .to
+                .ok_or_else(|| ApiError::invalid_field("to", "is required"))?,
+            format: body.format,
+            order_id: body.order_id,
+        },
     };
     let meta = reports(&state)?
         .generate(&req, &ctx.principal.name, None)
@@ -143,19 +181,21 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(meta.into())))
 }
 
-/// `?kind=&line=&schedule_id=&limit=`.
+/// `?kind=&line=&schedule_id=&order_id=&limit=`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// `shift`, `day` or `week`.
+    /// `shift`, `day`, `week` or `order`.
     pub kind: Option<String>,
     pub line: Option<String>,
     pub schedule_id: Option<String>,
+    pub order_id: Option<String>,
     /// At most this many, newest first (default 100, at most 1000).
     pub limit: Option<i64>,
 }
 
-/// Generated reports, newest first.
+/// Generated reports, newest first; a superseded report stays listed, with
+/// `superseded_by` naming its corrected version.
 #[utoipa::path(get, path = "/api/v1/reports", tag = "reports", params(ListParams),
     responses((status = 200, body = [ReportDoc]), (status = 400, body = ProblemDocument)),
     security(("bearer" = [])))]
@@ -169,13 +209,14 @@ pub async fn list(
         .filter(|k| !k.is_empty())
         .map(|k| {
             ReportKind::parse(&k)
-                .ok_or_else(|| ApiError::invalid_field("kind", "must be shift, day or week"))
+                .ok_or_else(|| ApiError::invalid_field("kind", "must be shift, day, week or order"))
         })
         .transpose()?;
     let filter = ListFilter {
         kind,
         line: q.line.filter(|l| !l.is_empty()),
         schedule_id: q.schedule_id.filter(|s| !s.is_empty()),
+        order_id: q.order_id.filter(|s| !s.is_empty()),
         limit: q.limit.unwrap_or(100),
     };
     let list = reports(&state)?.list(&filter).await?;
@@ -272,15 +313,17 @@ pub async fn verify(
 pub struct ScheduleBody {
     /// Generated (`RS-…`) when left out.
     pub schedule_id: Option<String>,
-    /// `shift_end` (a shift report after each shift of the line's calendar) or
-    /// `daily` (a day report of each plant-local day).
+    /// `shift_end` (a shift report after each shift of the line's calendar),
+    /// `daily` (a day report of each plant-local day) or `weekly` (a week report of
+    /// each plant-local ISO week, Monday to Monday).
     #[schema(value_type = String, example = "shift_end")]
     pub trigger: Trigger,
     /// Required for `shift_end`; the whole site when left out of `daily`.
     pub line: Option<String>,
     #[schema(value_type = String, example = "pdf")]
     pub format: Format,
-    /// `HH:MM`, plant-local: when a daily report is made (the next day); default 00:00.
+    /// `HH:MM`, plant-local: when a daily report is made (the next day) or a weekly
+    /// one (the Monday after); default 00:00.
     pub at_local: Option<String>,
 }
 

@@ -453,3 +453,316 @@ async fn schedules_make_each_shift_and_day_report_once(pool: PgPool) {
     assert_eq!(series[0]["shift"], "early");
     assert!(report["trend"]["previous"].is_object(), "{report}");
 }
+
+/// The early shift of L1 (06:00-14:00) and a `shift_end` JSON schedule over it.
+async fn shift_schedule(pool: &PgPool, format: Format) {
+    let early = ShiftDefinition {
+        line: "L1".into(),
+        shift_name: "early".into(),
+        start_time: NaiveTime::from_hms_opt(6, 0, 0).unwrap(),
+        end_time: NaiveTime::from_hms_opt(14, 0, 0).unwrap(),
+        days: (1..=7).collect(),
+    };
+    replace_shifts(pool, "L1", &[early]).await.unwrap();
+    schedule::create(
+        pool,
+        &Schedule {
+            schedule_id: "S-SHIFT".into(),
+            trigger: Trigger::ShiftEnd,
+            line: Some("L1".into()),
+            format,
+            at_local: NaiveTime::MIN,
+            not_before: at("2025-03-01T00:00:00Z"),
+            created_by: "test".into(),
+        },
+    )
+    .await
+    .unwrap();
+}
+
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn a_late_event_supersedes_a_scheduled_report_and_both_versions_remain(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    plant(&app).await;
+    shift_schedule(&pool, Format::Json).await;
+    let dir = tempfile::tempdir().unwrap();
+    let files = ReportStore::open(&StorageSettings::Filesystem(dir.path().into())).unwrap();
+    let reports = Reports::new(pool.clone(), files, "Test plant");
+    assert_eq!(
+        schedule::tick(&reports, at("2025-03-01T15:00:00Z"))
+            .await
+            .unwrap(),
+        1
+    );
+    // Nothing late yet: another tick makes nothing.
+    assert_eq!(
+        schedule::tick(&reports, at("2025-03-01T15:01:00Z"))
+            .await
+            .unwrap(),
+        0
+    );
+    // A count from 10:00 arrives after the shift's report was made.
+    let late = json!({ "event_type": "parts_produced", "machine_id": "M-1",
+        "timestamp": "2025-03-01T10:00:00Z", "good": 500, "scrap": 5 });
+    let r = app.post("/api/v1/machines/events", &app.admin, &late).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    project(&app).await;
+    assert_eq!(
+        schedule::tick(&reports, at("2025-03-01T15:05:00Z"))
+            .await
+            .unwrap(),
+        1,
+        "one corrected version"
+    );
+    // Once made, the same late event makes nothing more.
+    assert_eq!(
+        schedule::tick(&reports, at("2025-03-01T15:06:00Z"))
+            .await
+            .unwrap(),
+        0
+    );
+
+    let list = app
+        .get("/api/v1/reports?schedule_id=S-SHIFT", &app.admin)
+        .await;
+    let rows = list.body.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "both versions are listed: {}", list.body);
+    let v1 = rows.iter().find(|r| r["version"] == 1).unwrap();
+    let v2 = rows.iter().find(|r| r["version"] == 2).unwrap();
+    let (id1, id2) = (
+        v1["report_id"].as_str().unwrap(),
+        v2["report_id"].as_str().unwrap(),
+    );
+    assert_ne!(id1, id2);
+    assert_eq!(v1["superseded_by"], id2, "{}", list.body);
+    assert_eq!(v2["supersedes"], id1, "{}", list.body);
+    assert!(v2["superseded_by"].is_null());
+    assert!(v2["position"].as_i64() > v1["position"].as_i64());
+    assert_eq!((&v1["from"], &v1["to"]), (&v2["from"], &v2["to"]));
+    let one = app.get(&format!("/api/v1/reports/{id1}"), &app.admin).await;
+    assert_eq!(one.body["superseded_by"], id2);
+
+    // The first version is untouched: its file says 1600 good parts for M-1.
+    let read = |id: &str| -> Value {
+        serde_json::from_slice(
+            &std::fs::read(dir.path().join(format!("reports/{id}.json"))).unwrap(),
+        )
+        .unwrap()
+    };
+    let (first, second) = (read(id1), read(id2));
+    assert_eq!(first["machines"][0]["kpi"]["good_count"], 1600);
+    assert!(first.get("corrections").is_none());
+    // The corrected version has the new figures and lists what changed, before and after.
+    assert_eq!(second["machines"][0]["kpi"]["good_count"], 2100);
+    let c = &second["corrections"];
+    assert_eq!(
+        (c["version"].as_i64(), c["supersedes"].as_str()),
+        (Some(2), Some(id1))
+    );
+    let changes = c["changes"].as_array().unwrap();
+    let find = |scope: &str, figure: &str| {
+        changes
+            .iter()
+            .find(|ch| ch["scope"] == scope && ch["figure"] == figure)
+            .unwrap_or_else(|| panic!("{scope} {figure}: {c}"))
+    };
+    let good = find("M-1", "good_count");
+    assert_eq!(
+        (good["before"].as_f64(), good["after"].as_f64()),
+        (Some(1600.0), Some(2100.0))
+    );
+    let total = find("total", "scrap_count");
+    assert_eq!(
+        (total["before"].as_f64(), total["after"].as_f64()),
+        (Some(45.0), Some(50.0))
+    );
+    assert!(
+        !changes.iter().any(|ch| ch["scope"] == "M-2"),
+        "M-2 did not change: {c}"
+    );
+    // Both versions verify at their own positions.
+    for id in [id1, id2] {
+        let v = reports.verify(id).await.unwrap();
+        assert!(v.identical, "{id}: {v:?}");
+    }
+}
+
+/// Runs the process manager over every event in the log (the order's progress and
+/// the backflush follow from the parts reports), including those it appends.
+async fn drain_process(app: &TestApp) {
+    let store = shopfloor_eventstore::EventStore::new(app.pool.clone());
+    let pm = shopfloor_commands::process::ProcessManager::new(
+        shopfloor_commands::CommandService::new(store.clone()),
+    );
+    let mut position = 0;
+    loop {
+        let batch = store.read_all(position, 100).await.unwrap();
+        if batch.is_empty() {
+            return;
+        }
+        for e in &batch {
+            pm.handle(e).await.unwrap();
+            position = e.position;
+        }
+    }
+}
+
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn an_order_report_tells_the_orders_whole_life(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    app.machine("M-1").await;
+    let ok = |r: crate::support::Resp, what: &str| {
+        assert!(
+            (200..300).contains(&r.status),
+            "{what}: {} {}",
+            r.status,
+            r.body
+        );
+    };
+    ok(
+        app.patch(
+            "/api/v1/inventory/update",
+            &app.admin,
+            &json!({ "item_id": "STEEL", "item_type": "raw", "location": "RAW-1", "delta": 100, "reason": "receipt" }),
+        )
+        .await,
+        "stock",
+    );
+    ok(
+        app.post(
+            "/api/v1/operators",
+            &app.admin,
+            &json!({ "operator_id": "ADA", "name": "Ada" }),
+        )
+        .await,
+        "operator",
+    );
+    ok(
+        app.post(
+            "/api/v1/production-orders",
+            &app.admin,
+            &json!({ "order_id": "PO-1", "product_id": "BRACKET", "quantity": 100,
+                "bom": [{ "item_id": "STEEL", "qty_per_unit": 0.5 }], "input_location": "RAW-1" }),
+        )
+        .await,
+        "order",
+    );
+    for (path, body) in [
+        ("assign", json!({ "machine_id": "M-1" })),
+        ("start", json!({})),
+    ] {
+        ok(
+            app.post(
+                &format!("/api/v1/production-orders/PO-1/{path}"),
+                &app.admin,
+                &body,
+            )
+            .await,
+            path,
+        );
+    }
+    ok(
+        app.post(
+            "/api/v1/operators/ADA/clock-on",
+            &app.admin,
+            &json!({ "order_id": "PO-1", "machine_id": "M-1", "timestamp": "2025-03-01T08:00:00Z" }),
+        )
+        .await,
+        "clock-on",
+    );
+    let parts = json!({ "events": [
+        { "event_type": "parts_produced", "machine_id": "M-1", "timestamp": "2025-03-01T09:00:00Z",
+          "good": 40, "scrap": 2, "order_id": "PO-1", "scrap_reason": "scrap.dimensional" },
+        { "event_type": "parts_produced", "machine_id": "M-1", "timestamp": "2025-03-01T10:00:00Z",
+          "good": 20, "scrap": 0, "order_id": "PO-1" },
+    ]});
+    ok(
+        app.post("/api/v1/machines/events", &app.admin, &parts)
+            .await,
+        "parts",
+    );
+    ok(
+        app.post(
+            "/api/v1/production-orders/PO-1/inspections",
+            &app.admin,
+            &json!({ "inspection_id": "I-1", "sample_size": 5, "defects": 1 }),
+        )
+        .await,
+        "inspection",
+    );
+    drain_process(&app).await;
+    project(&app).await;
+
+    let body = json!({ "kind": "order", "order_id": "PO-1", "format": "json" });
+    let created = app.post("/api/v1/reports", &app.admin, &body).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["kind"], "order");
+    assert_eq!(created.body["order_id"], "PO-1");
+    let id = created.body["report_id"].as_str().unwrap();
+    let (status, _, bytes) =
+        download(&app, &format!("/api/v1/reports/{id}/content"), &app.admin).await;
+    assert_eq!(status, 200);
+    let report: Value = serde_json::from_slice(&bytes).unwrap();
+    let o = &report["order"];
+    assert_eq!(
+        (o["status"].as_str(), o["quantity"].as_u64()),
+        (Some("in_progress"), Some(100))
+    );
+    assert_eq!(
+        (o["good_count"].as_u64(), o["scrap_count"].as_u64()),
+        (Some(60), Some(2))
+    );
+    let steps: Vec<&str> = o["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["created", "assigned", "started"], "{o}");
+    assert_eq!(o["production"][0]["machine_id"], "M-1");
+    assert_eq!(o["production"][0]["reports"], 2);
+    assert_eq!(o["scrap_by_reason"][0]["scrap_reason"], "scrap.dimensional");
+    assert_eq!(o["scrap_by_reason"][0]["scrap"], 2);
+    assert_eq!(o["inspections"][0]["inspection_id"], "I-1");
+    // Backflush: 0.5 per part, (60 + 2) parts.
+    assert_eq!(o["consumption"][0]["item_id"], "STEEL");
+    assert_eq!(o["consumption"][0]["consumed"], "31");
+    assert_eq!(o["labour"][0]["operator_id"], "ADA");
+    assert!(o["labour_time_s"].as_f64().unwrap() > 0.0, "{o}");
+    // The machines that worked it, with the KPIs of /kpi-metrics over its life.
+    assert_eq!(report["machines"][0]["machine_id"], "M-1");
+    assert_eq!(report["machines"][0]["kpi"]["good_count"], 60);
+
+    // The PDF and CSV forms, and verification.
+    for format in ["pdf", "csv"] {
+        let body = json!({ "kind": "order", "order_id": "PO-1", "format": format });
+        let r = app.post("/api/v1/reports", &app.admin, &body).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let id = r.body["report_id"].as_str().unwrap();
+        let v = app
+            .get(&format!("/api/v1/reports/{id}/verify"), &app.admin)
+            .await;
+        assert_eq!(v.body["identical"], true, "{format}: {}", v.body);
+    }
+    let listed = app
+        .get("/api/v1/reports?kind=order&order_id=PO-1", &app.admin)
+        .await;
+    assert_eq!(listed.body.as_array().unwrap().len(), 3, "{}", listed.body);
+    // An unknown order is a 404, a missing id a 400.
+    let r = app
+        .post(
+            "/api/v1/reports",
+            &app.admin,
+            &json!({ "kind": "order", "order_id": "PO-404", "format": "json" }),
+        )
+        .await;
+    r.assert_problem(404);
+    let r = app
+        .post(
+            "/api/v1/reports",
+            &app.admin,
+            &json!({ "kind": "order", "format": "json" }),
+        )
+        .await;
+    r.assert_problem(400);
+}
