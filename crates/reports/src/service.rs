@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
@@ -265,6 +265,13 @@ impl Reports {
         schedule_id: Option<&str>,
     ) -> Result<ReportMeta, ReportError> {
         validate(req)?;
+        // The catalogue keeps microseconds (PostgreSQL): make the report from the
+        // request as it will be recorded, so that its regeneration is the same.
+        let req = &ReportRequest {
+            from: req.from.trunc_subsecs(6),
+            to: req.to.trunc_subsecs(6),
+            ..req.clone()
+        };
         let anchor = self.anchor().await?;
         let id = report_id(req, anchor.position);
         if let Some(existing) = catalog::get(&self.pool, &id).await? {

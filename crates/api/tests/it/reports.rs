@@ -766,3 +766,192 @@ async fn an_order_report_tells_the_orders_whole_life(pool: PgPool) {
         .await;
     r.assert_problem(400);
 }
+
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn a_shift_report_lists_orders_quality_and_maintenance(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    app.machine("M-1").await;
+    app.machine("M-2").await;
+    let now = chrono::Utc::now();
+    let (from, to) = (
+        now - chrono::Duration::hours(4),
+        now + chrono::Duration::hours(1),
+    );
+    let ok = |r: crate::support::Resp, what: &str| {
+        assert!(
+            (200..300).contains(&r.status),
+            "{what}: {} {}",
+            r.status,
+            r.body
+        );
+    };
+    let order = json!({ "order_id": "PO-7", "product_id": "BRACKET", "quantity": 200 });
+    ok(
+        app.post("/api/v1/production-orders", &app.admin, &order)
+            .await,
+        "order",
+    );
+    for (path, body) in [
+        ("assign", json!({ "machine_id": "M-1" })),
+        ("start", json!({})),
+    ] {
+        ok(
+            app.post(
+                &format!("/api/v1/production-orders/PO-7/{path}"),
+                &app.admin,
+                &body,
+            )
+            .await,
+            path,
+        );
+    }
+    let parts = json!({ "event_type": "parts_produced", "machine_id": "M-1",
+        "timestamp": (now - chrono::Duration::hours(1)).to_rfc3339(), "good": 50, "scrap": 3,
+        "order_id": "PO-7", "scrap_reason": "scrap.material" });
+    ok(
+        app.post("/api/v1/machines/events", &app.admin, &parts)
+            .await,
+        "parts",
+    );
+    let inspection = json!({ "inspection_id": "I-7", "sample_size": 10, "defects": 0 });
+    ok(
+        app.post(
+            "/api/v1/production-orders/PO-7/inspections",
+            &app.admin,
+            &inspection,
+        )
+        .await,
+        "inspection",
+    );
+    let task = |date: chrono::DateTime<Utc>| {
+        json!({ "machine_id": "M-2", "scheduled_date": date.to_rfc3339(), "kind": "preventive",
+            "description": "Grease the ram" })
+    };
+    let done = app
+        .post(
+            "/api/v1/maintenance/schedule",
+            &app.admin,
+            &task(now - chrono::Duration::hours(2)),
+        )
+        .await;
+    let done_id = done.body["task_id"].as_str().unwrap().to_owned();
+    for step in ["start", "complete"] {
+        let path = format!("/api/v1/maintenance/tasks/{done_id}/{step}");
+        ok(app.post(&path, &app.admin, &json!({})).await, step);
+    }
+    let due = app
+        .post(
+            "/api/v1/maintenance/schedule",
+            &app.admin,
+            &task(now - chrono::Duration::hours(3)),
+        )
+        .await;
+    let due_id = due.body["task_id"].as_str().unwrap().to_owned();
+    // A task due after the period is not listed.
+    app.post(
+        "/api/v1/maintenance/schedule",
+        &app.admin,
+        &task(now + chrono::Duration::days(3)),
+    )
+    .await;
+    drain_process(&app).await;
+    project(&app).await;
+
+    let body = json!({ "kind": "shift", "line": "L1", "from": from, "to": to, "format": "json" });
+    let created = app.post("/api/v1/reports", &app.admin, &body).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["layout"], 2);
+    let id = created.body["report_id"].as_str().unwrap();
+    let (_, _, bytes) = download(&app, &format!("/api/v1/reports/{id}/content"), &app.admin).await;
+    let report: Value = serde_json::from_slice(&bytes).unwrap();
+    let s = &report["sections"];
+    assert_eq!(s["orders"][0]["order_id"], "PO-7", "{s}");
+    assert_eq!(s["orders"][0]["good_in_period"], 50);
+    assert_eq!(s["orders"][0]["good_total"], 50);
+    assert_eq!(s["orders"][0]["status"], "in_progress");
+    assert_eq!(s["inspections"][0]["inspection_id"], "I-7");
+    // Scrap by reason is /api/v1/scrap for the same scope, window and as_of.
+    let as_of = created.body["as_of"].as_str().unwrap();
+    let scrap = app
+        .get(
+            &format!(
+                "/api/v1/scrap?line=L1&from={}&to={}&as_of={}",
+                urlencode(&from.to_rfc3339()),
+                urlencode(&to.to_rfc3339()),
+                urlencode(as_of)
+            ),
+            &app.admin,
+        )
+        .await;
+    assert_eq!(scrap.status, 200, "{}", scrap.body);
+    assert_eq!(s["scrap_by_reason"], scrap.body["by_reason"], "{s}");
+    assert_eq!(s["scrap_by_reason"][0]["scrap_reason"], "scrap.material");
+    let ids = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["task_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(ids(&s["maintenance_done"]), [done_id]);
+    assert_eq!(ids(&s["maintenance_due"]), [due_id]);
+    assert_eq!(s["alerts_raised"], 0);
+    // `from` and `to` had nanoseconds; the record keeps microseconds (PostgreSQL), and
+    // the report was made from the request as recorded, so it regenerates the same.
+    let v = app
+        .get(&format!("/api/v1/reports/{id}/verify"), &app.admin)
+        .await;
+    assert_eq!(v.body["identical"], true, "{}", v.body);
+}
+
+fn urlencode(s: &str) -> String {
+    s.replace('+', "%2B").replace(':', "%3A")
+}
+
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn a_weekly_schedule_makes_each_weeks_report_once(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    plant(&app).await;
+    let r = app
+        .post(
+            "/api/v1/report-schedules",
+            &app.admin,
+            &json!({ "schedule_id": "S-WEEK", "trigger": "weekly", "line": "L1", "format": "json",
+                "at_local": "06:00" }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["trigger"], "weekly");
+    // The schedule starts now; for the test, from the week of 1 March 2025 (a Saturday).
+    sqlx::query("UPDATE report_schedules SET not_before = '2025-02-24T00:00:00Z'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let files = ReportStore::open(&StorageSettings::Filesystem(dir.path().into())).unwrap();
+    let reports = Reports::new(pool.clone(), files, "Test plant");
+    // Monday 3 March 05:00: the week of 24 February is over but its time (06:00) has not come.
+    let tick = |t: &'static str| {
+        let reports = reports.clone();
+        async move { schedule::tick(&reports, at(t)).await.unwrap() }
+    };
+    assert_eq!(tick("2025-03-03T05:00:00Z").await, 0);
+    assert_eq!(tick("2025-03-03T06:00:00Z").await, 1);
+    assert_eq!(tick("2025-03-05T06:00:00Z").await, 0, "made once");
+    let list = app
+        .get("/api/v1/reports?schedule_id=S-WEEK", &app.admin)
+        .await;
+    let rows = list.body.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{}", list.body);
+    assert_eq!(rows[0]["kind"], "week");
+    assert_eq!(rows[0]["from"], "2025-02-24T00:00:00Z");
+    assert_eq!(rows[0]["to"], "2025-03-03T00:00:00Z");
+    let id = rows[0]["report_id"].as_str().unwrap();
+    let file: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join(format!("reports/{id}.json"))).unwrap(),
+    )
+    .unwrap();
+    // The week by day, with the morning of 1 March in it.
+    assert_eq!(file["series"].as_array().unwrap().len(), 7, "{file}");
+    assert_eq!(file["total"]["good_count"], 2800);
+}
