@@ -20,6 +20,7 @@
 
 pub mod anchor;
 pub mod catalog;
+pub mod deliver;
 pub mod error;
 pub mod gather;
 pub mod log;

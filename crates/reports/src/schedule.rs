@@ -20,9 +20,11 @@ use sqlx::PgPool;
 use tracing::warn;
 
 use crate::catalog;
+use crate::deliver;
 use crate::error::ReportError;
 use crate::model::{Format, ReportKind, ReportRequest};
 use crate::service::Reports;
+use shopfloor_domain::alert::Channel;
 
 /// How far back a schedule looks for periods it has not made yet.
 pub const LOOKBACK: chrono::TimeDelta = chrono::TimeDelta::days(3);
@@ -79,6 +81,10 @@ pub struct Schedule {
     /// Periods ending before this are not made.
     pub not_before: DateTime<Utc>,
     pub created_by: String,
+    /// Where each report it makes is delivered (webhooks, ADR 0051); never serialized
+    /// (a webhook's secret).
+    #[serde(skip)]
+    pub channels: Vec<Channel>,
 }
 
 /// Records a schedule.
@@ -88,9 +94,12 @@ pub async fn create(pool: &PgPool, s: &Schedule) -> Result<(), ReportError> {
             "a shift_end schedule needs a `line` (shifts are per line)".into(),
         ));
     }
+    deliver::validate(&s.channels)?;
+    let channels = serde_json::to_value(&s.channels)
+        .map_err(|e| ReportError::Invalid(format!("channels: {e}")))?;
     sqlx::query(
         "INSERT INTO report_schedules (schedule_id, trigger, line, format, at_local, not_before, \
-           created_by) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+           created_by, channels) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&s.schedule_id)
     .bind(s.trigger.as_str())
@@ -99,6 +108,7 @@ pub async fn create(pool: &PgPool, s: &Schedule) -> Result<(), ReportError> {
     .bind(s.at_local)
     .bind(s.not_before)
     .bind(&s.created_by)
+    .bind(channels)
     .execute(pool)
     .await
     .map_err(|e| match e {
@@ -120,9 +130,10 @@ pub async fn list(pool: &PgPool) -> Result<Vec<Schedule>, ReportError> {
         NaiveTime,
         DateTime<Utc>,
         String,
+        serde_json::Value,
     );
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT schedule_id, trigger, line, format, at_local, not_before, created_by \
+        "SELECT schedule_id, trigger, line, format, at_local, not_before, created_by, channels \
          FROM report_schedules ORDER BY schedule_id",
     )
     .fetch_all(pool)
@@ -141,6 +152,9 @@ pub async fn list(pool: &PgPool) -> Result<Vec<Schedule>, ReportError> {
                 at_local: r.4,
                 not_before: r.5,
                 created_by: r.6,
+                channels: serde_json::from_value(r.7).map_err(|e| {
+                    ReportError::Invalid(format!("channels in report_schedules: {e}"))
+                })?,
             })
         })
         .collect()
@@ -254,7 +268,10 @@ pub async fn tick(reports: &Reports, now: DateTime<Utc>) -> Result<usize, Report
             };
             let by = format!("schedule:{}", s.schedule_id);
             match reports.generate(&req, &by, Some(&s.schedule_id)).await {
-                Ok(_) => n += 1,
+                Ok(meta) => {
+                    deliver::enqueue(pool, &meta.report_id, &s.channels).await?;
+                    n += 1;
+                }
                 Err(e) => warn!(schedule = %s.schedule_id, error = %e, "scheduled report failed"),
             }
         }
@@ -269,10 +286,22 @@ pub const SUPERSEDE_WINDOW: chrono::TimeDelta = chrono::TimeDelta::days(31);
 /// changed (ADR 0051); returns how many were made.
 pub async fn supersede(reports: &Reports, now: DateTime<Utc>) -> Result<usize, ReportError> {
     let candidates = catalog::with_late_events(reports.pool(), now - SUPERSEDE_WINDOW).await?;
+    if candidates.is_empty() {
+        return Ok(0);
+    }
+    let schedules = list(reports.pool()).await?;
     let mut n = 0;
     for old in &candidates {
         match reports.supersede(old).await {
-            Ok(Some(_)) => n += 1,
+            Ok(Some(new)) => {
+                let channels = schedules
+                    .iter()
+                    .find(|s| Some(&s.schedule_id) == old.schedule_id.as_ref())
+                    .map(|s| s.channels.as_slice())
+                    .unwrap_or_default();
+                deliver::enqueue(reports.pool(), &new.report_id, channels).await?;
+                n += 1;
+            }
             Ok(None) => {}
             Err(e) => warn!(report = %old.report_id, error = %e, "corrected report failed"),
         }
@@ -280,9 +309,17 @@ pub async fn supersede(reports: &Reports, now: DateTime<Utc>) -> Result<usize, R
     Ok(n)
 }
 
-/// Runs the schedules while this instance leads, until cancelled.
+/// Runs the schedules while this instance leads, until cancelled; after each tick,
+/// sends the deliveries that are due.
 pub async fn run(reports: Reports, every: Duration, cancel: tokio_util::sync::CancellationToken) {
     let pool = reports.pool().clone();
+    let deliverer = match deliver::Deliverer::new(pool.clone(), Duration::from_secs(10)) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            warn!(error = %e, "report delivery is off");
+            None
+        }
+    };
     while let Some(mut lead) =
         shopfloor_eventstore::Leadership::acquire(&pool, LEADER_KEY, every, &cancel).await
     {
@@ -292,6 +329,11 @@ pub async fn run(reports: Reports, every: Duration, cancel: tokio_util::sync::Ca
             }
             if let Err(e) = tick(&reports, Utc::now()).await {
                 warn!(error = %e, "report schedules");
+            }
+            if let Some(d) = &deliverer {
+                if let Err(e) = d.pass().await {
+                    warn!(error = %e, "report deliveries");
+                }
             }
             tokio::select! {
                 _ = cancel.cancelled() => {

@@ -20,8 +20,11 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::{perm, Auth};
 use crate::error::{ApiError, ProblemDocument};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Ctx};
+use crate::routes::alerts::ChannelBody;
+use crate::routes::audit::redact_secrets;
 use crate::routes::generated_id;
 use crate::AppState;
+use shopfloor_domain::alert::Channel;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -325,6 +328,10 @@ pub struct ScheduleBody {
     /// `HH:MM`, plant-local: when a daily report is made (the next day) or a weekly
     /// one (the Monday after); default 00:00.
     pub at_local: Option<String>,
+    /// Where each report it makes (and each corrected version) is sent: webhooks
+    /// (signed like alert webhooks); e-mail is not available for reports yet.
+    #[serde(default)]
+    pub channels: Vec<ChannelBody>,
 }
 
 /// A report schedule.
@@ -338,6 +345,9 @@ pub struct ScheduleDoc {
     /// Periods ending before this (the schedule's creation) are not made.
     pub not_before: DateTime<Utc>,
     pub created_by: String,
+    /// The delivery channels, secrets redacted.
+    #[schema(value_type = Vec<Object>)]
+    pub channels: serde_json::Value,
 }
 
 impl From<Schedule> for ScheduleDoc {
@@ -350,6 +360,11 @@ impl From<Schedule> for ScheduleDoc {
             at_local: s.at_local.format("%H:%M").to_string(),
             not_before: s.not_before,
             created_by: s.created_by,
+            channels: {
+                let mut v = serde_json::to_value(&s.channels).unwrap_or_default();
+                redact_secrets(&mut v);
+                v
+            },
         }
     }
 }
@@ -381,6 +396,7 @@ pub async fn create_schedule(
         at_local,
         not_before: crate::routes::now(),
         created_by: ctx.principal.name.clone(),
+        channels: body.channels.into_iter().map(Channel::from).collect(),
     };
     schedule::create(&state.pool, &s).await?;
     Ok((StatusCode::CREATED, Json(s.into())))

@@ -396,6 +396,7 @@ async fn schedules_make_each_shift_and_day_report_once(pool: PgPool) {
         at_local: NaiveTime::from_hms_opt(6, 0, 0).unwrap(),
         not_before: at("2025-03-01T00:00:00Z"),
         created_by: "test".into(),
+        channels: Vec::new(),
     };
     schedule::create(&pool, &s("S-SHIFT", Trigger::ShiftEnd))
         .await
@@ -474,6 +475,7 @@ async fn shift_schedule(pool: &PgPool, format: Format) {
             at_local: NaiveTime::MIN,
             not_before: at("2025-03-01T00:00:00Z"),
             created_by: "test".into(),
+            channels: Vec::new(),
         },
     )
     .await
@@ -954,4 +956,125 @@ async fn a_weekly_schedule_makes_each_weeks_report_once(pool: PgPool) {
     // The week by day, with the morning of 1 March in it.
     assert_eq!(file["series"].as_array().unwrap().len(), 7, "{file}");
     assert_eq!(file["total"]["good_count"], 2800);
+}
+
+/// A webhook receiver on loopback: every request's signature header and body.
+async fn webhook_receiver() -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let tx = tx.clone();
+                async move {
+                    let sig = headers
+                        .get("x-shopfloor-signature")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned();
+                    let _ = tx.send((sig, body.to_vec()));
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/hook"), rx)
+}
+
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn scheduled_reports_and_their_corrections_reach_the_schedules_webhook(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    plant(&app).await;
+    let (url, mut received) = webhook_receiver().await;
+    // E-mail channels are refused (400); a webhook is kept, its secret never shown.
+    let r = app
+        .post(
+            "/api/v1/report-schedules",
+            &app.admin,
+            &json!({ "trigger": "daily", "format": "json",
+                "channels": [{ "type": "email", "to": ["a@example.com"] }] }),
+        )
+        .await;
+    r.assert_problem(400);
+    let r = app
+        .post(
+            "/api/v1/report-schedules",
+            &app.admin,
+            &json!({ "schedule_id": "S-HOOK", "trigger": "shift_end", "line": "L1", "format": "json",
+                "channels": [{ "type": "webhook", "url": url, "secret": "s3cret" }] }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(!r.body.to_string().contains("s3cret"), "{}", r.body);
+    assert_eq!(r.body["channels"][0]["url"], url.as_str());
+    let early = ShiftDefinition {
+        line: "L1".into(),
+        shift_name: "early".into(),
+        start_time: NaiveTime::from_hms_opt(6, 0, 0).unwrap(),
+        end_time: NaiveTime::from_hms_opt(14, 0, 0).unwrap(),
+        days: (1..=7).collect(),
+    };
+    replace_shifts(&pool, "L1", &[early]).await.unwrap();
+    sqlx::query("UPDATE report_schedules SET not_before = '2025-03-01T00:00:00Z'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let files = ReportStore::open(&StorageSettings::Filesystem(dir.path().into())).unwrap();
+    let reports = Reports::new(pool.clone(), files, "Test plant");
+    let deliverer =
+        shopfloor_reports::deliver::Deliverer::new(pool.clone(), Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        schedule::tick(&reports, at("2025-03-01T15:00:00Z"))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(deliverer.pass().await.unwrap(), 1);
+    let (sig, body) = received.recv().await.unwrap();
+    assert_eq!(sig, shopfloor_alerts::outbox::signature("s3cret", &body));
+    let first: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (first["kind"].as_str(), first["version"].as_i64()),
+        (Some("shift"), Some(1))
+    );
+    let id1 = first["report_id"].as_str().unwrap().to_owned();
+    assert_eq!(first["content"], format!("/api/v1/reports/{id1}/content"));
+    // Delivered once: the next pass has nothing to send.
+    assert_eq!(deliverer.pass().await.unwrap(), 0);
+
+    // A late count: the corrected version is delivered too, naming what it supersedes.
+    let late = json!({ "event_type": "parts_produced", "machine_id": "M-2",
+        "timestamp": "2025-03-01T09:00:00Z", "good": 10, "scrap": 0 });
+    assert_eq!(
+        app.post("/api/v1/machines/events", &app.admin, &late)
+            .await
+            .status,
+        202
+    );
+    project(&app).await;
+    assert_eq!(
+        schedule::tick(&reports, at("2025-03-01T15:10:00Z"))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(deliverer.pass().await.unwrap(), 1);
+    let (sig, body) = received.recv().await.unwrap();
+    assert_eq!(sig, shopfloor_alerts::outbox::signature("s3cret", &body));
+    let second: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(second["version"], 2);
+    assert_eq!(second["supersedes"], id1.as_str());
+    let states: Vec<String> =
+        sqlx::query_scalar("SELECT status FROM report_deliveries ORDER BY created_at")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(states, ["delivered", "delivered"]);
 }
