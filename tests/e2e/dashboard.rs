@@ -250,7 +250,16 @@ fn screenshot_path() -> PathBuf {
 
 #[tokio::test]
 async fn the_dashboard_follows_the_plant_live_in_a_real_browser() {
-    let server = Server::start(&[], &[("SHOPFLOOR_ADMIN_TOKEN", ADMIN)]).await;
+    let files = tempfile::tempdir().unwrap();
+    let files_dir = files.path().to_str().unwrap().to_owned();
+    let server = Server::start(
+        &[],
+        &[
+            ("SHOPFLOOR_ADMIN_TOKEN", ADMIN),
+            ("SHOPFLOOR_REPORTS_DIR", files_dir.as_str()),
+        ],
+    )
+    .await;
     let api = Api {
         server: &server,
         http: reqwest::Client::new(),
@@ -431,9 +440,28 @@ async fn the_dashboard_follows_the_plant_live_in_a_real_browser() {
         .await;
     assert_eq!(foreign, json!([]), "requests to other hosts");
 
+    // A shift report of the last eight hours, for the Reports view.
+    let report = api
+        .post(
+            "/api/v1/reports",
+            json!({ "kind": "shift", "from": ts(now - Span::hours(8)),
+                "to": ts(now), "format": "pdf" }),
+        )
+        .await;
+    let report_id = report["report_id"].as_str().expect("a report").to_string();
+
     // The other views render their data (a screenshot of each beside the main one).
     let shot = screenshot_path();
+    let reports_ready = format!(
+        "document.querySelector('#reports-table tr[data-report=\"{report_id}\"]') !== null && \
+         document.querySelector('#report-form') !== null"
+    );
     for (view, what, ready) in [
+        (
+            "reports",
+            "the reports and the form",
+            reports_ready.as_str(),
+        ),
         (
             "downtime",
             "the Pareto and the timeline",

@@ -7,7 +7,7 @@
 //   4. store        what the views show, and the loaders that fill it (one slice each)
 //   5. live         /api/v1/live read with fetch() + an SSE parser, reconnecting with
 //                   back-off; updates map topics to the slices to refetch (debounced)
-//   6. views        overview, downtime, orders & maintenance, inventory, telemetry
+//   6. views        overview, downtime, orders & maintenance, inventory, telemetry, reports
 //   7. shell        sign-in, navigation, clock, start-up
 //
 // Nothing is polled: data is fetched when a view opens, when the window changes, when a
@@ -227,6 +227,8 @@
     movements: [],         // newest inventory movements
     telemetry: [],         // rollup points of the chosen machine
     reasons: new Map(),    // reason code → its name (the catalogue, loaded once)
+    reports: [],           // generated reports, newest first (corrected versions too)
+    schedules: [],         // report schedules
   };
 
   /** A reason code's name ("Jam"), or the text as given. */
@@ -279,6 +281,8 @@
       store.levels.sort((a, b) => a.item_id.localeCompare(b.item_id) || a.location.localeCompare(b.location));
     },
     async movements() { store.movements = await api('/api/v1/inventory/movements', { limit: 40 }); },
+    async reports() { store.reports = await api('/api/v1/reports', { limit: 100 }); },
+    async schedules() { store.schedules = await api('/api/v1/report-schedules'); },
     async telemetry() {
       const id = $('telemetry-machine').value;
       if (!id) { store.telemetry = []; return; }
@@ -316,6 +320,7 @@
     orders: () => ['orders', 'tasks', 'rejections'],
     inventory: () => ['levels', 'movements'],
     telemetry: () => ['machines', 'telemetry'],
+    reports: () => ['reports', 'schedules'],
   };
 
   /** The loader jobs an update of `topic` calls for in `view` (only what it concerns). */
@@ -483,7 +488,7 @@
   function render() {
     syncMachineSelects();
     ({ overview: renderOverview, downtime: renderDowntime, orders: renderOrders,
-      inventory: renderInventory, telemetry: renderTelemetry })[currentView]();
+      inventory: renderInventory, telemetry: renderTelemetry, reports: renderReports })[currentView]();
   }
 
   /** Keeps the machine pickers in step with the machines. */
@@ -734,6 +739,69 @@
         h('td', {}, r.reason), h('td', { class: 'n' }, num(r.position)))))) : empty('Nothing refused.'));
   }
 
+  /** The reports (newest first, corrected versions beside the ones they supersede) and
+   *  the schedules. Files are fetched with the token, then saved. */
+  function renderReports() {
+    const scope = (r) => (r.kind === 'order' ? `order ${r.order_id}` : r.line ? `line ${r.line}` : 'whole site');
+    $('reports-table').replaceChildren(store.reports.length ? h('div', { class: 'scroll' }, table(
+      [['Report'], ['Kind'], ['Scope'], ['Period'], ['Format'], ['Version'], ['Log position', 'n'], ['']],
+      store.reports.map((r) => {
+        const verified = h('span', { class: 'muted' });
+        return h('tr', { 'data-report': r.report_id },
+          h('td', {}, h('b', {}, r.report_id), h('div', { class: 'muted' }, r.requested_by)),
+          h('td', {}, r.kind), h('td', {}, scope(r)),
+          h('td', { class: 'num nowrap' }, dateTime(Date.parse(r.from)), ' – ', dateTime(Date.parse(r.to))),
+          h('td', {}, r.format),
+          h('td', {}, r.superseded_by ? pill(['warn', 'clock', `v${r.version} · superseded by ${r.superseded_by}`])
+            : r.supersedes ? pill(['info', 'running', `v${r.version} · corrects ${r.supersedes}`]) : `v${r.version}`),
+          h('td', { class: 'n' }, num(r.position)),
+          h('td', { class: 'nowrap' },
+            h('button', { type: 'button', class: 'ghost', onclick: () => downloadReport(r) }, 'Download'), ' ',
+            h('button', { type: 'button', class: 'ghost', onclick: () => verifyReport(r, verified) }, 'Verify'), ' ', verified));
+      }))) : empty('No reports yet.'));
+    $('schedules-table').replaceChildren(store.schedules.length ? h('div', { class: 'scroll' }, table(
+      [['Schedule'], ['Trigger'], ['Line'], ['Format'], ['At (local)'], ['Delivered to']],
+      store.schedules.map((sc) => h('tr', { 'data-schedule': sc.schedule_id },
+        h('td', {}, h('b', {}, sc.schedule_id)), h('td', {}, sc.trigger), h('td', {}, sc.line || 'whole site'),
+        h('td', {}, sc.format), h('td', { class: 'num' }, sc.at_local),
+        h('td', {}, (sc.channels || []).map((c) => c.url || (c.to || []).join(', ')).join(' · ') || '—'))))) : empty('No schedules.'));
+  }
+
+  async function downloadReport(r) {
+    const res = await fetch(`/api/v1/reports/${encodeURIComponent(r.report_id)}/content`, { headers: { Authorization: `Bearer ${token}` }, cache: 'no-store' });
+    if (!res.ok) { $('report-status').textContent = `Download failed: HTTP ${res.status}`; return; }
+    const url = URL.createObjectURL(await res.blob());
+    const ext = { pdf: 'pdf', csv: 'zip', json: 'json' }[r.format] || 'bin';
+    const a = h('a', { href: url, download: `${r.report_id}.${ext}` });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10e3);
+  }
+
+  async function verifyReport(r, out) {
+    out.textContent = 'verifying…';
+    try {
+      const v = await api(`/api/v1/reports/${encodeURIComponent(r.report_id)}/verify`);
+      out.textContent = v.identical ? 'identical' : 'NOT identical';
+    } catch (e) { out.textContent = e.message; }
+  }
+
+  async function generateReport(e) {
+    e.preventDefault();
+    const kind = $('report-kind').value;
+    const body = kind === 'order'
+      ? { kind, order_id: $('report-order').value.trim(), format: $('report-format').value }
+      : { kind, line: $('report-line').value.trim() || null, ...range(), format: $('report-format').value };
+    $('report-status').textContent = 'Generating…';
+    const res = await fetch('/api/v1/reports', { method: 'POST', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+    let answer = {};
+    try { answer = await res.json(); } catch (_) { /* no body */ }
+    $('report-status').textContent = res.ok ? `Generated ${answer.report_id} at log position ${answer.position}.`
+      : [answer.title, answer.detail].filter(Boolean).join(': ') || `HTTP ${res.status}`;
+    if (res.ok) schedule(['reports']);
+  }
+
   /** A predictive alert with what the detector saw. */
   function alertCard(t) {
     const e = t.evidence;
@@ -903,6 +971,7 @@
     $('downtime-machine').addEventListener('change', render);
     $('downtime-basis').addEventListener('change', render);
     $('telemetry-machine').addEventListener('change', () => schedule(['telemetry']));
+    $('report-form').addEventListener('submit', generateReport);
     window.addEventListener('hashchange', () => token && showView());
     tick();
     setInterval(tick, 1000);
