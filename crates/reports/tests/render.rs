@@ -375,3 +375,85 @@ fn sections_and_corrections_reach_every_format() {
         assert!(text.contains(needle), "{needle}: {text}");
     }
 }
+
+#[test]
+fn an_order_report_shows_the_orders_life() {
+    use shopfloor_reports::order::{
+        Consumption, HistoryLine, LabourSession, OrderLife, OrderProduction, OrderScrap,
+    };
+    let mut d = sample(1);
+    d.kind = ReportKind::Order;
+    d.line = None;
+    d.order = Some(OrderLife {
+        order_id: "PO-4711".into(),
+        product_id: "BRACKET".into(),
+        quantity: 5000,
+        status: "completed".into(),
+        good_count: 4990,
+        scrap_count: 31,
+        progress: 0.998,
+        production_yield: Some(4990.0 / 5021.0),
+        history: vec![HistoryLine {
+            at: t(0, 0),
+            position: 17,
+            step: "created".into(),
+            detail: "5000 × BRACKET".into(),
+        }],
+        production: vec![OrderProduction {
+            machine_id: "PRESS-00".into(),
+            good: 4990,
+            scrap: 31,
+            reports: 12,
+            first_at: t(0, 10),
+            last_at: t(7, 50),
+        }],
+        scrap_by_reason: vec![OrderScrap {
+            scrap_reason: Some("scrap.surface".into()),
+            scrap: 31,
+        }],
+        inspections: vec![],
+        consumption: vec![Consumption {
+            item_id: "STEEL-COIL".into(),
+            requested: "2510.5".into(),
+            shortage: "0".into(),
+            consumed: "2510.5".into(),
+            movements: 12,
+        }],
+        labour: vec![LabourSession {
+            operator_id: "OP-ADA".into(),
+            machine_id: Some("PRESS-00".into()),
+            clocked_on_at: t(0, 0),
+            clocked_off_at: Some(t(8, 0)),
+            time_s: 28800.0,
+        }],
+        labour_time_s: 28800.0,
+    });
+    let names: Vec<&str> = csv::tables(&d).iter().map(|t| t.name).collect();
+    for name in [
+        "order.csv",
+        "order_history.csv",
+        "order_production.csv",
+        "order_scrap_by_reason.csv",
+        "order_inspections.csv",
+        "order_consumption.csv",
+        "order_labour.csv",
+    ] {
+        assert!(names.contains(&name), "{name}: {names:?}");
+    }
+    let pdf = render(&d, Format::Pdf).unwrap();
+    assert_eq!(pdf, render(&d.clone(), Format::Pdf).unwrap());
+    let text = pdftotext(&pdf).expect("pdftotext is missing: run scripts/s3.sh");
+    for needle in [
+        "Order report",
+        "order PO-4711",
+        "BRACKET",
+        "STEEL-COIL",
+        "2510.5",
+        "OP-ADA",
+        "8:00:00",
+        "scrap.surface",
+        "No inspection.",
+    ] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+}
