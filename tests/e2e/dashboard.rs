@@ -491,6 +491,23 @@ async fn the_dashboard_follows_the_plant_live_in_a_real_browser() {
             .screenshot(&shot.with_file_name(format!("dashboard-e2e-{view}.png")))
             .await;
     }
+    // Verify from the Reports tab: the regeneration at its position is identical.
+    browser.js("location.hash = 'reports'; return true;").await;
+    let row = format!("document.querySelector('#reports-table tr[data-report=\"{report_id}\"]')");
+    browser
+        .until("the report's row", &format!("{row} !== null"))
+        .await;
+    browser
+        .js(&format!(
+            "{row}.querySelectorAll('button')[1].click(); return true;"
+        ))
+        .await;
+    browser
+        .until(
+            "the report verified in the browser",
+            &format!("{row}.innerText.includes('identical') && !{row}.innerText.includes('NOT')"),
+        )
+        .await;
     browser.js("location.hash = 'overview'; return true;").await;
     browser
         .until(

@@ -229,6 +229,7 @@
     reasons: new Map(),    // reason code → its name (the catalogue, loaded once)
     reports: [],           // generated reports, newest first (corrected versions too)
     schedules: [],         // report schedules
+    verified: new Map(),   // report_id → the outcome of its last verification here
   };
 
   /** A reason code's name ("Jam"), or the text as given. */
@@ -746,7 +747,7 @@
     $('reports-table').replaceChildren(store.reports.length ? h('div', { class: 'scroll' }, table(
       [['Report'], ['Kind'], ['Scope'], ['Period'], ['Format'], ['Version'], ['Log position', 'n'], ['']],
       store.reports.map((r) => {
-        const verified = h('span', { class: 'muted' });
+        const verified = h('span', { class: 'muted' }, store.verified.get(r.report_id) || '');
         return h('tr', { 'data-report': r.report_id },
           h('td', {}, h('b', {}, r.report_id), h('div', { class: 'muted' }, r.requested_by)),
           h('td', {}, r.kind), h('td', {}, scope(r)),
@@ -757,7 +758,7 @@
           h('td', { class: 'n' }, num(r.position)),
           h('td', { class: 'nowrap' },
             h('button', { type: 'button', class: 'ghost', onclick: () => downloadReport(r) }, 'Download'), ' ',
-            h('button', { type: 'button', class: 'ghost', onclick: () => verifyReport(r, verified) }, 'Verify'), ' ', verified));
+            h('button', { type: 'button', class: 'ghost', onclick: () => verifyReport(r) }, 'Verify'), ' ', verified));
       }))) : empty('No reports yet.'));
     $('schedules-table').replaceChildren(store.schedules.length ? h('div', { class: 'scroll' }, table(
       [['Schedule'], ['Trigger'], ['Line'], ['Format'], ['At (local)'], ['Delivered to']],
@@ -779,12 +780,15 @@
     setTimeout(() => URL.revokeObjectURL(url), 10e3);
   }
 
-  async function verifyReport(r, out) {
-    out.textContent = 'verifying…';
+  /** Verifies a report; the outcome is kept in the store, so a re-render keeps it. */
+  async function verifyReport(r) {
+    store.verified.set(r.report_id, 'verifying…');
+    render();
     try {
       const v = await api(`/api/v1/reports/${encodeURIComponent(r.report_id)}/verify`);
-      out.textContent = v.identical ? 'identical' : 'NOT identical';
-    } catch (e) { out.textContent = e.message; }
+      store.verified.set(r.report_id, v.identical ? 'identical' : 'NOT identical');
+    } catch (e) { store.verified.set(r.report_id, e.message); }
+    render();
   }
 
   async function generateReport(e) {
