@@ -205,26 +205,62 @@ pub async fn mark_checked(pool: &PgPool, id: &str, position: i64) -> Result<(), 
     Ok(())
 }
 
+/// The position of the log's head (committed).
+pub async fn head(pool: &PgPool) -> Result<i64, ReportError> {
+    Ok(
+        sqlx::query_scalar("SELECT position FROM event_log_head WHERE id")
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
 /// The live (not superseded) scheduled reports of periods ending after `since` that
-/// have a later event with a floor time before their period's end: candidates for a
-/// corrected version.
+/// have a later event, up to `head`, with a floor time before their period's end:
+/// candidates for a corrected version. Each looks only at the events after the
+/// position it was last checked at.
 pub async fn with_late_events(
     pool: &PgPool,
     since: DateTime<Utc>,
+    head: i64,
 ) -> Result<Vec<ReportMeta>, ReportError> {
     let rows: Vec<Row> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM reports r WHERE schedule_id IS NOT NULL AND superseded_by IS NULL \
            AND kind <> 'order' AND period_to > $1 \
            AND EXISTS (SELECT 1 FROM events e \
              WHERE e.position > greatest(r.position, coalesce(r.checked_position, 0)) \
+               AND e.position <= $2 \
                AND coalesce(e.payload ->> 'stop_at', e.payload ->> 'effective_from', \
                    e.payload ->> 'raised_at', e.payload ->> 'at')::timestamptz < r.period_to) \
          ORDER BY period_to, report_id"
     ))
     .bind(since)
+    .bind(head)
     .fetch_all(pool)
     .await?;
     rows.into_iter().map(meta).collect()
+}
+
+/// Notes that the log up to `head` holds no late event for the live scheduled reports
+/// of periods ending after `since`, but for those in `except` (the candidates), so the
+/// next look starts after `head`.
+pub async fn mark_all_checked(
+    pool: &PgPool,
+    since: DateTime<Utc>,
+    head: i64,
+    except: &[String],
+) -> Result<u64, ReportError> {
+    Ok(sqlx::query(
+        "UPDATE reports SET checked_position = $2 WHERE schedule_id IS NOT NULL \
+           AND superseded_by IS NULL AND kind <> 'order' AND period_to > $1 \
+           AND coalesce(checked_position, 0) < $2 \
+           AND NOT (report_id = ANY($3))",
+    )
+    .bind(since)
+    .bind(head)
+    .bind(except)
+    .execute(pool)
+    .await?
+    .rows_affected())
 }
 
 /// One report's row.

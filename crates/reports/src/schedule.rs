@@ -285,7 +285,11 @@ pub const SUPERSEDE_WINDOW: chrono::TimeDelta = chrono::TimeDelta::days(31);
 /// Makes the corrected version of every live scheduled report that a later event
 /// changed (ADR 0051); returns how many were made.
 pub async fn supersede(reports: &Reports, now: DateTime<Utc>) -> Result<usize, ReportError> {
-    let candidates = catalog::with_late_events(reports.pool(), now - SUPERSEDE_WINDOW).await?;
+    let since = now - SUPERSEDE_WINDOW;
+    let head = catalog::head(reports.pool()).await?;
+    let candidates = catalog::with_late_events(reports.pool(), since, head).await?;
+    let ids: Vec<String> = candidates.iter().map(|c| c.report_id.clone()).collect();
+    catalog::mark_all_checked(reports.pool(), since, head, &ids).await?;
     if candidates.is_empty() {
         return Ok(0);
     }

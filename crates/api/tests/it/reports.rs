@@ -503,6 +503,13 @@ async fn a_late_event_supersedes_a_scheduled_report_and_both_versions_remain(poo
             .unwrap(),
         0
     );
+    // ... and notes that the log up to its head changed nothing, so the next look at
+    // the log starts there (each tick reads only the events since the one before).
+    let checked: Option<i64> = sqlx::query_scalar("SELECT checked_position FROM reports")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(checked, Some(app.event_count().await));
     // A count from 10:00 arrives after the shift's report was made.
     let late = json!({ "event_type": "parts_produced", "machine_id": "M-1",
         "timestamp": "2025-03-01T10:00:00Z", "good": 500, "scrap": 5 });
