@@ -215,7 +215,8 @@ pub async fn head(pool: &PgPool) -> Result<i64, ReportError> {
 }
 
 /// The live (not superseded) scheduled reports of periods ending after `since` that
-/// have a later event, up to `head`, with a floor time before their period's end:
+/// have a later event, up to `head`, with a floor time before their period's end (of
+/// the streams a report reads: machines, orders, maintenance tasks, alerts):
 /// candidates for a corrected version. Each looks only at the events after the
 /// position it was last checked at.
 pub async fn with_late_events(
@@ -229,6 +230,7 @@ pub async fn with_late_events(
            AND EXISTS (SELECT 1 FROM events e \
              WHERE e.position > greatest(r.position, coalesce(r.checked_position, 0)) \
                AND e.position <= $2 \
+               AND e.stream_type IN ('machine', 'production_order', 'maintenance_task', 'alert') \
                AND coalesce(e.payload ->> 'stop_at', e.payload ->> 'effective_from', \
                    e.payload ->> 'raised_at', e.payload ->> 'at')::timestamptz < r.period_to) \
          ORDER BY period_to, report_id"
