@@ -100,6 +100,16 @@ const STOP_REASONS: [&str; 4] = [
     "small_stop.starved",
 ];
 
+/// Why simulated scrap was rejected (ADR 0050), taken in turn (no draw from the random
+/// stream, so the rest of a seeded run stays as it was); mostly out of tolerance.
+const SCRAP_REASONS: [&str; 5] = [
+    "scrap.dimensional",
+    "scrap.surface",
+    "scrap.dimensional",
+    "scrap.material",
+    "scrap.startup",
+];
+
 /// The simulated plant's machines: `{prefix}-000`, `{prefix}-001`, … five per line.
 pub fn simulated_machines(config: &SimulatorConfig) -> Vec<SimulatedMachine> {
     (0..config.machines)
@@ -447,6 +457,9 @@ pub async fn simulate(
             if good + scrap > 0 {
                 let mut p = if i == ROLLOVER {
                     json!({"good_total": sim.good_total % 65_536, "scrap_total": sim.scrap_total, "bits": 16, "timestamp": now})
+                } else if scrap > 0 {
+                    let reason = SCRAP_REASONS[(tick as usize + i) % SCRAP_REASONS.len()];
+                    json!({"good": good, "scrap": scrap, "scrap_reason": reason, "timestamp": now})
                 } else {
                     json!({"good": good, "scrap": scrap, "timestamp": now})
                 };
