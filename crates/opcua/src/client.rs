@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use opcua::client::{
     ClientBuilder, DataChangeCallback, IdentityToken, MonitoredItem, Session, SessionConnectMode,
-    SessionPollResult,
+    SessionPollResult, SubscriptionActivity,
 };
 use opcua::types::{
     DataValue, MessageSecurityMode, MonitoredItemCreateRequest, MonitoringMode,
@@ -30,6 +30,13 @@ use tracing::{info, warn};
 
 use crate::config::{Identity, Meaning, SecurityMode, ServerConfig};
 use crate::decode::{Change, Event, Reading};
+
+/// Most elements in one array of a message: the notifications of one publish
+/// response (a server may send a change of every monitored item in one).
+pub const MAX_ARRAY_LENGTH: usize = 1_000_000;
+/// Largest message accepted (in any number of chunks): about 30 bytes per data
+/// change, so room for far more than [`MAX_ARRAY_LENGTH`]'s worth of doubles.
+pub const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
 
 /// A value of the OPC UA library as a [`Reading`].
 pub fn reading(v: Option<&Variant>) -> Reading {
@@ -149,7 +156,8 @@ pub async fn run_server(
 
 /// One client and session: connects, subscribes, and drives the session's event
 /// loop (which reconnects by itself) until `shutdown`. An error: the server could
-/// not be reached to begin with.
+/// not be reached to begin with, or the session ended on its own (creating the
+/// subscription failed): [`run_server`] builds a new client after its back-off.
 async fn session(
     index: usize,
     server: &ServerConfig,
@@ -172,6 +180,13 @@ async fn session(
         // servers answer TransferSubscriptions for a subscription they lost with Good.
         .recreate_subscriptions(false)
         .session_timeout(60_000)
+        // A publish response carries a change of every item that changed: thousands
+        // of items in one message. The library's defaults (arrays of at most 1,000
+        // elements, messages of at most 5 chunks, ~320 KiB) make a larger response
+        // fail to decode, and the subscription then delivers nothing more.
+        .max_array_length(MAX_ARRAY_LENGTH)
+        .max_message_size(MAX_MESSAGE_SIZE)
+        .max_chunk_count(0)
         .client()
         .map_err(|e| anyhow::anyhow!("OPC UA client configuration: {}", e.join("; ")))?;
     let endpoint: opcua::types::EndpointDescription = (
@@ -202,7 +217,9 @@ async fn session(
             e = events.next() => e,
         };
         match event {
-            None => return Ok(()),
+            // The session was closed without our asking (a failed subscription
+            // closes it): a new client after the back-off.
+            None => anyhow::bail!("session closed"),
             Some(Err(status)) => anyhow::bail!("session ended: {status}"),
             Some(Ok(SessionPollResult::ConnectionLost(status))) => {
                 warn!(server = %server.name, %status, "OPC UA connection lost");
@@ -246,6 +263,15 @@ async fn session(
                         status,
                     });
                 }
+            }
+            Some(Ok(SessionPollResult::Subscription(SubscriptionActivity::PublishFailed(
+                status,
+            )))) => {
+                // The server has sent notifications we could not take (or none in
+                // time): they are lost unless the library's republish gets them.
+                warn!(server = %server.name, %status, "OPC UA publish failed");
+                metrics::counter!("shopfloor_opcua_publish_failures_total", "server" => server.name.clone())
+                    .increment(1);
             }
             Some(Ok(_)) => {}
         }
