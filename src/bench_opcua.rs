@@ -53,11 +53,14 @@ async fn progress_until(
     what: &str,
     f: impl Fn(&Progress) -> bool,
 ) -> anyhow::Result<()> {
-    tokio::time::timeout(limit, rx.wait_for(|p| f(p)))
+    let waited = tokio::time::timeout(limit, rx.wait_for(|p| f(p)))
         .await
-        .map_err(|_| anyhow::anyhow!("timed out waiting for {what}: {:?}", *rx.borrow()))?
-        .context("the OPC UA ingest stopped")?;
-    Ok(())
+        .map(|r| r.is_ok());
+    match waited {
+        Ok(true) => Ok(()),
+        Ok(false) => anyhow::bail!("the OPC UA ingest stopped while waiting for {what}"),
+        Err(_) => anyhow::bail!("timed out waiting for {what}: {:?}", *rx.borrow()),
+    }
 }
 
 /// `bench opcua`: see the module documentation.

@@ -22,7 +22,8 @@ use opcua::client::{
 };
 use opcua::types::{
     DataValue, MessageSecurityMode, MonitoredItemCreateRequest, MonitoringMode,
-    MonitoringParameters, NodeId, ReadValueId, TimestampsToReturn, UserTokenPolicy, Variant,
+    MonitoringParameters, NodeId, ReadValueId, StatusCode, TimestampsToReturn, UserTokenPolicy,
+    Variant,
 };
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
@@ -37,6 +38,12 @@ pub const MAX_ARRAY_LENGTH: usize = 1_000_000;
 /// Largest message accepted (in any number of chunks): about 30 bytes per data
 /// change, so room for far more than [`MAX_ARRAY_LENGTH`]'s worth of doubles.
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+
+/// Keep-alive reads (one a second) that may fail in a row before the session is
+/// given up (the library's default, 0, never gives it up).
+pub const MAX_FAILED_KEEP_ALIVES: u64 = 3;
+/// How long any request (a keep-alive read among them) may wait for its answer.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A value of the OPC UA library as a [`Reading`].
 pub fn reading(v: Option<&Variant>) -> Reading {
@@ -176,6 +183,11 @@ async fn session(
         .session_retry_initial(Duration::from_millis(server.retry_initial_ms))
         .session_retry_max(Duration::from_millis(server.retry_max_ms))
         .keep_alive_interval(Duration::from_secs(1))
+        // A connection that is open but dead (a pulled cable, a PLC that stopped
+        // answering) sends no error: three keep-alive reads without an answer in
+        // time close the session, and it is built again after the back-off.
+        .max_failed_keep_alive_count(MAX_FAILED_KEEP_ALIVES)
+        .request_timeout(REQUEST_TIMEOUT)
         // Subscriptions are created anew by us on every new session (below): some
         // servers answer TransferSubscriptions for a subscription they lost with Good.
         .recreate_subscriptions(false)
@@ -264,6 +276,11 @@ async fn session(
                     });
                 }
             }
+            // A server's flow control: the library waits for an answer before it
+            // sends another request.
+            Some(Ok(SessionPollResult::Subscription(SubscriptionActivity::PublishFailed(
+                StatusCode::BadTooManyPublishRequests,
+            )))) => {}
             Some(Ok(SessionPollResult::Subscription(SubscriptionActivity::PublishFailed(
                 status,
             )))) => {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use opcua::types::{DataValue, NodeId, ObjectId, Variant};
+use opcua::types::{DataValue, NodeId, ObjectId, VariableId, Variant};
 use opcua_server::diagnostics::NamespaceMetadata;
 use opcua_server::node_manager::memory::{simple_node_manager, SimpleNodeManager};
 use opcua_server::{
@@ -28,6 +28,9 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Meaning, NodeMapping, OpcuaConfig, ServerConfig};
 use tokio_util::sync::CancellationToken;
+
+/// OPC UA's own namespace (index 0).
+const CORE_NAMESPACE_URI: &str = "http://opcfoundation.org/UA/";
 
 /// The namespace of the simulator's nodes.
 pub const NAMESPACE_URI: &str = "urn:shopfloor:bench";
@@ -91,17 +94,42 @@ impl SimServer {
                     ..Default::default()
                 },
                 "bench",
+            ))
+            // Of the core address space, only the server's state: clients read it
+            // as their keep-alive.
+            .with_node_manager(simple_node_manager(
+                NamespaceMetadata {
+                    namespace_uri: CORE_NAMESPACE_URI.to_owned(),
+                    ..Default::default()
+                },
+                "core",
             ));
         let limits = builder.limits_mut();
         limits.subscriptions.max_monitored_items_per_sub = 0;
-        limits.subscriptions.max_queued_notifications = 0;
+        limits.subscriptions.max_publish_requests_per_subscription = 10;
+        // Notification messages waiting for a publish request (0 drops every one
+        // that waits, whatever the documentation says).
+        limits.subscriptions.max_queued_notifications = 10_000;
         // (0 here is a limit of 0, not "no limit".)
         limits.operational.max_monitored_items_per_call = MAX_ARRAY_LENGTH;
         let (server, handle) = builder.build()?;
         let manager = handle
             .node_managers()
-            .get_of_type::<SimpleNodeManager>()
+            .get_by_name::<SimpleNodeManager>("bench")
             .ok_or("the simulator's node manager is missing")?;
+        let core = handle
+            .node_managers()
+            .get_by_name::<SimpleNodeManager>("core")
+            .ok_or("the simulator's core node manager is missing")?;
+        core.address_space().write().insert::<_, NodeId>(
+            Variable::new(
+                &VariableId::Server_ServerStatus_State.into(),
+                "State",
+                "State",
+                Variant::Int32(0), // ServerState Running
+            ),
+            None,
+        );
         let namespace = handle
             .get_namespace_index(NAMESPACE_URI)
             .ok_or("the simulator's namespace is missing")?;
