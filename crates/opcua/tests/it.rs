@@ -514,7 +514,9 @@ async fn thousands_of_items_deliver_every_initial_value_and_every_change(pool: P
 /// The benchmark of issue 21 (ignored by default; run with
 /// `OPCUA_BENCH_NODES=2000 cargo test -p shopfloor-opcua --test it bench -- --ignored --nocapture`):
 /// one server changing every bench node every 100 ms, samples/s through to the
-/// telemetry table. The Python server is the bottleneck well before the ingest.
+/// telemetry table. The Python server is the bottleneck well before the ingest: the
+/// benchmark proper is `shopfloor bench opcua` (an async-opcua server in process);
+/// this one checks that a Python server's publish responses are taken at any size.
 #[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
 #[ignore = "benchmark"]
 async fn bench_data_changes_through_to_durable_telemetry(pool: PgPool) {
