@@ -49,3 +49,4 @@ bench sf_bench_replay replay --events 500000
 bench sf_bench_query query --machines 100 --days 30 --rate 500 --secs 20
 bench sf_bench_reports reports --machines 20 --shifts 30
 bench sf_bench_reports reports --machines 100 --shifts 9
+bench sf_bench_opcua opcua --nodes 10000 --secs 20

@@ -183,7 +183,7 @@ impl<'a> Durable<'a> {
 }
 
 /// Registers benchmark machines named `{prefix}-{i}` (already registered ones are kept).
-async fn register_machines(
+pub(crate) async fn register_machines(
     service: &CommandService,
     prefix: &str,
     n: usize,

@@ -155,6 +155,23 @@ enum Bench {
         #[arg(long, default_value_t = 2000.0)]
         load_rate: f64,
     },
+    /// OPC UA data changes through to durable telemetry: an in-process OPC UA server
+    /// changing N Double nodes every period, the real OPC UA ingest subscribed to
+    /// all of them (issue 21).
+    Opcua {
+        /// Monitored items.
+        #[arg(long, default_value_t = 10000)]
+        nodes: usize,
+        /// Machines the nodes are spread over.
+        #[arg(long, default_value_t = 100)]
+        machines: usize,
+        /// Change, sampling and publishing interval.
+        #[arg(long, default_value_t = 100)]
+        period_ms: u64,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 20.0)]
+        secs: f64,
+    },
     /// Rebuild every read model from at least this many events.
     Replay {
         #[arg(long, default_value_t = 500000)]
@@ -472,6 +489,20 @@ async fn run_bench(pool: PgPool, settings: &Settings, bench: Bench) -> anyhow::R
             rules,
             load_rate,
         } => crate::bench_alerts::alerts(settings, machines, rules, load_rate).await?,
+        Bench::Opcua {
+            nodes,
+            machines,
+            period_ms,
+            secs,
+        } => {
+            let run = crate::bench_opcua::OpcuaBench {
+                nodes,
+                machines,
+                period_ms,
+                secs,
+            };
+            crate::bench_opcua::opcua(settings, store.pool().clone(), run).await?
+        }
         Bench::Replay { events } => crate::bench::replay(store.pool().clone(), events).await?,
         Bench::Reports { machines, shifts } => {
             crate::bench_reports::reports(store.pool().clone(), machines, shifts).await?

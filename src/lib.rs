@@ -8,6 +8,7 @@ pub mod app;
 pub mod bench;
 pub mod bench_alerts;
 pub mod bench_http;
+pub mod bench_opcua;
 pub mod bench_reports;
 pub mod cli;
 pub mod settings;

@@ -248,6 +248,10 @@ pub const METRICS: &[MetricInfo] = &[
         "shopfloor_opcua_connect_failures_total",
         "Attempts to reach an OPC UA server (its endpoints) that failed, by server.",
     ),
+    counter(
+        "shopfloor_opcua_publish_failures_total",
+        "OPC UA publish requests that failed (timed out, or a response that could not be decoded), by server.",
+    ),
     gauge(
         "shopfloor_opcua_connected",
         "1 while the session to an OPC UA server is connected, 0 while it is not, by server.",

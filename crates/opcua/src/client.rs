@@ -18,11 +18,12 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use opcua::client::{
     ClientBuilder, DataChangeCallback, IdentityToken, MonitoredItem, Session, SessionConnectMode,
-    SessionPollResult,
+    SessionPollResult, SubscriptionActivity,
 };
 use opcua::types::{
     DataValue, MessageSecurityMode, MonitoredItemCreateRequest, MonitoringMode,
-    MonitoringParameters, NodeId, ReadValueId, TimestampsToReturn, UserTokenPolicy, Variant,
+    MonitoringParameters, NodeId, ReadValueId, StatusCode, TimestampsToReturn, UserTokenPolicy,
+    Variant,
 };
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
@@ -30,6 +31,19 @@ use tracing::{info, warn};
 
 use crate::config::{Identity, Meaning, SecurityMode, ServerConfig};
 use crate::decode::{Change, Event, Reading};
+
+/// Most elements in one array of a message: the notifications of one publish
+/// response (a server may send a change of every monitored item in one).
+pub const MAX_ARRAY_LENGTH: usize = 1_000_000;
+/// Largest message accepted (in any number of chunks): about 30 bytes per data
+/// change, so room for far more than [`MAX_ARRAY_LENGTH`]'s worth of doubles.
+pub const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+
+/// Keep-alive reads (one a second) that may fail in a row before the session is
+/// given up (the library's default, 0, never gives it up).
+pub const MAX_FAILED_KEEP_ALIVES: u64 = 3;
+/// How long any request (a keep-alive read among them) may wait for its answer.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A value of the OPC UA library as a [`Reading`].
 pub fn reading(v: Option<&Variant>) -> Reading {
@@ -149,7 +163,8 @@ pub async fn run_server(
 
 /// One client and session: connects, subscribes, and drives the session's event
 /// loop (which reconnects by itself) until `shutdown`. An error: the server could
-/// not be reached to begin with.
+/// not be reached to begin with, or the session ended on its own (creating the
+/// subscription failed): [`run_server`] builds a new client after its back-off.
 async fn session(
     index: usize,
     server: &ServerConfig,
@@ -168,10 +183,22 @@ async fn session(
         .session_retry_initial(Duration::from_millis(server.retry_initial_ms))
         .session_retry_max(Duration::from_millis(server.retry_max_ms))
         .keep_alive_interval(Duration::from_secs(1))
+        // A connection that is open but dead (a pulled cable, a PLC that stopped
+        // answering) sends no error: three keep-alive reads without an answer in
+        // time close the session, and it is built again after the back-off.
+        .max_failed_keep_alive_count(MAX_FAILED_KEEP_ALIVES)
+        .request_timeout(REQUEST_TIMEOUT)
         // Subscriptions are created anew by us on every new session (below): some
         // servers answer TransferSubscriptions for a subscription they lost with Good.
         .recreate_subscriptions(false)
         .session_timeout(60_000)
+        // A publish response carries a change of every item that changed: thousands
+        // of items in one message. The library's defaults (arrays of at most 1,000
+        // elements, messages of at most 5 chunks, ~320 KiB) make a larger response
+        // fail to decode, and the subscription then delivers nothing more.
+        .max_array_length(MAX_ARRAY_LENGTH)
+        .max_message_size(MAX_MESSAGE_SIZE)
+        .max_chunk_count(0)
         .client()
         .map_err(|e| anyhow::anyhow!("OPC UA client configuration: {}", e.join("; ")))?;
     let endpoint: opcua::types::EndpointDescription = (
@@ -202,7 +229,9 @@ async fn session(
             e = events.next() => e,
         };
         match event {
-            None => return Ok(()),
+            // The session was closed without our asking (a failed subscription
+            // closes it): a new client after the back-off.
+            None => anyhow::bail!("session closed"),
             Some(Err(status)) => anyhow::bail!("session ended: {status}"),
             Some(Ok(SessionPollResult::ConnectionLost(status))) => {
                 warn!(server = %server.name, %status, "OPC UA connection lost");
@@ -246,6 +275,20 @@ async fn session(
                         status,
                     });
                 }
+            }
+            // A server's flow control: the library waits for an answer before it
+            // sends another request.
+            Some(Ok(SessionPollResult::Subscription(SubscriptionActivity::PublishFailed(
+                StatusCode::BadTooManyPublishRequests,
+            )))) => {}
+            Some(Ok(SessionPollResult::Subscription(SubscriptionActivity::PublishFailed(
+                status,
+            )))) => {
+                // The server has sent notifications we could not take (or none in
+                // time): they are lost unless the library's republish gets them.
+                warn!(server = %server.name, %status, "OPC UA publish failed");
+                metrics::counter!("shopfloor_opcua_publish_failures_total", "server" => server.name.clone())
+                    .increment(1);
             }
             Some(Ok(_)) => {}
         }

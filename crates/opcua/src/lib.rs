@@ -9,6 +9,8 @@
 //!   [`shopfloor_ingest::Incoming`] and [`shopfloor_ingest::message::Decoded`].
 //! - [`client`]: sessions, subscriptions, reconnection (async-opcua).
 //! - [`run`]: [`run_opcua`], the batching loop into [`shopfloor_ingest::Engine`].
+//! - `sim` (feature `sim-server`): an in-process OPC UA server, the benchmark's
+//!   load source.
 //!
 //! See ADR 0046.
 
@@ -16,6 +18,8 @@ pub mod client;
 pub mod config;
 pub mod decode;
 pub mod run;
+#[cfg(feature = "sim-server")]
+pub mod sim;
 
 pub use config::OpcuaConfig;
 pub use run::{run_opcua, state_namespace, Progress};
