@@ -18,6 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::{perm, Auth};
 use crate::error::{ApiError, ProblemDocument};
 use crate::extract::{ApiPath, ApiQuery};
+use crate::routes::reference::ReasonCodeView;
 use crate::views::{ItemView, MachineView, OrderView, TaskView};
 use crate::AppState;
 
@@ -366,7 +367,9 @@ pub async fn stream_state(
             let (a, v) = AggregateRepository::<shopfloor_domain::PlantReasons>::new(store)
                 .load_until(&stream_id, until, at)
                 .await?;
-            (Some(serde_json::to_value(a.listing())), v)
+            let reasons: Vec<ReasonCodeView> =
+                a.listing().iter().map(ReasonCodeView::from).collect();
+            (Some(Ok(serde_json::json!({ "reasons": reasons }))), v)
         }
         StreamType::MaintenancePolicy => {
             let (a, v) = AggregateRepository::<MaintenancePolicy>::new(store)

@@ -219,8 +219,16 @@ mod tests {
         assert_eq!(permissions_of(Role::Auditor), ["read", "audit"]);
         assert_eq!(
             permissions_of(Role::Operator),
-            ["read", "machine_events", "inventory", "production"]
+            [
+                "read",
+                "machine_events",
+                "inventory",
+                "production",
+                "acknowledge_alerts"
+            ]
         );
-        assert!(!permissions_of(Role::Supervisor).contains(&"tokens".to_string()));
+        let supervisor = permissions_of(Role::Supervisor);
+        assert!(!supervisor.contains(&"tokens".to_string()));
+        assert!(supervisor.contains(&"settings".to_string()));
     }
 }
