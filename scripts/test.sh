@@ -17,5 +17,7 @@ scripts/opcua.sh
 scripts/promtool.sh
 # The report tests use a loopback S3 server (moto) and poppler-utils.
 scripts/s3.sh
+# The Azure Blob path of report storage runs against Azurite (pinned, from npm).
+scripts/azurite.sh
 # Every test binary runs even when one fails, so one red test never hides the others.
 exec cargo test --workspace --locked --no-fail-fast "$@"

@@ -425,8 +425,9 @@ impl Application {
         });
         if let Some(reports) = shared.reports.clone() {
             let schedules = cancel.clone();
+            let smtp = self.settings.alerts.smtp.clone();
             tasks.spawn(async move {
-                shopfloor_reports::schedule::run(reports, REPORT_TICK, schedules).await;
+                shopfloor_reports::schedule::run(reports, REPORT_TICK, smtp, schedules).await;
                 Ok(())
             });
         }

@@ -38,6 +38,10 @@ pub const VARIABLES: &[&str] = &[
     "SHOPFLOOR_REPORTS_S3_REGION",
     "SHOPFLOOR_REPORTS_S3_ACCESS_KEY_ID",
     "SHOPFLOOR_REPORTS_S3_SECRET_ACCESS_KEY",
+    "SHOPFLOOR_REPORTS_AZURE_ACCOUNT",
+    "SHOPFLOOR_REPORTS_AZURE_CONTAINER",
+    "SHOPFLOOR_REPORTS_AZURE_ACCESS_KEY",
+    "SHOPFLOOR_REPORTS_AZURE_URL",
     "SHOPFLOOR_SMTP_URL",
     "SHOPFLOOR_SMTP_FROM",
     "SHOPFLOOR_SMTP_CA_FILE",
@@ -102,7 +106,8 @@ pub struct Settings {
     pub token_cache_ttl: std::time::Duration,
     /// The plant's name, printed on the reports (`SHOPFLOOR_PLANT_NAME`).
     pub plant_name: String,
-    /// Where reports are stored: S3 (`SHOPFLOOR_REPORTS_S3_*`) or a folder
+    /// Where reports are stored: S3 (`SHOPFLOOR_REPORTS_S3_*`), Azure Blob
+    /// (`SHOPFLOOR_REPORTS_AZURE_*`) or a folder
     /// (`SHOPFLOOR_REPORTS_DIR`, default `./reports`). ADR 0041.
     pub reports_storage: shopfloor_reports::StorageSettings,
     /// Alert evaluation and delivery: `SHOPFLOOR_SMTP_URL` (a secret: it may hold the SMTP
@@ -207,8 +212,15 @@ impl Settings {
             }
         }
         let (rate_limits, token_cache_ttl) = api_limits(&lookup)?;
-        let reports_storage = shopfloor_reports::StorageSettings::from_lookup(&lookup)
-            .map_err(|e| invalid("SHOPFLOOR_REPORTS_S3_URL", e.to_string()))?;
+        let reports_storage =
+            shopfloor_reports::StorageSettings::from_lookup(&lookup).map_err(|e| {
+                let variable = if lookup("SHOPFLOOR_REPORTS_AZURE_ACCOUNT").is_some() {
+                    "SHOPFLOOR_REPORTS_AZURE_ACCOUNT"
+                } else {
+                    "SHOPFLOOR_REPORTS_S3_URL"
+                };
+                invalid(variable, e.to_string())
+            })?;
         let alerts = alert_settings(&lookup)?;
         Ok(Settings {
             plant_name: get("SHOPFLOOR_PLANT_NAME", "Shopfloor plant"),

@@ -317,6 +317,26 @@ fn tls_with_ca(url: &str, ca_file: &std::path::Path) -> Result<Tls, AlertsError>
     }
 }
 
+/// The SMTP transport of `smtp` (STARTTLS, TLS or plain per its URL, with its CA file)
+/// and the sender's mailbox; the report mailer shares it (ADR 0055).
+pub fn smtp_transport(
+    smtp: &crate::SmtpSettings,
+    timeout: Duration,
+) -> Result<(AsyncSmtpTransport<Tokio1Executor>, Mailbox), AlertsError> {
+    let url = smtp.url.expose_secret();
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+        .map_err(|e| AlertsError::Setup(format!("SHOPFLOOR_SMTP_URL: {e}")))?
+        .timeout(Some(timeout));
+    if let Some(ca) = &smtp.ca_file {
+        builder = builder.tls(tls_with_ca(url, ca)?);
+    }
+    let from = smtp
+        .from
+        .parse::<Mailbox>()
+        .map_err(|e| AlertsError::Setup(format!("SHOPFLOOR_SMTP_FROM: {e}")))?;
+    Ok((builder.build(), from))
+}
+
 /// Sends queued deliveries.
 #[derive(Clone)]
 pub struct Deliverer {
@@ -347,18 +367,7 @@ impl Deliverer {
             .map_err(|e| AlertsError::Setup(e.to_string()))?;
         let mailer = match &settings.smtp {
             Some(smtp) => {
-                let url = smtp.url.expose_secret();
-                let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-                    .map_err(|e| AlertsError::Setup(format!("SHOPFLOOR_SMTP_URL: {e}")))?
-                    .timeout(Some(settings.http_timeout));
-                if let Some(ca) = &smtp.ca_file {
-                    builder = builder.tls(tls_with_ca(url, ca)?);
-                }
-                let transport = builder.build();
-                let from = smtp
-                    .from
-                    .parse::<Mailbox>()
-                    .map_err(|e| AlertsError::Setup(format!("SHOPFLOOR_SMTP_FROM: {e}")))?;
+                let (transport, from) = smtp_transport(smtp, settings.http_timeout)?;
                 Some(Mailer { transport, from })
             }
             None => None,

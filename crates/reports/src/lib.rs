@@ -37,4 +37,4 @@ pub use catalog::{ListFilter, ReportMeta};
 pub use error::ReportError;
 pub use model::{Anchor, Format, ReportData, ReportKind, ReportRequest};
 pub use service::{Reports, Verification};
-pub use store::{ReportStore, S3Settings, StorageSettings};
+pub use store::{AzureSettings, ReportStore, S3Settings, StorageSettings};

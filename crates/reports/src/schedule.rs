@@ -81,8 +81,8 @@ pub struct Schedule {
     /// Periods ending before this are not made.
     pub not_before: DateTime<Utc>,
     pub created_by: String,
-    /// Where each report it makes is delivered (webhooks, ADR 0051); never serialized
-    /// (a webhook's secret).
+    /// Where each report it makes is delivered (webhooks, ADR 0051; e-mails, ADR 0055);
+    /// never serialized (a webhook's secret).
     #[serde(skip)]
     pub channels: Vec<Channel>,
 }
@@ -314,10 +314,20 @@ pub async fn supersede(reports: &Reports, now: DateTime<Utc>) -> Result<usize, R
 }
 
 /// Runs the schedules while this instance leads, until cancelled; after each tick,
-/// sends the deliveries that are due.
-pub async fn run(reports: Reports, every: Duration, cancel: tokio_util::sync::CancellationToken) {
+/// sends the deliveries that are due (e-mails through `smtp`, when it is set).
+pub async fn run(
+    reports: Reports,
+    every: Duration,
+    smtp: Option<shopfloor_alerts::SmtpSettings>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
     let pool = reports.pool().clone();
-    let deliverer = match deliver::Deliverer::new(pool.clone(), Duration::from_secs(10)) {
+    let deliverer =
+        deliver::Deliverer::new(pool.clone(), Duration::from_secs(10)).and_then(|d| match &smtp {
+            Some(s) => d.with_email(s, reports.clone()),
+            None => Ok(d),
+        });
+    let deliverer = match deliverer {
         Ok(d) => Some(d),
         Err(e) => {
             warn!(error = %e, "report delivery is off");

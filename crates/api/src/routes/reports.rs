@@ -329,7 +329,7 @@ pub struct ScheduleBody {
     /// one (the Monday after); default 00:00.
     pub at_local: Option<String>,
     /// Where each report it makes (and each corrected version) is sent: webhooks
-    /// (signed like alert webhooks); e-mail is not available for reports yet.
+    /// (signed like alert webhooks) and e-mails (the file attached up to 10 MiB).
     #[serde(default)]
     pub channels: Vec<ChannelBody>,
 }

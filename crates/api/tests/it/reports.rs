@@ -1,8 +1,8 @@
 //! Reports (issue 19): figures equal `/api/v1/kpi-metrics` at the report's position,
 //! regeneration gives the same bytes in every format (late events included), a
 //! changed file fails verification, roles, the S3 path against a real
-//! S3-compatible server on loopback (moto, installed by scripts/s3.sh), and the
-//! schedules. The read models are brought up to date with the projectors' replay.
+//! S3-compatible server on loopback (moto, installed by scripts/s3.sh), the Azure
+//! Blob path against Azurite (installed by scripts/azurite.sh), and the schedules. The read models are brought up to date with the projectors' replay.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shopfloor_projections::query::{replace_shifts, ShiftDefinition};
 use shopfloor_reports::schedule::{self, Schedule, Trigger};
-use shopfloor_reports::{Format, ReportStore, Reports, S3Settings, StorageSettings};
+use shopfloor_reports::{AzureSettings, Format, ReportStore, Reports, S3Settings, StorageSettings};
 use sqlx::PgPool;
 
 use crate::support::TestApp;
@@ -362,6 +362,168 @@ async fn reports_round_trip_through_a_real_s3_server(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(anonymous.status().as_u16(), 403);
+    // Nothing went to the local folder.
+    assert!(!app.reports_dir.path().join("reports").exists());
+    let v = app
+        .get(&format!("/api/v1/reports/{id}/verify"), &app.admin)
+        .await;
+    assert_eq!(v.body["identical"], true, "{}", v.body);
+}
+
+/// Azurite's blob service on a free loopback port, in a temporary folder, killed on drop.
+struct Azurite {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Azurite's well-known development account and key.
+const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+async fn start_azurite() -> Azurite {
+    let tools = std::env::var("SHOPFLOOR_TOOLS_DIR").map_or_else(
+        |_| std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".local/share/shopfloor"),
+        std::path::PathBuf::from,
+    );
+    let bin = tools.join("azurite-3.37.0/node_modules/.bin/azurite-blob");
+    assert!(
+        bin.exists(),
+        "{} is missing: run scripts/azurite.sh",
+        bin.display()
+    );
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new(bin)
+        .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+        .args(["--skipApiVersionCheck", "--silent"])
+        // Its blobs and its database in a folder of its own, removed with the test.
+        .arg("--location")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let azurite = Azurite {
+        child,
+        port,
+        _dir: dir,
+    };
+    // Ready when it answers HTTP (any status).
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if client
+            .get(format!("http://127.0.0.1:{port}/"))
+            .send()
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "azurite did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    azurite
+}
+
+/// Creates a container with a Shared Key signed request (object_store makes none).
+async fn create_container(endpoint: &str, container: &str) -> reqwest::StatusCode {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let date = Utc::now().format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    let version = "2021-08-06";
+    let to_sign = format!(
+        "PUT\n{}x-ms-date:{date}\nx-ms-version:{version}\n/{AZURITE_ACCOUNT}/{AZURITE_ACCOUNT}/{container}\nrestype:container",
+        "\n".repeat(11)
+    );
+    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&b64.decode(AZURITE_KEY).unwrap()).unwrap();
+    mac.update(to_sign.as_bytes());
+    let signature = b64.encode(mac.finalize().into_bytes());
+    reqwest::Client::new()
+        .put(format!("{endpoint}/{container}?restype=container"))
+        .header("x-ms-date", date)
+        .header("x-ms-version", version)
+        .header(
+            "authorization",
+            format!("SharedKey {AZURITE_ACCOUNT}:{signature}"),
+        )
+        .body("")
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn reports_round_trip_through_a_real_azure_blob_server(pool: PgPool) {
+    let azurite = start_azurite().await;
+    let endpoint = format!("http://127.0.0.1:{}/{AZURITE_ACCOUNT}", azurite.port);
+    let container = "shopfloor-reports";
+    let created = create_container(&endpoint, container).await;
+    assert_eq!(created.as_u16(), 201, "creating the container");
+    let settings = StorageSettings::Azure(AzureSettings {
+        account: AZURITE_ACCOUNT.into(),
+        container: container.into(),
+        access_key: SecretString::from(AZURITE_KEY),
+        endpoint: Some(endpoint.clone()),
+    });
+    let app = TestApp::spawn_with_storage(pool, Some(settings.clone())).await;
+    plant(&app).await;
+    let created = generate(&app, &app.admin, "pdf").await;
+    let id = created["report_id"].as_str().unwrap();
+    let (status, ct, bytes) =
+        download(&app, &format!("/api/v1/reports/{id}/content"), &app.admin).await;
+    assert_eq!((status, ct.as_str()), (200, "application/pdf"));
+    assert_eq!(created["sha256"], sha256(&bytes));
+    // The blob is in the container, byte for byte (read with a client of its own).
+    let container_now = ReportStore::open(&settings).unwrap();
+    assert!(container_now.describe().starts_with("azure "));
+    let blob = container_now
+        .get(&format!("reports/{id}.pdf"))
+        .await
+        .unwrap();
+    assert_eq!(blob.to_vec(), bytes);
+    // An unsigned read is refused: the container is private.
+    let anonymous = reqwest::Client::new()
+        .get(format!("{endpoint}/{container}/reports/{id}.pdf"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        anonymous.status().is_client_error(),
+        "{}",
+        anonymous.status()
+    );
+    // A wrong key is refused too.
+    let wrong = StorageSettings::Azure(AzureSettings {
+        access_key: SecretString::from("d3Jvbmc="),
+        ..match settings {
+            StorageSettings::Azure(a) => a,
+            _ => unreachable!(),
+        }
+    });
+    assert!(ReportStore::open(&wrong)
+        .unwrap()
+        .get(&format!("reports/{id}.pdf"))
+        .await
+        .is_err());
     // Nothing went to the local folder.
     assert!(!app.reports_dir.path().join("reports").exists());
     let v = app
@@ -999,13 +1161,13 @@ async fn scheduled_reports_and_their_corrections_reach_the_schedules_webhook(poo
     let app = TestApp::spawn(pool.clone()).await;
     plant(&app).await;
     let (url, mut received) = webhook_receiver().await;
-    // E-mail channels are refused (400); a webhook is kept, its secret never shown.
+    // A webhook without a secret is refused (400); a webhook is kept, its secret never shown.
     let r = app
         .post(
             "/api/v1/report-schedules",
             &app.admin,
             &json!({ "trigger": "daily", "format": "json",
-                "channels": [{ "type": "email", "to": ["a@example.com"] }] }),
+                "channels": [{ "type": "webhook", "url": url, "secret": "" }] }),
         )
         .await;
     r.assert_problem(400);
@@ -1078,6 +1240,237 @@ async fn scheduled_reports_and_their_corrections_reach_the_schedules_webhook(poo
     let second: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(second["version"], 2);
     assert_eq!(second["supersedes"], id1.as_str());
+    let states: Vec<String> =
+        sqlx::query_scalar("SELECT status FROM report_deliveries ORDER BY created_at")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(states, ["delivered", "delivered"]);
+}
+
+/// aiosmtpd (installed by scripts/smtp.sh) on a free loopback port, writing each
+/// message it accepts to a maildir; killed on drop.
+struct Smtp {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_smtp() -> Smtp {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/smtp.sh");
+    let text = std::fs::read_to_string(script).expect("scripts/smtp.sh");
+    let version = text
+        .lines()
+        .find_map(|l| l.strip_prefix("VERSION="))
+        .expect("VERSION= in scripts/smtp.sh");
+    let tools = std::env::var("SHOPFLOOR_TOOLS_DIR")
+        .unwrap_or_else(|_| format!("{}/.local/share/shopfloor", std::env::var("HOME").unwrap()));
+    let python = std::path::PathBuf::from(format!("{tools}/aiosmtpd-{version}/bin/python"));
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/smtp.sh",
+        python.display()
+    );
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new(python)
+        .args(["-m", "aiosmtpd", "-n", "-l"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["-c", "aiosmtpd.handlers.Mailbox"])
+        .arg(dir.path().join("maildir"))
+        .spawn()
+        .unwrap();
+    let smtp = Smtp { child, dir, port };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "aiosmtpd did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    smtp
+}
+
+impl Smtp {
+    /// The messages accepted so far, as text with `\n` line ends, oldest first.
+    fn messages(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.dir.path().join("maildir/new")) else {
+            return vec![];
+        };
+        let mut files: Vec<_> = entries
+            .filter_map(|e| {
+                let e = e.ok()?;
+                Some((e.metadata().ok()?.modified().ok()?, e.path()))
+            })
+            .collect();
+        files.sort();
+        files
+            .into_iter()
+            .filter_map(|(_, p)| std::fs::read_to_string(p).ok())
+            .map(|m| m.replace("\r\n", "\n"))
+            .collect()
+    }
+}
+
+/// The base64 body of the MIME part that attaches `filename`, decoded.
+fn attachment(message: &str, filename: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let at = message
+        .find(&format!("filename=\"{filename}\""))
+        .unwrap_or_else(|| panic!("no attachment {filename} in:\n{message}"));
+    let body = &message[at..];
+    let body = &body[body.find("\n\n").unwrap() + 2..];
+    let b64: String = body
+        .lines()
+        .take_while(|l| !l.starts_with("--") && !l.is_empty())
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn scheduled_reports_and_their_corrections_are_emailed_with_the_file_attached(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    plant(&app).await;
+    let smtp = start_smtp().await;
+    let bad = json!({ "trigger": "daily", "format": "json",
+        "channels": [{ "type": "email", "to": ["not an address"] }] });
+    app.post("/api/v1/report-schedules", &app.admin, &bad)
+        .await
+        .assert_problem(400);
+    let r = app
+        .post(
+            "/api/v1/report-schedules",
+            &app.admin,
+            &json!({ "schedule_id": "S-MAIL", "trigger": "shift_end", "line": "L1", "format": "pdf",
+                "channels": [{ "type": "email", "to": ["supervisor@plant.example"] }] }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let early = ShiftDefinition {
+        line: "L1".into(),
+        shift_name: "early".into(),
+        start_time: NaiveTime::from_hms_opt(6, 0, 0).unwrap(),
+        end_time: NaiveTime::from_hms_opt(14, 0, 0).unwrap(),
+        days: (1..=7).collect(),
+    };
+    replace_shifts(&pool, "L1", &[early]).await.unwrap();
+    sqlx::query("UPDATE report_schedules SET not_before = '2025-03-01T00:00:00Z'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let files = ReportStore::open(&StorageSettings::Filesystem(dir.path().into())).unwrap();
+    let reports = Reports::new(pool.clone(), files, "Test plant");
+    assert_eq!(
+        schedule::tick(&reports, at("2025-03-01T15:00:00Z"))
+            .await
+            .unwrap(),
+        1
+    );
+    // Without SMTP settings the e-mail fails and stays pending, to be tried again.
+    let no_smtp =
+        shopfloor_reports::deliver::Deliverer::new(pool.clone(), Duration::from_secs(5)).unwrap();
+    assert_eq!(no_smtp.pass().await.unwrap(), 1);
+    let (status, error): (String, Option<String>) =
+        sqlx::query_as("SELECT status, last_error FROM report_deliveries")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(status, "pending");
+    assert!(error.unwrap().contains("SHOPFLOOR_SMTP_URL"));
+    assert!(smtp.messages().is_empty());
+    sqlx::query("UPDATE report_deliveries SET next_attempt = now()")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let settings = shopfloor_alerts::SmtpSettings {
+        url: SecretString::from(format!("smtp://127.0.0.1:{}", smtp.port)),
+        from: "Shopfloor <shopfloor@plant.example>".into(),
+        ca_file: None,
+    };
+    let deliverer =
+        shopfloor_reports::deliver::Deliverer::new(pool.clone(), Duration::from_secs(5))
+            .unwrap()
+            .with_email(&settings, reports.clone())
+            .unwrap();
+    assert_eq!(deliverer.pass().await.unwrap(), 1);
+    assert_eq!(deliverer.pass().await.unwrap(), 0);
+    let id1: String = sqlx::query_scalar("SELECT report_id FROM report_deliveries")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let mails = smtp.messages();
+    assert_eq!(mails.len(), 1);
+    assert!(
+        mails[0].contains("To: supervisor@plant.example"),
+        "{}",
+        mails[0]
+    );
+    assert!(
+        mails[0].contains("Subject: [Shopfloor] shift report L1"),
+        "{}",
+        mails[0]
+    );
+    assert!(
+        mails[0].contains(&format!("report_id: {id1}")),
+        "{}",
+        mails[0]
+    );
+    let (_, stored) = reports.content(&id1).await.unwrap();
+    let attached = attachment(&mails[0], &format!("{id1}.pdf"));
+    assert_eq!(attached, stored.to_vec());
+    assert!(attached.starts_with(b"%PDF-"));
+
+    // A late count: the corrected version is e-mailed too, naming what it supersedes.
+    let late = json!({ "event_type": "parts_produced", "machine_id": "M-2",
+        "timestamp": "2025-03-01T09:00:00Z", "good": 10, "scrap": 0 });
+    assert_eq!(
+        app.post("/api/v1/machines/events", &app.admin, &late)
+            .await
+            .status,
+        202
+    );
+    project(&app).await;
+    assert_eq!(
+        schedule::tick(&reports, at("2025-03-01T15:10:00Z"))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(deliverer.pass().await.unwrap(), 1);
+    let mails = smtp.messages();
+    assert_eq!(mails.len(), 2);
+    let second = mails
+        .iter()
+        .find(|m| m.contains(&format!("supersedes: {id1}")))
+        .expect("the corrected version's e-mail");
+    assert!(second.contains("(v2, corrected)"), "{second}");
+    let id2: String = sqlx::query_scalar("SELECT report_id FROM reports WHERE supersedes = $1")
+        .bind(&id1)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let (_, stored2) = reports.content(&id2).await.unwrap();
+    assert_eq!(attachment(second, &format!("{id2}.pdf")), stored2.to_vec());
+    assert_ne!(stored2, stored);
     let states: Vec<String> =
         sqlx::query_scalar("SELECT status FROM report_deliveries ORDER BY created_at")
             .fetch_all(&pool)
