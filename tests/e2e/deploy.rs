@@ -8,7 +8,7 @@
 //! - their commands are `serve` with known roles, the probes hit a role that serves
 //!   HTTP, and the ingest runs once per namespace;
 //! - the ingest mapping they mount is a valid mapping file;
-//! - `scripts/build-release.sh` (run by CI) builds with exactly the Dockerfile's cargo
+//! - `scripts/build-release.sh` builds with exactly the Dockerfile's cargo
 //!   command, and the image does not run as root.
 
 use std::collections::BTreeMap;
