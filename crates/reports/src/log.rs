@@ -138,6 +138,29 @@ pub async fn active_in(
     Ok(ids)
 }
 
+/// Facts for the unit tests of the sections and the order report.
+#[cfg(test)]
+pub(crate) mod testing {
+    use chrono::{DateTime, Utc};
+
+    use super::Fact;
+
+    /// 2026-03-01 at `h`:00 UTC.
+    pub(crate) fn at(h: u32) -> DateTime<Utc> {
+        format!("2026-03-01T{h:02}:00:00Z").parse().unwrap()
+    }
+
+    /// An event of `event_type` on `stream` at `h`:00.
+    pub(crate) fn fact(stream: &str, event_type: &str, h: u32) -> Fact {
+        Fact {
+            stream_id: stream.into(),
+            event_type: event_type.into(),
+            at: Some(at(h)),
+            ..Fact::default()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -351,19 +351,7 @@ pub fn sessions(facts: &[Fact], end: DateTime<Utc>) -> Vec<LabourSession> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(h: u32) -> DateTime<Utc> {
-        format!("2026-03-01T{h:02}:00:00Z").parse().unwrap()
-    }
-
-    fn fact(stream: &str, event_type: &str, h: u32) -> Fact {
-        Fact {
-            stream_id: stream.into(),
-            event_type: event_type.into(),
-            at: Some(at(h)),
-            ..Fact::default()
-        }
-    }
+    use crate::log::testing::{at, fact};
 
     #[test]
     fn labour_pairs_clock_on_and_off_and_counts_open_sessions_to_the_end() {

@@ -469,19 +469,7 @@ pub fn alerts(s: &Scope<'_>, facts: &[Fact]) -> Vec<AlertLine> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(h: u32) -> DateTime<Utc> {
-        format!("2026-03-01T{h:02}:00:00Z").parse().unwrap()
-    }
-
-    fn fact(stream: &str, event_type: &str, h: u32) -> Fact {
-        Fact {
-            stream_id: stream.into(),
-            event_type: event_type.into(),
-            at: Some(at(h)),
-            ..Fact::default()
-        }
-    }
+    use crate::log::testing::{at, fact};
 
     fn scope(machines: &[String]) -> Scope<'_> {
         Scope {
