@@ -316,14 +316,25 @@ async fn states_counts_and_telemetry_from_a_real_server_land_as_from_mqtt(pool: 
     );
     assert_eq!(s[0].0, "idle", "the initial value 0 is idle");
 
-    let temp: f64 = sqlx::query_scalar(
-        "SELECT value FROM telemetry WHERE machine_id = 'press-1' AND sensor = 'oil_temp_c' AND ts = $1",
-    )
-    .bind(at(3))
-    .fetch_one(&pool)
-    .await
-    .expect("the sample at its source time");
-    assert_eq!(temp, 71.5);
+    // A batch's samples commit in the transaction after its commands reach the log,
+    // so the scrap can be seen a moment before the sample is.
+    let sample_at = |ts| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, f64>(
+                "SELECT value FROM telemetry WHERE machine_id = 'press-1' AND sensor = 'oil_temp_c' AND ts = $1",
+            )
+            .bind(ts)
+            .fetch_optional(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    eventually("the sample at its source time", || async {
+        sample_at(at(3)).await.is_some()
+    })
+    .await;
+    assert_eq!(sample_at(at(3)).await, Some(71.5));
 
     eventually("the rejections", || async {
         let reasons: Vec<String> = sqlx::query_scalar(
