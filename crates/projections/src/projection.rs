@@ -115,7 +115,7 @@ impl Projection {
                 "rm_stop_classifications",
                 "rm_parts_facts",
             ],
-            Projection::Orders => &["rm_orders"],
+            Projection::Orders => &["rm_orders", "rm_order_facts"],
             Projection::Maintenance => &["rm_maintenance_tasks"],
             Projection::Inventory => &["rm_inventory_levels", "rm_inventory_movements"],
             Projection::People => &["rm_operators", "rm_labour_sessions"],

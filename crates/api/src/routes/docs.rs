@@ -305,7 +305,7 @@ fn retry_after_header() -> Header {
         reference::reason_codes, reference::define_reason_code, reference::retire_reason_code,
         reference::scrap_reason_codes, calendar::calendar, calendar::set_time_zone, calendar::set_shifts,
         reads::machines, reads::machine_states, reads::orders, reads::tasks,
-        reads::inventory, reads::movements, reads::kpi_metrics, reads::downtime,
+        reads::inventory, reads::movements, reads::kpi_metrics, reads::downtime, reads::kpi_catalogue, reads::changeovers,
         reads::scrap,
         reads::ingest_rejected, reads::process_rejections, reads::telemetry, reads::projections, crate::routes::live::live,
         reports::create, reports::list, reports::get_one, reports::content, reports::verify,

@@ -29,6 +29,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/inventory/movements", get(movements))
         .route("/api/v1/kpi-metrics", get(kpi_metrics))
         .route("/api/v1/downtime", get(downtime))
+        .route("/api/v1/kpi-catalogue", get(kpi_catalogue))
+        .route("/api/v1/changeovers", get(changeovers))
         .route("/api/v1/scrap", get(scrap))
         .route("/api/v1/ingest/rejected", get(ingest_rejected))
         .route("/api/v1/process/rejections", get(process_rejections))
@@ -362,6 +364,72 @@ pub async fn kpi_metrics(
         rollup: q.rollup.unwrap_or(false),
     };
     Ok(Json(query::kpi_metrics(&state.pool, &kq).await?))
+}
+
+/// `?machine_id=&line=&from=&to=&as_of=&rollup=`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CatalogueParams {
+    /// One machine; else every machine (of `line`).
+    pub machine_id: Option<String>,
+    pub line: Option<String>,
+    /// RFC 3339; default: 24 hours before `to`.
+    #[param(format = DateTime)]
+    pub from: Option<String>,
+    /// RFC 3339; default: now (or `as_of`).
+    #[param(format = DateTime)]
+    pub to: Option<String>,
+    /// Figures from the events recorded by then only.
+    #[param(format = DateTime)]
+    pub as_of: Option<String>,
+    /// One row for all selected machines together (`machine_id` `*`).
+    pub rollup: Option<bool>,
+}
+
+/// The ISO 22400-2 KPI catalogue with its time elements (ADR 0058): TEEP, NEE,
+/// allocation, utilisation, setup ratio, throughput, first pass yield, scrap ratio,
+/// MTTF, MTBF, MTTR, worker efficiency; one row per machine or a roll-up.
+#[utoipa::path(get, path = "/api/v1/kpi-catalogue", tag = "kpi", params(CatalogueParams),
+    responses((status = 200, body = [Object]), (status = 400, body = ProblemDocument),
+        (status = 404, description = "`machine_id` names no machine", body = ProblemDocument)),
+    security(("bearer" = [])))]
+pub async fn kpi_catalogue(
+    State(state): State<AppState>,
+    _: Auth<perm::Read>,
+    ApiQuery(q): ApiQuery<CatalogueParams>,
+) -> Result<Json<Vec<query::IsoKpis>>, ApiError> {
+    let w = window(q.from.as_deref(), q.to.as_deref(), q.as_of.as_deref())?;
+    let cq = query::CatalogueQuery {
+        machine_id: blank(q.machine_id),
+        line: blank(q.line),
+        from: w.from,
+        to: w.to,
+        as_of: w.as_of,
+        rollup: q.rollup.unwrap_or(false),
+    };
+    Ok(Json(query::iso_kpis(&state.pool, &cq).await?))
+}
+
+/// Changeovers opening in the window (ADR 0058), with setup time per product pair
+/// and per machine and its trend.
+#[utoipa::path(get, path = "/api/v1/changeovers", tag = "kpi", params(ScrapParams),
+    responses((status = 200, body = Object), (status = 400, body = ProblemDocument),
+        (status = 404, description = "`machine_id` names no machine", body = ProblemDocument)),
+    security(("bearer" = [])))]
+pub async fn changeovers(
+    State(state): State<AppState>,
+    _: Auth<perm::Read>,
+    ApiQuery(q): ApiQuery<ScrapParams>,
+) -> Result<Json<query::ChangeoverReport>, ApiError> {
+    let w = window(q.from.as_deref(), q.to.as_deref(), q.as_of.as_deref())?;
+    let cq = query::ChangeoverQuery {
+        machine_id: blank(q.machine_id),
+        line: blank(q.line),
+        from: w.from,
+        to: w.to,
+        as_of: w.as_of,
+    };
+    Ok(Json(query::changeover_report(&state.pool, &cq).await?))
 }
 
 /// `?machine_id=&line=&from=&to=&as_of=&micro_stop_threshold_s=`.

@@ -191,6 +191,8 @@ const EXPECTED: &[(&str, &str, u8)] = &[
         AUDITOR | ADMIN,
     ),
     ("get", "/api/v1/kpi-metrics", ALL),
+    ("get", "/api/v1/kpi-catalogue", ALL),
+    ("get", "/api/v1/changeovers", ALL),
     ("get", "/api/v1/downtime", ALL),
     ("get", "/api/v1/scrap", ALL),
     ("get", "/api/v1/ingest/rejected", ALL),

@@ -278,6 +278,7 @@ pub(crate) async fn apply_chunk(
         }
         Projection::Orders => {
             let items = items(events, decoded, Decoded::order);
+            orders::copy_facts(conn, &items).await?;
             rows::load_fold_upsert::<orders::Orders>(conn, &items).await
         }
         Projection::Maintenance => {

@@ -8,7 +8,9 @@ use serde_json::json;
 use shopfloor_domain::order::{BomLine, OrderEvent};
 use shopfloor_domain::values::OrderId;
 use shopfloor_eventstore::RecordedEvent;
+use sqlx::PgConnection;
 
+use super::copy::CopyRows;
 use super::rows::{col, Bound, RowModel};
 use super::{add, count, json_text, number, pg_ts};
 use crate::error::ApplyError;
@@ -322,4 +324,72 @@ impl RowModel for Orders {
     fn update(event: &RecordedEvent, e: &OrderEvent) -> LiveUpdate {
         update(event, order_id(e))
     }
+}
+
+const COPY_FACTS: &str = "COPY rm_order_facts (order_id, position, kind, machine_id, \
+     sample_size, defects, at, recorded_at) FROM STDIN (FORMAT binary)";
+
+/// An order fact: its kind, the machine (starts) and the inspection's counts.
+type Fact<'a> = (&'a str, Option<&'a str>, Option<(u64, u64)>);
+
+/// The fact `e` adds to `rm_order_facts`, if any.
+fn fact(e: &OrderEvent) -> Option<(&OrderId, Fact<'_>, &DateTime<Utc>)> {
+    Some(match e {
+        OrderEvent::OrderStarted {
+            order_id,
+            machine_id,
+            at,
+        } => (order_id, ("started", Some(machine_id.as_str()), None), at),
+        OrderEvent::OrderCompleted { order_id, at, .. } => {
+            (order_id, ("completed", None, None), at)
+        }
+        OrderEvent::OrderCancelled { order_id, at, .. } => {
+            (order_id, ("cancelled", None, None), at)
+        }
+        OrderEvent::OrderInspectionRecorded {
+            order_id,
+            sample_size,
+            defects,
+            at,
+            ..
+        } => (
+            order_id,
+            ("inspected", None, Some((*sample_size, *defects))),
+            at,
+        ),
+        _ => return None,
+    })
+}
+
+/// Writes the start, completion, cancellation and inspections of the orders in
+/// `items` to `rm_order_facts` (one binary COPY): the facts changeovers, order
+/// execution time and first pass yield are computed from at query time (ADR 0058).
+pub(crate) async fn copy_facts(
+    conn: &mut PgConnection,
+    items: &[(&RecordedEvent, &OrderEvent)],
+) -> Result<(), ApplyError> {
+    let mut facts = CopyRows::new();
+    for (event, e) in items {
+        let Some((order_id, (kind, machine_id, inspected), at)) = fact(e) else {
+            continue;
+        };
+        facts.row(8);
+        facts.text(order_id.as_str());
+        facts.bigint(event.position);
+        facts.text(kind);
+        facts.opt_text(machine_id);
+        match inspected {
+            Some((sample, defects)) => {
+                facts.bigint(count(sample)?);
+                facts.bigint(count(defects)?);
+            }
+            None => {
+                facts.null();
+                facts.null();
+            }
+        }
+        facts.timestamptz(at)?;
+        facts.timestamptz(&event.recorded_at)?;
+    }
+    facts.send(conn, COPY_FACTS).await
 }

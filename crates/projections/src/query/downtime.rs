@@ -238,6 +238,20 @@ fn loss_key(loss: Option<&str>, planned: bool) -> String {
     }
 }
 
+/// A failure's whole length in microseconds (to `end` while it lasts), if `s` is
+/// one of the window [from, end): an unplanned `down` stop starting in it whose
+/// loss in force is not setup and adjustment (a setup is no failure). A failure
+/// counts in the window it starts in, with its whole length even when it ends
+/// after the window (ADR 0058).
+pub(crate) fn failure(s: &IntervalRow, from: i64, end: i64) -> Option<i64> {
+    let start = us(s.at);
+    let starts_inside = start >= from && start < end;
+    let setup = s.effective_loss() == Some("setup_adjustment");
+    (starts_inside && s.state == "down" && !s.effective_planned() && !setup)
+        .then(|| s.next_at.map_or(end, us) - start)
+        .map(|d| d.max(0))
+}
+
 /// Downtime reports, one per selected machine.
 #[instrument(skip(pool), err)]
 pub async fn downtime_report(
@@ -304,20 +318,16 @@ pub async fn downtime_report(
             stops += 1;
             downtime += d;
             let code = s.class_reason_code.as_deref().unwrap_or(recorded_code);
-            let loss = if s.class_reason_code.is_some() {
-                s.class_loss.as_deref()
-            } else {
-                s.loss.as_deref()
-            };
+            let loss = s.effective_loss();
             reason_cls.add(code, d);
             loss_cls.add(&loss_key(loss, false), d);
             let starts_inside = start >= from && start < end;
             if starts_inside && s.next_at.is_some() && full < threshold_us {
                 micro.add(code, full);
             }
-            if starts_inside && s.state == "down" {
+            if let Some(length) = failure(s, from, end) {
                 failures += 1;
-                failure_time += full.max(0);
+                failure_time += length;
             }
         }
         let micro_count: u64 = micro.0.values().map(|v| v.0).sum();

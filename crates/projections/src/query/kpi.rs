@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tracing::instrument;
 
-use super::calendar::Calendar;
+use super::calendar::{Calendar, ShiftWindow};
 use super::{out_of_range, ratio};
 use crate::error::QueryError;
 
@@ -181,6 +181,15 @@ impl IntervalRow {
     pub fn effective_planned(&self) -> bool {
         self.class_planned.unwrap_or(self.planned)
     }
+
+    /// The loss in force: the latest classification's, else the recorded.
+    pub fn effective_loss(&self) -> Option<&str> {
+        if self.class_reason_code.is_some() {
+            self.class_loss.as_deref()
+        } else {
+            self.loss.as_deref()
+        }
+    }
 }
 
 /// The state intervals of `machines` overlapping [from, to) as known at `as_of`:
@@ -294,7 +303,7 @@ pub(crate) fn secs(us: i64) -> f64 {
 }
 
 /// Length of the overlap of [a, b) with sorted, disjoint `segments`.
-fn overlap(a: i64, b: i64, segments: &[(i64, i64)]) -> i64 {
+pub(crate) fn overlap(a: i64, b: i64, segments: &[(i64, i64)]) -> i64 {
     let first = segments.partition_point(|s| s.1 <= a);
     segments[first..]
         .iter()
@@ -315,6 +324,25 @@ fn merge(mut v: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
         }
     }
     out
+}
+
+/// The scheduled, elapsed segments of [from, to) in microseconds, sorted and
+/// disjoint: inside `shifts` when the line has a calendar, up to `eval`.
+pub(crate) fn scheduled_segments(
+    shifts: Option<&[ShiftWindow]>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    eval: DateTime<Utc>,
+) -> Vec<(i64, i64)> {
+    let scheduled = match shifts {
+        Some(windows) => merge(windows.iter().map(|w| (us(w.from), us(w.to))).collect()),
+        None => vec![(us(from), us(to))],
+    };
+    scheduled
+        .into_iter()
+        .map(|(a, b)| (a, b.min(us(eval))))
+        .filter(|(a, b)| a < b)
+        .collect()
 }
 
 /// One bucket of a machine's series.
@@ -472,18 +500,11 @@ async fn buckets_and_parts(
                     .collect(),
             },
         };
-        let scheduled = match shifts {
-            Some(windows) => merge(windows.iter().map(|w| (us(w.from), us(w.to))).collect()),
-            None => vec![(us(from), us(to))],
-        };
-        // Only what has elapsed.
-        let scheduled: Vec<(i64, i64)> = scheduled
-            .into_iter()
-            .map(|(a, b)| (a, b.min(us(eval))))
-            .filter(|(a, b)| a < b)
-            .collect();
         buckets_of.insert(line.clone(), buckets);
-        scheduled_of.insert(line.clone(), scheduled);
+        scheduled_of.insert(
+            line.clone(),
+            scheduled_segments(shifts.as_deref(), from, to, eval),
+        );
     }
     let cells: usize = machines
         .iter()

@@ -21,6 +21,8 @@
 //! denominator is zero are `null`.
 
 pub mod calendar;
+pub mod catalogue;
+pub mod changeovers;
 pub mod downtime;
 pub mod inventory;
 pub mod kpi;
@@ -35,6 +37,10 @@ pub mod stops;
 pub use calendar::{
     list_shifts, plant_time_zone, replace_shifts, set_plant_time_zone, shifts_from_now, Calendar,
     ShiftDefinition, ShiftWindow,
+};
+pub use catalogue::{iso_kpis, CatalogueQuery, IsoKpis};
+pub use changeovers::{
+    changeover_report, Changeover, ChangeoverQuery, ChangeoverReport, ChangeoverStats, Trigger,
 };
 pub use downtime::{
     downtime_report, state_intervals, DowntimeQuery, DowntimeReport, IntervalQuery, ParetoEntry,
