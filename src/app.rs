@@ -493,6 +493,13 @@ impl Application {
                 Ok(())
             });
         }
+        if let Some(every) = self.settings.plant_metrics_every {
+            let (pool, cancel) = (shared.pool.clone(), cancel.clone());
+            tasks.spawn(async move {
+                shopfloor_api::plant_metrics::run(pool, every, cancel).await;
+                Ok(())
+            });
+        }
         state.live = shared.live;
         state.shutdown = cancel.clone();
         state.reports = shared.reports;

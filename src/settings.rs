@@ -31,6 +31,7 @@ pub const VARIABLES: &[&str] = &[
     "SHOPFLOOR_AUTH_FAILURES_PER_S",
     "SHOPFLOOR_AUTH_FAILURE_BURST",
     "SHOPFLOOR_TOKEN_CACHE_MS",
+    "SHOPFLOOR_PLANT_METRICS_MS",
     "SHOPFLOOR_PLANT_NAME",
     "SHOPFLOOR_REPORTS_DIR",
     "SHOPFLOOR_REPORTS_S3_URL",
@@ -104,6 +105,9 @@ pub struct Settings {
     /// (`SHOPFLOOR_TOKEN_CACHE_MS`, at most 1 s): revocation takes effect on every API
     /// process within it. ADR 0033.
     pub token_cache_ttl: std::time::Duration,
+    /// How often the API refreshes the per-machine families of `/metrics`
+    /// (`SHOPFLOOR_PLANT_METRICS_MS`, default 15 s; `None` with 0: off). ADR 0059.
+    pub plant_metrics_every: Option<std::time::Duration>,
     /// The plant's name, printed on the reports (`SHOPFLOOR_PLANT_NAME`).
     pub plant_name: String,
     /// Where reports are stored: S3 (`SHOPFLOOR_REPORTS_S3_*`), Azure Blob
@@ -222,7 +226,9 @@ impl Settings {
                 invalid(variable, e.to_string())
             })?;
         let alerts = alert_settings(&lookup)?;
+        let plant_metrics_every = plant_metrics_every(&lookup)?;
         Ok(Settings {
+            plant_metrics_every,
             plant_name: get("SHOPFLOOR_PLANT_NAME", "Shopfloor plant"),
             reports_storage,
             alerts,
@@ -420,6 +426,25 @@ fn validate_namespace(ns: &str) -> Result<(), SettingsError> {
 }
 
 /// The alert settings from their variables (defaults: [`shopfloor_alerts::AlertSettings`]).
+fn plant_metrics_every(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<std::time::Duration>, SettingsError> {
+    let Some(v) = lookup("SHOPFLOOR_PLANT_METRICS_MS")
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+    else {
+        return Ok(Some(shopfloor_api::plant_metrics::DEFAULT_EVERY));
+    };
+    match v.parse::<u64>() {
+        Ok(0) => Ok(None),
+        Ok(ms) => Ok(Some(std::time::Duration::from_millis(ms))),
+        Err(_) => Err(invalid(
+            "SHOPFLOOR_PLANT_METRICS_MS",
+            format!("{v:?} is not a whole number of milliseconds (0: off)"),
+        )),
+    }
+}
+
 fn alert_settings(
     lookup: &impl Fn(&str) -> Option<String>,
 ) -> Result<shopfloor_alerts::AlertSettings, SettingsError> {

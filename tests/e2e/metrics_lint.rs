@@ -33,6 +33,15 @@ fn families(text: &str) -> (BTreeSet<String>, BTreeSet<String>) {
     (seen, helped)
 }
 
+/// The value of `name`'s series for machine LINT-1 (and `state`, when not empty).
+fn plant_series(text: &str, name: &str, state: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains("machine=\"LINT-1\""))
+        .find(|l| state.is_empty() || l.contains(&format!("state=\"{state}\"")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
 #[tokio::test]
 async fn live_metrics_pass_promtool() {
     assert!(
@@ -42,7 +51,14 @@ async fn live_metrics_pass_promtool() {
             .is_ok_and(|o| o.status.success()),
         "promtool is missing: run scripts/promtool.sh"
     );
-    let server = Server::start(&[], &[("SHOPFLOOR_ADMIN_TOKEN", ADMIN)]).await;
+    let server = Server::start(
+        &[],
+        &[
+            ("SHOPFLOOR_ADMIN_TOKEN", ADMIN),
+            ("SHOPFLOOR_PLANT_METRICS_MS", "200"),
+        ],
+    )
+    .await;
     let http = reqwest::Client::new();
     // Traffic that records the HTTP, command, store, relay and projection families.
     let r = http
@@ -84,6 +100,7 @@ async fn live_metrics_pass_promtool() {
             .unwrap();
         if text.contains("shopfloor_relay_published_total")
             && text.contains("shopfloor_projection_events_total")
+            && plant_series(&text, "shopfloor_machine_parts_good_total", "") == Some(5.0)
         {
             break text;
         }
@@ -93,6 +110,17 @@ async fn live_metrics_pass_promtool() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    // The plant's families (ADR 0059): the machine's state, its counters, and the
+    // KPIs of its day so far (no shifts): running all of it, no parts today.
+    let series = |name, state| plant_series(&text, name, state);
+    assert_eq!(series("shopfloor_machine_parts_scrap_total", ""), Some(1.0));
+    assert_eq!(series("shopfloor_machine_state", "running"), Some(1.0));
+    assert_eq!(series("shopfloor_machine_state", "down"), Some(0.0));
+    assert_eq!(
+        series("shopfloor_machine_shift_availability", ""),
+        Some(1.0)
+    );
+    assert!(series("shopfloor_machine_shift_quality", "").is_some_and(f64::is_nan));
     let (seen, helped) = families(&text);
     assert!(seen.len() >= 8, "too few families to judge: {seen:?}");
     let unhelped: Vec<_> = seen.difference(&helped).collect();

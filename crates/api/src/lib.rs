@@ -39,6 +39,7 @@ pub mod health;
 pub mod idempotency;
 pub mod metric_catalogue;
 pub mod middleware;
+pub mod plant_metrics;
 pub mod ratelimit;
 pub mod routes;
 pub mod serve;

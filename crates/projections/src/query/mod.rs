@@ -24,6 +24,7 @@ pub mod calendar;
 pub mod catalogue;
 pub mod changeovers;
 pub mod downtime;
+pub mod gauges;
 pub mod inventory;
 pub mod kpi;
 pub mod machines;
@@ -46,6 +47,7 @@ pub use downtime::{
     downtime_report, state_intervals, DowntimeQuery, DowntimeReport, IntervalQuery, ParetoEntry,
     StateInterval,
 };
+pub use gauges::{machine_gauges, MachineGauges};
 pub use inventory::{
     inventory_levels, inventory_movements, InventoryFilter, InventoryLevel, MovementFilter,
     MovementView,
