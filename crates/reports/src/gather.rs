@@ -207,6 +207,7 @@ fn empty_row(kq: &KpiQuery) -> KpiRow {
         scrap_rate: None,
         line: kq.line.clone(),
         shift: None,
+        team: None,
         machine_count: 0,
         planned_stop_time_s: 0.0,
         downtime_s: 0.0,

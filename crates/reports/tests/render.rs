@@ -31,6 +31,7 @@ fn kpi(id: &str, oee: f64, good: i64, scrap: i64) -> KpiRow {
         scrap_rate: Some(scrap as f64 / (good + scrap) as f64),
         line: Some("L1".into()),
         shift: None,
+        team: None,
         machine_count: 1,
         planned_stop_time_s: 1800.0,
         downtime_s: 27000.0 * (1.0 - oee.sqrt()),

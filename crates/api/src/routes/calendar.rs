@@ -1,15 +1,22 @@
 //! The plant calendar: its time zone and each line's shifts, read by the KPI
 //! queries (planned production time) and the report schedules.
 //!
-//! These are settings, not events (ADR 0053): a change applies to every window the
-//! KPIs are asked for, past ones included, until calendars carry the date they take
-//! effect from (issue 17). Each change is logged with the acting person.
+//! These are settings, not events (ADR 0053). The weekly shifts apply to every
+//! window, past ones included; rotations take effect from a date, exceptions
+//! replace one day, and non-working periods are removed rather than deleted, all
+//! kept as an append-only history so `as_of` answers as they were known (ADR 0060).
+//! Each change is recorded with the acting person.
 
 use axum::extract::State;
-use axum::routing::{get, put};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
-use chrono::NaiveTime;
+use chrono::{NaiveDate, NaiveTime};
 use serde::{Deserialize, Serialize};
+use shopfloor_projections::query::calendar::{
+    self as cal, ExceptionRecord, NonWorkingRecord, RotationRecord,
+};
+use shopfloor_projections::query::shift_plan::{NonWorking, Rotation, ShiftSpec};
 use shopfloor_projections::query::{self, ShiftDefinition};
 use utoipa::ToSchema;
 
@@ -23,6 +30,19 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/calendar", get(calendar))
         .route("/api/v1/calendar/time-zone", put(set_time_zone))
         .route("/api/v1/calendar/lines/{line}/shifts", put(set_shifts))
+        .route(
+            "/api/v1/calendar/lines/{line}/rotations/{effective_from}",
+            put(set_rotation),
+        )
+        .route(
+            "/api/v1/calendar/lines/{line}/exceptions/{day}",
+            put(set_exception),
+        )
+        .route("/api/v1/calendar/non-working", post(add_non_working))
+        .route(
+            "/api/v1/calendar/non-working/{id}",
+            delete(remove_non_working),
+        )
 }
 
 /// One shift of a line, in plant-local wall-clock time.
@@ -50,8 +70,18 @@ pub struct LineShifts {
 pub struct CalendarView {
     /// The plant's IANA time zone.
     pub time_zone: String,
-    /// Lines with shifts, by line; a line without shifts plans all its time.
+    /// Lines with weekly shifts, by line; a line without any calendar plans all
+    /// its time.
     pub lines: Vec<LineShifts>,
+    /// Rotations by line and the date they take effect (ADR 0060).
+    #[schema(value_type = Vec<Object>)]
+    pub rotations: Vec<RotationRecord>,
+    /// One-day exceptions by line and day.
+    #[schema(value_type = Vec<Object>)]
+    pub exceptions: Vec<ExceptionRecord>,
+    /// Plant-wide non-working periods in force.
+    #[schema(value_type = Vec<Object>)]
+    pub non_working: Vec<NonWorkingRecord>,
 }
 
 fn view(s: &ShiftDefinition) -> ShiftView {
@@ -92,9 +122,13 @@ pub async fn calendar(
 async fn calendar_view(state: &AppState) -> Result<CalendarView, ApiError> {
     let time_zone = query::plant_time_zone(&state.pool).await?;
     let rows = query::list_shifts(&state.pool, None).await?;
+    let (rotations, exceptions, non_working) = cal::calendar_records(&state.pool).await?;
     Ok(CalendarView {
         time_zone,
         lines: by_line(&rows),
+        rotations,
+        exceptions,
+        non_working,
     })
 }
 
@@ -175,4 +209,107 @@ pub async fn set_shifts(
         line,
         shifts: rows.iter().map(view).collect(),
     }))
+}
+
+fn line_of(line: String) -> Result<String, ApiError> {
+    let line = line.trim().to_owned();
+    if line.is_empty() {
+        return Err(ApiError::invalid_field("line", "a line needs a name"));
+    }
+    Ok(line)
+}
+
+fn plant_date(field: &str, value: &str) -> Result<NaiveDate, ApiError> {
+    NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d")
+        .map_err(|_| ApiError::invalid_field(field, format!("{value:?} is not a date YYYY-MM-DD")))
+}
+
+/// Records a line's rotation from a plant-local date on: `{"anchor": "2026-03-02",
+/// "days": [[{"shift", "team"?, "start", "end", "breaks"?: [{"start", "end"}]}], ...]}`,
+/// day 0 of the cycle being the anchor. Days before keep the calendar they had.
+#[utoipa::path(put, path = "/api/v1/calendar/lines/{line}/rotations/{effective_from}",
+    tag = "reference",
+    params(("line" = String, Path), ("effective_from" = String, Path, description = "YYYY-MM-DD, plant-local")),
+    request_body = Object,
+    responses((status = 200, body = CalendarView), (status = 400, body = ProblemDocument)),
+    security(("bearer" = [])))]
+pub async fn set_rotation(
+    State(state): State<AppState>,
+    _: Auth<perm::Settings>,
+    ctx: Ctx,
+    ApiPath((line, effective_from)): ApiPath<(String, String)>,
+    ApiJson(rotation): ApiJson<Rotation>,
+) -> Result<Json<CalendarView>, ApiError> {
+    let line = line_of(line)?;
+    let from = plant_date("effective_from", &effective_from)?;
+    cal::record_rotation(&state.pool, &line, from, &rotation, &ctx.principal.name).await?;
+    tracing::info!(by = %ctx.principal.name, %line, %from, "line rotation recorded");
+    calendar_view(&state).await.map(Json)
+}
+
+/// `PUT /api/v1/calendar/lines/{line}/exceptions/{day}`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ExceptionBody {
+    /// The day's shifts (same shape as a rotation day); empty: no work that day.
+    #[schema(value_type = Vec<Object>)]
+    pub shifts: Vec<ShiftSpec>,
+}
+
+/// Replaces one day's shifts of a line (overtime, a short day, a day off).
+#[utoipa::path(put, path = "/api/v1/calendar/lines/{line}/exceptions/{day}",
+    tag = "reference",
+    params(("line" = String, Path), ("day" = String, Path, description = "YYYY-MM-DD, plant-local")),
+    request_body = ExceptionBody,
+    responses((status = 200, body = CalendarView), (status = 400, body = ProblemDocument)),
+    security(("bearer" = [])))]
+pub async fn set_exception(
+    State(state): State<AppState>,
+    _: Auth<perm::Settings>,
+    ctx: Ctx,
+    ApiPath((line, day)): ApiPath<(String, String)>,
+    ApiJson(body): ApiJson<ExceptionBody>,
+) -> Result<Json<CalendarView>, ApiError> {
+    let line = line_of(line)?;
+    let day = plant_date("day", &day)?;
+    cal::record_exception(&state.pool, &line, day, &body.shifts, &ctx.principal.name).await?;
+    tracing::info!(by = %ctx.principal.name, %line, %day, "calendar exception recorded");
+    calendar_view(&state).await.map(Json)
+}
+
+/// Adds a plant-wide non-working period: `{"name", "from", "to"}` in plant-local
+/// time (`YYYY-MM-DDTHH:MM:SS`).
+#[utoipa::path(post, path = "/api/v1/calendar/non-working", tag = "reference",
+    request_body = Object,
+    responses((status = 201, body = CalendarView), (status = 400, body = ProblemDocument)),
+    security(("bearer" = [])))]
+pub async fn add_non_working(
+    State(state): State<AppState>,
+    _: Auth<perm::Settings>,
+    ctx: Ctx,
+    ApiJson(period): ApiJson<NonWorking>,
+) -> Result<(StatusCode, Json<CalendarView>), ApiError> {
+    let id = cal::add_non_working(&state.pool, &period, &ctx.principal.name).await?;
+    tracing::info!(by = %ctx.principal.name, id, name = %period.name, "non-working period added");
+    Ok((StatusCode::CREATED, Json(calendar_view(&state).await?)))
+}
+
+/// Removes a non-working period from now on (`as_of` before still sees it).
+#[utoipa::path(delete, path = "/api/v1/calendar/non-working/{id}", tag = "reference",
+    params(("id" = i64, Path)),
+    responses((status = 204), (status = 400, body = ProblemDocument),
+        (status = 404, body = ProblemDocument)),
+    security(("bearer" = [])))]
+pub async fn remove_non_working(
+    State(state): State<AppState>,
+    _: Auth<perm::Settings>,
+    ctx: Ctx,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode, ApiError> {
+    if !cal::remove_non_working(&state.pool, id).await? {
+        return Err(ApiError::not_found(format!(
+            "no non-working period {id} in force"
+        )));
+    }
+    tracing::info!(by = %ctx.principal.name, id, "non-working period removed");
+    Ok(StatusCode::NO_CONTENT)
 }

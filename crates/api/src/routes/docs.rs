@@ -303,7 +303,7 @@ fn retry_after_header() -> Header {
         tokens::issue, tokens::list, tokens::revoke, tokens::me,
         audit::log, audit::stream_events, audit::stream_state,
         reference::reason_codes, reference::define_reason_code, reference::retire_reason_code,
-        reference::scrap_reason_codes, calendar::calendar, calendar::set_time_zone, calendar::set_shifts,
+        reference::scrap_reason_codes, calendar::calendar, calendar::set_time_zone, calendar::set_shifts, calendar::set_rotation, calendar::set_exception, calendar::add_non_working, calendar::remove_non_working,
         reads::machines, reads::machine_states, reads::orders, reads::tasks,
         reads::inventory, reads::movements, reads::kpi_metrics, reads::downtime, reads::kpi_catalogue, reads::changeovers,
         reads::scrap,

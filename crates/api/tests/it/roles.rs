@@ -155,6 +155,22 @@ const EXPECTED: &[(&str, &str, u8)] = &[
         "/api/v1/calendar/lines/{line}/shifts",
         SUPERVISOR | ADMIN,
     ),
+    (
+        "put",
+        "/api/v1/calendar/lines/{line}/rotations/{effective_from}",
+        SUPERVISOR | ADMIN,
+    ),
+    (
+        "put",
+        "/api/v1/calendar/lines/{line}/exceptions/{day}",
+        SUPERVISOR | ADMIN,
+    ),
+    ("post", "/api/v1/calendar/non-working", SUPERVISOR | ADMIN),
+    (
+        "delete",
+        "/api/v1/calendar/non-working/{id}",
+        SUPERVISOR | ADMIN,
+    ),
     ("post", "/api/v1/alert-rules", SUPERVISOR | ADMIN),
     ("get", "/api/v1/alert-rules", ALL),
     ("put", "/api/v1/alert-rules/{rule_id}", SUPERVISOR | ADMIN),

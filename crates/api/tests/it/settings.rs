@@ -2,6 +2,7 @@
 //! renames and retires (events on the log, decided into the machines' events from then
 //! on), and the lines' shift calendar.
 
+use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
@@ -197,7 +198,10 @@ async fn a_supervisor_sets_the_time_zone_and_a_lines_shifts(pool: PgPool) {
     let op = app.token("operator").await;
     let r = app.get("/api/v1/calendar", &op).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.body, json!({ "time_zone": "UTC", "lines": [] }));
+    assert_eq!(
+        r.body,
+        json!({ "time_zone": "UTC", "lines": [], "rotations": [], "exceptions": [], "non_working": [] })
+    );
 
     let shifts = json!({ "shifts": [
         { "shift_name": "early", "start_time": "06:00", "end_time": "14:00", "days": [1, 2, 3, 4, 5] },
@@ -255,4 +259,132 @@ async fn a_supervisor_sets_the_time_zone_and_a_lines_shifts(pool: PgPool) {
     assert_eq!(r.status, 200, "{}", r.body);
     let r = app.get("/api/v1/calendar", &op).await;
     assert_eq!(r.body["lines"], json!([]));
+}
+
+/// A rotation with a team and a break, a day off, and a holiday through the API
+/// (ADR 0060); the KPIs of a shift name its team.
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn a_supervisor_records_a_rotation_an_exception_and_a_holiday(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let sup = app.token("supervisor").await;
+    let op = app.token("operator").await;
+    let rotation = json!({ "anchor": "2026-03-02", "days": [
+        [{ "shift": "early", "team": "A", "start": "06:00", "end": "14:00",
+           "breaks": [{ "start": "10:00", "end": "10:30" }] }],
+        [{ "shift": "early", "team": "B", "start": "06:00", "end": "14:00" }],
+    ]});
+    let path = "/api/v1/calendar/lines/L1/rotations/2026-03-01";
+    app.put(path, &op, &rotation).await.assert_problem(403);
+    let r = app.put(path, &sup, &rotation).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["rotations"][0]["line"], "L1");
+    assert_eq!(r.body["rotations"][0]["effective_from"], "2026-03-01");
+    assert_eq!(
+        r.body["rotations"][0]["rotation"]["days"][0][0]["team"],
+        "A"
+    );
+    assert!(r.body["rotations"][0]["recorded_by"]
+        .as_str()
+        .is_some_and(|by| by.starts_with("supervisor")));
+    for (bad_path, bad) in [
+        (path, json!({ "anchor": "2026-03-02", "days": [] })),
+        (
+            "/api/v1/calendar/lines/L1/rotations/2026-13-01",
+            rotation.clone(),
+        ),
+        (
+            path,
+            json!({ "anchor": "2026-03-02", "days": [[{ "shift": "x", "start": "06:00",
+            "end": "07:00", "breaks": [{ "start": "08:00", "end": "08:30" }] }]] }),
+        ),
+    ] {
+        app.put(bad_path, &sup, &bad).await.assert_problem(400);
+    }
+    let r = app
+        .put(
+            "/api/v1/calendar/lines/L1/exceptions/2026-03-04",
+            &sup,
+            &json!({ "shifts": [] }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["exceptions"][0]["day"], "2026-03-04");
+    let holiday = json!({ "name": "Founders' day", "from": "2026-03-05T00:00:00", "to": "2026-03-06T00:00:00" });
+    let r = app
+        .post("/api/v1/calendar/non-working", &sup, &holiday)
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["non_working"][0]["id"].as_i64().unwrap();
+    app.post(
+        "/api/v1/calendar/non-working",
+        &sup,
+        &json!({ "name": "x", "from": "2026-03-06T00:00:00", "to": "2026-03-05T00:00:00" }),
+    )
+    .await
+    .assert_problem(400);
+
+    // The machine runs all week; the KPIs by shift (UTC plant) follow the rotation:
+    // Mon 03-02 A (with its break), Tue B, Wed the exception, Thu the holiday.
+    app.post(
+        "/api/v1/machines",
+        &sup,
+        &json!({ "machine_id": "M1", "type": "press", "line": "L1", "ideal_cycle_time_s": 10 }),
+    )
+    .await;
+    let r = app
+        .post(
+            "/api/v1/machines/events",
+            &sup,
+            &json!({ "events": [{ "event_type": "state_changed", "machine_id": "M1",
+                "state": "running", "timestamp": "2026-03-01T00:00:00Z" }] }),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    shopfloor_projections::replay(&app.pool, None, |_, _| {})
+        .await
+        .unwrap();
+    let url = "/api/v1/kpi-metrics?machine_id=M1&from=2026-03-02T00:00:00Z&to=2026-03-06T00:00:00Z&granularity=shift";
+    let r = app.get(url, &op).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let rows = r.body;
+    let got: Vec<(String, String, f64, f64)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["from"].as_str().unwrap().to_owned(),
+                r["team"].as_str().unwrap().to_owned(),
+                r["planned_stop_time_s"].as_f64().unwrap(),
+                r["run_time_s"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                "2026-03-02T06:00:00Z".to_owned(),
+                "A".to_owned(),
+                0.0,
+                28_800.0
+            ),
+            (
+                "2026-03-03T06:00:00Z".to_owned(),
+                "B".to_owned(),
+                0.0,
+                28_800.0
+            ),
+        ],
+        "running through the break is run time; no shift on the 4th and 5th"
+    );
+
+    let gone = format!("/api/v1/calendar/non-working/{id}");
+    let r = app.send(Method::DELETE, &gone, Some(&sup), None, &[]).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    app.send(Method::DELETE, &gone, Some(&sup), None, &[])
+        .await
+        .assert_problem(404);
+    let r = app.get("/api/v1/calendar", &op).await;
+    assert_eq!(r.body["non_working"], json!([]));
 }

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tracing::instrument;
 
+use super::shift_plan::{day_problem, in_force, NonWorking, Rotation, RotationVersion, ShiftSpec};
 use crate::error::QueryError;
 
 /// One shift of a line.
@@ -164,11 +165,175 @@ pub async fn replace_shifts(
     Ok(())
 }
 
-/// The calendar as the KPI queries (and the report schedules) use it.
+/// Records `rotation` as the calendar of `line` from the plant-local date
+/// `effective_from` on (ADR 0060): days before keep the calendar they had.
+#[instrument(skip(pool, rotation), err)]
+pub async fn record_rotation(
+    pool: &PgPool,
+    line: &str,
+    effective_from: NaiveDate,
+    rotation: &Rotation,
+    by: &str,
+) -> Result<DateTime<Utc>, QueryError> {
+    if let Some(problem) = rotation.problem() {
+        return Err(QueryError::Invalid(problem));
+    }
+    let doc = serde_json::to_value(rotation)
+        .map_err(|e| QueryError::Invalid(format!("the rotation does not encode: {e}")))?;
+    Ok(sqlx::query_scalar(
+        "INSERT INTO calendar_rotations (line, effective_from, rotation, recorded_by) \
+         VALUES ($1, $2, $3, $4) RETURNING recorded_at",
+    )
+    .bind(line)
+    .bind(effective_from)
+    .bind(doc)
+    .bind(by)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// Replaces the shifts of `line` on the plant-local `day` (overtime, a short day;
+/// none: no work that day).
+#[instrument(skip(pool, shifts), err)]
+pub async fn record_exception(
+    pool: &PgPool,
+    line: &str,
+    day: NaiveDate,
+    shifts: &[ShiftSpec],
+    by: &str,
+) -> Result<DateTime<Utc>, QueryError> {
+    if let Some(problem) = day_problem(shifts) {
+        return Err(QueryError::Invalid(problem));
+    }
+    let doc = serde_json::to_value(shifts)
+        .map_err(|e| QueryError::Invalid(format!("the shifts do not encode: {e}")))?;
+    Ok(sqlx::query_scalar(
+        "INSERT INTO calendar_exceptions (line, day, shifts, recorded_by) \
+         VALUES ($1, $2, $3, $4) RETURNING recorded_at",
+    )
+    .bind(line)
+    .bind(day)
+    .bind(doc)
+    .bind(by)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// Adds a plant-wide non-working period; its id.
+#[instrument(skip(pool), err)]
+pub async fn add_non_working(
+    pool: &PgPool,
+    period: &NonWorking,
+    by: &str,
+) -> Result<i64, QueryError> {
+    if period.name.trim().is_empty() {
+        return Err(QueryError::Invalid(
+            "a non-working period needs a name".into(),
+        ));
+    }
+    if period.to <= period.from {
+        return Err(QueryError::Invalid("`to` must be after `from`".into()));
+    }
+    Ok(sqlx::query_scalar(
+        "INSERT INTO calendar_non_working (name, from_local, to_local, recorded_by) \
+         VALUES ($1, $2, $3, $4) RETURNING id",
+    )
+    .bind(period.name.trim())
+    .bind(period.from)
+    .bind(period.to)
+    .bind(by)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// Removes a non-working period from now on (`as_of` before now still sees it);
+/// false when there is no such period in force.
+#[instrument(skip(pool), err)]
+pub async fn remove_non_working(pool: &PgPool, id: i64) -> Result<bool, QueryError> {
+    let done = sqlx::query(
+        "UPDATE calendar_non_working SET removed_at = clock_timestamp() \
+         WHERE id = $1 AND removed_at IS NULL",
+    )
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A rotation of a line as recorded, with its effective date.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct RotationRecord {
+    pub line: String,
+    pub effective_from: NaiveDate,
+    #[sqlx(json)]
+    pub rotation: Rotation,
+    pub recorded_at: DateTime<Utc>,
+    pub recorded_by: Option<String>,
+}
+
+/// A one-day exception of a line as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct ExceptionRecord {
+    pub line: String,
+    pub day: NaiveDate,
+    #[sqlx(json)]
+    pub shifts: Vec<ShiftSpec>,
+    pub recorded_at: DateTime<Utc>,
+    pub recorded_by: Option<String>,
+}
+
+/// A non-working period in force.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct NonWorkingRecord {
+    pub id: i64,
+    pub name: String,
+    pub from: NaiveDateTime,
+    pub to: NaiveDateTime,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// The calendar's records: rotations, exceptions, non-working periods.
+pub type CalendarRecords = (
+    Vec<RotationRecord>,
+    Vec<ExceptionRecord>,
+    Vec<NonWorkingRecord>,
+);
+
+/// Rotations (the latest record of each effective date), exceptions (the latest
+/// of each day) and the non-working periods in force, for the calendar view.
+#[instrument(skip(pool), err)]
+pub async fn calendar_records(pool: &PgPool) -> Result<CalendarRecords, QueryError> {
+    let rotations = sqlx::query_as(
+        "SELECT DISTINCT ON (line, effective_from) line, effective_from, rotation, recorded_at, \
+           recorded_by FROM calendar_rotations ORDER BY line, effective_from, recorded_at DESC",
+    )
+    .fetch_all(pool)
+    .await?;
+    let exceptions = sqlx::query_as(
+        "SELECT DISTINCT ON (line, day) line, day, shifts, recorded_at, recorded_by \
+         FROM calendar_exceptions ORDER BY line, day, recorded_at DESC",
+    )
+    .fetch_all(pool)
+    .await?;
+    let non_working = sqlx::query_as(
+        "SELECT id, name, from_local AS \"from\", to_local AS \"to\", recorded_at \
+         FROM calendar_non_working WHERE removed_at IS NULL ORDER BY from_local, id",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok((rotations, exceptions, non_working))
+}
+
+/// The calendar as the KPI queries (and the report schedules) use it: weekly
+/// shifts, rotations by effective date, one-day exceptions and non-working
+/// periods (ADR 0060).
 #[derive(Debug, Clone)]
 pub struct Calendar {
     pub tz: Tz,
     shifts: HashMap<String, Vec<ShiftDefinition>>,
+    rotations: HashMap<String, Vec<RotationVersion>>,
+    exceptions: HashMap<(String, NaiveDate), Vec<ShiftSpec>>,
+    non_working: Vec<NonWorking>,
 }
 
 /// A shift occurrence in UTC.
@@ -177,24 +342,115 @@ pub struct ShiftWindow {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
     pub name: String,
+    /// The crew working it, when the rotation names one.
+    pub team: Option<String>,
+    /// Its breaks (planned time), clipped to the window, by start.
+    pub breaks: Vec<(DateTime<Utc>, DateTime<Utc>)>,
 }
+
+/// One row of the calendar history query: a rotation (`r`), an exception (`e`)
+/// or a non-working period (`n`).
+#[derive(sqlx::FromRow)]
+struct HistoryRow {
+    kind: String,
+    line: Option<String>,
+    day: Option<NaiveDate>,
+    doc: serde_json::Value,
+}
+
+/// The rotations, exceptions and non-working periods of `lines` as recorded by
+/// `as_of` (all of them without): the latest record of each date wins.
+const HISTORY: &str = "SELECT 'r' AS kind, line, day, doc FROM ( \
+       SELECT DISTINCT ON (line, effective_from) line, effective_from AS day, rotation AS doc \
+       FROM calendar_rotations WHERE line = ANY($1) \
+         AND ($2::timestamptz IS NULL OR recorded_at <= $2) \
+       ORDER BY line, effective_from, recorded_at DESC) r \
+     UNION ALL SELECT 'e', line, day, doc FROM ( \
+       SELECT DISTINCT ON (line, day) line, day, shifts AS doc FROM calendar_exceptions \
+       WHERE line = ANY($1) AND ($2::timestamptz IS NULL OR recorded_at <= $2) \
+       ORDER BY line, day, recorded_at DESC) e \
+     UNION ALL SELECT 'n', NULL, NULL, \
+       jsonb_build_object('name', name, 'from', from_local, 'to', to_local) \
+     FROM calendar_non_working WHERE ($2::timestamptz IS NULL OR recorded_at <= $2) \
+       AND (removed_at IS NULL OR ($2::timestamptz IS NOT NULL AND removed_at > $2))";
 
 impl Calendar {
     pub async fn load(pool: &PgPool, lines: &[String]) -> Result<Self, QueryError> {
-        let tz_name = plant_time_zone(pool).await?;
+        Self::load_as_of(pool, lines, None).await
+    }
+
+    /// The calendar of `lines` as it was recorded by `as_of` (the weekly shifts
+    /// and the time zone have no history: they are as they are now).
+    pub async fn load_as_of(
+        pool: &PgPool,
+        lines: &[String],
+        as_of: Option<DateTime<Utc>>,
+    ) -> Result<Self, QueryError> {
+        let (tz_name, rows, history) = tokio::try_join!(
+            plant_time_zone(pool),
+            async {
+                Ok(sqlx::query_as::<_, ShiftDefinition>(
+                    "SELECT line, shift_name, start_time, end_time, days FROM shift_definitions \
+                     WHERE line = ANY($1) ORDER BY line, start_time, shift_name",
+                )
+                .bind(lines)
+                .fetch_all(pool)
+                .await?)
+            },
+            async {
+                Ok(sqlx::query_as::<_, HistoryRow>(HISTORY)
+                    .bind(lines)
+                    .bind(as_of)
+                    .fetch_all(pool)
+                    .await?)
+            },
+        )?;
         let tz = Tz::from_str(&tz_name).unwrap_or(Tz::UTC);
-        let rows = sqlx::query_as::<_, ShiftDefinition>(
-            "SELECT line, shift_name, start_time, end_time, days FROM shift_definitions \
-             WHERE line = ANY($1) ORDER BY line, start_time, shift_name",
-        )
-        .bind(lines)
-        .fetch_all(pool)
-        .await?;
         let mut shifts: HashMap<String, Vec<ShiftDefinition>> = HashMap::new();
         for r in rows {
             shifts.entry(r.line.clone()).or_default().push(r);
         }
-        Ok(Self { tz, shifts })
+        let mut calendar = Self {
+            tz,
+            shifts,
+            rotations: HashMap::new(),
+            exceptions: HashMap::new(),
+            non_working: Vec::new(),
+        };
+        for row in history {
+            calendar.add(row)?;
+        }
+        Ok(calendar)
+    }
+
+    fn add(&mut self, row: HistoryRow) -> Result<(), QueryError> {
+        let bad = |e: serde_json::Error| {
+            QueryError::Database(sqlx::Error::Decode(
+                format!("a stored calendar entry does not decode: {e}").into(),
+            ))
+        };
+        match (row.kind.as_str(), row.line, row.day) {
+            ("r", Some(line), Some(day)) => {
+                let rotation = serde_json::from_value(row.doc).map_err(bad)?;
+                // Rows come by effective date within a line.
+                self.rotations
+                    .entry(line)
+                    .or_default()
+                    .push(RotationVersion {
+                        effective_from: day,
+                        rotation,
+                    });
+            }
+            ("e", Some(line), Some(day)) => {
+                let shifts = serde_json::from_value(row.doc).map_err(bad)?;
+                self.exceptions.insert((line, day), shifts);
+            }
+            ("n", _, _) => self
+                .non_working
+                .push(serde_json::from_value(row.doc).map_err(bad)?),
+            _ => {}
+        }
+        Ok(())
     }
 
     /// The UTC instant of a plant-local time (the earlier one when the clock goes
@@ -217,41 +473,134 @@ impl Calendar {
         t.with_timezone(&self.tz).date_naive()
     }
 
-    /// The shift occurrences of `line` overlapping [from, to), clipped to it, by
-    /// start; `None` when the line has no calendar.
+    /// The shift occurrences of `line` overlapping [from, to), clipped to it and
+    /// cut by the non-working periods, by start; `None` when the line has no
+    /// calendar (no weekly shifts, rotation or exception).
     pub fn shift_windows(
         &self,
         line: &str,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Option<Vec<ShiftWindow>> {
-        let shifts = self.shifts.get(line).filter(|s| !s.is_empty())?;
+        let weekly = self.shifts.get(line).filter(|s| !s.is_empty());
+        let rotations = self.rotations.get(line).filter(|v| !v.is_empty());
+        let excepted = self.exceptions.keys().any(|(l, _)| l == line);
+        if weekly.is_none() && rotations.is_none() && !excepted {
+            return None;
+        }
+        let off = self.non_working_between(from, to);
         let mut out = Vec::new();
         let mut day = self.local_date(from) - Duration::days(1);
         let last = self.local_date(to);
         while day <= last {
-            let weekday = i16::try_from(day.weekday().number_from_monday()).unwrap_or(0);
-            for s in shifts.iter().filter(|s| s.days.contains(&weekday)) {
-                let start = self.utc(day.and_time(s.start_time));
-                let end_day = if s.end_time > s.start_time {
-                    day
-                } else {
-                    day + Duration::days(1)
-                };
-                let end = self.utc(end_day.and_time(s.end_time));
-                let (a, b) = (start.max(from), end.min(to));
-                if a < b {
-                    out.push(ShiftWindow {
-                        from: a,
-                        to: b,
-                        name: s.shift_name.clone(),
-                    });
-                }
+            for spec in self.shifts_on(line, day, weekly, rotations) {
+                self.push_occurrence(&mut out, day, &spec, (from, to), &off);
             }
             day += Duration::days(1);
         }
         out.sort_by(|x, y| x.from.cmp(&y.from).then(x.name.cmp(&y.name)));
         Some(out)
+    }
+
+    /// The shifts of `line` that begin on the plant-local `day`: the day's
+    /// exception, else the rotation in force, else the weekly shifts.
+    fn shifts_on(
+        &self,
+        line: &str,
+        day: NaiveDate,
+        weekly: Option<&Vec<ShiftDefinition>>,
+        rotations: Option<&Vec<RotationVersion>>,
+    ) -> Vec<ShiftSpec> {
+        if let Some(shifts) = self.exceptions.get(&(line.to_owned(), day)) {
+            return shifts.clone();
+        }
+        if let Some(rotation) = rotations.and_then(|v| in_force(v, day)) {
+            return rotation.shifts_on(day).to_vec();
+        }
+        let weekday = i16::try_from(day.weekday().number_from_monday()).unwrap_or(0);
+        weekly
+            .into_iter()
+            .flatten()
+            .filter(|s| s.days.contains(&weekday))
+            .map(|s| ShiftSpec {
+                shift: s.shift_name.clone(),
+                team: None,
+                start: s.start_time,
+                end: s.end_time,
+                breaks: Vec::new(),
+            })
+            .collect()
+    }
+
+    /// The non-working periods overlapping [from, to) in UTC, merged, by start.
+    fn non_working_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+        let mut v: Vec<_> = self
+            .non_working
+            .iter()
+            .map(|n| (self.utc(n.from), self.utc(n.to)))
+            .filter(|(a, b)| a < b && *a < to && *b > from)
+            .collect();
+        v.sort();
+        let mut out: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::with_capacity(v.len());
+        for (a, b) in v {
+            match out.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => out.push((a, b)),
+            }
+        }
+        out
+    }
+
+    /// Adds the occurrence of `spec` beginning on `day`: its pieces outside the
+    /// non-working periods `off`, clipped to `window`, each with its breaks.
+    fn push_occurrence(
+        &self,
+        out: &mut Vec<ShiftWindow>,
+        day: NaiveDate,
+        spec: &ShiftSpec,
+        window: (DateTime<Utc>, DateTime<Utc>),
+        off: &[(DateTime<Utc>, DateTime<Utc>)],
+    ) {
+        let local_start = day.and_time(spec.start);
+        let end_day = if spec.end > spec.start {
+            day
+        } else {
+            day + Duration::days(1)
+        };
+        let (start, end) = (self.utc(local_start), self.utc(end_day.and_time(spec.end)));
+        let breaks: Vec<(DateTime<Utc>, DateTime<Utc>)> = spec
+            .break_offsets()
+            .map(|(a, b)| {
+                let at = |m: i64| self.utc(local_start + Duration::minutes(m));
+                (at(a), at(b))
+            })
+            .collect();
+        let mut cursor = start.max(window.0);
+        let stop = end.min(window.1);
+        for &(a, b) in off.iter().chain(std::iter::once(&(stop, stop))) {
+            let piece_end = a.min(stop);
+            if cursor < piece_end {
+                out.push(ShiftWindow {
+                    from: cursor,
+                    to: piece_end,
+                    name: spec.shift.clone(),
+                    team: spec.team.clone(),
+                    breaks: breaks
+                        .iter()
+                        .map(|&(x, y)| (x.max(cursor), y.min(piece_end)))
+                        .filter(|(x, y)| x < y)
+                        .collect(),
+                });
+            }
+            cursor = cursor.max(b);
+            if cursor >= stop {
+                break;
+            }
+        }
     }
 
     /// Plant-local day boundaries covering [from, to), clipped.

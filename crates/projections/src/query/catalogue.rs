@@ -43,8 +43,8 @@ use super::calendar::Calendar;
 use super::changeovers::{changeovers_from, Changeover};
 use super::downtime::failure;
 use super::kpi::{
-    evaluation_time, fetch_intervals, overlap, scheduled_segments, secs, select_machines, us,
-    IntervalRow,
+    break_segments, evaluation_time, fetch_intervals, overlap, scheduled_segments, secs,
+    select_machines, split_time, us, IntervalRow,
 };
 use super::ratio;
 use crate::error::QueryError;
@@ -228,45 +228,20 @@ pub(crate) fn kpis(
     }
 }
 
-/// Time of `states` (one machine's, by floor time) in the scheduled `segments`
-/// clipped to [a, b): (planned stops, running, stopped unplanned).
-fn state_times(states: &[&IntervalRow], segments: &[(i64, i64)], a: i64, b: i64) -> [i64; 3] {
-    let mut t = [0; 3];
-    for s in states {
-        let start = us(s.at).max(a);
-        let end = s.next_at.map_or(i64::MAX, us).min(b);
-        if start >= end {
-            continue;
-        }
-        let d = overlap(start, end, segments);
-        let k = if s.effective_planned() {
-            0
-        } else if s.state == "running" {
-            1
-        } else {
-            2
-        };
-        t[k] += d;
-    }
-    t
-}
-
-/// The stopped, unplanned, scheduled time inside the changeovers: AUST.
+/// The stopped, unplanned, scheduled time inside the changeovers, outside
+/// breaks: AUST.
 fn setup_time(
     changeovers: &[&Changeover],
     states: &[&IntervalRow],
     segments: &[(i64, i64)],
+    breaks: &[(i64, i64)],
     eval: i64,
 ) -> i64 {
     changeovers
         .iter()
         .map(|c| {
-            state_times(
-                states,
-                segments,
-                us(c.start),
-                c.end.map_or(eval, us).min(eval),
-            )[2]
+            let end = c.end.map_or(eval, us).min(eval);
+            split_time(states, segments, breaks, us(c.start), end).stopped
         })
         .sum()
 }
@@ -367,7 +342,7 @@ pub async fn iso_kpis(pool: &PgPool, q: &CatalogueQuery) -> Result<Vec<IsoKpis>,
     lines.dedup();
     let eval = evaluation_time(q.as_of);
     let (calendar, intervals, facts, parts) = tokio::try_join!(
-        Calendar::load(pool, &lines),
+        Calendar::load_as_of(pool, &lines, q.as_of),
         async { Ok(fetch_intervals(pool, &ids, q.from, q.to, q.as_of).await?) },
         fetch_order_facts(pool, &ids, q, eval),
         fetch_parts(pool, &ids, q),
@@ -381,13 +356,14 @@ pub async fn iso_kpis(pool: &PgPool, q: &CatalogueQuery) -> Result<Vec<IsoKpis>,
         let mine: Vec<&Changeover> = changeovers.iter().filter(|c| &c.machine_id == id).collect();
         let shifts = calendar.shift_windows(line, q.from, q.to);
         let segments = scheduled_segments(shifts.as_deref(), q.from, q.to, eval);
-        let [planned_down, production, _] = state_times(&states, &segments, a, b);
+        let breaks = break_segments(shifts.as_deref(), eval);
+        let split = split_time(&states, &segments, &breaks, a, b);
         let mut e = Elements {
             calendar_us: b - a,
-            operation_us: segments.iter().map(|(s, e)| e - s).sum(),
-            planned_down_us: planned_down,
-            production_us: production,
-            setup_us: setup_time(&mine, &states, &segments, b),
+            operation_us: split.scheduled,
+            planned_down_us: split.planned,
+            production_us: split.run,
+            setup_us: setup_time(&mine, &states, &segments, &breaks, b),
             ..Elements::default()
         };
         for s in &states {

@@ -124,6 +124,8 @@ mod tests {
             from: h(from.into()),
             to: h(to.into()),
             name: format!("{from}-{to}"),
+            team: None,
+            breaks: vec![],
         }
     }
 

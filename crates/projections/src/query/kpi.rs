@@ -118,6 +118,9 @@ pub struct KpiRow {
     pub line: Option<String>,
     /// The shift of a `granularity=shift` bucket.
     pub shift: Option<String>,
+    /// The crew of that shift, when its rotation names one (ADR 0060).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
     /// How many machines the row covers.
     pub machine_count: usize,
     /// Time in states flagged planned (excluded from planned production time).
@@ -345,12 +348,84 @@ pub(crate) fn scheduled_segments(
         .collect()
 }
 
+/// The breaks of `shifts` (planned time inside them) in microseconds, sorted and
+/// disjoint, up to `eval` (ADR 0060).
+pub(crate) fn break_segments(
+    shifts: Option<&[ShiftWindow]>,
+    eval: DateTime<Utc>,
+) -> Vec<(i64, i64)> {
+    merge(
+        shifts
+            .into_iter()
+            .flatten()
+            .flat_map(|w| w.breaks.iter())
+            .map(|&(a, b)| (us(a), us(b).min(us(eval))))
+            .collect(),
+    )
+}
+
+/// How a machine's scheduled time in [a, b) splits, in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Split {
+    pub scheduled: i64,
+    /// States flagged planned, and any other stop or unknown time in a break.
+    pub planned: i64,
+    /// Unplanned `running`.
+    pub run: i64,
+    /// Unplanned stops outside breaks.
+    pub stopped: i64,
+    /// Outside breaks, before the machine's first known state.
+    pub unknown: i64,
+}
+
+/// Splits the time of `states` (one machine's, by floor time) in the scheduled
+/// `segments` and [a, b): a break is planned time unless the machine runs
+/// through it (ADR 0060). The one semantics of the KPIs and the catalogue.
+pub(crate) fn split_time(
+    states: &[&IntervalRow],
+    segments: &[(i64, i64)],
+    breaks: &[(i64, i64)],
+    a: i64,
+    b: i64,
+) -> Split {
+    let mut t = Split {
+        scheduled: overlap(a, b, segments),
+        ..Split::default()
+    };
+    let break_total = overlap(a, b, breaks);
+    let (mut covered, mut covered_in_breaks) = (0, 0);
+    for s in states {
+        let start = us(s.at).max(a);
+        let end = s.next_at.map_or(i64::MAX, us).min(b);
+        if start >= end {
+            continue;
+        }
+        let d = overlap(start, end, segments);
+        let in_breaks = overlap(start, end, breaks);
+        covered += d;
+        covered_in_breaks += in_breaks;
+        if s.effective_planned() {
+            t.planned += d;
+        } else if s.state == "running" {
+            t.run += d;
+        } else {
+            t.planned += in_breaks;
+            t.stopped += d - in_breaks;
+        }
+    }
+    let unknown_in_breaks = (break_total - covered_in_breaks).max(0);
+    t.planned += unknown_in_breaks;
+    t.unknown = (t.scheduled - covered - unknown_in_breaks).max(0);
+    t
+}
+
 /// One bucket of a machine's series.
 #[derive(Debug, Clone, PartialEq)]
 struct Bucket {
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     shift: Option<String>,
+    team: Option<String>,
 }
 
 /// KPI rows: one per machine (and bucket), or roll-ups.
@@ -370,7 +445,7 @@ pub async fn kpi_metrics(pool: &PgPool, q: &KpiQuery) -> Result<Vec<KpiRow>, Que
     // calendar, the buckets and the parts are worked out (two connections, so one
     // round trip less of latency).
     let ids: Vec<String> = machines.iter().map(|m| m.0.clone()).collect();
-    let (intervals, (buckets_of, scheduled_of, parts)) = tokio::try_join!(
+    let (intervals, (buckets_of, scheduled_of, breaks_of, parts)) = tokio::try_join!(
         async {
             fetch_intervals(pool, &ids, q.from, q.to, q.as_of)
                 .await
@@ -392,33 +467,17 @@ pub async fn kpi_metrics(pool: &PgPool, q: &KpiQuery) -> Result<Vec<KpiRow>, Que
         let states = by_machine
             .get(machine_id.as_str())
             .map_or(&[][..], Vec::as_slice);
+        let breaks = breaks_of.get(line).map_or(&[][..], Vec::as_slice);
         for (idx, bucket) in buckets.iter().enumerate() {
             let (b0, b1) = (us(bucket.from), us(bucket.to));
-            let segments: Vec<(i64, i64)> = scheduled
-                .iter()
-                .map(|&(a, b)| (a.max(b0), b.min(b1)))
-                .filter(|(a, b)| a < b)
-                .collect();
+            let split = split_time(states, scheduled, breaks, b0, b1);
             let mut f = Figures {
-                scheduled_us: segments.iter().map(|(a, b)| b - a).sum(),
+                scheduled_us: split.scheduled,
+                planned_stop_us: split.planned,
+                run_us: split.run,
+                unknown_us: split.unknown,
                 ..Figures::default()
             };
-            let mut covered = 0;
-            for s in states {
-                let start = us(s.at);
-                let end = s.next_at.map_or(i64::MAX, us);
-                if end <= b0 || start >= b1 {
-                    continue;
-                }
-                let d = overlap(start, end, &segments);
-                covered += d;
-                if s.effective_planned() {
-                    f.planned_stop_us += d;
-                } else if s.state == "running" {
-                    f.run_us += d;
-                }
-            }
-            f.unknown_us = (f.scheduled_us - covered).max(0);
             if let Some(&(good, scrap, ideal)) = parts.get(&(machine_id.clone(), idx)) {
                 f.good = good;
                 f.scrap = scrap;
@@ -438,6 +497,7 @@ pub async fn kpi_metrics(pool: &PgPool, q: &KpiQuery) -> Result<Vec<KpiRow>, Que
 type BucketsAndParts = (
     HashMap<String, Vec<Bucket>>,
     HashMap<String, Vec<(i64, i64)>>,
+    HashMap<String, Vec<(i64, i64)>>,
     HashMap<(String, usize), (i64, i64, f64)>,
 );
 
@@ -447,13 +507,14 @@ async fn buckets_and_parts(
     machines: &[(String, String)],
     lines: &[String],
 ) -> Result<BucketsAndParts, QueryError> {
-    let calendar = Calendar::load(pool, lines).await?;
+    let calendar = Calendar::load_as_of(pool, lines, q.as_of).await?;
     let eval = evaluation_time(q.as_of);
     let (from, to) = (q.from, q.to);
 
     // Buckets and scheduled segments per line.
     let mut buckets_of: HashMap<String, Vec<Bucket>> = HashMap::new();
     let mut scheduled_of: HashMap<String, Vec<(i64, i64)>> = HashMap::new();
+    let mut breaks_of: HashMap<String, Vec<(i64, i64)>> = HashMap::new();
     for line in lines {
         let shifts = calendar.shift_windows(line, from, to);
         let buckets: Vec<Bucket> = match q.granularity {
@@ -461,6 +522,7 @@ async fn buckets_and_parts(
                 from,
                 to,
                 shift: None,
+                team: None,
             }],
             Some(Granularity::Hour) => calendar
                 .hours(from, to)
@@ -469,6 +531,7 @@ async fn buckets_and_parts(
                     from: a,
                     to: b,
                     shift: None,
+                    team: None,
                 })
                 .collect(),
             Some(Granularity::Day) => calendar
@@ -478,6 +541,7 @@ async fn buckets_and_parts(
                     from: a,
                     to: b,
                     shift: None,
+                    team: None,
                 })
                 .collect(),
             Some(Granularity::Shift) => match &shifts {
@@ -487,6 +551,7 @@ async fn buckets_and_parts(
                         from: w.from,
                         to: w.to,
                         shift: Some(w.name.clone()),
+                        team: w.team.clone(),
                     })
                     .collect(),
                 None => calendar
@@ -496,11 +561,13 @@ async fn buckets_and_parts(
                         from: a,
                         to: b,
                         shift: None,
+                        team: None,
                     })
                     .collect(),
             },
         };
         buckets_of.insert(line.clone(), buckets);
+        breaks_of.insert(line.clone(), break_segments(shifts.as_deref(), eval));
         scheduled_of.insert(
             line.clone(),
             scheduled_segments(shifts.as_deref(), from, to, eval),
@@ -562,7 +629,7 @@ async fn buckets_and_parts(
         }
     }
 
-    Ok((buckets_of, scheduled_of, parts))
+    Ok((buckets_of, scheduled_of, breaks_of, parts))
 }
 
 fn row(
@@ -604,6 +671,7 @@ fn row(
         scrap_rate: ratio(f.scrap as f64, total as f64),
         line,
         shift: bucket.shift.clone(),
+        team: bucket.team.clone(),
         machine_count,
         planned_stop_time_s: secs(f.planned_stop_us),
         downtime_s: downtime,
@@ -640,7 +708,12 @@ pub fn roll_up(rows: Vec<KpiRow>, q: &KpiQuery) -> Vec<KpiRow> {
             row(
                 "*",
                 q.line.clone(),
-                &Bucket { from, to, shift },
+                &Bucket {
+                    from,
+                    to,
+                    shift,
+                    team: None,
+                },
                 &f,
                 n,
                 q.as_of,

@@ -33,6 +33,7 @@ pub mod orders;
 pub mod parked;
 pub mod people;
 pub mod scrap;
+pub mod shift_plan;
 pub mod stops;
 
 pub use calendar::{

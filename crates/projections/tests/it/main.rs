@@ -1,6 +1,7 @@
 //! Integration tests of the read side against the real PostgreSQL and NATS.
 
 mod accepted;
+mod calendars;
 mod catalogue;
 mod chunks;
 mod downtime;
