@@ -477,6 +477,13 @@ async fn the_dashboard_follows_the_plant_live_in_a_real_browser() {
           document.querySelector('#rejections').innerText.includes('PO-GONE')",
         ),
         (
+            "losses",
+            "the ISO 22400 catalogue of the plant and each machine",
+            "document.querySelectorAll('#iso-table tbody tr').length > 2 && \
+          document.querySelector('#iso-table tr[data-machine=\"*\"]') !== null && \
+          document.querySelector('#changeover-list') !== null",
+        ),
+        (
             "inventory",
             "the levels and the movements",
             "document.querySelector('#levels').innerText.includes('steel-coil') && \

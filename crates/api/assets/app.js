@@ -209,6 +209,8 @@
 
   /** The window as query parameters (a moving `to` is now). */
   const range = () => ({ from: win.from.toISOString(), to: (win.to || new Date()).toISOString() });
+  // The KPI window, for the views that are modules of their own (losses.js).
+  window.shopfloor = { range };
 
   // ==== 4. store =====================================================================
 
@@ -322,6 +324,7 @@
     inventory: () => ['levels', 'movements'],
     telemetry: () => ['machines', 'telemetry'],
     reports: () => ['reports', 'schedules'],
+    losses: () => [], // losses.js loads and draws it (ADR 0058)
   };
 
   /** The loader jobs an update of `topic` calls for in `view` (only what it concerns). */
@@ -489,7 +492,7 @@
   function render() {
     syncMachineSelects();
     ({ overview: renderOverview, downtime: renderDowntime, orders: renderOrders,
-      inventory: renderInventory, telemetry: renderTelemetry, reports: renderReports })[currentView]();
+      inventory: renderInventory, telemetry: renderTelemetry, reports: renderReports, losses: () => {} })[currentView]();
   }
 
   /** Keeps the machine pickers in step with the machines. */
@@ -916,6 +919,7 @@
     }
     await resolveWindow();
     refetchView();
+    window.dispatchEvent(new Event('shopfloor:window'));
   }
 
   let lastTick = new Date();

@@ -13,6 +13,8 @@
 //! - `assets/andon.js`: the andon banner (open alerts, acknowledge), an ES module mounted
 //!   into `<div id="andon">`, live on `/api/v1/live` (ADR 0048); the floor app loads it
 //!   too.
+//! - `assets/losses.js`: the Losses view (the ISO 22400-2 catalogue and changeovers; ADR
+//!   0058), an ES module like the andon, drawn when `#losses` is shown.
 //! - `assets/app.css`: its style sheet; `assets/favicon.svg`: the icon.
 //!
 //! # The floor app at `/floor` (ADR 0038)
@@ -113,6 +115,11 @@ const ASSETS: &[Asset] = &[
         name: "andon.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../assets/andon.js"),
+    },
+    Asset {
+        name: "losses.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../assets/losses.js"),
     },
     Asset {
         name: "favicon.svg",
@@ -279,7 +286,7 @@ mod tests {
     fn the_page_names_every_asset_by_its_hash() {
         let (html, _) = &*PAGE;
         assert!(!html.contains("{{"), "a placeholder is left: {html}");
-        let dashboard = ["app.js", "app.css", "favicon.svg"];
+        let dashboard = ["app.js", "app.css", "favicon.svg", "losses.js"];
         for (asset, hash) in ASSETS
             .iter()
             .zip(ASSET_HASHES.iter())

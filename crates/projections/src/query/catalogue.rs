@@ -22,9 +22,9 @@
 //! availability = APT / PBT; effectiveness = Σ ideal cycle time × parts / APT;
 //! quality ratio = good / produced; OEE = their product; loading = PBT / CT;
 //! TEEP = OEE × loading; utilisation efficiency = APT / AUBT; allocation
-//! efficiency = AUBT / PBT; allocation ratio = AUBT / AOET; NEE = utilisation
-//! efficiency × effectiveness × quality ratio; setup ratio = AUST / AUBT;
-//! throughput rate = produced / AOET (per hour); scrap ratio = scrap / produced;
+//! efficiency = AUBT / PBT; allocation ratio = AUBT inside AOET / AOET; NEE =
+//! utilisation efficiency × effectiveness × quality ratio; setup ratio = AUST /
+//! AUBT; throughput rate = parts reported for orders / AOET (per hour); scrap ratio = scrap / produced;
 //! first pass yield = (inspected − defective) / inspected, over the inspections
 //! of the machine's orders in the window; MTTF = APT / failures; MTTR = time to
 //! repair / failures; MTBF = MTTF + MTTR; worker efficiency = labour time while
@@ -71,6 +71,10 @@ pub(crate) struct Elements {
     pub production_us: i64,
     pub setup_us: i64,
     pub order_execution_us: i64,
+    /// AUBT inside the order execution time.
+    pub order_busy_us: i64,
+    /// Parts reported for an order.
+    pub order_parts: i64,
     pub ideal_s: f64,
     pub good: i64,
     pub scrap: i64,
@@ -90,6 +94,8 @@ impl Elements {
         self.production_us += o.production_us;
         self.setup_us += o.setup_us;
         self.order_execution_us += o.order_execution_us;
+        self.order_busy_us += o.order_busy_us;
+        self.order_parts += o.order_parts;
         self.ideal_s += o.ideal_s;
         self.good += o.good;
         self.scrap += o.scrap;
@@ -216,9 +222,9 @@ pub(crate) fn kpis(
         nee: product(&[utilisation, effectiveness, quality]),
         utilisation_efficiency: utilisation,
         allocation_efficiency: ratio(aubt, pbt),
-        allocation_ratio: ratio(aubt, aoet),
+        allocation_ratio: ratio(secs(e.order_busy_us), aoet),
         setup_ratio: ratio(aust, aubt),
-        throughput_rate_per_h: ratio(produced as f64, aoet / 3600.0),
+        throughput_rate_per_h: ratio(e.order_parts as f64, aoet / 3600.0),
         scrap_ratio: ratio(e.scrap as f64, produced as f64),
         first_pass_yield: ratio((e.inspected - e.defective) as f64, e.inspected as f64),
         mttf_s: mttf,
@@ -235,29 +241,35 @@ fn setup_time(
     states: &[&IntervalRow],
     segments: &[(i64, i64)],
     breaks: &[(i64, i64)],
-    eval: i64,
+    (a, b): (i64, i64),
 ) -> i64 {
     changeovers
         .iter()
         .map(|c| {
-            let end = c.end.map_or(eval, us).min(eval);
-            split_time(states, segments, breaks, us(c.start), end).stopped
+            let (start, end) = (us(c.start).max(a), c.end.map_or(b, us).min(b));
+            if start >= end {
+                return 0;
+            }
+            split_time(states, segments, breaks, start, end).stopped
         })
         .sum()
 }
 
-/// Length of the union of `intervals` (microseconds), clipped to [a, b).
-fn union_length(mut intervals: Vec<(i64, i64)>, a: i64, b: i64) -> i64 {
+/// The union of `intervals` (microseconds) clipped to [a, b): sorted, disjoint.
+fn union(mut intervals: Vec<(i64, i64)>, a: i64, b: i64) -> Vec<(i64, i64)> {
     intervals.sort_unstable();
-    let (mut total, mut reach) = (0, a);
+    let mut out: Vec<(i64, i64)> = Vec::new();
     for (s, e) in intervals {
-        let (s, e) = (s.max(reach), e.min(b));
-        if s < e {
-            total += e - s;
-            reach = e;
+        let (s, e) = (s.max(a), e.min(b));
+        if s >= e {
+            continue;
+        }
+        match out.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => out.push((s, e)),
         }
     }
-    total
+    out
 }
 
 /// Per machine: the order execution intervals, inspections and labour sessions.
@@ -267,6 +279,8 @@ struct OrderFacts {
     inspected: i64,
     defective: i64,
     sessions: Vec<(i64, i64)>,
+    /// Parts reported for an order while it ran on the machine, in the window.
+    parts: i64,
 }
 
 async fn fetch_order_facts(
@@ -302,6 +316,24 @@ async fn fetch_order_facts(
     .bind(q.as_of)
     .fetch_all(pool)
     .await?;
+    let parts: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT p.machine_id, sum(p.good + p.scrap)::bigint FROM rm_parts_facts p \
+         JOIN rm_order_facts s ON s.order_id = p.order_id AND s.kind = 'started' \
+           AND s.machine_id = p.machine_id AND s.at <= p.at \
+           AND ($4::timestamptz IS NULL OR s.recorded_at <= $4) \
+         WHERE p.machine_id = ANY($1) AND p.at >= $2 AND p.at < $3 \
+           AND ($4::timestamptz IS NULL OR p.recorded_at <= $4) \
+           AND NOT EXISTS (SELECT 1 FROM rm_order_facts e WHERE e.order_id = p.order_id \
+             AND e.kind IN ('completed', 'cancelled') AND e.at < p.at \
+             AND ($4::timestamptz IS NULL OR e.recorded_at <= $4)) \
+         GROUP BY 1",
+    )
+    .bind(ids)
+    .bind(q.from)
+    .bind(q.to)
+    .bind(q.as_of)
+    .fetch_all(pool)
+    .await?;
     let sessions: Vec<(String, DateTime<Utc>, Option<DateTime<Utc>>)> = sqlx::query_as(
         "SELECT machine_id, on_at, off_at FROM rm_labour_sessions WHERE machine_id = ANY($1) \
            AND on_at < $3 AND (off_at IS NULL OR off_at > $2)",
@@ -321,6 +353,9 @@ async fn fetch_order_facts(
         let f = out.entry(m).or_default();
         f.inspected = inspected;
         f.defective = defective;
+    }
+    for (m, n) in parts {
+        out.entry(m).or_default().parts = n;
     }
     for (m, on, off) in sessions {
         let span = (us(on), off.map_or(end, us));
@@ -363,7 +398,7 @@ pub async fn iso_kpis(pool: &PgPool, q: &CatalogueQuery) -> Result<Vec<IsoKpis>,
             operation_us: split.scheduled,
             planned_down_us: split.planned,
             production_us: split.run,
-            setup_us: setup_time(&mine, &states, &segments, &breaks, b),
+            setup_us: setup_time(&mine, &states, &segments, &breaks, (a, b)),
             ..Elements::default()
         };
         for s in &states {
@@ -377,7 +412,16 @@ pub async fn iso_kpis(pool: &PgPool, q: &CatalogueQuery) -> Result<Vec<IsoKpis>,
         }
         let f = facts.get(id);
         if let Some(f) = f {
-            e.order_execution_us = union_length(f.executions.clone(), a, b);
+            let pieces = union(f.executions.clone(), a, b);
+            e.order_execution_us = pieces.iter().map(|(s, e)| e - s).sum();
+            e.order_busy_us = pieces
+                .iter()
+                .map(|&(s, t)| {
+                    split_time(&states, &segments, &breaks, s, t).run
+                        + setup_time(&mine, &states, &segments, &breaks, (s, t))
+                })
+                .sum();
+            e.order_parts = f.parts;
             (e.inspected, e.defective) = (f.inspected, f.defective);
         }
         e.labour = q.as_of.is_none().then(|| labour(f, &states, a, b));
@@ -442,8 +486,11 @@ mod tests {
 
     #[test]
     fn union_of_overlapping_orders_is_counted_once() {
-        assert_eq!(union_length(vec![(0, 10), (5, 20), (30, 40)], 0, 35), 25);
-        assert_eq!(union_length(vec![(-5, 3)], 0, 100), 3);
+        assert_eq!(
+            union(vec![(0, 10), (5, 20), (30, 40)], 0, 35),
+            vec![(0, 20), (30, 35)]
+        );
+        assert_eq!(union(vec![(-5, 3)], 0, 100), vec![(0, 3)]);
     }
 
     #[test]
@@ -461,6 +508,8 @@ mod tests {
             production_us: 6 * h,
             setup_us: 40 * 60_000_000,
             order_execution_us: 7 * h,
+            order_busy_us: 6 * h,
+            order_parts: 1_800,
             ideal_s: 2000.0 * 9.0,
             good: 1900,
             scrap: 100,
@@ -494,9 +543,9 @@ mod tests {
         close(k.utilisation_efficiency, 21_600.0 / 24_000.0); // 0.9
         close(k.nee, 0.9 * (5.0 / 6.0) * 0.95);
         close(k.allocation_efficiency, 24_000.0 / 27_000.0);
-        close(k.allocation_ratio, 24_000.0 / 25_200.0);
+        close(k.allocation_ratio, 6.0 / 7.0);
         close(k.setup_ratio, 2_400.0 / 24_000.0); // 0.1
-        close(k.throughput_rate_per_h, 2000.0 / 7.0);
+        close(k.throughput_rate_per_h, 1_800.0 / 7.0);
         close(k.scrap_ratio, 0.05);
         close(k.first_pass_yield, 0.97);
         close(k.mttf_s, 7_200.0);

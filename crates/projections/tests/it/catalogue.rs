@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
+use shopfloor_domain::machine::MachineEvent;
 use shopfloor_domain::order::OrderEvent;
 use shopfloor_projections::query::*;
 use sqlx::PgPool;
@@ -11,6 +12,16 @@ use crate::floor::*;
 
 fn order(value: serde_json::Value) -> OrderEvent {
     serde_json::from_value(value).unwrap()
+}
+
+/// Parts of M1 for `order` (ideal cycle time 30 s).
+fn parts(order: &str, good: u64, scrap: u64, hhmm: &str) -> MachineEvent {
+    serde_json::from_value(
+        json!({"event_type": "MachinePartsProduced", "machine_id": "M1",
+        "good": good, "scrap": scrap, "order_id": order, "ideal_cycle_time_s": 30.0,
+        "at": at(hhmm), "scrap_reason": null}),
+    )
+    .unwrap()
 }
 
 /// M1 (ideal 30 s), 08:00–12:00, no calendar:
@@ -39,7 +50,7 @@ async fn history(f: &Floor) -> DateTime<Utc> {
     f.append("production_order", "o1", start("o1", "08:00"))
         .await;
     f.state("M1", "running", None, None, at("08:00")).await;
-    f.parts("M1", 100, 0, 30.0, at("09:00")).await;
+    f.machine(parts("o1", 100, 0, "09:00")).await;
     f.append(
         "production_order",
         "o1",
@@ -54,8 +65,8 @@ async fn history(f: &Floor) -> DateTime<Utc> {
     f.append("production_order", "o2", start("o2", "10:10"))
         .await;
     f.state("M1", "running", None, None, at("10:30")).await;
-    f.parts("M1", 0, 3, 30.0, at("10:35")).await;
-    f.parts("M1", 20, 1, 30.0, at("10:45")).await;
+    f.machine(parts("o2", 0, 3, "10:35")).await;
+    f.machine(parts("o2", 20, 1, "10:45")).await;
     f.state(
         "M1",
         "down",
@@ -158,7 +169,9 @@ async fn a_changeover_and_the_catalogue_by_hand(pool: PgPool) {
         (11_400.0 / 12_900.0) * (3_720.0 / 11_400.0) * (120.0 / 124.0),
     );
     close(k.allocation_efficiency, 12_900.0 / 14_400.0);
-    close(k.allocation_ratio, 12_900.0 / 13_800.0);
+    // Busy inside the orders: o1 running 120 min; o2 running 70 min and its setup
+    // 10:10–10:30.
+    close(k.allocation_ratio, 12_600.0 / 13_800.0);
     close(k.setup_ratio, 1_500.0 / 12_900.0);
     close(k.throughput_rate_per_h, 124.0 / (13_800.0 / 3_600.0));
     close(k.scrap_ratio, 4.0 / 124.0);
