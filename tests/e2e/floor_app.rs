@@ -624,6 +624,52 @@ async fn a_supervisor_edits_reason_codes_and_shifts_and_operators_get_them() {
     assert_eq!(shifts[1]["shift_name"], "late", "{calendar}");
     assert_eq!(shifts[1]["end_time"], "22:00", "{calendar}");
     assert_eq!(shifts[1]["days"], json!([1, 2, 3, 4, 5, 6]), "{calendar}");
+
+    // A holiday and a day off for L1 (ADR 0060), then the holiday removed again.
+    desk.js(
+        "const set = (id, x) => { const e = document.getElementById(id); e.value = x; \
+           e.dispatchEvent(new Event('input', { bubbles: true })); }; \
+         set('sv-holiday-name', 'Plant holiday'); set('sv-holiday-from', '2026-12-24T00:00'); \
+         set('sv-holiday-to', '2026-12-27T00:00'); \
+         document.getElementById('sv-holiday').requestSubmit(); \
+         set('sv-dayoff-date', '2026-12-31'); \
+         document.getElementById('sv-dayoff').requestSubmit(); return true;",
+    )
+    .await;
+    let calendar = until_api(
+        &api,
+        "the holiday and the day off",
+        "/api/v1/calendar",
+        |c| {
+            c["non_working"].as_array().is_some_and(|n| n.len() == 1)
+                && c["exceptions"].as_array().is_some_and(|x| x.len() == 1)
+        },
+    )
+    .await;
+    assert_eq!(
+        calendar["non_working"][0]["name"], "Plant holiday",
+        "{calendar}"
+    );
+    assert_eq!(
+        calendar["non_working"][0]["from"], "2026-12-24T00:00:00",
+        "{calendar}"
+    );
+    assert_eq!(calendar["exceptions"][0]["line"], "L1", "{calendar}");
+    assert_eq!(calendar["exceptions"][0]["day"], "2026-12-31", "{calendar}");
+    assert_eq!(calendar["exceptions"][0]["shifts"], json!([]), "{calendar}");
+    desk.until(
+        "the holiday listed",
+        "document.querySelector('#sv-holidays tr[data-holiday] button') !== null && \
+         document.querySelector('#sv-exceptions tr[data-day=\"2026-12-31\"]') !== null",
+    )
+    .await;
+    axe(&desk, "the supervisor's calendar").await;
+    desk.js("document.querySelector('#sv-holidays tr[data-holiday] button').click(); return true;")
+        .await;
+    until_api(&api, "the holiday removed", "/api/v1/calendar", |c| {
+        c["non_working"].as_array().is_some_and(|n| n.is_empty())
+    })
+    .await;
     axe(&desk, "the supervisor's settings").await;
     desk.js("document.getElementById('sv-reason').scrollIntoView(); return true;")
         .await;

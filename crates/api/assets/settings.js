@@ -48,6 +48,9 @@ export class Settings {
     $('sv-shift-rows').addEventListener('click', (ev) => this.onShiftClick(ev));
     $('sv-shift-rows').addEventListener('change', (ev) => this.onShiftChange(ev));
     $('sv-shifts').addEventListener('submit', (ev) => this.onSaveShifts(ev));
+    $('sv-holiday').addEventListener('submit', (ev) => this.onAddHoliday(ev));
+    $('sv-holidays').addEventListener('click', (ev) => this.onHolidayClick(ev));
+    $('sv-dayoff').addEventListener('submit', (ev) => this.onDayOff(ev));
     this.lossEnabled();
   }
 
@@ -66,6 +69,65 @@ export class Settings {
   render() {
     this.renderReasons();
     this.renderCalendar();
+    this.renderHistory();
+  }
+
+  /** Rotations, exceptions and holidays (ADR 0060). */
+  renderHistory() {
+    const { $, el, gate } = this.ui;
+    if (!this.calendar) return;
+    const shiftText = (s) => `${s.shift}${s.team ? ` (${s.team})` : ''} ${s.start.slice(0, 5)}–${s.end.slice(0, 5)}`
+      + (s.breaks && s.breaks.length ? `, breaks ${s.breaks.map((b) => `${b.start.slice(0, 5)}–${b.end.slice(0, 5)}`).join(', ')}` : '');
+    const dayText = (shifts) => (shifts.length ? shifts.map(shiftText).join('; ') : 'no work');
+    const fill = (id, rows) => {
+      const tb = $(id).tBodies[0];
+      const sig = JSON.stringify(rows);
+      if (tb.dataset.sig === sig) return false;
+      tb.dataset.sig = sig;
+      return tb;
+    };
+    const rot = this.calendar.rotations || [];
+    let tb = fill('sv-rotations', rot);
+    if (tb) tb.replaceChildren(...rot.map((r) => el('tr', {}, el('td', { text: r.line }), el('td', { text: r.effective_from }),
+      el('td', { text: `${r.rotation.days.length} days from ${r.rotation.anchor}` }),
+      el('td', { text: r.rotation.days.map((d, k) => `day ${k + 1}: ${dayText(d)}`).join(' · ') }))));
+    const exc = this.calendar.exceptions || [];
+    tb = fill('sv-exceptions', exc);
+    if (tb) tb.replaceChildren(...exc.map((x) => el('tr', { 'data-day': x.day },
+      el('td', { text: x.line }), el('td', { text: x.day }), el('td', { text: dayText(x.shifts) }))));
+    const hol = this.calendar.non_working || [];
+    tb = fill('sv-holidays', hol);
+    if (tb) {
+      tb.replaceChildren(...hol.map((n) => el('tr', { 'data-holiday': n.id },
+        el('td', { text: n.name }), el('td', { text: n.from.replace('T', ' ').slice(0, 16) }),
+        el('td', { text: n.to.replace('T', ' ').slice(0, 16) }),
+        el('td', {}, el('button', { type: 'button', className: 'danger', 'data-remove-holiday': n.id, 'data-perm': 'settings',
+          text: 'Remove', 'aria-label': `Remove holiday ${n.name}` })))));
+      gate(tb);
+    }
+  }
+
+  async onAddHoliday(ev) {
+    ev.preventDefault();
+    const { $ } = this.ui;
+    const secs = (v) => (v.length === 16 ? `${v}:00` : v);
+    const body = { name: $('sv-holiday-name').value.trim(), from: secs($('sv-holiday-from').value), to: secs($('sv-holiday-to').value) };
+    if (await this.change(`holiday ${body.name} added`, 'POST', '/api/v1/calendar/non-working', body)) ev.target.reset();
+  }
+
+  async onHolidayClick(ev) {
+    const b = ev.target.closest('button[data-remove-holiday]');
+    if (!b) return;
+    await this.change('holiday removed', 'DELETE', `/api/v1/calendar/non-working/${b.dataset.removeHoliday}`);
+  }
+
+  async onDayOff(ev) {
+    ev.preventDefault();
+    const { $ } = this.ui;
+    const day = $('sv-dayoff-date').value;
+    if (!this.line || !day) return;
+    await this.change(`${day} is a day off on ${this.line}`, 'PUT',
+      `/api/v1/calendar/lines/${encodeURIComponent(this.line)}/exceptions/${day}`, { shifts: [] });
   }
 
   renderReasons() {
