@@ -358,9 +358,15 @@ struct HistoryRow {
     doc: serde_json::Value,
 }
 
-/// The rotations, exceptions and non-working periods of `lines` as recorded by
-/// `as_of` (all of them without): the latest record of each date wins.
-const HISTORY: &str = "SELECT 'r' AS kind, line, day, doc FROM ( \
+/// The whole calendar of `lines` in one round trip: the time zone (`t`), the
+/// weekly shifts (`w`), and the rotations, exceptions and non-working periods as
+/// recorded by `as_of` (all of them without; the latest record of each date wins).
+const HISTORY: &str = "SELECT 't' AS kind, NULL::text AS line, NULL::date AS day, \
+       to_jsonb(time_zone) AS doc FROM plant_settings \
+     UNION ALL SELECT 'w', line, NULL, jsonb_build_object('line', line, \
+       'shift_name', shift_name, 'start_time', start_time, 'end_time', end_time, 'days', days) \
+     FROM shift_definitions WHERE line = ANY($1) \
+     UNION ALL SELECT 'r', line, day, doc FROM ( \
        SELECT DISTINCT ON (line, effective_from) line, effective_from AS day, rotation AS doc \
        FROM calendar_rotations WHERE line = ANY($1) \
          AND ($2::timestamptz IS NULL OR recorded_at <= $2) \
@@ -386,39 +392,27 @@ impl Calendar {
         lines: &[String],
         as_of: Option<DateTime<Utc>>,
     ) -> Result<Self, QueryError> {
-        let (tz_name, rows, history) = tokio::try_join!(
-            plant_time_zone(pool),
-            async {
-                Ok(sqlx::query_as::<_, ShiftDefinition>(
-                    "SELECT line, shift_name, start_time, end_time, days FROM shift_definitions \
-                     WHERE line = ANY($1) ORDER BY line, start_time, shift_name",
-                )
-                .bind(lines)
-                .fetch_all(pool)
-                .await?)
-            },
-            async {
-                Ok(sqlx::query_as::<_, HistoryRow>(HISTORY)
-                    .bind(lines)
-                    .bind(as_of)
-                    .fetch_all(pool)
-                    .await?)
-            },
-        )?;
-        let tz = Tz::from_str(&tz_name).unwrap_or(Tz::UTC);
-        let mut shifts: HashMap<String, Vec<ShiftDefinition>> = HashMap::new();
-        for r in rows {
-            shifts.entry(r.line.clone()).or_default().push(r);
-        }
+        let rows = sqlx::query_as::<_, HistoryRow>(HISTORY)
+            .bind(lines)
+            .bind(as_of)
+            .fetch_all(pool)
+            .await?;
         let mut calendar = Self {
-            tz,
-            shifts,
+            tz: Tz::UTC,
+            shifts: HashMap::new(),
             rotations: HashMap::new(),
             exceptions: HashMap::new(),
             non_working: Vec::new(),
         };
-        for row in history {
+        for row in rows {
             calendar.add(row)?;
+        }
+        for shifts in calendar.shifts.values_mut() {
+            shifts
+                .sort_by(|a, b| (a.start_time, &a.shift_name).cmp(&(b.start_time, &b.shift_name)));
+        }
+        for versions in calendar.rotations.values_mut() {
+            versions.sort_by_key(|v| v.effective_from);
         }
         Ok(calendar)
     }
@@ -430,9 +424,16 @@ impl Calendar {
             ))
         };
         match (row.kind.as_str(), row.line, row.day) {
+            ("t", _, _) => {
+                let name: String = serde_json::from_value(row.doc).map_err(bad)?;
+                self.tz = Tz::from_str(&name).unwrap_or(Tz::UTC);
+            }
+            ("w", Some(line), _) => {
+                let shift: ShiftDefinition = serde_json::from_value(row.doc).map_err(bad)?;
+                self.shifts.entry(line).or_default().push(shift);
+            }
             ("r", Some(line), Some(day)) => {
                 let rotation = serde_json::from_value(row.doc).map_err(bad)?;
-                // Rows come by effective date within a line.
                 self.rotations
                     .entry(line)
                     .or_default()
