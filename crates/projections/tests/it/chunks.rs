@@ -304,6 +304,7 @@ fn order_event(rng: &mut StdRng, o: &str) -> OrderEvent {
             passed: rng.gen_bool(0.7),
             inspector: Actor::new("qa").unwrap(),
             notes: None,
+            measurements: Vec::new(),
             at,
         },
     }
