@@ -444,6 +444,7 @@ pub async fn define(
 
 /// `GET /api/v1/spc/characteristics` filters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     pub machine_id: Option<String>,
 }
@@ -465,6 +466,7 @@ pub async fn list(
 
 /// `GET …/{characteristic_id}` options.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ChartQuery {
     /// The most recent points to show (default 200, at most 1000).
     pub last: Option<usize>,
@@ -660,6 +662,7 @@ pub async fn freeze_limits(
 
 /// `GET /api/v1/spc/signals` filters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SignalsQuery {
     pub characteristic_id: Option<String>,
     pub machine_id: Option<String>,
