@@ -322,6 +322,7 @@
     inventory: () => ['levels', 'movements'],
     telemetry: () => ['machines', 'telemetry'],
     reports: () => ['reports', 'schedules'],
+    spc: () => [], // spc.js loads and draws it (ADR 0056)
   };
 
   /** The loader jobs an update of `topic` calls for in `view` (only what it concerns). */
@@ -489,7 +490,7 @@
   function render() {
     syncMachineSelects();
     ({ overview: renderOverview, downtime: renderDowntime, orders: renderOrders,
-      inventory: renderInventory, telemetry: renderTelemetry, reports: renderReports })[currentView]();
+      inventory: renderInventory, telemetry: renderTelemetry, reports: renderReports, spc: () => {} })[currentView]();
   }
 
   /** Keeps the machine pickers in step with the machines. */

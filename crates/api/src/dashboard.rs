@@ -13,6 +13,8 @@
 //! - `assets/andon.js`: the andon banner (open alerts, acknowledge), an ES module mounted
 //!   into `<div id="andon">`, live on `/api/v1/live` (ADR 0048); the floor app loads it
 //!   too.
+//! - `assets/spc.js`: the SPC view (control charts, limits, capability, signals; ADR
+//!   0056), an ES module like the andon, drawn when `#spc` is shown.
 //! - `assets/app.css`: its style sheet; `assets/favicon.svg`: the icon.
 //!
 //! # The floor app at `/floor` (ADR 0038)
@@ -113,6 +115,11 @@ const ASSETS: &[Asset] = &[
         name: "andon.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../assets/andon.js"),
+    },
+    Asset {
+        name: "spc.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../assets/spc.js"),
     },
     Asset {
         name: "favicon.svg",

@@ -215,7 +215,11 @@ const EXPECTED: &[(&str, &str, u8)] = &[
     ("get", "/api/v1/auth/me", ALL),
     ("post", "/api/v1/spc/characteristics", SUPERVISOR | ADMIN),
     ("get", "/api/v1/spc/characteristics", ALL),
-    ("get", "/api/v1/spc/characteristics/{characteristic_id}", ALL),
+    (
+        "get",
+        "/api/v1/spc/characteristics/{characteristic_id}",
+        ALL,
+    ),
     (
         "post",
         "/api/v1/spc/characteristics/{characteristic_id}/samples",
