@@ -236,6 +236,12 @@ async fn inspections_feed_a_chart_whose_signal_raises_an_alert(pool: PgPool) {
     assert!(kinds.iter().all(|k| *k == "spc_signal"), "{open}");
     assert_eq!(kinds.len(), 2, "one alert per signal: {open}");
 
+    // The roles beside the API stop (their leader locks hold connections of the test's
+    // small pool, which the replay needs one per read model of).
+    cancel.cancel();
+    alerts.await.unwrap().unwrap();
+    process.await.unwrap();
+
     // The read model: the list and the signals.
     shopfloor_projections::replay(&app.pool, None, |_, _| {})
         .await
@@ -265,7 +271,4 @@ async fn inspections_feed_a_chart_whose_signal_raises_an_alert(pool: PgPool) {
         .await
         .assert_problem(404);
 
-    cancel.cancel();
-    alerts.await.unwrap().unwrap();
-    process.await.unwrap();
 }
