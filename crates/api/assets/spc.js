@@ -98,8 +98,13 @@ function render(chart) {
     h('dt', {}, 'Spec'), h('dd', {}, `LSL ${fmt(c.lsl)} · target ${fmt(c.target)} · USL ${fmt(c.usl)}`),
     h('dt', {}, 'Capability'), h('dd', {}, cap ? `Cp ${fmt(cap.cp, 2)} · Cpk ${fmt(cap.cpk, 2)} (σ̂ ${fmt(cap.sigma, 4)})` : '—'),
     h('dt', {}, 'Rules'), h('dd', {}, c.rules.join(', ')));
-  const bandOf = (p) => (p.band ? p.band : null);
-  const spreadBand = (p) => { const v = byVersion.get(p.limits_version); return v && v.spread ? v.spread : null; };
+  // Points recorded before any limits (the phase I baseline) are drawn against the limits in
+  // force (p and u: at the nominal size), so the baseline can be read against its own limits.
+  const bandOf = (p) => p.band || (l && p.limits_version == null ? l.primary : null);
+  const spreadBand = (p) => {
+    const v = p.limits_version == null ? l : byVersion.get(p.limits_version);
+    return v && v.spread ? v.spread : null;
+  };
   const charts = [drawChart(primary, chart.points, (p) => p.value, bandOf, (p) => outP.has(p.index))];
   if (spread) charts.push(drawChart(spread, chart.points, (p) => p.spread, spreadBand, (p) => outS.has(p.index)));
   const rows = chart.signals.slice().reverse().map((g) => h('tr', {},
