@@ -815,3 +815,18 @@ fn the_inspection_flow_feeds_the_characteristics_it_names() {
     ));
     assert_eq!(measured_characteristics(&event).len(), 1);
 }
+
+#[test]
+fn serde_names_are_the_api_names() {
+    for rule in Rule::ALL {
+        assert_eq!(serde_json::to_value(rule).unwrap(), rule.as_str());
+        assert_eq!(Rule::parse(rule.as_str()), Some(rule));
+    }
+    for chart in ChartKind::ALL {
+        assert_eq!(serde_json::to_value(chart).unwrap(), chart.as_str());
+    }
+    assert_eq!(
+        serde_json::from_value::<RuleSet>(serde_json::json!("western_electric")).unwrap(),
+        RuleSet::WesternElectric
+    );
+}
