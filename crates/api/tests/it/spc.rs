@@ -270,5 +270,4 @@ async fn inspections_feed_a_chart_whose_signal_raises_an_alert(pool: PgPool) {
     app.get("/api/v1/spc/characteristics/nope", &op)
         .await
         .assert_problem(404);
-
 }
