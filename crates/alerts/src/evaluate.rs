@@ -52,7 +52,8 @@ type DueRow = (String, String, String, String, Uuid, DateTime<Utc>, f64);
 
 /// The events the evaluator reads; the rest of the log (parts reports, telemetry, orders…)
 /// is skipped in the database. Every event of rules and alerts, and the machine,
-/// maintenance and inventory events that `machines::fact_of` and [`Evaluator::handle`] look at.
+/// maintenance, inventory and SPC events that `machines::fact_of` and [`Evaluator::handle`]
+/// look at.
 fn evaluated() -> EventFilter {
     EventFilter::new(
         &[StreamType::AlertRule.as_str(), StreamType::Alert.as_str()],
@@ -64,6 +65,7 @@ fn evaluated() -> EventFilter {
             "MaintenanceTaskCompleted",
             "MaintenanceTaskCancelled",
             "InventoryConsumed",
+            "SpcSignalRaised",
         ],
     )
 }
@@ -369,6 +371,17 @@ impl Evaluator {
                     } else {
                         vec![]
                     };
+                    (issued, false)
+                }
+                ("spc_characteristic", "SpcSignalRaised") => {
+                    let issued = self
+                        .instant(
+                            event,
+                            AlertKind::SpcSignal,
+                            s("machine_id"),
+                            s("characteristic_id"),
+                        )
+                        .await?;
                     (issued, false)
                 }
                 ("alert_rule", _) => {

@@ -165,7 +165,8 @@ pub fn holds(kind: AlertKind, cause: &str, row: &MachineRow) -> bool {
             | AlertKind::BelowReorderPoint
             | AlertKind::IngestSilent
             | AlertKind::RejectedMessages
-            | AlertKind::KpiBelowTarget => true,
+            | AlertKind::KpiBelowTarget
+            | AlertKind::SpcSignal => true,
         }
 }
 

@@ -140,6 +140,7 @@ const SAYS = {
   unclassified_stop: (w) => `${w}: stop without a reason`,
   predictive_alert: (w) => `${w}: predictive maintenance due`,
   inventory_shortage: (w) => `${w}: stock shortage`,
+  spc_signal: (w) => `${w}: out of statistical control`,
   maintenance_overdue: (w) => `maintenance ${w} is overdue`,
   below_reorder_point: (w) => `${w} below its reorder point`,
   ingest_silent: (w) => `${w} has gone silent`,

@@ -325,6 +325,7 @@
     telemetry: () => ['machines', 'telemetry'],
     reports: () => ['reports', 'schedules'],
     losses: () => [], // losses.js loads and draws it (ADR 0058)
+    spc: () => [], // spc.js loads and draws it (ADR 0056)
   };
 
   /** The loader jobs an update of `topic` calls for in `view` (only what it concerns). */
@@ -492,7 +493,8 @@
   function render() {
     syncMachineSelects();
     ({ overview: renderOverview, downtime: renderDowntime, orders: renderOrders,
-      inventory: renderInventory, telemetry: renderTelemetry, reports: renderReports, losses: () => {} })[currentView]();
+      inventory: renderInventory, telemetry: renderTelemetry, reports: renderReports, losses: () => {},
+      spc: () => {} })[currentView]();
   }
 
   /** Keeps the machine pickers in step with the machines. */

@@ -15,6 +15,8 @@
 //!   too.
 //! - `assets/losses.js`: the Losses view (the ISO 22400-2 catalogue and changeovers; ADR
 //!   0058), an ES module like the andon, drawn when `#losses` is shown.
+//! - `assets/spc.js`: the SPC view (control charts, limits, capability, signals; ADR
+//!   0056), an ES module like the andon, drawn when `#spc` is shown.
 //! - `assets/app.css`: its style sheet; `assets/favicon.svg`: the icon.
 //!
 //! # The floor app at `/floor` (ADR 0038)
@@ -120,6 +122,11 @@ const ASSETS: &[Asset] = &[
         name: "losses.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../assets/losses.js"),
+    },
+    Asset {
+        name: "spc.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../assets/spc.js"),
     },
     Asset {
         name: "favicon.svg",
@@ -286,7 +293,7 @@ mod tests {
     fn the_page_names_every_asset_by_its_hash() {
         let (html, _) = &*PAGE;
         assert!(!html.contains("{{"), "a placeholder is left: {html}");
-        let dashboard = ["app.js", "app.css", "favicon.svg", "losses.js"];
+        let dashboard = ["app.js", "app.css", "favicon.svg", "losses.js", "spc.js"];
         for (asset, hash) in ASSETS
             .iter()
             .zip(ASSET_HASHES.iter())

@@ -84,6 +84,7 @@ pub fn router_with_limits(state: AppState, limits: RateLimits) -> Router {
         .merge(routes::live::routes())
         .merge(routes::reports::routes())
         .merge(routes::alerts::routes())
+        .merge(routes::spc::routes())
         .layer(from_fn_with_state(state.clone(), idempotency::idempotency))
         .layer(from_fn_with_state(
             limiter.clone(),

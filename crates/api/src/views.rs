@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use shopfloor_domain::inventory::Item;
 use shopfloor_domain::machine::MachineRecord;
@@ -71,7 +71,16 @@ pub struct InspectionView {
     pub passed: bool,
     pub inspector: String,
     pub notes: Option<String>,
+    /// Measured values of SPC characteristics (ADR 0056); empty when none were given.
+    pub measurements: Vec<MeasurementView>,
     pub at: DateTime<Utc>,
+}
+
+/// The measured values of one characteristic in an inspection (one subgroup).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MeasurementView {
+    pub characteristic: String,
+    pub values: Vec<f64>,
 }
 
 impl From<&Inspection> for InspectionView {
@@ -83,6 +92,14 @@ impl From<&Inspection> for InspectionView {
             passed: i.passed,
             inspector: i.inspector.to_string(),
             notes: i.notes.as_ref().map(ToString::to_string),
+            measurements: i
+                .measurements
+                .iter()
+                .map(|m| MeasurementView {
+                    characteristic: m.characteristic.to_string(),
+                    values: m.values.clone(),
+                })
+                .collect(),
             at: i.at,
         }
     }

@@ -7,7 +7,7 @@ use shopfloor_domain::process::Target;
 use shopfloor_domain::reason::ReasonCatalogue;
 use shopfloor_domain::{
     Alert, AlertRule, Decide, InventoryItem, Machine, MaintenancePolicy, MaintenanceTask, Operator,
-    PlantReasons, ProductionOrder, StreamType,
+    PlantReasons, ProductionOrder, SpcCharacteristic, StreamType,
 };
 use shopfloor_eventstore::repository::encode_events;
 use shopfloor_eventstore::{
@@ -28,6 +28,7 @@ pub enum AnyAggregate {
     AlertRule(AlertRule),
     Alert(Alert),
     PlantReasons(PlantReasons),
+    SpcCharacteristic(SpcCharacteristic),
 }
 
 /// A command decided: the events to append, already applied to the aggregate.
@@ -92,6 +93,7 @@ impl AnyAggregate {
             StreamType::AlertRule => Self::AlertRule(AlertRule::default()),
             StreamType::Alert => Self::Alert(Alert::default()),
             StreamType::ReasonCatalogue => Self::PlantReasons(PlantReasons::default()),
+            StreamType::SpcCharacteristic => Self::SpcCharacteristic(SpcCharacteristic::default()),
         }
     }
 
@@ -147,6 +149,12 @@ impl AnyAggregate {
                 let (a, v) = repo::<PlantReasons>(store, snapshot_every).load(id).await?;
                 (Self::PlantReasons(a), v)
             }
+            StreamType::SpcCharacteristic => {
+                let (a, v) = repo::<SpcCharacteristic>(store, snapshot_every)
+                    .load(id)
+                    .await?;
+                (Self::SpcCharacteristic(a), v)
+            }
         })
     }
 
@@ -190,6 +198,9 @@ impl AnyAggregate {
             (Self::PlantReasons(a), Target::ReasonCatalogue { command }) => {
                 decide_on(a, command, stream, metadata, command_id)
             }
+            (Self::SpcCharacteristic(a), Target::SpcCharacteristic { command, .. }) => {
+                decide_on(a, command, stream, metadata, command_id)
+            }
             (_, target) => Err(CommandError::Store(StoreError::Invalid(format!(
                 "a {} command sent to another aggregate type",
                 target.stream_type()
@@ -214,6 +225,7 @@ impl AnyAggregate {
             Self::AlertRule(a) => repo(store, 1).save_snapshot(id, version, a).await,
             Self::Alert(a) => repo(store, 1).save_snapshot(id, version, a).await,
             Self::PlantReasons(a) => repo(store, 1).save_snapshot(id, version, a).await,
+            Self::SpcCharacteristic(a) => repo(store, 1).save_snapshot(id, version, a).await,
         }
     }
 }
@@ -245,5 +257,6 @@ from_any!(
     Operator,
     AlertRule,
     Alert,
-    PlantReasons
+    PlantReasons,
+    SpcCharacteristic
 );

@@ -188,3 +188,14 @@ impl Classify for ReasonCodeError {
         }
     }
 }
+
+impl Classify for shopfloor_domain::spc::SpcError {
+    fn kind(&self) -> RejectionKind {
+        use shopfloor_domain::spc::SpcError as E;
+        match self {
+            E::NotFound => NotFound,
+            E::AlreadyExists { .. } => Conflict,
+            _ => Invalid,
+        }
+    }
+}

@@ -9,7 +9,10 @@
 //!   policy's reset); cancelled → the policy's;
 //! - machine usage (state or parts) → `CheckDue` on the machine's policies, and a
 //!   periodic tick does the same for calendar-based policies;
-//! - a policy due → the preventive task.
+//! - a policy due → the preventive task;
+//! - an inspection recorded → a sample for each SPC characteristic it feeds (its
+//!   measurements, or every inspection of a product; ADR 0056), from an index of
+//!   the characteristics kept as their definitions are read.
 //!
 //! # Idempotency
 //! Every command carries the deterministic id the domain gives it (causing event
@@ -23,9 +26,11 @@ use std::time::Duration;
 use chrono::Utc;
 use shopfloor_domain::machine::{MachineEvent, MachineUsage};
 use shopfloor_domain::maintenance::TaskEvent;
+use shopfloor_domain::order::OrderEvent;
 use shopfloor_domain::policy::{CheckDue, PolicyCommand, PolicyEvent};
 use shopfloor_domain::process::{self as flows, IssuedCommand, OrderFacts, Target};
-use shopfloor_domain::values::{MachineId, PolicyId};
+use shopfloor_domain::spc::{self, CharacteristicFacts, ChartKind, SampleSource, SpcEvent};
+use shopfloor_domain::values::{CharacteristicId, MachineId, PolicyId};
 use shopfloor_domain::{Machine, ProductionOrder};
 use shopfloor_eventstore::repository::decode_event;
 use shopfloor_eventstore::{
@@ -228,6 +233,18 @@ impl ProcessManager {
                 }
                 commands
             }
+            "production_order" if event.event_type == "OrderInspectionRecorded" => {
+                let Some(e) = self.decode::<OrderEvent>(event).await? else {
+                    return Ok(());
+                };
+                self.spc_samples(&id, &e).await?
+            }
+            "spc_characteristic" if event.event_type == "SpcCharacteristicDefined" => {
+                if let Some(e) = self.decode::<SpcEvent>(event).await? {
+                    self.index_characteristic(&e).await?;
+                }
+                Vec::new()
+            }
             "maintenance_task" => {
                 let Some(e) = self.decode::<TaskEvent>(event).await? else {
                     return Ok(());
@@ -360,6 +377,88 @@ impl ProcessManager {
         .execute(self.pool())
         .await?;
         Ok(())
+    }
+
+    /// Keeps the index of characteristics the inspection flow reads.
+    async fn index_characteristic(&self, event: &SpcEvent) -> Result<(), ProcessError> {
+        let SpcEvent::SpcCharacteristicDefined {
+            characteristic_id,
+            chart,
+            source,
+            ..
+        } = event
+        else {
+            return Ok(());
+        };
+        let product = match source {
+            SampleSource::Inspections { product_id } => product_id.as_ref().map(|p| p.as_str()),
+            _ => None,
+        };
+        sqlx::query(
+            "INSERT INTO process_spc_characteristics \
+             (characteristic_id, chart, source, source_kind, product_id) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (characteristic_id) DO UPDATE SET \
+             chart = excluded.chart, source = excluded.source, \
+             source_kind = excluded.source_kind, product_id = excluded.product_id",
+        )
+        .bind(characteristic_id.as_str())
+        .bind(chart.as_str())
+        .bind(sqlx::types::Json(source))
+        .bind(source.as_str())
+        .bind(product)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The SPC samples an inspection feeds (ADR 0056): the characteristics its measurements
+    /// name, and those fed by every inspection (of its order's product).
+    async fn spc_samples(
+        &self,
+        id: &str,
+        event: &OrderEvent,
+    ) -> Result<Vec<IssuedCommand>, ProcessError> {
+        let OrderEvent::OrderInspectionRecorded { order_id, .. } = event else {
+            return Ok(Vec::new());
+        };
+        let named: Vec<String> = spc::measured_characteristics(event)
+            .into_iter()
+            .map(|c| c.to_string())
+            .collect();
+        let rows: Vec<(String, String, sqlx::types::Json<SampleSource>)> = sqlx::query_as(
+            "SELECT characteristic_id, chart, source FROM process_spc_characteristics \
+             WHERE characteristic_id = ANY($1) OR source_kind = 'inspections' \
+             ORDER BY characteristic_id",
+        )
+        .bind(&named)
+        .fetch_all(self.pool())
+        .await?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (order, _) = self
+            .service
+            .load::<ProductionOrder>(order_id.as_str())
+            .await?;
+        let Some(order) = order.order() else {
+            return Ok(Vec::new());
+        };
+        let facts: Vec<CharacteristicFacts> = rows
+            .into_iter()
+            .filter_map(|(id, chart, source)| {
+                Some(CharacteristicFacts {
+                    characteristic_id: CharacteristicId::new(id).ok()?,
+                    chart: ChartKind::ALL.into_iter().find(|c| c.as_str() == chart)?,
+                    source: source.0,
+                })
+            })
+            .collect();
+        Ok(spc::on_inspection_recorded(
+            id,
+            event,
+            &order.product_id,
+            &facts,
+        ))
     }
 
     async fn policies_of(&self, machine: &MachineId) -> Result<Vec<PolicyId>, ProcessError> {

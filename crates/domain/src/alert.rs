@@ -55,6 +55,9 @@ pub enum AlertKind {
     /// A KPI (`metric`) of the scope below `target` over the running shift (the plant-local
     /// day where the line has no calendar), once `after_minutes` of it have passed.
     KpiBelowTarget,
+    /// A run rule signalled on an SPC characteristic's chart (ADR 0056): one alert per
+    /// signal, scoped by the characteristic's machine.
+    SpcSignal,
 }
 
 impl AlertKind {
@@ -69,6 +72,7 @@ impl AlertKind {
             Self::IngestSilent => "ingest_silent",
             Self::RejectedMessages => "rejected_messages",
             Self::KpiBelowTarget => "kpi_below_target",
+            Self::SpcSignal => "spc_signal",
         }
     }
 

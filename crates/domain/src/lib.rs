@@ -20,6 +20,8 @@
 //! - [`policy`]: preventive-maintenance policies (`maintenance_policy`).
 //! - [`alert`]: alert rules (`alert_rule`) and alerts (`alert`): raised, acknowledged,
 //!   escalated, resolved.
+//! - [`spc`]: statistical process control (`spc_characteristic`): control charts, frozen
+//!   and versioned limits, run-rule signals, capability (ADR 0056).
 //! - [`stream`]: [`StreamType`], the kinds of stream in the log.
 //! - [`process`]: the pure half of the process managers: given an event and looked-up facts,
 //!   the commands to issue next, each with a deterministic command id.
@@ -41,6 +43,7 @@ pub mod policy;
 pub mod process;
 pub mod reason;
 pub mod reason_codes;
+pub mod spc;
 pub mod stream;
 pub mod values;
 
@@ -52,6 +55,7 @@ pub use operator::Operator;
 pub use order::ProductionOrder;
 pub use policy::MaintenancePolicy;
 pub use reason_codes::PlantReasons;
+pub use spc::SpcCharacteristic;
 pub use stream::StreamType;
 
 use cqrs_es::Aggregate;

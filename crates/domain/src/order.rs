@@ -33,6 +33,7 @@ use chrono::{DateTime, Utc};
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
+use crate::spc::Measurement;
 use crate::values::{
     default_output_location, Actor, InspectionId, ItemId, Location, MachineId, OperatorId, OrderId,
     OrderQuantity, ProductId, Quantity, Text,
@@ -186,6 +187,10 @@ pub struct RecordInspection {
     pub passed: bool,
     pub inspector: Actor,
     pub notes: Option<Text>,
+    /// Measured values of characteristics (one subgroup each; ADR 0056); empty for an
+    /// attribute-only inspection.
+    #[serde(default)]
+    pub measurements: Vec<Measurement>,
     pub at: DateTime<Utc>,
 }
 
@@ -274,6 +279,9 @@ pub enum OrderEvent {
         passed: bool,
         inspector: Actor,
         notes: Option<Text>,
+        /// Measured values of characteristics (ADR 0056); absent when none.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        measurements: Vec<Measurement>,
         at: DateTime<Utc>,
     },
 }
@@ -336,6 +344,8 @@ pub struct Inspection {
     pub passed: bool,
     pub inspector: Actor,
     pub notes: Option<Text>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub measurements: Vec<Measurement>,
     pub at: DateTime<Utc>,
 }
 
@@ -573,6 +583,7 @@ impl Decide for ProductionOrder {
                     passed: cmd.passed,
                     inspector: cmd.inspector,
                     notes: cmd.notes,
+                    measurements: cmd.measurements,
                     at: cmd.at,
                 }
             }
@@ -674,6 +685,7 @@ impl Aggregate for ProductionOrder {
                 passed,
                 inspector,
                 notes,
+                measurements,
                 at,
                 ..
             } => order.inspections.push(Inspection {
@@ -683,6 +695,7 @@ impl Aggregate for ProductionOrder {
                 passed,
                 inspector,
                 notes,
+                measurements,
                 at,
             }),
         }

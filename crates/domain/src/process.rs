@@ -36,9 +36,10 @@ use crate::policy::{
     CheckDue, PolicyCommand, PolicyEvent, RecordPolicyTaskCancelled, RecordPolicyTaskCompleted,
 };
 use crate::reason_codes::ReasonCodeCommand;
+use crate::spc::SpcCommand;
 use crate::values::{
-    AlertId, AlertRuleId, ItemId, Location, MachineId, OperatorId, OrderId, PolicyId, ProductId,
-    Quantity, TaskId,
+    AlertId, AlertRuleId, CharacteristicId, ItemId, Location, MachineId, OperatorId, OrderId,
+    PolicyId, ProductId, Quantity, TaskId,
 };
 use crate::StreamType;
 
@@ -79,6 +80,10 @@ pub enum Target {
     },
     /// The plant's reason codes: one stream, [`crate::reason_codes::PLANT_STREAM`].
     ReasonCatalogue { command: ReasonCodeCommand },
+    SpcCharacteristic {
+        characteristic_id: CharacteristicId,
+        command: SpcCommand,
+    },
 }
 
 impl Target {
@@ -94,6 +99,7 @@ impl Target {
             Self::AlertRule { .. } => StreamType::AlertRule,
             Self::Alert { .. } => StreamType::Alert,
             Self::ReasonCatalogue { .. } => StreamType::ReasonCatalogue,
+            Self::SpcCharacteristic { .. } => StreamType::SpcCharacteristic,
         }
     }
 
@@ -133,6 +139,9 @@ impl Target {
             } | Self::Alert {
                 command: A::RaiseAlert(_),
                 ..
+            } | Self::SpcCharacteristic {
+                command: crate::spc::SpcCommand::DefineCharacteristic(_),
+                ..
             }
         )
     }
@@ -149,6 +158,9 @@ impl Target {
             Self::AlertRule { rule_id, .. } => rule_id.as_str(),
             Self::Alert { alert_id, .. } => alert_id.as_str(),
             Self::ReasonCatalogue { .. } => crate::reason_codes::PLANT_STREAM,
+            Self::SpcCharacteristic {
+                characteristic_id, ..
+            } => characteristic_id.as_str(),
         }
     }
 }

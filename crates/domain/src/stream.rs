@@ -21,11 +21,12 @@ pub enum StreamType {
     AlertRule,
     Alert,
     ReasonCatalogue,
+    SpcCharacteristic,
 }
 
 impl StreamType {
     /// Every stream type.
-    pub const ALL: [StreamType; 9] = [
+    pub const ALL: [StreamType; 10] = [
         StreamType::ProductionOrder,
         StreamType::Machine,
         StreamType::MaintenanceTask,
@@ -35,6 +36,7 @@ impl StreamType {
         StreamType::AlertRule,
         StreamType::Alert,
         StreamType::ReasonCatalogue,
+        StreamType::SpcCharacteristic,
     ];
 
     /// The stored name (also the aggregate's `TYPE`).
@@ -49,6 +51,7 @@ impl StreamType {
             StreamType::AlertRule => "alert_rule",
             StreamType::Alert => "alert",
             StreamType::ReasonCatalogue => "reason_catalogue",
+            StreamType::SpcCharacteristic => "spc_characteristic",
         }
     }
 

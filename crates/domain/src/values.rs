@@ -225,6 +225,11 @@ identifier!(
     /// by the machine aggregate.
     ReasonCode, "reason code", MAX_ID_LEN
 );
+identifier!(
+    /// Identifies a characteristic under statistical process control (the
+    /// `spc_characteristic` stream id); inspections name it in their measurements.
+    CharacteristicId, "characteristic id", MAX_ID_LEN
+);
 
 impl From<ProductId> for ItemId {
     /// Finished goods of a product are stocked under an item id equal to the product id.

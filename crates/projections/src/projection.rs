@@ -78,16 +78,19 @@ pub enum Projection {
     Inventory,
     /// `rm_operators`, `rm_labour_sessions`: operators and their clock-ons (ADR 0036).
     People,
+    /// `rm_spc_characteristics`, `rm_spc_points`, `rm_spc_signals`: SPC charts (ADR 0056).
+    Spc,
 }
 
 impl Projection {
-    pub const ALL: [Projection; 6] = [
+    pub const ALL: [Projection; 7] = [
         Projection::Machines,
         Projection::MachineHistory,
         Projection::Orders,
         Projection::Maintenance,
         Projection::Inventory,
         Projection::People,
+        Projection::Spc,
     ];
 
     /// The stable name: checkpoint key, consumer name suffix, `--projection` value.
@@ -99,6 +102,7 @@ impl Projection {
             Projection::Maintenance => "maintenance",
             Projection::Inventory => "inventory",
             Projection::People => "people",
+            Projection::Spc => "spc",
         }
     }
 
@@ -119,6 +123,7 @@ impl Projection {
             Projection::Maintenance => &["rm_maintenance_tasks"],
             Projection::Inventory => &["rm_inventory_levels", "rm_inventory_movements"],
             Projection::People => &["rm_operators", "rm_labour_sessions"],
+            Projection::Spc => &["rm_spc_characteristics", "rm_spc_points", "rm_spc_signals"],
         }
     }
 
@@ -130,6 +135,7 @@ impl Projection {
             Projection::Maintenance => "maintenance_task",
             Projection::Inventory => "inventory_item",
             Projection::People => "operator",
+            Projection::Spc => "spc_characteristic",
         }
     }
 }

@@ -76,7 +76,8 @@ pub struct RuleBody {
     /// Generated (`AR-…`) when left out.
     pub rule_id: Option<String>,
     /// `machine_down`, `unclassified_stop` (timed: need `after_minutes`), `predictive_alert`,
-    /// `inventory_shortage`, or a condition checked on the evaluator's timer:
+    /// `inventory_shortage`, `spc_signal` (a run rule signalled on an SPC chart; scoped by
+    /// the characteristic's machine), or a condition checked on the evaluator's timer:
     /// `maintenance_overdue` (`after_minutes` past the scheduled date, 0 or more),
     /// `below_reorder_point` (`item_id`, `target` quantity), `ingest_silent`
     /// (`after_minutes` without a message), `rejected_messages` (`target` rejections within

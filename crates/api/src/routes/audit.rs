@@ -371,6 +371,12 @@ pub async fn stream_state(
                 a.listing().iter().map(ReasonCodeView::from).collect();
             (Some(Ok(serde_json::json!({ "reasons": reasons }))), v)
         }
+        StreamType::SpcCharacteristic => {
+            let (a, v) = AggregateRepository::<shopfloor_domain::SpcCharacteristic>::new(store)
+                .load_until(&stream_id, until, at)
+                .await?;
+            (a.characteristic().map(serde_json::to_value), v)
+        }
         StreamType::MaintenancePolicy => {
             let (a, v) = AggregateRepository::<MaintenancePolicy>::new(store)
                 .load_until(&stream_id, until, at)

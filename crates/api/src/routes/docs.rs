@@ -34,7 +34,7 @@ use utoipa::{Modify, OpenApi};
 use crate::error::PROBLEM_JSON;
 use crate::routes::{
     alerts, audit, calendar, inventory, machines, maintenance, orders, people, reads, reference,
-    reports, stops, tokens,
+    reports, spc, stops, tokens,
 };
 use crate::AppState;
 
@@ -312,6 +312,7 @@ fn retry_after_header() -> Header {
         reports::create_schedule, reports::list_schedules,
         alerts::define_rule, alerts::list_rules, alerts::redefine_rule, alerts::disable_rule, alerts::list_alerts,
         alerts::acknowledge, alerts::resolve, alerts::alert_deliveries, alerts::list_deliveries,
+        spc::define, spc::list, spc::chart, spc::record_sample, spc::freeze_limits, spc::signals,
     ),
     components(schemas(crate::error::ProblemDocument, machines::MachineEventBody)),
     tags(
@@ -320,6 +321,7 @@ fn retry_after_header() -> Header {
         (name = "reference"), (name = "ingest"), (name = "operations"), (name = "dashboard"),
         (name = "reports"),
         (name = "alerts"),
+        (name = "spc"),
     )
 )]
 pub struct ApiDoc;

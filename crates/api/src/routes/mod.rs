@@ -15,6 +15,7 @@
 //! - [`alerts`]: alert rules, alerts (acknowledge, resolve) and their delivery log.
 //! - [`live`]: read-model changes as Server-Sent Events.
 //! - [`reports`]: shift, day and week reports (PDF, CSV, JSON), their schedules and verification.
+//! - [`spc`]: statistical process control: characteristics, samples, limits, charts, signals.
 //! - [`docs`]: the OpenAPI document and its offline docs page.
 
 pub mod alerts;
@@ -30,6 +31,7 @@ pub mod people;
 pub mod reads;
 pub mod reference;
 pub mod reports;
+pub mod spc;
 pub mod stops;
 pub mod tokens;
 

@@ -13,9 +13,10 @@ use shopfloor_domain::order::{
     RecordInspection, ResumeOrder, StartOrder,
 };
 use shopfloor_domain::process::Target;
+use shopfloor_domain::spc::Measurement;
 use shopfloor_domain::values::{
-    Actor, InspectionId, ItemId, Location, MachineId, OrderId, OrderQuantity, ProductId, Quantity,
-    Text,
+    Actor, CharacteristicId, InspectionId, ItemId, Location, MachineId, OrderId, OrderQuantity,
+    ProductId, Quantity, Text,
 };
 use utoipa::ToSchema;
 
@@ -25,7 +26,7 @@ use crate::extract::{ApiJson, ApiPath, Ctx, OptionalJson};
 use crate::routes::machines::not_in_future;
 use crate::routes::people::require_operators;
 use crate::routes::{generated_id, now, order_view, require_machine, Seen};
-use crate::views::{InspectionView, OrderView};
+use crate::views::{InspectionView, MeasurementView, OrderView};
 use crate::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -347,6 +348,11 @@ pub struct InspectionBody {
     /// Defaults to the caller's token name.
     pub inspector: Option<String>,
     pub notes: Option<String>,
+    /// Measured values of SPC characteristics, one subgroup each (ADR 0056): each
+    /// `{"characteristic": id, "values": [number, ...]}` feeds the characteristic of that id
+    /// when it is defined with the `measurements` source.
+    #[serde(default)]
+    pub measurements: Vec<MeasurementView>,
     /// When the sample was inspected on the floor (RFC 3339); defaults to now.
     pub timestamp: Option<DateTime<Utc>>,
 }
@@ -383,6 +389,7 @@ pub async fn record_inspection(
             .map(Text::new)
             .transpose()
             .field("notes")?,
+        measurements: measurements(body.measurements)?,
         at: floor_time(body.timestamp)?,
     });
     run(&state, &ctx, &id, command).await?;
@@ -393,4 +400,18 @@ pub async fn record_inspection(
         .find(|i| i.inspection_id == inspection_id.as_str())
         .ok_or_else(|| ApiError::internal("recorded inspection not found"))?;
     Ok((StatusCode::CREATED, Json(inspection)))
+}
+
+/// The measurements of an inspection body, validated.
+fn measurements(body: Vec<MeasurementView>) -> Result<Vec<Measurement>, ApiError> {
+    body.into_iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let field = format!("measurements[{i}]");
+            let id = CharacteristicId::new(m.characteristic)
+                .field(&format!("{field}.characteristic"))?;
+            Measurement::new(id, m.values)
+                .map_err(|e| ApiError::invalid_field(&format!("{field}.values"), e))
+        })
+        .collect()
 }

@@ -24,4 +24,5 @@ mod reads;
 mod reports;
 mod roles;
 mod settings;
+mod spc;
 mod support;

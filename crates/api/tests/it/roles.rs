@@ -231,6 +231,24 @@ const EXPECTED: &[(&str, &str, u8)] = &[
     ("get", "/assets/{file}", PUBLIC),
     ("get", "/floor", PUBLIC),
     ("get", "/api/v1/auth/me", ALL),
+    ("post", "/api/v1/spc/characteristics", SUPERVISOR | ADMIN),
+    ("get", "/api/v1/spc/characteristics", ALL),
+    (
+        "get",
+        "/api/v1/spc/characteristics/{characteristic_id}",
+        ALL,
+    ),
+    (
+        "post",
+        "/api/v1/spc/characteristics/{characteristic_id}/samples",
+        OPERATOR | SUPERVISOR | ADMIN,
+    ),
+    (
+        "post",
+        "/api/v1/spc/characteristics/{characteristic_id}/limits",
+        SUPERVISOR | ADMIN,
+    ),
+    ("get", "/api/v1/spc/signals", ALL),
 ];
 
 /// A concrete path for an OpenAPI path template.

@@ -19,6 +19,8 @@ pub struct TestApp {
     pub pool: PgPool,
     /// The folder the reports are stored in (when not on S3); removed with the app.
     pub reports_dir: tempfile::TempDir,
+    /// The app's one writer, for roles run beside it (as `serve` shares it).
+    pub commands: shopfloor_commands::CommandService,
 }
 
 /// An answer: status, headers and body (JSON when it parses, else a string).
@@ -80,7 +82,7 @@ impl TestApp {
         // The one writer, as `serve` builds it.
         let commands = shopfloor_commands::CommandService::new(store).with_group_commit(256);
         let mut state = AppState::new(
-            commands,
+            commands.clone(),
             Readiness::default(),
             None,
             Some(SecretString::from(admin.clone())),
@@ -100,6 +102,7 @@ impl TestApp {
             admin,
             pool,
             reports_dir,
+            commands,
         }
     }
 

@@ -12,5 +12,6 @@ mod process;
 mod props;
 mod reason;
 mod snapshots;
+mod spc;
 mod support;
 mod values;

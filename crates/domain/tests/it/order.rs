@@ -144,6 +144,7 @@ fn inspection_cmd(inspection: &str, sample_size: u64, defects: u64) -> OrderComm
         passed: defects == 0,
         inspector: id("qa-anna"),
         notes: Some(text("visual check")),
+        measurements: Vec::new(),
         at: t(9, 30),
     })
 }
@@ -496,6 +497,7 @@ fn record_an_inspection() {
             passed: false,
             inspector: id("qa-anna"),
             notes: Some(text("visual check")),
+            measurements: Vec::new(),
             at: t(9, 30),
         }]);
 }
@@ -564,6 +566,7 @@ fn derived_figures() {
         passed: true,
         inspector: id("qa-anna"),
         notes: None,
+        measurements: Vec::new(),
         at: t(9, 0),
     });
     let aggregate = ProductionOrder::replay(given);

@@ -163,6 +163,7 @@ fn order_command() -> impl Strategy<Value = OrderCommand> {
                     passed,
                     inspector: id("qa"),
                     notes: None,
+                    measurements: Vec::new(),
                     at,
                 })
             }),

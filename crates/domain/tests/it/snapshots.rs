@@ -128,6 +128,7 @@ fn order_events() -> Vec<OrderEvent> {
             passed: true,
             inspector: id("qa-anna"),
             notes: Some(text("one scratch")),
+            measurements: Vec::new(),
             at: t(10, 30),
         },
     ]

@@ -27,6 +27,7 @@ pub(crate) mod machines;
 pub(crate) mod maintenance;
 pub(crate) mod orders;
 pub(crate) mod people;
+pub(crate) mod spc;
 
 pub(crate) mod copy;
 pub(crate) mod rows;
@@ -43,6 +44,7 @@ use shopfloor_domain::machine::MachineEvent;
 use shopfloor_domain::maintenance::TaskEvent;
 use shopfloor_domain::operator::OperatorEvent;
 use shopfloor_domain::order::OrderEvent;
+use shopfloor_domain::spc::SpcEvent;
 use shopfloor_eventstore::repository::decode_event;
 use shopfloor_eventstore::RecordedEvent;
 use sqlx::PgConnection;
@@ -81,6 +83,7 @@ pub(crate) enum Decoded {
     Task(TaskEvent),
     Inventory(InventoryEvent),
     Operator(OperatorEvent),
+    Spc(SpcEvent),
     /// No read model of the batch reads its stream type.
     Skipped,
     /// Its stream type is read, but it does not decode: poison.
@@ -106,6 +109,7 @@ impl Decoded {
             "maintenance_task" => d(event, Decoded::Task),
             "inventory_item" => d(event, Decoded::Inventory),
             "operator" => d(event, Decoded::Operator),
+            "spc_characteristic" => d(event, Decoded::Spc),
             _ => Decoded::Skipped,
         }
     }
@@ -146,6 +150,13 @@ impl Decoded {
     fn operator(&self) -> Option<&OperatorEvent> {
         match self {
             Decoded::Operator(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    fn spc(&self) -> Option<&SpcEvent> {
+        match self {
+            Decoded::Spc(e) => Some(e),
             _ => None,
         }
     }
@@ -291,6 +302,7 @@ pub(crate) async fn apply_chunk(
         Projection::People => {
             people::apply_chunk(conn, &items(events, decoded, Decoded::operator)).await
         }
+        Projection::Spc => spc::apply_chunk(conn, &items(events, decoded, Decoded::spc)).await,
     }
 }
 

@@ -14,6 +14,7 @@
 //! - [`calendar`]: the plant time zone and the shift calendars per line.
 //! - [`people`]: operators and their labour (time on orders, parts while clocked on).
 //! - [`scrap`]: scrap by scrap reason over a window (ADR 0050).
+//! - [`spc`]: SPC characteristics and their run-rule signals (ADR 0056).
 //! - [`stops`]: unclassified stops across the plant.
 //! - [`parked`]: poison events set aside by the projectors, and projection status.
 //!
@@ -34,6 +35,7 @@ pub mod parked;
 pub mod people;
 pub mod scrap;
 pub mod shift_plan;
+pub mod spc;
 pub mod stops;
 
 pub use calendar::{

@@ -296,6 +296,7 @@ fn order_command(raw: &Raw, case: u64) -> Option<(String, OrderCommand)> {
                 passed: *defects == 0,
                 inspector: Actor::new("qa").ok()?,
                 notes: None,
+                measurements: Vec::new(),
                 at: time(*at),
             }),
         ),

@@ -21,6 +21,10 @@ use shopfloor_domain::machine::MachineEvent;
 use shopfloor_domain::maintenance::{PartUsed, PredictiveEvidence, TaskEvent, TaskKind};
 use shopfloor_domain::operator::OperatorEvent;
 use shopfloor_domain::order::{BomLine, OrderEvent, OrderStatus};
+use shopfloor_domain::spc::{
+    Band, ChartKind, ChartPart, ControlLimits, LimitsBasis, Rule, RuleSet, SampleSource, SpcEvent,
+    SpecLimits, Subgroup,
+};
 use shopfloor_domain::values::*;
 use shopfloor_eventstore::RecordedEvent;
 use shopfloor_projections::projection;
@@ -77,8 +81,14 @@ async fn generate(f: &Floor, rng: &mut StdRng, n: usize, poison: bool) {
         f.register(m, "L1", 30.0).await;
     }
     let mut people = StdRng::seed_from_u64(n as u64);
+    let mut charts = StdRng::seed_from_u64(n as u64 + 7);
     let mut clock_ons = Vec::new();
     for i in 0..n {
+        // SPC characteristics (ADR 0056), from a generator of their own too.
+        if i % 5 == 2 {
+            let (c, e) = spc_event(&mut charts);
+            f.append("spc_characteristic", c, e).await;
+        }
         // Operators (ADR 0036), from a generator of their own so the other events stay
         // those they were.
         if i % 4 == 0 {
@@ -304,6 +314,7 @@ fn order_event(rng: &mut StdRng, o: &str) -> OrderEvent {
             passed: rng.gen_bool(0.7),
             inspector: Actor::new("qa").unwrap(),
             notes: None,
+            measurements: Vec::new(),
             at,
         },
     }
@@ -422,6 +433,86 @@ fn inventory_event(rng: &mut StdRng, item: &str) -> InventoryEvent {
             at,
         },
     }
+}
+
+const CHARACTERISTICS: [&str; 3] = ["C0", "C1", "C2"]; // C2 is never defined
+
+/// A random SPC event (samples with repeated numbers and signals before any definition
+/// included: the read model must not depend on how the log is cut).
+fn spc_event(rng: &mut StdRng) -> (&'static str, SpcEvent) {
+    let c = *pick(rng, &CHARACTERISTICS);
+    let characteristic_id = CharacteristicId::new(c).unwrap();
+    let at = floor_time(rng);
+    let e = match rng.gen_range(0..10) {
+        0 => SpcEvent::SpcCharacteristicDefined {
+            characteristic_id,
+            name: Text::new(format!("Characteristic {c}")).unwrap(),
+            chart: *pick(rng, &[ChartKind::Imr, ChartKind::P]),
+            subgroup_size: 1,
+            spec: SpecLimits {
+                lsl: Some(1.0),
+                usl: pick(rng, &[None, Some(9.0)]).to_owned(),
+                target: None,
+            },
+            rules: RuleSet::Nelson.rules(),
+            source: SampleSource::Manual,
+            machine_id: pick(rng, &[None, Some("M0")]).map(|m| MachineId::new(m).unwrap()),
+            by: Actor::new("qe").unwrap(),
+            at,
+        },
+        1..=6 => SpcEvent::SpcSampleRecorded {
+            characteristic_id,
+            index: rng.gen_range(1..40),
+            subgroup: Subgroup {
+                value: rng.gen_range(0.0..10.0),
+                spread: pick(rng, &[None, Some(1.5)]).to_owned(),
+                size: 1,
+                count: None,
+            },
+            values: vec![rng.gen_range(0.0..10.0)],
+            order_id: pick(rng, &[None, Some("O1")]).map(|o| OrderId::new(o).unwrap()),
+            inspection_id: None,
+            limits_version: pick(rng, &[None, Some(1)]).to_owned(),
+            z: pick(rng, &[None, Some(0.5)]).to_owned(),
+            at,
+        },
+        7 => SpcEvent::SpcControlLimitsFrozen {
+            characteristic_id,
+            version: rng.gen_range(1..4),
+            basis: LimitsBasis::Baseline {
+                from_index: 1,
+                to_index: 20,
+            },
+            limits: ControlLimits {
+                chart: ChartKind::Imr,
+                size: 1,
+                primary: Band {
+                    center: 5.0,
+                    ucl: 8.0,
+                    lcl: 2.0,
+                    sigma: 1.0,
+                },
+                spread: None,
+                process_sigma: Some(1.0),
+            },
+            from_sample: 21,
+            baseline_flags: vec![],
+            by: Actor::new("qe").unwrap(),
+            at,
+        },
+        _ => SpcEvent::SpcSignalRaised {
+            characteristic_id,
+            rule: *pick(rng, &Rule::ALL),
+            part: ChartPart::Primary,
+            index: rng.gen_range(1..40),
+            value: 9.5,
+            z: 4.5,
+            limits_version: 1,
+            machine_id: None,
+            at,
+        },
+    };
+    (c, e)
 }
 
 const OPERATORS: [&str; 3] = ["P0", "P1", "P2"];
