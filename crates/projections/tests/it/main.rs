@@ -4,6 +4,7 @@ mod accepted;
 mod chunks;
 mod downtime;
 mod floor;
+mod genealogy;
 mod kpi;
 mod live;
 mod projectors;
