@@ -21,12 +21,12 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use shopfloor_domain::lot::OutputLots;
 use shopfloor_domain::machine::{MachineEvent, MachineUsage};
 use shopfloor_domain::maintenance::TaskEvent;
+use shopfloor_domain::order::Order;
 use shopfloor_domain::policy::{CheckDue, PolicyCommand, PolicyEvent};
 use shopfloor_domain::process::{self as flows, IssuedCommand, OrderFacts, Target};
-use shopfloor_domain::lot::OutputLots;
-use shopfloor_domain::order::Order;
 use shopfloor_domain::values::{ItemId, MachineId, PolicyId};
 use shopfloor_domain::{InventoryItem, Machine, ProductionOrder};
 use shopfloor_eventstore::repository::decode_event;

@@ -227,9 +227,10 @@ impl<'a> Rows<'a> {
             } => {
                 let (t, at) = (name_of(item_type), pg_ts(e_at(e))?);
                 let reason = reason.as_ref().map(|r| r.as_str()).or(Some("lot moved"));
-                for (seq, location, delta, level) in
-                    [(0, from, -*qty, from_new_level), (1, to, *qty, to_new_level)]
-                {
+                for (seq, location, delta, level) in [
+                    (0, from, -*qty, from_new_level),
+                    (1, to, *qty, to_new_level),
+                ] {
                     self.level(item_id.as_str(), location.as_str(), &t, *level, at);
                     let m = Movement {
                         seq,

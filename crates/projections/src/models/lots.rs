@@ -603,10 +603,13 @@ async fn write_lots(conn: &mut PgConnection, fold: &Fold) -> Result<(), ApplyErr
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], \
              $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
              $13::timestamptz[], $14::text[], $15::timestamptz[], $16::timestamptz[]) \
-         ON CONFLICT (item_id, lot_id) DO UPDATE SET supplier_lot = excluded.supplier_lot, \
-         expiry = excluded.expiry, order_id = excluded.order_id, machine_id = excluded.machine_id, \
-         status = excluded.status, hold_reason = excluded.hold_reason, hold_id = excluded.hold_id, \
-         updated_at = excluded.updated_at",
+         ON CONFLICT (item_id, lot_id) DO UPDATE SET item_type = excluded.item_type, \
+         supplier_lot = excluded.supplier_lot, expiry = excluded.expiry, origin = excluded.origin, \
+         parent_lot = excluded.parent_lot, order_id = excluded.order_id, \
+         machine_id = excluded.machine_id, status = excluded.status, \
+         hold_reason = excluded.hold_reason, hold_id = excluded.hold_id, \
+         created_at = excluded.created_at, created_by = excluded.created_by, \
+         created_recorded = excluded.created_recorded, updated_at = excluded.updated_at",
     )
     .bind(col(&rows, |r| r.item_id.as_str()))
     .bind(col(&rows, |r| r.lot_id.as_str()))

@@ -134,7 +134,10 @@ fn edges(t: &Trace) -> BTreeMap<String, Decimal> {
 }
 
 fn expect<V: Clone>(pairs: &[(&str, V)]) -> BTreeMap<String, V> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect()
 }
 
 #[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
@@ -166,7 +169,9 @@ async fn backward_and_forward_traces_over_a_three_level_bom_with_a_split_lot(poo
     p.report("O-FR", "frame", &frame_bom, 50).await;
     let before_widgets = now(&pool).await;
     p.report("O-WG", "widget", &[("frame", "2")], 10).await;
-    apply_from_store(&pool, Projection::Inventory).await.unwrap();
+    apply_from_store(&pool, Projection::Inventory)
+        .await
+        .unwrap();
 
     let back = lots::trace(&pool, "widget", "O-WG", Direction::Backward, None)
         .await
@@ -230,17 +235,27 @@ async fn backward_and_forward_traces_over_a_three_level_bom_with_a_split_lot(poo
 
     // As of before the widgets: the widget lot did not exist, S2 fed no widget yet.
     let then = Some(before_widgets);
-    assert!(lots::trace(&pool, "widget", "O-WG", Direction::Backward, then)
-        .await
-        .unwrap()
-        .is_none());
+    assert!(
+        lots::trace(&pool, "widget", "O-WG", Direction::Backward, then)
+            .await
+            .unwrap()
+            .is_none()
+    );
     let fwd_then = lots::trace(&pool, "steel", "S2", Direction::Forward, then)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(fwd_then.lots.len(), 4);
-    let frames_then = fwd_then.lots.iter().find(|l| l.lot.lot_id == "O-FR").unwrap();
-    assert_eq!(frames_then.lot.quantity, d("50"), "before the widgets took 20");
+    let frames_then = fwd_then
+        .lots
+        .iter()
+        .find(|l| l.lot.lot_id == "O-FR")
+        .unwrap();
+    assert_eq!(
+        frames_then.lot.quantity,
+        d("50"),
+        "before the widgets took 20"
+    );
 
     // Recall: which lots hold supplier lot SUP-B, and which finished lots it reached.
     let by_supplier = lots::list_lots(
@@ -266,5 +281,9 @@ async fn backward_and_forward_traces_over_a_three_level_bom_with_a_split_lot(poo
     .await
     .unwrap();
     let names: Vec<&str> = on_m1.iter().map(|l| l.lot_id.as_str()).collect();
-    assert_eq!(names, vec!["O-BR"], "only the bracket reports ran 08:00–08:03");
+    assert_eq!(
+        names,
+        vec!["O-BR"],
+        "only the bracket reports ran 08:00–08:03"
+    );
 }
