@@ -33,8 +33,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::PROBLEM_JSON;
 use crate::routes::{
-    alerts, audit, calendar, inventory, machines, maintenance, orders, people, reads, reference,
-    reports, stops, tokens,
+    alerts, audit, calendar, inventory, lots, machines, maintenance, orders, people, reads,
+    reference, reports, stops, tokens,
 };
 use crate::AppState;
 
@@ -312,6 +312,8 @@ fn retry_after_header() -> Header {
         reports::create_schedule, reports::list_schedules,
         alerts::define_rule, alerts::list_rules, alerts::redefine_rule, alerts::disable_rule, alerts::list_alerts,
         alerts::acknowledge, alerts::resolve, alerts::alert_deliveries, alerts::list_deliveries,
+        lots::receive, lots::list, lots::get_lot, lots::backward, lots::forward, lots::split,
+        lots::move_lot, lots::merge, lots::hold, lots::release, lots::scrap, lots::set_rule,
     ),
     components(schemas(crate::error::ProblemDocument, machines::MachineEventBody)),
     tags(
@@ -320,6 +322,7 @@ fn retry_after_header() -> Header {
         (name = "reference"), (name = "ingest"), (name = "operations"), (name = "dashboard"),
         (name = "reports"),
         (name = "alerts"),
+        (name = "lots"),
     )
 )]
 pub struct ApiDoc;
