@@ -22,6 +22,9 @@ CREATE TABLE rm_lots (
     created_by         text,
     created_recorded   timestamptz NOT NULL,
     updated_at         timestamptz NOT NULL,
+    -- Floor time of the first and last production into it (produced lots).
+    produced_from      timestamptz,
+    produced_to        timestamptz,
     PRIMARY KEY (item_id, lot_id)
 );
 CREATE INDEX rm_lots_supplier ON rm_lots (supplier_lot) WHERE supplier_lot IS NOT NULL;

@@ -35,6 +35,8 @@ struct LotRow {
     created_by: Option<String>,
     created_recorded: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    produced_from: Option<DateTime<Utc>>,
+    produced_to: Option<DateTime<Utc>>,
 }
 
 type Key = (String, String);
@@ -151,6 +153,8 @@ impl Fold {
             created_by: event.metadata.actor.clone(),
             created_recorded: event.recorded_at,
             updated_at: at,
+            produced_from: None,
+            produced_to: None,
         })
     }
 
@@ -274,6 +278,8 @@ impl Fold {
                 let at = pg_ts(at)?;
                 let row = self.new_lot(event, item, &t, lot_id.as_str(), "produced", at);
                 row.order_id = Some(order_id.as_str().to_owned());
+                row.produced_from = Some(row.produced_from.map_or(at, |f| f.min(at)));
+                row.produced_to = Some(row.produced_to.map_or(at, |t| t.max(at)));
                 if let Some(m) = machine_id {
                     row.machine_id = Some(m.as_str().to_owned());
                 }
@@ -599,17 +605,19 @@ async fn write_lots(conn: &mut PgConnection, fold: &Fold) -> Result<(), ApplyErr
     sqlx::query(
         "INSERT INTO rm_lots (item_id, lot_id, item_type, supplier_lot, expiry, origin, parent_lot, \
          order_id, machine_id, status, hold_reason, hold_id, created_at, created_by, \
-         created_recorded, updated_at) \
+         created_recorded, updated_at, produced_from, produced_to) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], \
              $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
-             $13::timestamptz[], $14::text[], $15::timestamptz[], $16::timestamptz[]) \
+             $13::timestamptz[], $14::text[], $15::timestamptz[], $16::timestamptz[], \
+             $17::timestamptz[], $18::timestamptz[]) \
          ON CONFLICT (item_id, lot_id) DO UPDATE SET item_type = excluded.item_type, \
          supplier_lot = excluded.supplier_lot, expiry = excluded.expiry, origin = excluded.origin, \
          parent_lot = excluded.parent_lot, order_id = excluded.order_id, \
          machine_id = excluded.machine_id, status = excluded.status, \
          hold_reason = excluded.hold_reason, hold_id = excluded.hold_id, \
          created_at = excluded.created_at, created_by = excluded.created_by, \
-         created_recorded = excluded.created_recorded, updated_at = excluded.updated_at",
+         created_recorded = excluded.created_recorded, updated_at = excluded.updated_at, \
+         produced_from = excluded.produced_from, produced_to = excluded.produced_to",
     )
     .bind(col(&rows, |r| r.item_id.as_str()))
     .bind(col(&rows, |r| r.lot_id.as_str()))
@@ -627,6 +635,8 @@ async fn write_lots(conn: &mut PgConnection, fold: &Fold) -> Result<(), ApplyErr
     .bind(col(&rows, |r| r.created_by.as_deref()))
     .bind(col(&rows, |r| r.created_recorded))
     .bind(col(&rows, |r| r.updated_at))
+    .bind(col(&rows, |r| r.produced_from))
+    .bind(col(&rows, |r| r.produced_to))
     .execute(&mut *conn)
     .await?;
     Ok(())

@@ -65,6 +65,10 @@ pub struct LotView {
     /// Floor time of its creation.
     pub created_at: DateTime<Utc>,
     pub created_by: Option<String>,
+    /// Floor time of its first and last production (produced lots): with the machine, the
+    /// shift it ran in.
+    pub produced_from: Option<DateTime<Utc>>,
+    pub produced_to: Option<DateTime<Utc>>,
     /// Stock per location (locations at zero left out).
     #[sqlx(skip)]
     pub stock: Vec<LotStock>,
@@ -76,7 +80,7 @@ pub struct LotView {
 
 const LOT_COLUMNS: &str = "l.item_id, l.lot_id, l.item_type, l.supplier_lot, l.expiry, l.origin, \
     l.parent_lot, l.order_id, l.machine_id, l.status, l.hold_reason, l.hold_id, l.created_at, \
-    l.created_by";
+    l.created_by, l.produced_from, l.produced_to";
 
 /// Lots, by item and lot id.
 #[instrument(skip(pool), err)]
@@ -237,7 +241,7 @@ pub enum Direction {
 }
 
 /// What went from one lot into another (summed over the events that did it).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TraceEdge {
     pub from_item: String,
     pub from_lot: String,
@@ -270,9 +274,6 @@ pub struct TraceLot {
     pub operators: Vec<String>,
     /// Inspections of the order that produced it.
     pub inspections: Option<OrderQuality>,
-    /// Floor time of its first and last production (with the machine, the shift it ran in).
-    pub produced_from: Option<DateTime<Utc>>,
-    pub produced_to: Option<DateTime<Utc>>,
 }
 
 /// A lot's backward or forward trace.
@@ -296,7 +297,25 @@ impl Trace {
     }
 }
 
-/// The edges reachable from a lot, one way.
+/// (from item, from lot, to item, to lot, kind, order): what an edge is summed over.
+type EdgeKey = (String, String, String, String, String, Option<String>);
+
+/// One edge row of the walk, before summing.
+#[derive(sqlx::FromRow)]
+struct EdgeRow {
+    from_item: String,
+    from_lot: String,
+    to_item: String,
+    to_lot: String,
+    kind: String,
+    order_id: Option<String>,
+    qty: Decimal,
+    at: DateTime<Utc>,
+}
+
+/// The edges reachable from a lot, one way, summed per (from, to, kind, order). The walk
+/// recurses over edges (not lots), so the edges come out of the one statement; `UNION`
+/// keeps each edge once, so a merge that loops back ends the walk.
 async fn trace_edges(
     pool: &PgPool,
     item_id: &str,
@@ -309,25 +328,54 @@ async fn trace_edges(
         Direction::Backward => ("to", "from"),
         Direction::Forward => ("from", "to"),
     };
+    let cols = "e.position, e.seq, e.from_item, e.from_lot, e.to_item, e.to_lot, e.kind, \
+        e.order_id, e.qty, e.at";
     let sql = format!(
-        "WITH RECURSIVE reach(item_id, lot_id) AS ( \
-             SELECT $1::text, $2::text \
+        "WITH RECURSIVE walk AS ( \
+             SELECT {cols} FROM rm_lot_edges e WHERE e.{near}_item = $1 AND e.{near}_lot = $2 \
+                 AND ($3::timestamptz IS NULL OR e.recorded_at <= $3) \
              UNION \
-             SELECT e.{far}_item, e.{far}_lot FROM reach r JOIN rm_lot_edges e \
-             ON e.{near}_item = r.item_id AND e.{near}_lot = r.lot_id \
-             WHERE ($3::timestamptz IS NULL OR e.recorded_at <= $3)) \
-         SELECT e.from_item, e.from_lot, e.to_item, e.to_lot, e.kind, e.order_id, \
-             sum(e.qty) AS qty, min(e.at) AS first_at, max(e.at) AS last_at \
-         FROM reach r JOIN rm_lot_edges e ON e.{near}_item = r.item_id AND e.{near}_lot = r.lot_id \
-         WHERE ($3::timestamptz IS NULL OR e.recorded_at <= $3) \
-         GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6"
+             SELECT {cols} FROM walk w JOIN rm_lot_edges e \
+                 ON e.{near}_item = w.{far}_item AND e.{near}_lot = w.{far}_lot \
+                 WHERE ($3::timestamptz IS NULL OR e.recorded_at <= $3)) \
+         SELECT from_item, from_lot, to_item, to_lot, kind, order_id, qty, at FROM walk"
     );
-    Ok(sqlx::query_as(&sql)
+    let rows: Vec<EdgeRow> = sqlx::query_as(&sql)
         .bind(item_id)
         .bind(lot_id)
         .bind(as_of)
         .fetch_all(pool)
-        .await?)
+        .await?;
+    let mut summed: BTreeMap<EdgeKey, TraceEdge> = BTreeMap::new();
+    for r in rows {
+        let key = (
+            r.from_item.clone(),
+            r.from_lot.clone(),
+            r.to_item.clone(),
+            r.to_lot.clone(),
+            r.kind.clone(),
+            r.order_id.clone(),
+        );
+        summed
+            .entry(key)
+            .and_modify(|e| {
+                e.qty += r.qty;
+                e.first_at = e.first_at.min(r.at);
+                e.last_at = e.last_at.max(r.at);
+            })
+            .or_insert(TraceEdge {
+                from_item: r.from_item,
+                from_lot: r.from_lot,
+                to_item: r.to_item,
+                to_lot: r.to_lot,
+                kind: r.kind,
+                order_id: r.order_id,
+                qty: r.qty,
+                first_at: r.at,
+                last_at: r.at,
+            });
+    }
+    Ok(summed.into_values().collect())
 }
 
 /// Breadth-first depth of every lot reached from `root` over `edges`.
@@ -357,7 +405,16 @@ fn depths(root: &Key, edges: &[TraceEdge], direction: Direction) -> BTreeMap<Key
     depth
 }
 
-/// The lots of `keys` as of `as_of` (status from their ledger), by key.
+/// A lot row with its stock (now) as JSON, for [`lots_as_of`].
+#[derive(sqlx::FromRow)]
+struct LotWithStock {
+    #[sqlx(flatten)]
+    lot: LotView,
+    stock: Option<sqlx::types::Json<Vec<LotStock>>>,
+}
+
+/// The lots of `keys` with their stock, now (one pass: each lot's row and its stock rows),
+/// or as of `as_of` (status, stock and production window from their ledger).
 async fn lots_as_of(
     pool: &PgPool,
     keys: &[Key],
@@ -365,49 +422,63 @@ async fn lots_as_of(
 ) -> Result<Vec<LotView>, QueryError> {
     let (items, lots): (Vec<&str>, Vec<&str>) =
         keys.iter().map(|(i, l)| (i.as_str(), l.as_str())).unzip();
-    let status = match as_of {
-        None => "l.status",
-        Some(_) => {
-            "COALESCE((SELECT m.status FROM rm_lot_movements m WHERE m.item_id = l.item_id \
-             AND m.lot_id = l.lot_id AND m.recorded_at <= $3 ORDER BY m.position DESC, m.seq DESC \
-             LIMIT 1), l.status) AS status"
-        }
+    let Some(as_of) = as_of else {
+        let sql = format!(
+            "SELECT {LOT_COLUMNS}, (SELECT json_agg(json_build_object('location', s.location, \
+                 'quantity', s.quantity) ORDER BY s.location) FROM rm_lot_stock s \
+                 WHERE s.item_id = l.item_id AND s.lot_id = l.lot_id AND s.quantity > 0) AS stock \
+             FROM rm_lots l JOIN UNNEST($1::text[], $2::text[]) AS k(item_id, lot_id) \
+             USING (item_id, lot_id)"
+        );
+        let rows: Vec<LotWithStock> = sqlx::query_as(&sql)
+            .bind(&items)
+            .bind(&lots)
+            .fetch_all(pool)
+            .await?;
+        return Ok(rows
+            .into_iter()
+            .map(|r| {
+                let mut lot = r.lot;
+                lot.stock = r.stock.map(|s| s.0).unwrap_or_default();
+                lot.quantity = lot.stock.iter().map(|s| s.quantity).sum();
+                lot
+            })
+            .collect());
     };
-    let sql = format!(
-        "SELECT l.item_id, l.lot_id, l.item_type, l.supplier_lot, l.expiry, l.origin, l.parent_lot, \
-         l.order_id, l.machine_id, {status}, l.hold_reason, l.hold_id, l.created_at, l.created_by \
+    let sql = "SELECT l.item_id, l.lot_id, l.item_type, l.supplier_lot, l.expiry, l.origin, \
+         l.parent_lot, l.order_id, l.machine_id, COALESCE((SELECT m.status FROM rm_lot_movements m \
+         WHERE m.item_id = l.item_id AND m.lot_id = l.lot_id AND m.recorded_at <= $3 \
+         ORDER BY m.position DESC, m.seq DESC LIMIT 1), l.status) AS status, l.hold_reason, \
+         l.hold_id, l.created_at, l.created_by, p.produced_from, p.produced_to \
          FROM rm_lots l JOIN UNNEST($1::text[], $2::text[]) AS k(item_id, lot_id) \
-         USING (item_id, lot_id) WHERE ($3::timestamptz IS NULL OR l.created_recorded <= $3)"
-    );
-    let mut rows: Vec<LotView> = sqlx::query_as(&sql)
+         USING (item_id, lot_id) LEFT JOIN LATERAL (SELECT min(m.at) AS produced_from, \
+         max(m.at) AS produced_to FROM rm_lot_movements m WHERE m.item_id = l.item_id \
+         AND m.lot_id = l.lot_id AND m.kind = 'produced' AND m.recorded_at <= $3) p ON true \
+         WHERE l.created_recorded <= $3";
+    let mut rows: Vec<LotView> = sqlx::query_as(sql)
         .bind(&items)
         .bind(&lots)
         .bind(as_of)
         .fetch_all(pool)
         .await?;
-    if as_of.is_some() {
-        for row in &mut rows {
-            if row.status != "held" {
-                row.hold_reason = None;
-                row.hold_id = None;
-            }
+    let stock = stock_of(pool, keys, Some(as_of)).await?;
+    for row in &mut rows {
+        if row.status != "held" {
+            row.hold_reason = None;
+            row.hold_id = None;
         }
+        set_stock(row, &stock);
     }
     Ok(rows)
 }
 
-/// What the orders of a trace add: operators, inspections, and each produced lot's window.
+/// What the orders of a trace add: operators and inspections.
 struct OrderFacts {
     operators: HashMap<String, Vec<String>>,
     quality: HashMap<String, OrderQuality>,
-    produced: HashMap<Key, (DateTime<Utc>, DateTime<Utc>)>,
 }
 
-async fn order_facts(
-    pool: &PgPool,
-    lots: &[LotView],
-    as_of: Option<DateTime<Utc>>,
-) -> Result<OrderFacts, QueryError> {
+async fn order_facts(pool: &PgPool, lots: &[LotView]) -> Result<OrderFacts, QueryError> {
     let mut orders: Vec<&str> = lots.iter().filter_map(|l| l.order_id.as_deref()).collect();
     orders.sort_unstable();
     orders.dedup();
@@ -424,22 +495,6 @@ async fn order_facts(
     .bind(&orders)
     .fetch_all(pool)
     .await?;
-    let (items, ids): (Vec<&str>, Vec<&str>) = lots
-        .iter()
-        .filter(|l| l.origin == "produced")
-        .map(|l| (l.item_id.as_str(), l.lot_id.as_str()))
-        .unzip();
-    let produced: Vec<(String, String, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT m.item_id, m.lot_id, min(m.at), max(m.at) FROM rm_lot_movements m \
-         JOIN UNNEST($1::text[], $2::text[]) AS k(item_id, lot_id) USING (item_id, lot_id) \
-         WHERE m.kind = 'produced' AND ($3::timestamptz IS NULL OR m.recorded_at <= $3) \
-         GROUP BY 1, 2",
-    )
-    .bind(&items)
-    .bind(&ids)
-    .bind(as_of)
-    .fetch_all(pool)
-    .await?;
     Ok(OrderFacts {
         operators: operators.into_iter().collect(),
         quality: quality
@@ -453,10 +508,6 @@ async fn order_facts(
                     },
                 )
             })
-            .collect(),
-        produced: produced
-            .into_iter()
-            .map(|(i, l, from, to)| ((i, l), (from, to)))
             .collect(),
     })
 }
@@ -475,30 +526,23 @@ pub async fn trace(
     let root = (item_id.to_owned(), lot_id.to_owned());
     let depth = depths(&root, &edges, direction);
     let keys: Vec<Key> = depth.keys().cloned().collect();
-    let mut lots = lots_as_of(pool, &keys, as_of).await?;
+    let lots = lots_as_of(pool, &keys, as_of).await?;
     if !lots
         .iter()
         .any(|l| l.item_id == root.0 && l.lot_id == root.1)
     {
         return Ok(None);
     }
-    let stock = stock_of(pool, &keys, as_of).await?;
-    for lot in &mut lots {
-        set_stock(lot, &stock);
-    }
-    let facts = order_facts(pool, &lots, as_of).await?;
+    let facts = order_facts(pool, &lots).await?;
     let mut out: Vec<TraceLot> = lots
         .into_iter()
         .map(|lot| {
             let key = (lot.item_id.clone(), lot.lot_id.clone());
             let order = lot.order_id.clone().unwrap_or_default();
-            let produced = facts.produced.get(&key);
             TraceLot {
                 depth: depth.get(&key).copied().unwrap_or_default(),
                 operators: facts.operators.get(&order).cloned().unwrap_or_default(),
                 inspections: facts.quality.get(&order).cloned(),
-                produced_from: produced.map(|p| p.0),
-                produced_to: produced.map(|p| p.1),
                 lot,
             }
         })

@@ -206,7 +206,13 @@ async fn backward_and_forward_traces_over_a_three_level_bom_with_a_split_lot(poo
     assert_eq!(frame.lot.machine_id.as_deref(), Some("M1"));
     assert_eq!(frame.lot.order_id.as_deref(), Some("O-FR"));
     assert_eq!(frame.lot.origin, "produced");
-    assert!(frame.produced_from.is_some());
+    assert_eq!(frame.lot.produced_from, Some(at("08:03")));
+    let brackets = back.lots.iter().find(|l| l.lot.lot_id == "O-BR").unwrap();
+    assert_eq!(
+        (brackets.lot.produced_from, brackets.lot.produced_to),
+        (Some(at("08:01")), Some(at("08:02"))),
+        "two reports into the per-order lot"
+    );
     let s2 = back.lots.iter().find(|l| l.lot.lot_id == "S2").unwrap();
     assert_eq!(s2.lot.supplier_lot.as_deref(), Some("SUP-B"));
     assert_eq!(s2.lot.quantity, d("80"));
