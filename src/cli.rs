@@ -185,6 +185,13 @@ enum Bench {
         #[arg(long, default_value_t = 9)]
         shifts: usize,
     },
+    /// Backward and forward lot traces over a depth-6 tree of 10,005 lots made through the
+    /// writer (ADR 0057): read model query plus the answer's JSON.
+    Genealogy {
+        /// Traces timed each way.
+        #[arg(long, default_value_t = 50)]
+        iterations: usize,
+    },
     /// GET /api/v1/kpi-metrics under load over a generated history.
     Query {
         #[arg(long, default_value_t = 100)]
@@ -506,6 +513,9 @@ async fn run_bench(pool: PgPool, settings: &Settings, bench: Bench) -> anyhow::R
         Bench::Replay { events } => crate::bench::replay(store.pool().clone(), events).await?,
         Bench::Reports { machines, shifts } => {
             crate::bench_reports::reports(store.pool().clone(), machines, shifts).await?
+        }
+        Bench::Genealogy { iterations } => {
+            crate::bench_genealogy::genealogy(store.pool().clone(), iterations).await?
         }
         Bench::Query {
             machines,

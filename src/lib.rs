@@ -7,6 +7,7 @@
 pub mod app;
 pub mod bench;
 pub mod bench_alerts;
+pub mod bench_genealogy;
 pub mod bench_http;
 pub mod bench_opcua;
 pub mod bench_reports;

@@ -852,6 +852,44 @@
           m.shortage > 0 ? [' ', pill(['bad', 'down', `short ${num(m.shortage, 3)}`])] : null))))) : empty('No movements.'));
   }
 
+  // ---- lot trace (ADR 0057) ----
+
+  async function traceLot(e) {
+    e.preventDefault();
+    const item = $('trace-item').value.trim(), lot = $('trace-lot').value.trim();
+    const asOf = $('trace-asof').value;
+    if (!item || !lot) return;
+    $('trace').replaceChildren(empty('Tracing…'));
+    try {
+      const path = `/api/v1/lots/${encodeURIComponent(item)}/${encodeURIComponent(lot)}/${$('trace-dir').value}`;
+      const t = await api(path, asOf ? { as_of: new Date(asOf).toISOString() } : {});
+      $('trace').replaceChildren(renderTrace(t));
+    } catch (err) {
+      $('trace').replaceChildren(empty(err.status === 404 ? 'No such lot (then).' : err.message));
+    }
+  }
+
+  const SHOWN = 500;
+
+  /** A trace: its lots by depth, each with who and what made it and where it is. */
+  function renderTrace(t) {
+    const status = (s) => pill([s === 'available' ? 'ok' : s === 'held' ? 'warn' : 'bad', 'box', s]);
+    const stock = (l) => (l.stock || []).map((s) => `${s.location} ${num(s.quantity, 3)}`).join(', ') || '—';
+    return h('div', {},
+      h('p', { class: 'muted' }, `${t.lots.length} lots, depth ${t.depth}, ${t.edges.length} links`,
+        t.as_of ? ` · as of ${dateTime(t.as_of)}` : ''),
+      h('div', { class: 'scroll' }, table(
+        [['Depth', 'n'], ['Item'], ['Lot'], ['Status'], ['Supplier lot'], ['Order'], ['Machine'], ['Operators'], ['Produced'], ['Stock']],
+        t.lots.slice(0, SHOWN).map((l) => h('tr', {},
+          h('td', { class: 'n' }, String(l.depth)), h('td', {}, l.item_id),
+          h('td', {}, `${'· '.repeat(l.depth)}${l.lot_id}`), h('td', {}, status(l.status)),
+          h('td', {}, l.supplier_lot || '—'), h('td', {}, l.order_id || '—'), h('td', {}, l.machine_id || '—'),
+          h('td', {}, (l.operators || []).join(', ') || '—'),
+          h('td', {}, l.produced_from ? `${dateTime(l.produced_from)} – ${dateTime(l.produced_to)}` : '—'),
+          h('td', {}, stock(l)))))),
+      t.lots.length > SHOWN ? empty(`The first ${SHOWN} of ${t.lots.length} lots.`) : null);
+  }
+
   // ---- telemetry ----
 
   const UNITS = [[/_c$/, '°C'], [/_mm_s$/, 'mm/s'], [/_bar$/, 'bar'], [/_rpm$/, 'rpm'], [/_a$/, 'A'], [/_v$/, 'V'], [/_pct$/, '%']];
@@ -982,6 +1020,7 @@
     $('downtime-basis').addEventListener('change', render);
     $('telemetry-machine').addEventListener('change', () => schedule(['telemetry']));
     $('report-form').addEventListener('submit', generateReport);
+    $('trace-form').addEventListener('submit', traceLot);
     window.addEventListener('hashchange', () => token && showView());
     tick();
     setInterval(tick, 1000);

@@ -22,7 +22,7 @@
 //! | `Read` (lists, entities, KPIs) | ✓ | ✓ | ✓ | ✓ |
 //! | `Audit` (global log, streams, state as of) | | | ✓ | ✓ |
 //! | `MachineEvents`, `Inventory`, `Production` (reports, inspections, start/hold/resume/complete an order, clock on/off), `AcknowledgeAlerts` | ✓ | ✓ | | ✓ |
-//! | `Orders` (create, assign, cancel), `Maintenance`, `Machines`, `People`, `Reports` (generate, schedule), `AlertRules`, `Settings` (reason codes, shifts) | | ✓ | | ✓ |
+//! | `Orders` (create, assign, cancel), `Maintenance`, `Machines`, `People`, `Reports` (generate, schedule), `AlertRules`, `Settings` (reason codes, shifts, lot rules), `QualityHolds` (hold, release, scrap lots) | | ✓ | | ✓ |
 //! | `Tokens` | | | | ✓ |
 
 use std::collections::{HashMap, HashSet};
@@ -130,6 +130,8 @@ pub enum Permission {
     AcknowledgeAlerts,
     /// Editing the plant's reason codes and shift calendar (ADR 0053).
     Settings,
+    /// Putting lots on quality hold, releasing and scrapping them (ADR 0057).
+    QualityHolds,
 }
 
 impl Permission {
@@ -149,6 +151,7 @@ impl Permission {
             Permission::AlertRules => "manage alert rules",
             Permission::AcknowledgeAlerts => "acknowledge alerts",
             Permission::Settings => "edit reason codes and shifts",
+            Permission::QualityHolds => "hold, release and scrap lots",
         }
     }
 }
@@ -192,7 +195,8 @@ pub mod perm {
         Reports,
         AlertRules,
         AcknowledgeAlerts,
-        Settings
+        Settings,
+        QualityHolds
     );
 }
 

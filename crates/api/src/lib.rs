@@ -76,6 +76,7 @@ pub fn router_with_limits(state: AppState, limits: RateLimits) -> Router {
         .merge(routes::stops::routes())
         .merge(routes::maintenance::routes())
         .merge(routes::inventory::routes())
+        .merge(routes::lots::routes())
         .merge(routes::tokens::routes())
         .merge(routes::audit::routes())
         .merge(routes::reference::routes())

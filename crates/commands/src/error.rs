@@ -134,9 +134,14 @@ impl Classify for TaskError {
 impl Classify for InventoryError {
     fn kind(&self) -> RejectionKind {
         match self {
-            InventoryError::InsufficientStock { .. } | InventoryError::ItemTypeMismatch { .. } => {
-                Conflict
-            }
+            InventoryError::InsufficientStock { .. }
+            | InventoryError::ItemTypeMismatch { .. }
+            | InventoryError::LotExists { .. }
+            | InventoryError::InsufficientLotStock { .. }
+            | InventoryError::LotScrapped { .. }
+            | InventoryError::LotNotHeld { .. }
+            | InventoryError::LotNotAvailable { .. } => Conflict,
+            InventoryError::LotNotFound { .. } => NotFound,
             _ => Invalid,
         }
     }

@@ -24,14 +24,15 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use shopfloor_domain::lot::OutputLots;
 use shopfloor_domain::machine::{MachineEvent, MachineUsage};
 use shopfloor_domain::maintenance::TaskEvent;
-use shopfloor_domain::order::OrderEvent;
+use shopfloor_domain::order::{Order, OrderEvent};
 use shopfloor_domain::policy::{CheckDue, PolicyCommand, PolicyEvent};
 use shopfloor_domain::process::{self as flows, IssuedCommand, OrderFacts, Target};
 use shopfloor_domain::spc::{self, CharacteristicFacts, ChartKind, SampleSource, SpcEvent};
-use shopfloor_domain::values::{CharacteristicId, MachineId, PolicyId};
-use shopfloor_domain::{Machine, ProductionOrder};
+use shopfloor_domain::values::{CharacteristicId, ItemId, MachineId, PolicyId};
+use shopfloor_domain::{InventoryItem, Machine, ProductionOrder};
 use shopfloor_eventstore::repository::decode_event;
 use shopfloor_eventstore::{
     leader, Checkpoint, CheckpointError, LeaderError, LeaderFlag, Leadership, Reader,
@@ -208,7 +209,13 @@ impl ProcessManager {
                         .await?;
                     match order.order() {
                         Some(o) => {
-                            commands.extend(flows::on_parts_produced(&id, &e, &OrderFacts::from(o)))
+                            let output = self.output_lots(o).await?;
+                            commands.extend(flows::on_parts_produced_into(
+                                &id,
+                                &e,
+                                &OrderFacts::from(o),
+                                &output,
+                            ))
                         }
                         None => {
                             self.reject(event, &format!("{id}/order"), &format!("production_order/{order_id}"),
@@ -359,6 +366,17 @@ impl ProcessManager {
         .execute(self.pool())
         .await?;
         Ok(())
+    }
+
+    /// The output-lot rule of an order's product (ADR 0057): none unless its item has one.
+    async fn output_lots(&self, order: &Order) -> Result<OutputLots, ProcessError> {
+        let item = ItemId::from(order.product_id.clone());
+        let (stock, _) = self.service.load::<InventoryItem>(item.as_str()).await?;
+        Ok(stock
+            .item()
+            .and_then(|i| i.lot_rule)
+            .map(|r| r.output)
+            .unwrap_or_default())
     }
 
     async fn index_policy(

@@ -30,7 +30,11 @@ use cqrs_es::{Aggregate, DomainEvent};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::values::{ItemId, Location, OrderId, Quantity, StockDelta, Text};
+use crate::lot::{
+    self, ConsumeLots, HoldLot, Lot, LotRef, LotRule, LotStatus, LotTake, MergeLots, MoveLot,
+    ProduceLot, ReceiveLot, ReleaseLot, ScrapLot, SetLotRule, SplitLot,
+};
+use crate::values::{ItemId, Location, LotId, MachineId, OrderId, Quantity, StockDelta, Text};
 use crate::Decide;
 
 /// Raw material or finished goods; serialized in snake_case.
@@ -100,6 +104,27 @@ pub enum InventoryCommand {
     AdjustStock(AdjustStock),
     ConsumeStock(ConsumeStock),
     ProduceStock(ProduceStock),
+    // Lots (ADR 0057, [`crate::lot`]).
+    ReceiveLot(ReceiveLot),
+    ProduceLot(ProduceLot),
+    ConsumeLots(ConsumeLots),
+    SplitLot(SplitLot),
+    MergeLots(MergeLots),
+    MoveLot(MoveLot),
+    HoldLot(HoldLot),
+    ReleaseLot(ReleaseLot),
+    ScrapLot(ScrapLot),
+    SetLotRule(SetLotRule),
+}
+
+/// Why lot stock was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TakeCause {
+    /// Backflush of an order's production.
+    Backflush,
+    /// A downward adjustment of a location's level (a count, damage...).
+    Adjustment,
 }
 
 /// Stock taken from one location by a consumption.
@@ -156,6 +181,162 @@ pub enum InventoryEvent {
         new_level: Decimal,
         at: DateTime<Utc>,
     },
+    /// A lot received; follows the `InventoryReceived` of its quantity.
+    InventoryLotReceived {
+        item_id: ItemId,
+        item_type: ItemType,
+        lot_id: LotId,
+        supplier_lot: Option<Text>,
+        location: Location,
+        qty: Quantity,
+        expiry: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    },
+    /// Production into an output lot; follows the `InventoryProduced` of its quantity.
+    InventoryLotProduced {
+        item_id: ItemId,
+        item_type: ItemType,
+        lot_id: LotId,
+        order_id: OrderId,
+        machine_id: Option<MachineId>,
+        location: Location,
+        qty: Quantity,
+        /// The lot's stock at the location afterwards.
+        new_qty: Decimal,
+        at: DateTime<Utc>,
+    },
+    /// Lot stock taken (follows the `InventoryConsumed` or `InventoryAdjusted` whose
+    /// allocations it splits over lots); `into` is the output lot it fed (genealogy).
+    InventoryLotsTaken {
+        item_id: ItemId,
+        item_type: ItemType,
+        cause: TakeCause,
+        order_id: Option<OrderId>,
+        into: Option<LotRef>,
+        takes: Vec<LotTake>,
+        at: DateTime<Utc>,
+    },
+    InventoryLotSplit {
+        item_id: ItemId,
+        item_type: ItemType,
+        lot_id: LotId,
+        new_lot_id: LotId,
+        location: Location,
+        qty: Quantity,
+        /// The source lot's stock at the location afterwards.
+        from_new_qty: Decimal,
+        reason: Option<Text>,
+        at: DateTime<Utc>,
+    },
+    InventoryLotsMerged {
+        item_id: ItemId,
+        item_type: ItemType,
+        /// What each source gave (all its stock at the location).
+        sources: Vec<LotTake>,
+        into: LotId,
+        location: Location,
+        into_new_qty: Decimal,
+        /// The earliest expiry of the lots merged (kept by a new target lot).
+        expiry: Option<DateTime<Utc>>,
+        /// The supplier lot when all of them share one.
+        supplier_lot: Option<Text>,
+        reason: Option<Text>,
+        at: DateTime<Utc>,
+    },
+    InventoryLotMoved {
+        item_id: ItemId,
+        item_type: ItemType,
+        lot_id: LotId,
+        from: Location,
+        to: Location,
+        qty: Decimal,
+        from_new_qty: Decimal,
+        to_new_qty: Decimal,
+        from_new_level: Decimal,
+        to_new_level: Decimal,
+        reason: Option<Text>,
+        at: DateTime<Utc>,
+    },
+    InventoryLotHeld {
+        item_id: ItemId,
+        item_type: ItemType,
+        lot_id: LotId,
+        hold_id: Option<Text>,
+        reason: Text,
+        at: DateTime<Utc>,
+    },
+    InventoryLotReleased {
+        item_id: ItemId,
+        item_type: ItemType,
+        lot_id: LotId,
+        reason: Text,
+        at: DateTime<Utc>,
+    },
+    /// A lot scrapped: its stock at each location leaves the level.
+    InventoryLotScrapped {
+        item_id: ItemId,
+        item_type: ItemType,
+        lot_id: LotId,
+        allocations: Vec<Allocation>,
+        reason: Text,
+        at: DateTime<Utc>,
+    },
+    InventoryLotRuleSet {
+        item_id: ItemId,
+        item_type: ItemType,
+        rule: LotRule,
+        at: DateTime<Utc>,
+    },
+}
+
+impl InventoryEvent {
+    /// The item (and its type) the event belongs to.
+    pub fn item(&self) -> (&ItemId, ItemType) {
+        match self {
+            Self::InventoryReceived {
+                item_id, item_type, ..
+            }
+            | Self::InventoryAdjusted {
+                item_id, item_type, ..
+            }
+            | Self::InventoryConsumed {
+                item_id, item_type, ..
+            }
+            | Self::InventoryProduced {
+                item_id, item_type, ..
+            }
+            | Self::InventoryLotReceived {
+                item_id, item_type, ..
+            }
+            | Self::InventoryLotProduced {
+                item_id, item_type, ..
+            }
+            | Self::InventoryLotsTaken {
+                item_id, item_type, ..
+            }
+            | Self::InventoryLotSplit {
+                item_id, item_type, ..
+            }
+            | Self::InventoryLotsMerged {
+                item_id, item_type, ..
+            }
+            | Self::InventoryLotMoved {
+                item_id, item_type, ..
+            }
+            | Self::InventoryLotHeld {
+                item_id, item_type, ..
+            }
+            | Self::InventoryLotReleased {
+                item_id, item_type, ..
+            }
+            | Self::InventoryLotScrapped {
+                item_id, item_type, ..
+            }
+            | Self::InventoryLotRuleSet {
+                item_id, item_type, ..
+            } => (item_id, *item_type),
+        }
+    }
 }
 
 impl DomainEvent for InventoryEvent {
@@ -165,6 +346,16 @@ impl DomainEvent for InventoryEvent {
             Self::InventoryAdjusted { .. } => "InventoryAdjusted",
             Self::InventoryConsumed { .. } => "InventoryConsumed",
             Self::InventoryProduced { .. } => "InventoryProduced",
+            Self::InventoryLotReceived { .. } => "InventoryLotReceived",
+            Self::InventoryLotProduced { .. } => "InventoryLotProduced",
+            Self::InventoryLotsTaken { .. } => "InventoryLotsTaken",
+            Self::InventoryLotSplit { .. } => "InventoryLotSplit",
+            Self::InventoryLotsMerged { .. } => "InventoryLotsMerged",
+            Self::InventoryLotMoved { .. } => "InventoryLotMoved",
+            Self::InventoryLotHeld { .. } => "InventoryLotHeld",
+            Self::InventoryLotReleased { .. } => "InventoryLotReleased",
+            Self::InventoryLotScrapped { .. } => "InventoryLotScrapped",
+            Self::InventoryLotRuleSet { .. } => "InventoryLotRuleSet",
         }
         .to_owned()
     }
@@ -194,6 +385,29 @@ pub enum InventoryError {
     WrongItem { expected: ItemId, given: ItemId },
     #[error("the stock level of item {item_id} at {location} would be too large")]
     LevelOverflow { item_id: ItemId, location: Location },
+    #[error("item {item_id} has no lot {lot_id}")]
+    LotNotFound { item_id: ItemId, lot_id: LotId },
+    #[error("lot {lot_id} exists already")]
+    LotExists { lot_id: LotId },
+    #[error("only {available} of lot {lot_id} at {location}; cannot take {requested}")]
+    InsufficientLotStock {
+        lot_id: LotId,
+        location: Location,
+        available: Decimal,
+        requested: Decimal,
+    },
+    #[error("lot {lot_id} is scrapped")]
+    LotScrapped { lot_id: LotId },
+    #[error("lot {lot_id} is not on hold")]
+    LotNotHeld { lot_id: LotId },
+    #[error("lot {lot_id} is {status:?}, not available")]
+    LotNotAvailable { lot_id: LotId, status: LotStatus },
+    #[error("a merge needs distinct source lots other than its target")]
+    InvalidMerge,
+    #[error("a move needs two different locations")]
+    SameLocation,
+    #[error("invalid lot rule: {detail}")]
+    InvalidLotRule { detail: String },
 }
 
 /// The stock of an item that has had at least one event.
@@ -205,6 +419,14 @@ pub struct Item {
     pub levels: BTreeMap<Location, Decimal>,
     /// Sum of all shortages recorded by backflush.
     pub shortage_total: Decimal,
+    /// Its lots (ADR 0057); absent from snapshots taken before lots existed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lots: BTreeMap<LotId, Lot>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lot_rule: Option<LotRule>,
+    /// The creation number the next lot gets (FIFO order).
+    #[serde(default)]
+    pub next_lot_seq: u64,
 }
 
 impl Item {
@@ -224,7 +446,7 @@ impl Item {
 /// The inventory item aggregate: `None` until its first event.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InventoryItem {
-    item: Option<Item>,
+    pub(crate) item: Option<Item>,
 }
 
 impl InventoryItem {
@@ -264,126 +486,228 @@ impl InventoryItem {
         self.item.as_ref().map_or(default, |item| item.item_type)
     }
 
-    fn allocate(&self, qty: Decimal, location: Option<&Location>) -> (Vec<Allocation>, Decimal) {
-        let mut candidates: Vec<(Location, Decimal)> = match (location, &self.item) {
-            (Some(location), _) => vec![(location.clone(), self.level(location.as_str()))],
-            (None, Some(item)) => item
-                .levels
-                .iter()
-                .map(|(location, level)| (location.clone(), *level))
-                .collect(),
-            (None, None) => Vec::new(),
+    /// Where a backflush of `qty` takes stock: the named location only, else the locations
+    /// holding the item, most available stock first (ties by location name); at each, its
+    /// available lots in the item's pick order, then untracked stock. Held lots are not
+    /// available. Returns the allocations per location, their split over lots, and the
+    /// shortage.
+    fn allocate(
+        &self,
+        qty: Decimal,
+        location: Option<&Location>,
+    ) -> (Vec<Allocation>, Vec<LotTake>, Decimal) {
+        let Some(item) = &self.item else {
+            return (Vec::new(), Vec::new(), qty);
         };
-        // Largest level first; the sort is stable and the map is ordered by name, so ties keep
-        // location-name order.
+        let mut candidates: Vec<(Location, Decimal)> = match location {
+            Some(location) => vec![(location.clone(), item.available(location))],
+            None => item
+                .levels
+                .keys()
+                .map(|location| (location.clone(), item.available(location)))
+                .collect(),
+        };
+        // Most available first; the sort is stable and the map is ordered by name, so ties
+        // keep location-name order. Without held lots, available equals the level.
         candidates.sort_by_key(|candidate| std::cmp::Reverse(candidate.1));
         let mut remaining = qty;
         let mut allocations = Vec::new();
-        for (location, level) in candidates {
+        let mut takes = Vec::new();
+        for (location, available) in candidates {
             if remaining <= Decimal::ZERO {
                 break;
             }
-            if level <= Decimal::ZERO {
+            if available <= Decimal::ZERO {
                 continue;
             }
-            let take = remaining.min(level);
+            let take = remaining.min(available);
             remaining -= take;
+            takes.extend(item.split_take(&location, take, item.pick(), true));
             allocations.push(Allocation {
+                new_level: item.level(location.as_str()) - take,
                 location,
                 qty: take,
-                new_level: level - take,
             });
         }
-        (allocations, remaining)
+        (allocations, takes, remaining)
+    }
+
+    /// A backflush: the consumption, and its split over lots when a lot was taken or the
+    /// consumption fed an output lot.
+    fn consume(&self, cmd: ConsumeStock, into: Option<LotRef>) -> Vec<InventoryEvent> {
+        let (allocations, takes, shortage) = self.allocate(cmd.qty.value(), cmd.location.as_ref());
+        let item_type = self.item_type_or(ItemType::Raw);
+        let mut events = Vec::with_capacity(2);
+        let traced = into.is_some() || takes.iter().any(|t| t.lot_id.is_some());
+        if traced && !takes.is_empty() {
+            events.push(InventoryEvent::InventoryLotsTaken {
+                item_id: cmd.item_id.clone(),
+                item_type,
+                cause: TakeCause::Backflush,
+                order_id: Some(cmd.order_id.clone()),
+                into,
+                takes,
+                at: cmd.at,
+            });
+        }
+        events.insert(
+            0,
+            InventoryEvent::InventoryConsumed {
+                item_id: cmd.item_id,
+                item_type,
+                order_id: cmd.order_id,
+                requested: cmd.qty,
+                location: cmd.location,
+                allocations,
+                shortage,
+                at: cmd.at,
+            },
+        );
+        events
+    }
+
+    fn produce(&self, cmd: &ProduceStock) -> Result<InventoryEvent, InventoryError> {
+        self.check_item(&cmd.item_id)?;
+        let new_level = self
+            .level(cmd.location.as_str())
+            .checked_add(cmd.qty.value())
+            .ok_or_else(|| InventoryError::LevelOverflow {
+                item_id: cmd.item_id.clone(),
+                location: cmd.location.clone(),
+            })?;
+        Ok(InventoryEvent::InventoryProduced {
+            item_id: cmd.item_id.clone(),
+            item_type: self.item_type_or(ItemType::Finished),
+            order_id: cmd.order_id.clone(),
+            location: cmd.location.clone(),
+            qty: cmd.qty,
+            new_level,
+            at: cmd.at,
+        })
+    }
+
+    fn receive(&self, cmd: ReceiveStock) -> Result<Vec<InventoryEvent>, InventoryError> {
+        self.check_item(&cmd.item_id)?;
+        self.check_type(cmd.item_type)?;
+        let new_level = self
+            .level(cmd.location.as_str())
+            .checked_add(cmd.qty.value())
+            .ok_or_else(|| InventoryError::LevelOverflow {
+                item_id: cmd.item_id.clone(),
+                location: cmd.location.clone(),
+            })?;
+        Ok(vec![InventoryEvent::InventoryReceived {
+            item_id: cmd.item_id,
+            item_type: cmd.item_type,
+            location: cmd.location,
+            qty: cmd.qty,
+            new_level,
+            reason: cmd.reason,
+            at: cmd.at,
+        }])
+    }
+
+    /// A direct adjustment; a downward one that leaves less than the location's lots hold
+    /// shrinks them too (untracked stock first, then lots FIFO).
+    fn adjust(&self, cmd: AdjustStock) -> Result<Vec<InventoryEvent>, InventoryError> {
+        self.check_item(&cmd.item_id)?;
+        self.check_type(cmd.item_type)?;
+        let available = self.level(cmd.location.as_str());
+        let new_level = available.checked_add(cmd.delta.value()).ok_or_else(|| {
+            InventoryError::LevelOverflow {
+                item_id: cmd.item_id.clone(),
+                location: cmd.location.clone(),
+            }
+        })?;
+        if new_level < Decimal::ZERO {
+            return Err(InventoryError::InsufficientStock {
+                item_id: cmd.item_id,
+                location: cmd.location,
+                available,
+                requested: -cmd.delta.value(),
+            });
+        }
+        let takes = match &self.item {
+            Some(item) if new_level < item.in_lots(&cmd.location) => item.split_take(
+                &cmd.location,
+                available - new_level,
+                lot::PickOrder::Fifo,
+                false,
+            ),
+            _ => Vec::new(),
+        };
+        let mut events = vec![InventoryEvent::InventoryAdjusted {
+            item_id: cmd.item_id.clone(),
+            item_type: cmd.item_type,
+            location: cmd.location,
+            delta: cmd.delta,
+            new_level,
+            reason: cmd.reason,
+            at: cmd.at,
+        }];
+        if !takes.is_empty() {
+            events.push(InventoryEvent::InventoryLotsTaken {
+                item_id: cmd.item_id,
+                item_type: cmd.item_type,
+                cause: TakeCause::Adjustment,
+                order_id: None,
+                into: None,
+                takes,
+                at: cmd.at,
+            });
+        }
+        Ok(events)
+    }
+
+    /// Checks that a lot command is addressed to this stream's item.
+    fn lot_command(&self, item_id: &ItemId) -> Result<Option<&Item>, InventoryError> {
+        self.check_item(item_id)?;
+        Ok(self.item.as_ref())
     }
 }
 
 impl Decide for InventoryItem {
     fn decide(&self, command: InventoryCommand) -> Result<Vec<InventoryEvent>, InventoryError> {
-        let event = match command {
-            InventoryCommand::ReceiveStock(cmd) => {
+        use InventoryCommand as C;
+        match command {
+            C::ReceiveStock(cmd) => self.receive(cmd),
+            C::AdjustStock(cmd) => self.adjust(cmd),
+            C::ConsumeStock(cmd) => {
+                self.check_item(&cmd.item_id)?;
+                Ok(self.consume(cmd, None))
+            }
+            C::ProduceStock(cmd) => Ok(vec![self.produce(&cmd)?]),
+            C::ConsumeLots(cmd) => {
+                self.check_item(&cmd.consume.item_id)?;
+                Ok(self.consume(cmd.consume, cmd.into))
+            }
+            C::ProduceLot(cmd) => {
+                let produced = self.produce(&cmd.produce)?;
+                let item_type = self.item_type_or(ItemType::Finished);
+                Ok(lot::decide_produce(
+                    self.item.as_ref(),
+                    item_type,
+                    cmd,
+                    produced,
+                ))
+            }
+            C::ReceiveLot(cmd) => {
                 self.check_item(&cmd.item_id)?;
                 self.check_type(cmd.item_type)?;
-                let new_level = self
-                    .level(cmd.location.as_str())
-                    .checked_add(cmd.qty.value())
-                    .ok_or_else(|| InventoryError::LevelOverflow {
-                        item_id: cmd.item_id.clone(),
-                        location: cmd.location.clone(),
-                    })?;
-                InventoryEvent::InventoryReceived {
-                    item_id: cmd.item_id,
-                    item_type: cmd.item_type,
-                    location: cmd.location,
-                    qty: cmd.qty,
-                    new_level,
-                    reason: cmd.reason,
-                    at: cmd.at,
-                }
+                lot::decide_receive(self.item.as_ref(), cmd)
             }
-            InventoryCommand::AdjustStock(cmd) => {
+            C::SplitLot(cmd) => lot::decide_split(self.lot_command(&cmd.item_id)?, cmd),
+            C::MergeLots(cmd) => lot::decide_merge(self.lot_command(&cmd.item_id)?, cmd),
+            C::MoveLot(cmd) => lot::decide_move(self.lot_command(&cmd.item_id)?, cmd),
+            C::HoldLot(cmd) => lot::decide_hold(self.lot_command(&cmd.item_id)?, cmd),
+            C::ReleaseLot(cmd) => lot::decide_release(self.lot_command(&cmd.item_id)?, cmd),
+            C::ScrapLot(cmd) => lot::decide_scrap(self.lot_command(&cmd.item_id)?, cmd),
+            C::SetLotRule(cmd) => {
                 self.check_item(&cmd.item_id)?;
                 self.check_type(cmd.item_type)?;
-                let available = self.level(cmd.location.as_str());
-                let new_level = available.checked_add(cmd.delta.value()).ok_or_else(|| {
-                    InventoryError::LevelOverflow {
-                        item_id: cmd.item_id.clone(),
-                        location: cmd.location.clone(),
-                    }
-                })?;
-                if new_level < Decimal::ZERO {
-                    return Err(InventoryError::InsufficientStock {
-                        item_id: cmd.item_id,
-                        location: cmd.location,
-                        available,
-                        requested: -cmd.delta.value(),
-                    });
-                }
-                InventoryEvent::InventoryAdjusted {
-                    item_id: cmd.item_id,
-                    item_type: cmd.item_type,
-                    location: cmd.location,
-                    delta: cmd.delta,
-                    new_level,
-                    reason: cmd.reason,
-                    at: cmd.at,
-                }
+                lot::decide_rule(cmd)
             }
-            InventoryCommand::ConsumeStock(cmd) => {
-                self.check_item(&cmd.item_id)?;
-                let (allocations, shortage) = self.allocate(cmd.qty.value(), cmd.location.as_ref());
-                InventoryEvent::InventoryConsumed {
-                    item_id: cmd.item_id,
-                    item_type: self.item_type_or(ItemType::Raw),
-                    order_id: cmd.order_id,
-                    requested: cmd.qty,
-                    location: cmd.location,
-                    allocations,
-                    shortage,
-                    at: cmd.at,
-                }
-            }
-            InventoryCommand::ProduceStock(cmd) => {
-                self.check_item(&cmd.item_id)?;
-                let new_level = self
-                    .level(cmd.location.as_str())
-                    .checked_add(cmd.qty.value())
-                    .ok_or_else(|| InventoryError::LevelOverflow {
-                        item_id: cmd.item_id.clone(),
-                        location: cmd.location.clone(),
-                    })?;
-                InventoryEvent::InventoryProduced {
-                    item_id: cmd.item_id,
-                    item_type: self.item_type_or(ItemType::Finished),
-                    order_id: cmd.order_id,
-                    location: cmd.location,
-                    qty: cmd.qty,
-                    new_level,
-                    at: cmd.at,
-                }
-            }
-        };
-        Ok(vec![event])
+        }
     }
 }
 
@@ -397,55 +721,198 @@ impl Aggregate for InventoryItem {
     crate::handle_by_deciding!();
 
     fn apply(&mut self, event: Self::Event) {
-        let (item_id, item_type) = match &event {
-            InventoryEvent::InventoryReceived {
-                item_id, item_type, ..
-            }
-            | InventoryEvent::InventoryAdjusted {
-                item_id, item_type, ..
-            }
-            | InventoryEvent::InventoryConsumed {
-                item_id, item_type, ..
-            }
-            | InventoryEvent::InventoryProduced {
-                item_id, item_type, ..
-            } => (item_id.clone(), *item_type),
-        };
+        let (item_id, item_type) = event.item();
         let item = self.item.get_or_insert_with(|| Item {
-            item_id,
+            item_id: item_id.clone(),
             item_type,
             levels: BTreeMap::new(),
             shortage_total: Decimal::ZERO,
+            lots: BTreeMap::new(),
+            lot_rule: None,
+            next_lot_seq: 0,
         });
-        match event {
-            InventoryEvent::InventoryReceived {
-                location,
-                new_level,
-                ..
+        apply_to(item, event);
+    }
+}
+
+/// A new lot, numbered next in its item.
+fn new_lot(item: &mut Item, lot_id: LotId, at: DateTime<Utc>) -> Lot {
+    let seq = item.next_lot_seq;
+    item.next_lot_seq += 1;
+    Lot {
+        lot_id,
+        supplier_lot: None,
+        expiry: None,
+        seq,
+        created_at: at,
+        order_id: None,
+        stock: BTreeMap::new(),
+        status: LotStatus::Available,
+        hold_reason: None,
+    }
+}
+
+/// Folds one event into the item (sets the values the event carries).
+fn apply_to(item: &mut Item, event: InventoryEvent) {
+    use InventoryEvent as E;
+    match event {
+        E::InventoryReceived {
+            location,
+            new_level,
+            ..
+        }
+        | E::InventoryAdjusted {
+            location,
+            new_level,
+            ..
+        }
+        | E::InventoryProduced {
+            location,
+            new_level,
+            ..
+        } => {
+            item.levels.insert(location, new_level);
+        }
+        E::InventoryConsumed {
+            allocations,
+            shortage,
+            ..
+        } => {
+            for allocation in allocations {
+                item.levels
+                    .insert(allocation.location, allocation.new_level);
             }
-            | InventoryEvent::InventoryAdjusted {
-                location,
-                new_level,
-                ..
+            item.shortage_total = item.shortage_total.saturating_add(shortage);
+        }
+        E::InventoryLotReceived {
+            lot_id,
+            supplier_lot,
+            location,
+            qty,
+            expiry,
+            at,
+            ..
+        } => {
+            let mut lot = new_lot(item, lot_id.clone(), at);
+            lot.supplier_lot = supplier_lot;
+            lot.expiry = expiry;
+            lot.stock.insert(location, qty.value());
+            item.lots.insert(lot_id, lot);
+        }
+        E::InventoryLotProduced {
+            lot_id,
+            order_id,
+            location,
+            new_qty,
+            at,
+            ..
+        } => {
+            if !item.lots.contains_key(&lot_id) {
+                let mut lot = new_lot(item, lot_id.clone(), at);
+                lot.order_id = Some(order_id);
+                item.lots.insert(lot_id.clone(), lot);
             }
-            | InventoryEvent::InventoryProduced {
-                location,
-                new_level,
-                ..
-            } => {
-                item.levels.insert(location, new_level);
-            }
-            InventoryEvent::InventoryConsumed {
-                allocations,
-                shortage,
-                ..
-            } => {
-                for allocation in allocations {
-                    item.levels
-                        .insert(allocation.location, allocation.new_level);
-                }
-                item.shortage_total = item.shortage_total.saturating_add(shortage);
+            if let Some(lot) = item.lots.get_mut(&lot_id) {
+                lot.stock.insert(location, new_qty);
             }
         }
+        E::InventoryLotsTaken { takes, .. } => {
+            for take in takes {
+                if let Some(lot) = take.lot_id.and_then(|id| item.lots.get_mut(&id)) {
+                    lot.stock.insert(take.location, take.new_qty);
+                }
+            }
+        }
+        E::InventoryLotSplit {
+            lot_id,
+            new_lot_id,
+            location,
+            qty,
+            from_new_qty,
+            at,
+            ..
+        } => {
+            let mut lot = new_lot(item, new_lot_id.clone(), at);
+            if let Some(from) = item.lots.get_mut(&lot_id) {
+                from.stock.insert(location.clone(), from_new_qty);
+                lot.supplier_lot = from.supplier_lot.clone();
+                lot.expiry = from.expiry;
+                lot.order_id = from.order_id.clone();
+                lot.status = from.status;
+                lot.hold_reason = from.hold_reason.clone();
+            }
+            lot.stock.insert(location, qty.value());
+            item.lots.insert(new_lot_id, lot);
+        }
+        E::InventoryLotsMerged {
+            sources,
+            into,
+            location,
+            into_new_qty,
+            expiry,
+            supplier_lot,
+            at,
+            ..
+        } => {
+            for source in sources {
+                if let Some(lot) = source.lot_id.and_then(|id| item.lots.get_mut(&id)) {
+                    lot.stock.insert(source.location, source.new_qty);
+                }
+            }
+            if !item.lots.contains_key(&into) {
+                let mut lot = new_lot(item, into.clone(), at);
+                lot.expiry = expiry;
+                lot.supplier_lot = supplier_lot;
+                item.lots.insert(into.clone(), lot);
+            }
+            if let Some(lot) = item.lots.get_mut(&into) {
+                lot.stock.insert(location, into_new_qty);
+            }
+        }
+        E::InventoryLotMoved {
+            lot_id,
+            from,
+            to,
+            from_new_qty,
+            to_new_qty,
+            from_new_level,
+            to_new_level,
+            ..
+        } => {
+            if let Some(lot) = item.lots.get_mut(&lot_id) {
+                lot.stock.insert(from.clone(), from_new_qty);
+                lot.stock.insert(to.clone(), to_new_qty);
+            }
+            item.levels.insert(from, from_new_level);
+            item.levels.insert(to, to_new_level);
+        }
+        E::InventoryLotHeld { lot_id, reason, .. } => {
+            if let Some(lot) = item.lots.get_mut(&lot_id) {
+                lot.status = LotStatus::Held;
+                lot.hold_reason = Some(reason);
+            }
+        }
+        E::InventoryLotReleased { lot_id, .. } => {
+            if let Some(lot) = item.lots.get_mut(&lot_id) {
+                lot.status = LotStatus::Available;
+                lot.hold_reason = None;
+            }
+        }
+        E::InventoryLotScrapped {
+            lot_id,
+            allocations,
+            ..
+        } => {
+            if let Some(lot) = item.lots.get_mut(&lot_id) {
+                lot.status = LotStatus::Scrapped;
+                for a in &allocations {
+                    lot.stock.insert(a.location.clone(), Decimal::ZERO);
+                }
+            }
+            for a in allocations {
+                item.levels.insert(a.location, a.new_level);
+            }
+        }
+        E::InventoryLotRuleSet { rule, .. } => item.lot_rule = Some(rule),
     }
 }

@@ -17,6 +17,8 @@
 //! - [`operator`]: operators (`operator`): who they are, the lines they may work, and their
 //!   labour (clock on / clock off an order by floor time).
 //! - [`inventory`]: stock of one item across locations (`inventory_item`), backflush.
+//! - [`lot`]: lots inside an item's stream: receipt, output lots, split, merge, move, quality
+//!   holds, pick order, and the plan of a hold over a forward trace (ADR 0057).
 //! - [`policy`]: preventive-maintenance policies (`maintenance_policy`).
 //! - [`alert`]: alert rules (`alert_rule`) and alerts (`alert`): raised, acknowledged,
 //!   escalated, resolved.
@@ -35,6 +37,7 @@
 
 pub mod alert;
 pub mod inventory;
+pub mod lot;
 pub mod machine;
 pub mod maintenance;
 pub mod operator;

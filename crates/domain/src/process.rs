@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::alert::{AlertCommand, AlertRuleCommand};
 use crate::inventory::{ConsumeStock, InventoryCommand, ProduceStock};
+use crate::lot::{output_lot, ConsumeLots, LotRef, OutputLots, ProduceLot};
 use crate::machine::{MachineCommand, MachineEvent, MachineUsage, RecordMaintenancePerformed};
 use crate::maintenance::{ScheduleTask, TaskCommand, TaskEvent, TaskKind};
 use crate::operator::OperatorCommand;
@@ -220,6 +221,19 @@ pub fn on_parts_produced(
     event: &MachineEvent,
     order: &OrderFacts,
 ) -> Vec<IssuedCommand> {
+    on_parts_produced_into(event_id, event, order, &OutputLots::None)
+}
+
+/// Flow 1 with lots (ADR 0057): where the product's lot rule names an output lot for the
+/// report ([`crate::lot::output_lot`]), the good units go into that lot (`ProduceLot`, with
+/// the machine) and every BOM consumption records that it fed it (`ConsumeLots`); the command
+/// ids are those of [`on_parts_produced`].
+pub fn on_parts_produced_into(
+    event_id: &str,
+    event: &MachineEvent,
+    order: &OrderFacts,
+    output: &OutputLots,
+) -> Vec<IssuedCommand> {
     let MachineEvent::MachinePartsProduced {
         machine_id,
         good,
@@ -247,20 +261,33 @@ pub fn on_parts_produced(
             }),
         },
     )];
+    let product = ItemId::from(order.product_id.clone());
+    let into = output_lot(output, order_id, *at).map(|lot_id| LotRef {
+        item_id: product.clone(),
+        lot_id,
+    });
     if let Ok(qty) = Quantity::new(Decimal::from(*good)) {
-        let item_id = ItemId::from(order.product_id.clone());
+        let produce = ProduceStock {
+            item_id: product.clone(),
+            order_id: order_id.clone(),
+            location: order.output_location.clone(),
+            qty,
+            at: *at,
+        };
+        let command = match &into {
+            Some(lot) => InventoryCommand::ProduceLot(ProduceLot {
+                produce,
+                lot_id: lot.lot_id.clone(),
+                machine_id: Some(machine_id.clone()),
+            }),
+            None => InventoryCommand::ProduceStock(produce),
+        };
         commands.push(issue(
             event_id,
-            &format!("produce/{item_id}"),
+            &format!("produce/{product}"),
             Target::InventoryItem {
-                item_id: item_id.clone(),
-                command: InventoryCommand::ProduceStock(ProduceStock {
-                    item_id,
-                    order_id: order_id.clone(),
-                    location: order.output_location.clone(),
-                    qty,
-                    at: *at,
-                }),
+                item_id: product.clone(),
+                command,
             },
         ));
     }
@@ -274,18 +301,26 @@ pub fn on_parts_produced(
         else {
             continue;
         };
+        let consume = ConsumeStock {
+            item_id: line.item_id.clone(),
+            order_id: order_id.clone(),
+            qty,
+            location: order.input_location.clone(),
+            at: *at,
+        };
+        let command = match &into {
+            Some(lot) => InventoryCommand::ConsumeLots(ConsumeLots {
+                consume,
+                into: Some(lot.clone()),
+            }),
+            None => InventoryCommand::ConsumeStock(consume),
+        };
         commands.push(issue(
             event_id,
             &format!("consume/{}", line.item_id),
             Target::InventoryItem {
                 item_id: line.item_id.clone(),
-                command: InventoryCommand::ConsumeStock(ConsumeStock {
-                    item_id: line.item_id.clone(),
-                    order_id: order_id.clone(),
-                    qty,
-                    location: order.input_location.clone(),
-                    at: *at,
-                }),
+                command,
             },
         ));
     }

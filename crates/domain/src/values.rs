@@ -525,3 +525,9 @@ impl From<CycleTime> for f64 {
         value.0
     }
 }
+
+identifier!(
+    /// Identifies a lot of an item: unique within the item's stream (`inventory_item`), so a
+    /// lot is named by its item and its lot id together ([`crate::lot::LotRef`]).
+    LotId, "lot id", MAX_ID_LEN
+);

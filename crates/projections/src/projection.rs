@@ -74,7 +74,8 @@ pub enum Projection {
     Orders,
     /// `rm_maintenance_tasks`: the maintenance schedule.
     Maintenance,
-    /// `rm_inventory_levels`, `rm_inventory_movements`: stock and its ledger.
+    /// `rm_inventory_levels`, `rm_inventory_movements`: stock and its ledger; `rm_lots`,
+    /// `rm_lot_stock`, `rm_lot_edges`, `rm_lot_movements`: lots and genealogy (ADR 0057).
     Inventory,
     /// `rm_operators`, `rm_labour_sessions`: operators and their clock-ons (ADR 0036).
     People,
@@ -121,7 +122,14 @@ impl Projection {
             ],
             Projection::Orders => &["rm_orders", "rm_order_facts"],
             Projection::Maintenance => &["rm_maintenance_tasks"],
-            Projection::Inventory => &["rm_inventory_levels", "rm_inventory_movements"],
+            Projection::Inventory => &[
+                "rm_inventory_levels",
+                "rm_inventory_movements",
+                "rm_lots",
+                "rm_lot_stock",
+                "rm_lot_edges",
+                "rm_lot_movements",
+            ],
             Projection::People => &["rm_operators", "rm_labour_sessions"],
             Projection::Spc => &["rm_spc_characteristics", "rm_spc_points", "rm_spc_signals"],
         }

@@ -35,11 +35,13 @@ use crate::error::ProjectionError;
 use crate::projection::{self, quote_ident, Projection};
 
 /// The tables only ever appended to, keyed by their event's position.
-const APPEND_ONLY: [&str; 4] = [
+const APPEND_ONLY: [&str; 6] = [
     "rm_state_facts",
     "rm_stop_classifications",
     "rm_parts_facts",
     "rm_inventory_movements",
+    "rm_lot_edges",
+    "rm_lot_movements",
 ];
 
 /// Most differences reported per table.

@@ -33,8 +33,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::PROBLEM_JSON;
 use crate::routes::{
-    alerts, audit, calendar, inventory, machines, maintenance, orders, people, reads, reference,
-    reports, spc, stops, tokens,
+    alerts, audit, calendar, inventory, lots, machines, maintenance, orders, people, reads,
+    reference, reports, spc, stops, tokens,
 };
 use crate::AppState;
 
@@ -313,6 +313,8 @@ fn retry_after_header() -> Header {
         alerts::define_rule, alerts::list_rules, alerts::redefine_rule, alerts::disable_rule, alerts::list_alerts,
         alerts::acknowledge, alerts::resolve, alerts::alert_deliveries, alerts::list_deliveries,
         spc::define, spc::list, spc::chart, spc::record_sample, spc::freeze_limits, spc::signals,
+        lots::receive, lots::list, lots::get_lot, lots::backward, lots::forward, lots::split,
+        lots::move_lot, lots::merge, lots::hold, lots::release, lots::scrap, lots::set_rule,
     ),
     components(schemas(crate::error::ProblemDocument, machines::MachineEventBody)),
     tags(
@@ -322,6 +324,7 @@ fn retry_after_header() -> Header {
         (name = "reports"),
         (name = "alerts"),
         (name = "spc"),
+        (name = "lots"),
     )
 )]
 pub struct ApiDoc;

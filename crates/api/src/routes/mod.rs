@@ -7,6 +7,7 @@
 //! - [`stops`]: unclassified stops, classifying a stop.
 //! - [`maintenance`]: maintenance tasks.
 //! - [`inventory`]: inventory updates and an item's stock.
+//! - [`lots`]: lots, genealogy (backward and forward traces) and quality holds (ADR 0057).
 //! - [`tokens`]: bearer tokens (admin).
 //! - [`audit`]: the global log, stream histories and states as of a version or time.
 //! - [`reference`]: the plant's reason codes (editable, ADR 0053) and the scrap reasons.
@@ -24,6 +25,7 @@ pub mod calendar;
 pub mod docs;
 pub mod inventory;
 pub mod live;
+pub mod lots;
 pub mod machines;
 pub mod maintenance;
 pub mod orders;

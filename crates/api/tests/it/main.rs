@@ -13,6 +13,7 @@ mod idempotency;
 mod inventory;
 mod limits;
 mod live;
+mod lots;
 mod machines;
 mod maintenance;
 mod openapi_drift;

@@ -3,6 +3,7 @@
 
 mod alert;
 mod inventory;
+mod lots;
 mod machine;
 mod maintenance;
 mod operator;

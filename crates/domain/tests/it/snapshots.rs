@@ -26,7 +26,7 @@ use crate::support::{day, dec, delta, id, qty, t, text};
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/events.v1.json");
 
 /// Every event type the domain emits.
-const ALL_EVENT_TYPES: [&str; 34] = [
+const ALL_EVENT_TYPES: [&str; 44] = [
     "OrderCreated",
     "OrderAssigned",
     "OrderStarted",
@@ -50,6 +50,16 @@ const ALL_EVENT_TYPES: [&str; 34] = [
     "InventoryAdjusted",
     "InventoryConsumed",
     "InventoryProduced",
+    "InventoryLotReceived",
+    "InventoryLotProduced",
+    "InventoryLotsTaken",
+    "InventoryLotSplit",
+    "InventoryLotsMerged",
+    "InventoryLotMoved",
+    "InventoryLotHeld",
+    "InventoryLotReleased",
+    "InventoryLotScrapped",
+    "InventoryLotRuleSet",
     "PolicyDefined",
     "PolicyDue",
     "PolicyTaskCompleted",
@@ -288,6 +298,127 @@ fn inventory_events() -> Vec<InventoryEvent> {
     ]
 }
 
+fn lot_events() -> Vec<InventoryEvent> {
+    use shopfloor_domain::lot::{LotRef, LotRule, LotTake, OutputLots, PickOrder};
+    let take = |lot: Option<&str>, q: &str, left: &str| LotTake {
+        lot_id: lot.map(id),
+        location: id("RAW-A"),
+        qty: dec(q),
+        new_qty: dec(left),
+    };
+    vec![
+        InventoryEvent::InventoryLotReceived {
+            item_id: id("steel"),
+            item_type: ItemType::Raw,
+            lot_id: id("L-1"),
+            supplier_lot: Some(text("SUP-9")),
+            location: id("RAW-A"),
+            qty: qty("100.5"),
+            expiry: Some(day(30)),
+            at: t(7, 0),
+        },
+        InventoryEvent::InventoryLotProduced {
+            item_id: id("widget"),
+            item_type: ItemType::Finished,
+            lot_id: id("PO-1"),
+            order_id: id("PO-1"),
+            machine_id: Some(id("M1")),
+            location: id("FG"),
+            qty: qty("10"),
+            new_qty: dec("30"),
+            at: t(9, 0),
+        },
+        InventoryEvent::InventoryLotsTaken {
+            item_id: id("steel"),
+            item_type: ItemType::Raw,
+            cause: TakeCause::Backflush,
+            order_id: Some(id("PO-1")),
+            into: Some(LotRef {
+                item_id: id("widget"),
+                lot_id: id("PO-1"),
+            }),
+            takes: vec![take(Some("L-1"), "20", "80.5"), take(None, "5", "0")],
+            at: t(9, 0),
+        },
+        InventoryEvent::InventoryLotSplit {
+            item_id: id("steel"),
+            item_type: ItemType::Raw,
+            lot_id: id("L-1"),
+            new_lot_id: id("L-1a"),
+            location: id("RAW-A"),
+            qty: qty("30"),
+            from_new_qty: dec("50.5"),
+            reason: Some(text("second press")),
+            at: t(10, 0),
+        },
+        InventoryEvent::InventoryLotsMerged {
+            item_id: id("steel"),
+            item_type: ItemType::Raw,
+            sources: vec![take(Some("L-1a"), "30", "0")],
+            into: id("L-1"),
+            location: id("RAW-A"),
+            into_new_qty: dec("80.5"),
+            expiry: Some(day(30)),
+            supplier_lot: Some(text("SUP-9")),
+            reason: None,
+            at: t(11, 0),
+        },
+        InventoryEvent::InventoryLotMoved {
+            item_id: id("steel"),
+            item_type: ItemType::Raw,
+            lot_id: id("L-1"),
+            from: id("RAW-A"),
+            to: id("QUARANTINE"),
+            qty: dec("80.5"),
+            from_new_qty: dec("0"),
+            to_new_qty: dec("80.5"),
+            from_new_level: dec("0"),
+            to_new_level: dec("80.5"),
+            reason: Some(text("hold area")),
+            at: t(12, 0),
+        },
+        InventoryEvent::InventoryLotHeld {
+            item_id: id("steel"),
+            item_type: ItemType::Raw,
+            lot_id: id("L-1"),
+            hold_id: Some(text("HOLD-1")),
+            reason: text("supplier recall"),
+            at: t(12, 0),
+        },
+        InventoryEvent::InventoryLotReleased {
+            item_id: id("steel"),
+            item_type: ItemType::Raw,
+            lot_id: id("L-1"),
+            reason: text("retested ok"),
+            at: t(13, 0),
+        },
+        InventoryEvent::InventoryLotScrapped {
+            item_id: id("steel"),
+            item_type: ItemType::Raw,
+            lot_id: id("L-1"),
+            allocations: vec![Allocation {
+                location: id("QUARANTINE"),
+                qty: dec("80.5"),
+                new_level: dec("0"),
+            }],
+            reason: text("contaminated"),
+            at: t(14, 0),
+        },
+        InventoryEvent::InventoryLotRuleSet {
+            item_id: id("widget"),
+            item_type: ItemType::Finished,
+            rule: LotRule {
+                output: OutputLots::PerShift {
+                    hours: 8,
+                    start_hour: 6,
+                },
+                pick: PickOrder::Fefo,
+            },
+            at: t(6, 0),
+        },
+    ]
+}
+
 fn policy_events() -> Vec<PolicyEvent> {
     let trigger = PolicyTrigger::EveryCycles(NonZeroU64::new(1000).unwrap());
     vec![
@@ -418,6 +549,7 @@ fn all_entries() -> Vec<Value> {
     all.extend(entries::<MaintenancePolicy>(policy_events()));
     all.extend(entries::<Operator>(operator_events()));
     all.extend(entries::<ProductionOrder>(grown_order_events()));
+    all.extend(entries::<InventoryItem>(lot_events()));
     all
 }
 

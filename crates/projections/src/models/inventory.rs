@@ -40,12 +40,7 @@ fn update(event: &RecordedEvent, item_id: &ItemId) -> LiveUpdate {
 }
 
 fn item_id(e: &InventoryEvent) -> &ItemId {
-    match e {
-        InventoryEvent::InventoryReceived { item_id, .. }
-        | InventoryEvent::InventoryAdjusted { item_id, .. }
-        | InventoryEvent::InventoryConsumed { item_id, .. }
-        | InventoryEvent::InventoryProduced { item_id, .. } => item_id,
-    }
+    e.item().0
 }
 
 /// The rows a chunk writes: the last level of each (item, location), and the
@@ -219,8 +214,91 @@ impl<'a> Rows<'a> {
                 };
                 self.movement(event, item_id.as_str(), &t, at, m);
             }
+            InventoryEvent::InventoryLotMoved {
+                item_id,
+                item_type,
+                from,
+                to,
+                qty,
+                from_new_level,
+                to_new_level,
+                reason,
+                ..
+            } => {
+                let (t, at) = (name_of(item_type), pg_ts(e_at(e))?);
+                let reason = reason.as_ref().map(|r| r.as_str()).or(Some("lot moved"));
+                for (seq, location, delta, level) in [
+                    (0, from, -*qty, from_new_level),
+                    (1, to, *qty, to_new_level),
+                ] {
+                    self.level(item_id.as_str(), location.as_str(), &t, *level, at);
+                    let m = Movement {
+                        seq,
+                        location: Some(location.as_str()),
+                        kind: if seq == 0 { "moved_out" } else { "moved_in" },
+                        delta,
+                        new_level: Some(*level),
+                        shortage: Decimal::ZERO,
+                        reason,
+                        order_id: None,
+                    };
+                    self.movement(event, item_id.as_str(), &t, at, m);
+                }
+            }
+            InventoryEvent::InventoryLotScrapped {
+                item_id,
+                item_type,
+                allocations,
+                reason,
+                ..
+            } => {
+                let (t, at) = (name_of(item_type), pg_ts(e_at(e))?);
+                for (seq, a) in allocations.iter().enumerate() {
+                    self.level(item_id.as_str(), a.location.as_str(), &t, a.new_level, at);
+                    let m = Movement {
+                        seq: i32::try_from(seq).unwrap_or(i32::MAX),
+                        location: Some(a.location.as_str()),
+                        kind: "scrapped",
+                        delta: -a.qty,
+                        new_level: Some(a.new_level),
+                        shortage: Decimal::ZERO,
+                        reason: Some(reason.as_str()),
+                        order_id: None,
+                    };
+                    self.movement(event, item_id.as_str(), &t, at, m);
+                }
+            }
+            // Lot facts without a level change: the lot tables only (`lots`).
+            InventoryEvent::InventoryLotReceived { .. }
+            | InventoryEvent::InventoryLotProduced { .. }
+            | InventoryEvent::InventoryLotsTaken { .. }
+            | InventoryEvent::InventoryLotSplit { .. }
+            | InventoryEvent::InventoryLotsMerged { .. }
+            | InventoryEvent::InventoryLotHeld { .. }
+            | InventoryEvent::InventoryLotReleased { .. }
+            | InventoryEvent::InventoryLotRuleSet { .. } => {}
         }
         Ok(())
+    }
+}
+
+/// The floor time of a lot event that changes levels.
+fn e_at(e: &InventoryEvent) -> &DateTime<Utc> {
+    match e {
+        InventoryEvent::InventoryLotMoved { at, .. }
+        | InventoryEvent::InventoryLotScrapped { at, .. } => at,
+        InventoryEvent::InventoryReceived { at, .. }
+        | InventoryEvent::InventoryAdjusted { at, .. }
+        | InventoryEvent::InventoryConsumed { at, .. }
+        | InventoryEvent::InventoryProduced { at, .. }
+        | InventoryEvent::InventoryLotReceived { at, .. }
+        | InventoryEvent::InventoryLotProduced { at, .. }
+        | InventoryEvent::InventoryLotsTaken { at, .. }
+        | InventoryEvent::InventoryLotSplit { at, .. }
+        | InventoryEvent::InventoryLotsMerged { at, .. }
+        | InventoryEvent::InventoryLotHeld { at, .. }
+        | InventoryEvent::InventoryLotReleased { at, .. }
+        | InventoryEvent::InventoryLotRuleSet { at, .. } => at,
     }
 }
 
@@ -265,6 +343,7 @@ pub(crate) async fn apply_chunk(
         .execute(&mut *conn)
         .await?;
     }
+    super::lots::apply_chunk(conn, items).await?;
     if !rows.position.is_empty() {
         sqlx::query(
             "INSERT INTO rm_inventory_movements (position, seq, item_id, item_type, location, kind, \

@@ -23,6 +23,7 @@
 
 pub(crate) mod history;
 pub(crate) mod inventory;
+pub(crate) mod lots;
 pub(crate) mod machines;
 pub(crate) mod maintenance;
 pub(crate) mod orders;

@@ -7,6 +7,7 @@
 //! - [`orders`]: production orders with progress, yield and scrap rate.
 //! - [`maintenance`]: maintenance tasks, with `overdue` derived from the clock.
 //! - [`inventory`]: stock levels and the movement ledger.
+//! - [`lots`]: lots, a lot's ledger, backward and forward traces (genealogy, ADR 0057).
 //! - [`kpi`]: ISO 22400-2 KPIs for any window, `as_of`, hour/shift/day series,
 //!   roll-ups (ADR 0005).
 //! - [`downtime`]: state intervals, downtime Pareto (as recorded and as
@@ -28,6 +29,7 @@ pub mod downtime;
 pub mod gauges;
 pub mod inventory;
 pub mod kpi;
+pub mod lots;
 pub mod machines;
 pub mod maintenance;
 pub mod orders;

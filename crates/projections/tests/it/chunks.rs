@@ -16,7 +16,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rust_decimal::Decimal;
 use serde_json::json;
-use shopfloor_domain::inventory::{Allocation, InventoryEvent, ItemType};
+use shopfloor_domain::inventory::{Allocation, InventoryEvent, ItemType, TakeCause};
+use shopfloor_domain::lot::{LotRef, LotTake};
 use shopfloor_domain::machine::MachineEvent;
 use shopfloor_domain::maintenance::{PartUsed, PredictiveEvidence, TaskEvent, TaskKind};
 use shopfloor_domain::operator::OperatorEvent;
@@ -385,6 +386,9 @@ fn inventory_event(rng: &mut StdRng, item: &str) -> InventoryEvent {
     let item_type = *pick(rng, &[ItemType::Raw, ItemType::Finished]);
     let location = Location::new(*pick(rng, &LOCATIONS)).unwrap();
     let at = floor_time(rng);
+    if rng.gen_range(0..9) >= 4 {
+        return lot_event(rng, item_id, item_type, location, at);
+    }
     match rng.gen_range(0..4) {
         0 => InventoryEvent::InventoryReceived {
             item_id,
@@ -513,6 +517,101 @@ fn spc_event(rng: &mut StdRng) -> (&'static str, SpcEvent) {
         },
     };
     (c, e)
+}
+
+const LOTS: [&str; 3] = ["L0", "L1", "L2"];
+
+/// A random lot event (ADR 0057) of a few lots per item.
+fn lot_event(
+    rng: &mut StdRng,
+    item_id: ItemId,
+    item_type: ItemType,
+    location: Location,
+    at: DateTime<Utc>,
+) -> InventoryEvent {
+    let lot_id = LotId::new(*pick(rng, &LOTS)).unwrap();
+    let other = LotId::new(*pick(rng, &LOTS)).unwrap();
+    let take = |rng: &mut StdRng| LotTake {
+        lot_id: Some(LotId::new(*pick(rng, &LOTS)).unwrap()),
+        location: Location::new(*pick(rng, &LOCATIONS)).unwrap(),
+        qty: qty(rng),
+        new_qty: qty(rng),
+    };
+    match rng.gen_range(0..7) {
+        0 => InventoryEvent::InventoryLotReceived {
+            item_id,
+            item_type,
+            lot_id,
+            supplier_lot: pick(rng, &[None, Some("SUP")]).map(|r| Text::new(r).unwrap()),
+            location,
+            qty: Quantity::new(qty(rng)).unwrap(),
+            expiry: Some(at + Duration::days(30)),
+            at,
+        },
+        1 => InventoryEvent::InventoryLotProduced {
+            item_id,
+            item_type,
+            lot_id,
+            order_id: OrderId::new(*pick(rng, &ORDERS)).unwrap(),
+            machine_id: Some(MachineId::new("M0").unwrap()),
+            location,
+            qty: Quantity::new(qty(rng)).unwrap(),
+            new_qty: qty(rng),
+            at,
+        },
+        2 => InventoryEvent::InventoryLotsTaken {
+            item_id,
+            item_type,
+            cause: TakeCause::Backflush,
+            order_id: Some(OrderId::new(*pick(rng, &ORDERS)).unwrap()),
+            into: Some(LotRef {
+                item_id: ItemId::new("widget").unwrap(),
+                lot_id: other,
+            }),
+            takes: (0..rng.gen_range(1..3)).map(|_| take(rng)).collect(),
+            at,
+        },
+        3 => InventoryEvent::InventoryLotSplit {
+            item_id,
+            item_type,
+            lot_id,
+            new_lot_id: other,
+            location,
+            qty: Quantity::new(qty(rng)).unwrap(),
+            from_new_qty: qty(rng),
+            reason: None,
+            at,
+        },
+        4 => InventoryEvent::InventoryLotHeld {
+            item_id,
+            item_type,
+            lot_id,
+            hold_id: Some(Text::new("H").unwrap()),
+            reason: Text::new("recall").unwrap(),
+            at,
+        },
+        5 => InventoryEvent::InventoryLotReleased {
+            item_id,
+            item_type,
+            lot_id,
+            reason: Text::new("ok").unwrap(),
+            at,
+        },
+        _ => InventoryEvent::InventoryLotMoved {
+            item_id,
+            item_type,
+            lot_id,
+            from: location,
+            to: Location::new("Q").unwrap(),
+            qty: qty(rng),
+            from_new_qty: qty(rng),
+            to_new_qty: qty(rng),
+            from_new_level: qty(rng),
+            to_new_level: qty(rng),
+            reason: None,
+            at,
+        },
+    }
 }
 
 const OPERATORS: [&str; 3] = ["P0", "P1", "P2"];

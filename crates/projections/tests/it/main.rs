@@ -6,6 +6,7 @@ mod catalogue;
 mod chunks;
 mod downtime;
 mod floor;
+mod genealogy;
 mod kpi;
 mod live;
 mod projectors;

@@ -1,0 +1,361 @@
+//! Lots through the API (ADR 0057), with the real process manager and projections: lot
+//! receipts, output lots by rule, a forward hold that reaches every descendant, a hold that
+//! blocks consumption (other lots are taken, then a shortage is recorded), the traces, and
+//! release and scrap decisions.
+
+use serde_json::{json, Value};
+use shopfloor_projections::projection::apply_from_store;
+use shopfloor_projections::Projection;
+use sqlx::PgPool;
+
+use crate::support::{Resp, TestApp};
+
+/// Runs the process manager over the whole log (backflush follows parts reports), then
+/// brings the read models the traces use up to the head.
+async fn settle(app: &TestApp) {
+    let store = shopfloor_eventstore::EventStore::new(app.pool.clone());
+    let pm = shopfloor_commands::process::ProcessManager::new(
+        shopfloor_commands::CommandService::new(store.clone()),
+    );
+    let mut position = 0;
+    loop {
+        let batch = store.read_all(position, 100).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        for e in &batch {
+            pm.handle(e).await.unwrap();
+            position = e.position;
+        }
+    }
+    for p in [
+        Projection::Inventory,
+        Projection::Orders,
+        Projection::People,
+    ] {
+        apply_from_store(&app.pool, p).await.unwrap();
+    }
+}
+
+fn ok(r: Resp, status: u16) -> Value {
+    assert_eq!(r.status, status, "{}", r.body);
+    r.body
+}
+
+async fn order(app: &TestApp, id: &str, product: &str, bom: Value) {
+    let body = json!({"order_id": id, "product_id": product, "quantity": 100, "bom": bom});
+    ok(
+        app.post("/api/v1/production-orders", &app.admin, &body)
+            .await,
+        201,
+    );
+    let path = format!("/api/v1/production-orders/{id}/assign");
+    ok(
+        app.post(&path, &app.admin, &json!({"machine_id": "M-1"}))
+            .await,
+        200,
+    );
+    let path = format!("/api/v1/production-orders/{id}/start");
+    ok(app.post(&path, &app.admin, &json!({})).await, 200);
+}
+
+async fn parts(app: &TestApp, order: &str, good: u64) {
+    let at = chrono::Utc::now().to_rfc3339();
+    let body = json!({"event_type": "parts_produced", "machine_id": "M-1", "timestamp": at,
+        "good": good, "scrap": 0, "order_id": order});
+    ok(
+        app.post("/api/v1/machines/events", &app.admin, &body).await,
+        202,
+    );
+}
+
+fn lot_quantity(app_lots: &Value, lot: &str) -> f64 {
+    app_lots
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["lot_id"] == lot)
+        .map_or(0.0, |l| l["quantity"].as_f64().unwrap())
+}
+
+fn names(v: &Value) -> Vec<String> {
+    let mut out: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            format!(
+                "{}/{}",
+                l["item_id"].as_str().unwrap(),
+                l["lot_id"].as_str().unwrap()
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn a_forward_hold_reaches_every_descendant_and_held_lots_are_never_consumed(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let supervisor = app.token("supervisor").await;
+    let operator = app.token("operator").await;
+    app.machine("M-1").await;
+    for (item, t) in [("frame", "finished"), ("widget", "finished")] {
+        let rule = json!({"item_type": t, "output": "per_order"});
+        let path = format!("/api/v1/lot-rules/{item}");
+        ok(app.put(&path, &supervisor, &rule).await, 200);
+    }
+    for (lot, supplier, qty) in [("S1", "SUP-X", 10), ("S2", "SUP-Y", 100)] {
+        let body = json!({"item_id": "steel", "item_type": "raw", "lot_id": lot,
+            "supplier_lot": supplier, "location": "RAW", "quantity": qty});
+        let lot = ok(app.post("/api/v1/lots", &operator, &body).await, 201);
+        assert_eq!(lot["status"], "available");
+        assert_eq!(lot["quantity"], f64::from(qty));
+    }
+    // The contract's update still works beside lots: untracked steel.
+    let untracked = json!({"item_id": "steel", "item_type": "raw", "location": "RAW",
+        "delta": 1, "reason": "found"});
+    ok(
+        app.patch("/api/v1/inventory/update", &operator, &untracked)
+            .await,
+        200,
+    );
+    order(
+        &app,
+        "O-FR",
+        "frame",
+        json!([{"item_id": "steel", "qty_per_unit": 1}]),
+    )
+    .await;
+    order(
+        &app,
+        "O-WG",
+        "widget",
+        json!([{"item_id": "frame", "qty_per_unit": 2}]),
+    )
+    .await;
+    // 5 frames: 5 steel from S1 (FIFO) into frame/O-FR; then 2 widgets: 4 frames from O-FR.
+    parts(&app, "O-FR", 5).await;
+    settle(&app).await;
+    parts(&app, "O-WG", 2).await;
+    settle(&app).await;
+
+    let back = ok(
+        app.get("/api/v1/lots/widget/O-WG/backward", &operator)
+            .await,
+        200,
+    );
+    assert_eq!(
+        names(&back["lots"]),
+        ["frame/O-FR", "steel/S1", "widget/O-WG"]
+    );
+    let frame = back["lots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["lot_id"] == "O-FR")
+        .unwrap();
+    assert_eq!(frame["machine_id"], "M-1");
+    assert_eq!(frame["depth"], 1);
+    let s1 = back["lots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["lot_id"] == "S1")
+        .unwrap();
+    assert_eq!(s1["supplier_lot"], "SUP-X");
+    assert_eq!(s1["quantity"], 5.0);
+
+    let fwd = ok(
+        app.get("/api/v1/lots/steel/S1/forward", &operator).await,
+        200,
+    );
+    assert_eq!(
+        names(&fwd["lots"]),
+        ["frame/O-FR", "steel/S1", "widget/O-WG"],
+        "{fwd}"
+    );
+    // An operator may not hold; a supervisor holds S1 and its whole forward trace.
+    let hold = json!({"reason": "supplier recall SUP-X", "forward": true});
+    app.post("/api/v1/lots/steel/S1/hold", &operator, &hold)
+        .await
+        .assert_problem(403);
+    let answer = ok(
+        app.post("/api/v1/lots/steel/S1/hold", &supervisor, &hold)
+            .await,
+        200,
+    );
+    assert_eq!(
+        names(&answer["held"]),
+        ["frame/O-FR", "steel/S1", "widget/O-WG"],
+        "{answer}"
+    );
+    assert_eq!(answer["already_held"], json!([]));
+    // Again: every lot is held already, nothing is appended.
+    let before = app.event_count().await;
+    let again = ok(
+        app.post("/api/v1/lots/steel/S1/hold", &supervisor, &hold)
+            .await,
+        200,
+    );
+    assert_eq!(again["held"], json!([]));
+    assert_eq!(names(&again["already_held"]).len(), 3);
+    assert_eq!(app.event_count().await, before);
+    settle(&app).await;
+    let held = ok(app.get("/api/v1/lots?status=held", &operator).await, 200);
+    assert_eq!(names(&held), ["frame/O-FR", "steel/S1", "widget/O-WG"]);
+
+    // A held lot is not consumed: 10 frames take 10 of S2, S1 keeps its 5.
+    parts(&app, "O-FR", 10).await;
+    settle(&app).await;
+    let steel = ok(app.get("/api/v1/lots?item_id=steel", &operator).await, 200);
+    assert_eq!(lot_quantity(&steel, "S1"), 5.0);
+    assert_eq!(lot_quantity(&steel, "S2"), 90.0);
+    // With S2 held too, only the 1 untracked unit is left: 3 frames record a shortage of 2.
+    let single = json!({"reason": "second recall"});
+    let r = ok(
+        app.post("/api/v1/lots/steel/S2/hold", &supervisor, &single)
+            .await,
+        200,
+    );
+    assert_eq!(names(&r["held"]), ["steel/S2"]);
+    parts(&app, "O-FR", 3).await;
+    settle(&app).await;
+    let moves = ok(
+        app.get("/api/v1/inventory/movements?item_id=steel", &operator)
+            .await,
+        200,
+    );
+    let shortage = moves
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["kind"] == "shortage")
+        .expect("a shortage row");
+    assert_eq!(shortage["shortage"], 2.0);
+    assert_eq!(shortage["order_id"], "O-FR");
+
+    // Forward trace of S1 as of now: down to the widgets, and where they are.
+    let fwd = ok(
+        app.get("/api/v1/lots/steel/S1/forward", &operator).await,
+        200,
+    );
+    let widgets = fwd["lots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["lot_id"] == "O-WG")
+        .unwrap();
+    assert_eq!(
+        widgets["stock"],
+        json!([{"location": "FG", "quantity": 2.0}])
+    );
+    assert_eq!(widgets["status"], "held");
+
+    // Decisions: release S1 (consumable again), scrap S2 (its 90 leave the level).
+    let r = ok(
+        app.post(
+            "/api/v1/lots/steel/S1/release",
+            &supervisor,
+            &json!({"reason": "cleared"}),
+        )
+        .await,
+        200,
+    );
+    assert_eq!(r["status"], "available");
+    app.post(
+        "/api/v1/lots/steel/S1/release",
+        &supervisor,
+        &json!({"reason": "again"}),
+    )
+    .await
+    .assert_problem(409);
+    let r = ok(
+        app.post(
+            "/api/v1/lots/steel/S2/scrap",
+            &supervisor,
+            &json!({"reason": "contaminated"}),
+        )
+        .await,
+        200,
+    );
+    assert_eq!(r["status"], "scrapped");
+    assert_eq!(r["quantity"], 0.0);
+    let item = ok(
+        app.get("/api/v1/inventory/items/steel", &operator).await,
+        200,
+    );
+    assert_eq!(item["total"], 5.0, "S1's 5 are left: {item}");
+    // Unknown lots are 404.
+    app.get("/api/v1/lots/steel/NOPE/backward", &operator)
+        .await
+        .assert_problem(404);
+    app.post("/api/v1/lots/steel/NOPE/hold", &supervisor, &single)
+        .await
+        .assert_problem(404);
+}
+
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn lots_split_move_and_merge_with_their_actor_on_the_ledger(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let operator = app.token("operator").await;
+    let body = json!({"item_id": "resin", "item_type": "raw", "lot_id": "R1",
+        "supplier_lot": "SUP-1", "location": "RAW", "quantity": 50,
+        "expiry": "2027-01-01T00:00:00Z"});
+    ok(app.post("/api/v1/lots", &operator, &body).await, 201);
+    app.post("/api/v1/lots", &operator, &body)
+        .await
+        .assert_problem(409);
+    let split = json!({"new_lot_id": "R1-b", "location": "RAW", "quantity": 20});
+    let r = ok(
+        app.post("/api/v1/lots/resin/R1/split", &operator, &split)
+            .await,
+        200,
+    );
+    assert_eq!(r["lot_id"], "R1-b");
+    assert_eq!(r["supplier_lot"], "SUP-1");
+    assert_eq!(r["quantity"], 20.0);
+    let mv = json!({"from": "RAW", "to": "LINE-2", "quantity": 5});
+    let r = ok(
+        app.post("/api/v1/lots/resin/R1-b/move", &operator, &mv)
+            .await,
+        200,
+    );
+    assert_eq!(
+        r["stock"],
+        json!([{"location": "LINE-2", "quantity": 5.0}, {"location": "RAW", "quantity": 15.0}])
+    );
+    let merge = json!({"item_id": "resin", "sources": ["R1-b"], "into": "R1", "location": "RAW"});
+    let r = ok(app.post("/api/v1/lots/merge", &operator, &merge).await, 200);
+    assert_eq!(r["quantity"], 45.0);
+    let levels = ok(
+        app.get("/api/v1/inventory/items/resin", &operator).await,
+        200,
+    );
+    assert_eq!(levels["total"], 50.0, "lots move stock, never create it");
+    settle(&app).await;
+    let detail = ok(app.get("/api/v1/lots/resin/R1", &operator).await, 200);
+    let kinds: Vec<&str> = detail["movements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["received", "split_out", "merged_in"]);
+    assert!(detail["movements"][0]["actor"]
+        .as_str()
+        .unwrap()
+        .starts_with("operator-"));
+    let at_line = ok(
+        app.get("/api/v1/lots?location=LINE-2", &operator).await,
+        200,
+    );
+    assert_eq!(names(&at_line), ["resin/R1-b"]);
+    // The trace of R1-b back: its parent R1 (split); R1 forward: R1-b, merged back.
+    let back = ok(
+        app.get("/api/v1/lots/resin/R1-b/backward", &operator).await,
+        200,
+    );
+    assert_eq!(names(&back["lots"]), ["resin/R1", "resin/R1-b"]);
+}
