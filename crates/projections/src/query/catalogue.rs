@@ -384,11 +384,23 @@ pub async fn iso_kpis(pool: &PgPool, q: &CatalogueQuery) -> Result<Vec<IsoKpis>,
     )?;
     let changeovers = changeovers_from(pool, &ids, &intervals, q.from, q.to, q.as_of).await?;
     let (a, b) = (us(q.from), us(q.to.min(eval)).max(us(q.from)));
+    // Each machine's intervals and changeovers, grouped once (not filtered per machine).
+    let mut states_of: HashMap<&str, Vec<&IntervalRow>> = HashMap::new();
+    for i in &intervals {
+        states_of.entry(i.machine_id.as_str()).or_default().push(i);
+    }
+    let mut changeovers_of: HashMap<&str, Vec<&Changeover>> = HashMap::new();
+    for c in &changeovers {
+        changeovers_of
+            .entry(c.machine_id.as_str())
+            .or_default()
+            .push(c);
+    }
     let mut rows = Vec::with_capacity(machines.len());
     let mut total = Elements::default();
     for (id, line) in &machines {
-        let states: Vec<&IntervalRow> = intervals.iter().filter(|i| &i.machine_id == id).collect();
-        let mine: Vec<&Changeover> = changeovers.iter().filter(|c| &c.machine_id == id).collect();
+        let states = states_of.remove(id.as_str()).unwrap_or_default();
+        let mine = changeovers_of.remove(id.as_str()).unwrap_or_default();
         let shifts = calendar.shift_windows(line, q.from, q.to);
         let segments = scheduled_segments(shifts.as_deref(), q.from, q.to, eval);
         let breaks = break_segments(shifts.as_deref(), eval);

@@ -311,10 +311,10 @@ pub(crate) async fn changeovers_from(
     let eval = evaluation_time(as_of);
     let starts = fetch_starts(pool, machines, from, to, as_of).await?;
     let mut per_machine: BTreeMap<&str, (Vec<Start>, Vec<DateTime<Utc>>)> = BTreeMap::new();
+    let selected: std::collections::HashSet<&str> = machines.iter().map(String::as_str).collect();
     for s in starts {
-        let m = machines.iter().find(|m| **m == s.machine_id);
-        if let Some(m) = m {
-            per_machine.entry(m.as_str()).or_default().0.push(s);
+        if let Some(m) = selected.get(s.machine_id.as_str()) {
+            per_machine.entry(m).or_default().0.push(s);
         }
     }
     for i in intervals.iter().filter(|i| is_setup(i)) {
