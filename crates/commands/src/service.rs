@@ -251,6 +251,9 @@ struct Slot {
     loaded: u64,
     /// The version after the events planned so far.
     next: u64,
+    /// Taken from the cache, not read from the store for this batch: another
+    /// process may have written since.
+    cached: bool,
 }
 
 impl Slot {
@@ -259,6 +262,14 @@ impl Slot {
             aggregate,
             loaded: version,
             next: version,
+            cached: false,
+        }
+    }
+
+    fn cached(aggregate: AnyAggregate, version: u64) -> Self {
+        Self {
+            cached: true,
+            ..Self::new(aggregate, version)
         }
     }
 }
@@ -487,6 +498,20 @@ impl CommandService {
             .map_err(|e| (open[0], e.into()))?;
         let reasons = plant.as_deref().unwrap_or(ReasonCatalogue::builtin());
         let mut plan = plan(items, streams, &open, slots, reasons);
+        if self
+            .decided_on_stale(&plan, streams, slots)
+            .await
+            .map_err(|e| (open[0], e.into()))?
+        {
+            // A refusal or a no-op decided on an aggregate another process has
+            // moved past: nothing would notice at append (nothing is appended), so
+            // decide again on what the store holds.
+            slots.clear();
+            self.load_slots(items, streams, &open, slots, false)
+                .await
+                .map_err(|e| (open[0], e.into()))?;
+            plan = self::plan(items, streams, &open, slots, reasons);
+        }
         let done = self.done_before(items, streams, &plan.refused).await;
         let mut done = done.map_err(|e| (open[0], e))?;
         for (i, refusal) in std::mem::take(&mut plan.refused) {
@@ -511,6 +536,37 @@ impl CommandService {
         let appended = self.commit(plan.appends, atomicity).await;
         self.settle(items, appended, slots, results, atomicity)
             .await
+    }
+
+    /// Whether a command settled without an append (refused, or deciding nothing)
+    /// was decided on a cached aggregate that is behind the store. An append is
+    /// checked by its expected version; these are not, so their cached streams'
+    /// versions are compared with the store's (one query, only when there are any).
+    async fn decided_on_stale(
+        &self,
+        plan: &Plan,
+        streams: &[StreamRef],
+        slots: &HashMap<StreamRef, Slot>,
+    ) -> Result<bool, StoreError> {
+        let unappended = plan
+            .settled
+            .iter()
+            .map(|(i, _)| *i)
+            .chain(plan.refused.iter().map(|(i, _)| *i));
+        let mut suspects: Vec<StreamRef> = unappended
+            .map(|i| &streams[i])
+            .filter(|s| slots.get(*s).is_some_and(|slot| slot.cached))
+            .cloned()
+            .collect();
+        if suspects.is_empty() {
+            return Ok(false);
+        }
+        suspects.sort();
+        suspects.dedup();
+        let current = self.store.stream_versions(&suspects).await?;
+        Ok(suspects
+            .iter()
+            .any(|s| current.get(s).copied().unwrap_or(0) != slots[s].loaded))
     }
 
     /// The plant's reason catalogue when an open command goes to a machine (the only
@@ -557,7 +613,7 @@ impl CommandService {
             let stream_type = items[i].target.stream_type();
             match cached {
                 Some((aggregate, version)) => {
-                    slots.insert(stream.clone(), Slot::new(aggregate, version));
+                    slots.insert(stream.clone(), Slot::cached(aggregate, version));
                 }
                 // A creation is decided on an empty aggregate without a read (its append
                 // expects no stream); after a conflict it is read like any other.

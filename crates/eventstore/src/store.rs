@@ -243,6 +243,31 @@ impl EventStore {
         Ok(v.map_or(0, to_u64))
     }
 
+    /// The current versions of `streams` (0 for one that does not exist), in one
+    /// round trip.
+    pub async fn stream_versions(
+        &self,
+        streams: &[StreamRef],
+    ) -> Result<HashMap<StreamRef, u64>, StoreError> {
+        let types: Vec<&str> = streams.iter().map(|s| s.stream_type.as_str()).collect();
+        let ids: Vec<&str> = streams.iter().map(|s| s.stream_id.as_str()).collect();
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT s.t, s.i, COALESCE((SELECT e.version FROM events e \
+                     WHERE e.stream_type = s.t AND e.stream_id = s.i \
+                     ORDER BY e.version DESC LIMIT 1), 0) \
+             FROM unnest($1::text[], $2::text[]) AS s(t, i)",
+        )
+        .bind(&types)
+        .bind(&ids)
+        .persistent(false)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(t, i, v)| (StreamRef::new(t, i), to_u64(v)))
+            .collect())
+    }
+
     /// Which of `ids` name streams of `stream_type` that exist (have a first event).
     pub async fn existing_streams(
         &self,

@@ -318,3 +318,41 @@ async fn a_creation_decided_without_a_read_is_still_refused_when_the_stream_exis
     assert!(matches!(twice, CommandError::Rejected { .. }), "{twice:?}");
     assert_eq!(a.store().head_position().await.unwrap(), 2);
 }
+
+/// A refusal decided on this process's cached aggregate is checked against the
+/// store before it is answered: when another process moved the stream on, the
+/// command is decided again on what the store holds (here the order was assigned
+/// elsewhere, so starting it is no longer refused).
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn a_refusal_on_a_stale_cache_is_decided_again_on_the_store(pool: PgPool) {
+    let a = CommandService::new(EventStore::new(pool.clone()));
+    let b = CommandService::new(EventStore::new(pool));
+    run(&a, create_order("PO-1", "widget", 10, &[])).await; // cached by `a` at 1
+    let refused = a.execute(start("PO-1"), &ctx()).await.unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            CommandError::Rejected {
+                kind: RejectionKind::Conflict,
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    run(&b, assign("PO-1", "M-1")).await; // the store is at 2; `a` still caches 1
+    let started = a.execute(start("PO-1"), &ctx()).await.unwrap();
+    assert_eq!((started.stream_version, started.events.len()), (3, 1));
+    // And a refusal that stands on a fresh aggregate stays a refusal.
+    let again = a.execute(start("PO-1"), &ctx()).await.unwrap_err();
+    assert!(
+        matches!(
+            again,
+            CommandError::Rejected {
+                kind: RejectionKind::Conflict,
+                ..
+            }
+        ),
+        "{again:?}"
+    );
+    assert_eq!(a.store().head_position().await.unwrap(), 3);
+}
