@@ -657,6 +657,67 @@ async fn a_supervisor_edits_reason_codes_and_shifts_and_operators_get_them() {
     assert_eq!(calendar["exceptions"][0]["line"], "L1", "{calendar}");
     assert_eq!(calendar["exceptions"][0]["day"], "2026-12-31", "{calendar}");
     assert_eq!(calendar["exceptions"][0]["shifts"], json!([]), "{calendar}");
+    // A 4-on-4-off rotation for L1 from the editor's preset, with a break on the day
+    // shift (ADR 0060), then loaded back into the editor from the server's calendar.
+    desk.js(
+        "const set = (el, x) => { el.value = x; \
+           el.dispatchEvent(new Event('change', { bubbles: true })); }; \
+         set(document.getElementById('sv-rot-preset'), '4-on-4-off'); \
+         set(document.getElementById('sv-rot-from'), '2026-11-30'); \
+         set(document.getElementById('sv-rot-anchor'), '2026-11-30'); \
+         set(document.querySelector('#sv-rot-shifts input[data-shift=\"0\"][data-field=breaks]'), '10:00-10:30'); \
+         document.getElementById('sv-rotation').requestSubmit(); return true;",
+    )
+    .await;
+    let calendar = until_api(&api, "L1's rotation", "/api/v1/calendar", |c| {
+        c["rotations"].as_array().is_some_and(|r| r.len() == 1)
+    })
+    .await;
+    let rotation = &calendar["rotations"][0];
+    assert_eq!(rotation["line"], "L1", "{calendar}");
+    assert_eq!(rotation["effective_from"], "2026-11-30", "{calendar}");
+    let days = rotation["rotation"]["days"].as_array().unwrap();
+    assert_eq!(days.len(), 8, "{calendar}");
+    let crews: Vec<String> = days
+        .iter()
+        .map(|d| {
+            format!(
+                "{}{}",
+                d[0]["team"].as_str().unwrap(),
+                d[1]["team"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        crews,
+        ["AC", "AC", "AC", "AC", "BD", "BD", "BD", "BD"],
+        "{calendar}"
+    );
+    assert_eq!(
+        days[0][0]["breaks"],
+        json!([{"start": "10:00:00", "end": "10:30:00"}]),
+        "{calendar}"
+    );
+    assert_eq!(days[0][1]["start"], "18:00:00", "{calendar}");
+    // The page has the new calendar once it lists the rotation.
+    desk.until(
+        "the rotation listed",
+        "document.querySelector('#sv-rotations tbody tr') !== null",
+    )
+    .await;
+    desk.js(
+        "const d = document.getElementById('sv-rot-days'); d.value = 1; \
+         d.dispatchEvent(new Event('change', { bubbles: true })); \
+         document.getElementById('sv-rot-load').click(); return true;",
+    )
+    .await;
+    desk.until(
+        "the rotation back in the editor",
+        "document.querySelectorAll('#sv-rot-grid tbody tr').length === 8 && \
+         document.querySelector('#sv-rot-grid tr[data-cycle-day=\"5\"] input[data-field=team]').value === 'B' && \
+         document.querySelector('#sv-rot-shifts input[data-field=breaks]').value === '10:00-10:30'",
+    )
+    .await;
     desk.until(
         "the holiday listed",
         "document.querySelector('#sv-holidays tr[data-holiday] button') !== null && \

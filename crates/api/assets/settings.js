@@ -1,9 +1,10 @@
 // The supervisor's plant settings in the floor app (ADR 0053): the reason codes (each
-// change an event on the log, with who made it) and the lines' shifts (settings).
+// change an event on the log, with who made it), the lines' shifts, and the calendars
+// of ADR 0060 (rotations with crews and breaks, days off, holidays).
 //
 // Settings are changed online only (`direct`): they are not floor actions with a floor
 // time, and the person must see at once whether the server took the change. The pure
-// parts (`shiftRows`, `linesOf`, `reasonBody`) are separate from the DOM and the I/O.
+// parts (`shiftRows`, `linesOf`, `reasonBody`, `rotationBody`, `rotationEditor`, `preset`) are separate from the DOM and the I/O.
 
 const DAYS = ['Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun'];
 const LOSS_NAME = {
@@ -29,6 +30,74 @@ export function reasonBody(name, category, loss) {
   return category === 'planned' ? { name, category } : { name, category, loss };
 }
 
+/** `10:00-10:30, 12:00–12:20` → [{start, end}]; throws on anything else. */
+export function parseBreaks(text) {
+  const parts = (text || '').split(',').map((x) => x.trim()).filter(Boolean);
+  return parts.map((p) => {
+    const m = /^(\d{1,2}:\d{2})\s*[-–]\s*(\d{1,2}:\d{2})$/.exec(p);
+    if (!m) throw new Error(`break "${p}" is not HH:MM-HH:MM`);
+    const pad = (t) => t.padStart(5, '0');
+    return { start: pad(m[1]), end: pad(m[2]) };
+  });
+}
+
+/** The breaks of a shift as the editor shows them. */
+export function breaksText(breaks) {
+  return (breaks || []).map((b) => `${b.start.slice(0, 5)}-${b.end.slice(0, 5)}`).join(', ');
+}
+
+/**
+ * A rotation's body from the editor: `shifts` are the rotation's shifts ({shift, start,
+ * end, breaks as text}), `grid[day][k]` says whether cycle day `day` works shift `k`
+ * and with which crew.
+ */
+export function rotationBody(anchor, shifts, grid) {
+  const specs = shifts.map((s) => ({ shift: s.shift.trim(), start: s.start, end: s.end, breaks: parseBreaks(s.breaks) }));
+  return {
+    anchor,
+    days: grid.map((row) => row.flatMap((cell, k) => {
+      if (!cell.work || !specs[k]) return [];
+      const team = cell.team.trim();
+      return [team ? { ...specs[k], team } : { ...specs[k] }];
+    })),
+  };
+}
+
+/** The editor's shifts and grid for a recorded rotation. */
+export function rotationEditor(rotation) {
+  const shifts = [];
+  const key = (s) => JSON.stringify([s.shift, s.start.slice(0, 5), s.end.slice(0, 5), breaksText(s.breaks)]);
+  for (const day of rotation.days) {
+    for (const s of day) {
+      if (!shifts.some((x) => key(x.spec) === key(s))) shifts.push({ spec: s });
+    }
+  }
+  return {
+    anchor: rotation.anchor,
+    shifts: shifts.map(({ spec }) => ({ shift: spec.shift, start: spec.start.slice(0, 5), end: spec.end.slice(0, 5), breaks: breaksText(spec.breaks) })),
+    grid: rotation.days.map((day) => shifts.map(({ spec }) => {
+      const s = day.find((x) => key(x) === key(spec));
+      return { work: Boolean(s), team: s?.team || '' };
+    })),
+  };
+}
+
+/** Common 12-hour rotations with four crews (A, B on days; C, D on nights). */
+export const PRESETS = {
+  '4-on-4-off': [1, 1, 1, 1, 0, 0, 0, 0],
+  '2-2-3': [1, 1, 0, 0, 1, 1, 1, 0, 0, 1, 1, 0, 0, 0],
+};
+
+/** A preset's shifts and grid: crew A or B on the day shift, C or D on the night shift. */
+export function preset(name) {
+  const pattern = PRESETS[name];
+  if (!pattern) return null;
+  return {
+    shifts: [{ shift: 'day', start: '06:00', end: '18:00', breaks: '' }, { shift: 'night', start: '18:00', end: '06:00', breaks: '' }],
+    grid: pattern.map((on) => [{ work: true, team: on ? 'A' : 'B' }, { work: true, team: on ? 'C' : 'D' }]),
+  };
+}
+
 export class Settings {
   /** `ui`: { $, el, get, direct, toast, gate, app }. */
   constructor(ui) {
@@ -36,6 +105,7 @@ export class Settings {
     this.calendar = null;
     this.line = '';
     this.rows = [];
+    this.rot = { shifts: [], grid: [] };
   }
 
   wire() {
@@ -51,6 +121,16 @@ export class Settings {
     $('sv-holiday').addEventListener('submit', (ev) => this.onAddHoliday(ev));
     $('sv-holidays').addEventListener('click', (ev) => this.onHolidayClick(ev));
     $('sv-dayoff').addEventListener('submit', (ev) => this.onDayOff(ev));
+    $('sv-rotation').addEventListener('submit', (ev) => this.onSaveRotation(ev));
+    $('sv-rot-days').addEventListener('change', () => this.resizeCycle());
+    $('sv-rot-add').addEventListener('click', () => this.addRotationShift());
+    $('sv-rot-preset').addEventListener('change', (ev) => this.applyPreset(ev.target.value));
+    $('sv-rot-load').addEventListener('click', () => this.loadRotation());
+    for (const id of ['sv-rot-shifts', 'sv-rot-grid']) {
+      $(id).addEventListener('change', (ev) => this.onRotationChange(ev));
+      $(id).addEventListener('click', (ev) => this.onRotationClick(ev));
+    }
+    this.resizeCycle();
     this.lossEnabled();
   }
 
@@ -128,6 +208,125 @@ export class Settings {
     if (!this.line || !day) return;
     await this.change(`${day} is a day off on ${this.line}`, 'PUT',
       `/api/v1/calendar/lines/${encodeURIComponent(this.line)}/exceptions/${day}`, { shifts: [] });
+  }
+
+  /** The cycle's length from the form: adds empty days or drops the last ones. */
+  resizeCycle() {
+    const n = Math.max(1, Math.min(366, Number(this.ui.$('sv-rot-days').value) || 1));
+    const { grid, shifts } = this.rot;
+    while (grid.length < n) grid.push(shifts.map(() => ({ work: false, team: '' })));
+    grid.length = n;
+    this.renderRotation();
+  }
+
+  addRotationShift() {
+    this.rot.shifts.push({ shift: `shift-${this.rot.shifts.length + 1}`, start: '06:00', end: '14:00', breaks: '' });
+    for (const row of this.rot.grid) row.push({ work: false, team: '' });
+    this.renderRotation();
+  }
+
+  applyPreset(name) {
+    const p = preset(name);
+    if (!p) return;
+    this.rot = p;
+    this.ui.$('sv-rot-days').value = p.grid.length;
+    this.renderRotation();
+  }
+
+  /** Starts from the line's rotation in force today (the latest recorded), if any. */
+  loadRotation() {
+    const { toast, $ } = this.ui;
+    const today = new Date().toISOString().slice(0, 10);
+    const mine = (this.calendar?.rotations || []).filter((r) => r.line === this.line && r.effective_from <= today);
+    mine.sort((a, b) => (a.effective_from + a.recorded_at).localeCompare(b.effective_from + b.recorded_at));
+    const current = mine[mine.length - 1];
+    if (!current) {
+      toast(`${this.line} has no rotation in force`, 'error');
+      return;
+    }
+    const ed = rotationEditor(current.rotation);
+    this.rot = { shifts: ed.shifts, grid: ed.grid };
+    $('sv-rot-anchor').value = ed.anchor;
+    $('sv-rot-days').value = ed.grid.length;
+    this.renderRotation();
+  }
+
+  renderRotation() {
+    this.renderRotationShifts();
+    this.renderRotationGrid();
+  }
+
+  renderRotationShifts() {
+    const { $, el } = this.ui;
+    const { shifts } = this.rot;
+    $('sv-rot-shifts').tBodies[0].replaceChildren(...shifts.map((s, k) => el('tr', {},
+      el('td', {}, el('input', { value: s.shift, 'data-shift': k, 'data-field': 'shift', required: true, 'aria-label': `Rotation shift ${k + 1} name` })),
+      el('td', {}, el('input', { type: 'time', value: s.start, 'data-shift': k, 'data-field': 'start', required: true, 'aria-label': `${s.shift} start` })),
+      el('td', {}, el('input', { type: 'time', value: s.end, 'data-shift': k, 'data-field': 'end', required: true, 'aria-label': `${s.shift} end` })),
+      el('td', {}, el('input', { value: s.breaks, 'data-shift': k, 'data-field': 'breaks', placeholder: '10:00-10:30',
+        'aria-label': `${s.shift} breaks` })),
+      el('td', {}, el('button', { type: 'button', className: 'danger', 'data-remove-shift': k, text: 'Remove', 'aria-label': `Remove ${s.shift} from the rotation` })))));
+  }
+
+  /** Cycle days × shifts: whether each is worked, and by which crew. */
+  renderRotationGrid() {
+    const { $, el } = this.ui;
+    const { shifts, grid } = this.rot;
+    const grid$ = $('sv-rot-grid');
+    grid$.tHead.replaceChildren(el('tr', {}, el('th', { scope: 'col', text: 'Day' }),
+      ...shifts.map((s) => el('th', { scope: 'col', text: `${s.shift} ${s.start}–${s.end}` }))));
+    grid$.tBodies[0].replaceChildren(...grid.map((row, d) => el('tr', { 'data-cycle-day': d + 1 },
+      el('th', { scope: 'row', text: `${d + 1}` }),
+      ...row.map((cell, k) => el('td', { className: 'rot-cell' },
+        el('label', { className: 'check' }, el('input', { type: 'checkbox', checked: cell.work, 'data-day': d, 'data-shift': k,
+          'aria-label': `Day ${d + 1}: ${shifts[k].shift} worked` }), el('span', { text: ' worked' })),
+        el('input', { value: cell.team, 'data-day': d, 'data-shift': k, 'data-field': 'team', size: 3, placeholder: 'crew',
+          'aria-label': `Day ${d + 1}: ${shifts[k].shift} crew` }))))));
+  }
+
+  onRotationChange(ev) {
+    const t = ev.target;
+    const k = Number(t.dataset.shift);
+    if (t.dataset.day !== undefined) {
+      const cell = this.rot.grid[Number(t.dataset.day)]?.[k];
+      if (!cell) return;
+      if (t.type === 'checkbox') cell.work = t.checked;
+      else {
+        cell.team = t.value;
+        if (t.value.trim()) {
+          cell.work = true;
+          t.closest('td').querySelector('input[type=checkbox]').checked = true;
+        }
+      }
+    } else if (t.dataset.field && this.rot.shifts[k]) {
+      this.rot.shifts[k][t.dataset.field] = t.value;
+      if (t.dataset.field !== 'breaks') this.renderRotationGrid();
+    }
+  }
+
+  onRotationClick(ev) {
+    const b = ev.target.closest('button[data-remove-shift]');
+    if (!b) return;
+    const k = Number(b.dataset.removeShift);
+    this.rot.shifts.splice(k, 1);
+    for (const row of this.rot.grid) row.splice(k, 1);
+    this.renderRotation();
+  }
+
+  async onSaveRotation(ev) {
+    ev.preventDefault();
+    const { $, toast } = this.ui;
+    const from = $('sv-rot-from').value;
+    if (!this.line || !from) return;
+    let body;
+    try {
+      body = rotationBody($('sv-rot-anchor').value, this.rot.shifts, this.rot.grid);
+    } catch (e) {
+      toast(`Not saved: ${e.message}`, 'error');
+      return;
+    }
+    await this.change(`rotation of ${this.line} from ${from} saved`, 'PUT',
+      `/api/v1/calendar/lines/${encodeURIComponent(this.line)}/rotations/${from}`, body);
   }
 
   renderReasons() {
