@@ -12,7 +12,7 @@ use crate::ext::async_stream::TryAsyncStream;
 use crate::io::AsyncRead;
 use crate::message::{
     BackendMessageFormat, CommandComplete, CopyData, CopyDone, CopyFail, CopyInResponse,
-    CopyOutResponse, CopyResponseData, Query, ReadyForQuery,
+    CopyOutResponse, CopyResponseData, Query,
 };
 use crate::pool::{Pool, PoolConnection};
 use crate::Postgres;
@@ -149,11 +149,16 @@ impl<C: DerefMut<Target = PgConnection>> PgCopyIn<C> {
     async fn begin(mut conn: C, statement: &str) -> Result<Self> {
         conn.wait_until_ready().await?;
         conn.inner.stream.send(Query(statement)).await?;
+        // Shopfloor patch (docs/adr/0047-sqlx-cancel-safe-begin.md): the `COPY` ends
+        // with a ReadyForQuery like any query; count it, so that a `finish()` dropped
+        // before reading it leaves the connection's next wait to read it instead of
+        // a later statement taking it for its own answer.
+        conn.inner.pending_ready_for_query_count += 1;
 
         let response = match conn.inner.stream.recv_expect::<CopyInResponse>().await {
             Ok(res) => res.0,
             Err(e) => {
-                conn.inner.stream.recv().await?;
+                conn.wait_until_ready().await?;
                 return Err(e);
             }
         };
@@ -271,7 +276,7 @@ impl<C: DerefMut<Target = PgConnection>> PgCopyIn<C> {
                 match e.code() {
                     Some(Cow::Borrowed("57014")) => {
                         // postgres abort received error code
-                        conn.inner.stream.recv_expect::<ReadyForQuery>().await?;
+                        conn.wait_until_ready().await?;
                         Ok(())
                     }
                     _ => Err(Error::Database(e)),
@@ -294,12 +299,12 @@ impl<C: DerefMut<Target = PgConnection>> PgCopyIn<C> {
         let cc: CommandComplete = match conn.inner.stream.recv_expect().await {
             Ok(cc) => cc,
             Err(e) => {
-                conn.inner.stream.recv().await?;
+                conn.wait_until_ready().await?;
                 return Err(e);
             }
         };
 
-        conn.inner.stream.recv_expect::<ReadyForQuery>().await?;
+        conn.wait_until_ready().await?;
 
         Ok(cc.rows_affected())
     }
@@ -324,6 +329,9 @@ async fn pg_begin_copy_out<'c, C: DerefMut<Target = PgConnection> + Send + 'c>(
 ) -> Result<BoxStream<'c, Result<Bytes>>> {
     conn.wait_until_ready().await?;
     conn.inner.stream.send(Query(statement)).await?;
+    // Shopfloor patch (ADR 0047): count the ReadyForQuery that ends the `COPY`, as
+    // `PgCopyIn::begin` does, so that a stream dropped mid-way leaves it to be drained.
+    conn.inner.pending_ready_for_query_count += 1;
 
     let _: CopyOutResponse = conn.inner.stream.recv_expect().await?;
 
@@ -331,7 +339,7 @@ async fn pg_begin_copy_out<'c, C: DerefMut<Target = PgConnection> + Send + 'c>(
         loop {
             match conn.inner.stream.recv().await {
                 Err(e) => {
-                    conn.inner.stream.recv_expect::<ReadyForQuery>().await?;
+                    conn.wait_until_ready().await?;
                     return Err(e);
                 },
                 Ok(msg) => match msg.format {
@@ -339,7 +347,7 @@ async fn pg_begin_copy_out<'c, C: DerefMut<Target = PgConnection> + Send + 'c>(
                     BackendMessageFormat::CopyDone => {
                         let _ = msg.decode::<CopyDone>()?;
                         conn.inner.stream.recv_expect::<CommandComplete>().await?;
-                        conn.inner.stream.recv_expect::<ReadyForQuery>().await?;
+                        conn.wait_until_ready().await?;
                         return Ok(())
                     },
                     _ => return Err(err_protocol!("unexpected message format during copy out: {:?}", msg.format))

@@ -54,3 +54,50 @@ async fn a_begin_dropped_on_the_wire_leaves_no_transaction_behind(pool: PgPool) 
         assert!(!statements_share_a_transaction(&pool).await);
     }
 }
+
+/// A `COPY … FROM STDIN` whose `finish()` is dropped while the server is still
+/// answering (a projector aborted at the end of a batch) must not leave the
+/// connection one `ReadyForQuery` behind: the next borrower's `BEGIN` would read the
+/// stale answer and fail (`BeginFailed`), and its queries would read other
+/// statements' answers (ADR 0047, the patched sqlx-postgres).
+#[sqlx::test]
+async fn a_copy_dropped_while_finishing_leaves_the_connection_in_step(pool: PgPool) {
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(pool.connect_options().as_ref().clone())
+        .await
+        .unwrap();
+    // The COPY's statement trigger makes the server answer 200 ms after CopyDone.
+    sqlx::raw_sql(
+        "CREATE TABLE c (x int); \
+         CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS \
+           $$ BEGIN PERFORM pg_sleep(0.2); RETURN NULL; END $$; \
+         CREATE TRIGGER slow AFTER INSERT ON c FOR EACH STATEMENT EXECUTE FUNCTION slow();",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    for round in 0..3i64 {
+        let mut tx = pool.begin().await.unwrap();
+        let mut copy = tx.copy_in_raw("COPY c (x) FROM STDIN").await.unwrap();
+        copy.send(&b"1\n2\n"[..]).await.unwrap();
+        let mut finish = Box::pin(copy.finish());
+        let pending = poll_fn(|cx| Poll::Ready(finish.as_mut().poll(cx).is_pending())).await;
+        assert!(pending, "the COPY was answered within one poll");
+        drop(finish);
+        drop(tx);
+
+        let mut tx = pool
+            .begin()
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: a transaction does not begin: {e:?}"));
+        let n: i64 = sqlx::query_scalar("SELECT $1::bigint")
+            .bind(round)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e:?}"));
+        assert_eq!(n, round, "an answer to another statement");
+        tx.commit().await.unwrap();
+        assert!(!statements_share_a_transaction(&pool).await);
+    }
+}
