@@ -24,7 +24,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use shopfloor_domain::lot::OutputLots;
+use shopfloor_domain::lot::{self, OutputLots};
 use shopfloor_domain::machine::{MachineEvent, MachineUsage};
 use shopfloor_domain::maintenance::TaskEvent;
 use shopfloor_domain::order::{Order, OrderEvent};
@@ -244,7 +244,9 @@ impl ProcessManager {
                 let Some(e) = self.decode::<OrderEvent>(event).await? else {
                     return Ok(());
                 };
-                self.spc_samples(&id, &e).await?
+                let mut commands = self.spc_samples(&id, &e).await?;
+                commands.extend(self.inspection_holds(&e).await?);
+                commands
             }
             "spc_characteristic" if event.event_type == "SpcCharacteristicDefined" => {
                 if let Some(e) = self.decode::<SpcEvent>(event).await? {
@@ -377,6 +379,44 @@ impl ProcessManager {
             .and_then(|i| i.lot_rule)
             .map(|r| r.output)
             .unwrap_or_default())
+    }
+
+    /// The automatic holds an inspection triggers on its order's lots (ADR 0057): under
+    /// the product item's rule, decided by the pure `lot::plan_inspection_hold`.
+    async fn inspection_holds(
+        &self,
+        event: &OrderEvent,
+    ) -> Result<Vec<IssuedCommand>, ProcessError> {
+        let OrderEvent::OrderInspectionRecorded {
+            order_id,
+            inspection_id,
+            sample_size,
+            defects,
+            passed,
+            at,
+            ..
+        } = event
+        else {
+            return Ok(Vec::new());
+        };
+        let (order, _) = self
+            .service
+            .load::<ProductionOrder>(order_id.as_str())
+            .await?;
+        let Some(order) = order.order() else {
+            return Ok(Vec::new());
+        };
+        let item = ItemId::from(order.product_id.clone());
+        let (stock, _) = self.service.load::<InventoryItem>(item.as_str()).await?;
+        let Some(item) = stock.item() else {
+            return Ok(Vec::new());
+        };
+        Ok(lot::plan_inspection_hold(
+            item,
+            order_id,
+            (inspection_id.as_str(), *sample_size, *defects, *passed),
+            *at,
+        ))
     }
 
     async fn index_policy(

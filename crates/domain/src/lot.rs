@@ -82,6 +82,43 @@ pub enum OutputLots {
     PerShift { hours: u32, start_hour: u32 },
 }
 
+/// When an item's production lots go on hold without a person deciding: an inspection of
+/// the producing order that fails (the inspector's verdict), or whose defect rate is above
+/// a limit, holds every available lot of that order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AutoHold {
+    /// A failed inspection holds the order's lots.
+    #[serde(default)]
+    pub failed_inspection: bool,
+    /// An inspection with more defective parts per million of its sample than this holds
+    /// the order's lots.
+    #[serde(default)]
+    pub above_defects_ppm: Option<u32>,
+}
+
+impl AutoHold {
+    /// Why an inspection of `defects` in `sample_size` (`passed` or not) triggers the rule.
+    pub fn triggered_by(&self, sample_size: u64, defects: u64, passed: bool) -> Option<String> {
+        let ppm = if sample_size == 0 {
+            0
+        } else {
+            u128::from(defects) * 1_000_000 / u128::from(sample_size)
+        };
+        if self.failed_inspection && !passed {
+            return Some(format!(
+                "failed inspection: {defects} defects in a sample of {sample_size}"
+            ));
+        }
+        match self.above_defects_ppm {
+            Some(limit) if ppm > u128::from(limit) => Some(format!(
+                "inspection above the limit: {defects} defects in a sample of {sample_size} \
+                 ({ppm} ppm > {limit} ppm)"
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// An item's lot rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct LotRule {
@@ -89,10 +126,24 @@ pub struct LotRule {
     pub output: OutputLots,
     #[serde(default)]
     pub pick: PickOrder,
+    /// Automatic holds of the item's production lots (none unless set).
+    #[serde(default, skip_serializing_if = "AutoHold::is_off")]
+    pub hold: AutoHold,
+}
+
+impl AutoHold {
+    fn is_off(&self) -> bool {
+        *self == AutoHold::default()
+    }
 }
 
 impl LotRule {
     fn check(&self) -> Result<(), InventoryError> {
+        if self.hold.above_defects_ppm.is_some_and(|p| p >= 1_000_000) {
+            return Err(InventoryError::InvalidLotRule {
+                detail: "above_defects_ppm is below 1,000,000 (a whole sample defective)".into(),
+            });
+        }
         match self.output {
             OutputLots::PerShift { hours, start_hour }
                 if !(1..=24).contains(&hours) || start_hour >= 24 =>
@@ -178,6 +229,44 @@ pub fn plan_forward_hold(
             },
         })
         .collect()
+}
+
+/// The holds an inspection of `order_id` triggers under `item`'s automatic-hold rule: one
+/// per available lot of the item that the order produced and that still has stock, under
+/// the hold id `{order}/inspection/{inspection}` (deterministic, so a redelivered
+/// inspection holds nothing twice). Empty when the rule is off or not triggered.
+pub fn plan_inspection_hold(
+    item: &Item,
+    order_id: &OrderId,
+    inspection: (&str, u64, u64, bool),
+    at: DateTime<Utc>,
+) -> Vec<IssuedCommand> {
+    let (inspection_id, sample_size, defects, passed) = inspection;
+    let Some(rule) = item.lot_rule else {
+        return Vec::new();
+    };
+    let Some(why) = rule.hold.triggered_by(sample_size, defects, passed) else {
+        return Vec::new();
+    };
+    let lots: Vec<LotRef> = item
+        .lots
+        .values()
+        .filter(|l| l.order_id.as_ref() == Some(order_id))
+        .filter(|l| l.status == LotStatus::Available && l.total() > Decimal::ZERO)
+        .map(|l| LotRef {
+            item_id: item.item_id.clone(),
+            lot_id: l.lot_id.clone(),
+        })
+        .collect();
+    let (Ok(hold_id), Ok(reason)) = (
+        Text::new(format!("{order_id}/inspection/{inspection_id}")),
+        Text::new(format!(
+            "{why} (order {order_id}, inspection {inspection_id})"
+        )),
+    ) else {
+        return Vec::new();
+    };
+    plan_forward_hold(&hold_id, &reason, &lots, at)
 }
 
 /// Receives a lot of raw material (or any item) at a location.

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use shopfloor_commands::{Atomicity, BatchItem, CommandError};
 use shopfloor_domain::inventory::{InventoryCommand, ItemType};
 use shopfloor_domain::lot::{
-    self as lot, LotRef, LotRule, MergeLots, MoveLot, OutputLots, PickOrder, ReceiveLot,
+    self as lot, AutoHold, LotRef, LotRule, MergeLots, MoveLot, OutputLots, PickOrder, ReceiveLot,
     ReleaseLot, ScrapLot, SetLotRule, SplitLot,
 };
 use shopfloor_domain::process::{IssuedCommand, Target};
@@ -737,6 +737,12 @@ pub struct RuleBody {
     pub shift_start_hour: Option<u32>,
     /// The order backflush takes this item's lots in (default `fifo`).
     pub pick: Option<PickName>,
+    /// Automatic holds: a failed inspection of the producing order holds its lots.
+    #[serde(default)]
+    pub hold_on_failed_inspection: bool,
+    /// Automatic holds: an inspection with more defective parts per million of its sample
+    /// than this (0–999,999) holds the producing order's lots.
+    pub hold_above_defects_ppm: Option<u32>,
 }
 
 /// The rule as set.
@@ -749,7 +755,8 @@ pub struct RuleAnswer {
 }
 
 /// Sets an item's lot rule: how its production names output lots (none, per order, per
-/// shift) and in which order backflush takes its lots (FIFO or FEFO).
+/// shift), in which order backflush takes its lots (FIFO or FEFO), and when its production
+/// lots go on hold by themselves (a failed inspection, or one above a defect rate).
 #[utoipa::path(put, path = "/api/v1/lot-rules/{item_id}", tag = "lots",
     params(("item_id" = String, Path)), request_body = RuleBody,
     responses((status = 200, body = RuleAnswer), (status = 400, body = ProblemDocument),
@@ -775,7 +782,11 @@ pub async fn set_rule(
         PickName::Fifo => PickOrder::Fifo,
         PickName::Fefo => PickOrder::Fefo,
     };
-    let rule = LotRule { output, pick };
+    let hold = AutoHold {
+        failed_inspection: body.hold_on_failed_inspection,
+        above_defects_ppm: body.hold_above_defects_ppm,
+    };
+    let rule = LotRule { output, pick, hold };
     let at = now();
     let item_type: ItemType = body.item_type.into();
     let target = Target::InventoryItem {

@@ -359,3 +359,87 @@ async fn lots_split_move_and_merge_with_their_actor_on_the_ledger(pool: PgPool) 
     );
     assert_eq!(names(&back["lots"]), ["resin/R1", "resin/R1-b"]);
 }
+
+/// A rule holds an order's production lots by itself (ADR 0057, automatic holds): a failed
+/// inspection holds them under its rule; a passing inspection under the defect limit holds
+/// nothing; one above the limit holds the lots of its order and no other order's.
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn an_inspection_holds_its_orders_lots_by_rule(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let supervisor = app.token("supervisor").await;
+    app.machine("M-1").await;
+    let rules = [
+        (
+            "gear",
+            json!({"item_type": "finished", "output": "per_order",
+            "hold_on_failed_inspection": true}),
+        ),
+        (
+            "shaft",
+            json!({"item_type": "finished", "output": "per_order",
+            "hold_above_defects_ppm": 20000}),
+        ),
+    ];
+    for (item, rule) in rules {
+        let set = ok(
+            app.put(&format!("/api/v1/lot-rules/{item}"), &supervisor, &rule)
+                .await,
+            200,
+        );
+        assert_eq!(set["item_id"], item, "{set}");
+    }
+    let bad = json!({"item_type": "finished", "hold_above_defects_ppm": 1_000_000});
+    let refused = app.put("/api/v1/lot-rules/bolt", &supervisor, &bad).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    for (id, product) in [("O-G", "gear"), ("O-S1", "shaft"), ("O-S2", "shaft")] {
+        order(&app, id, product, json!([])).await;
+        parts(&app, id, 10).await;
+    }
+    settle(&app).await;
+    let inspect = |order: &str, sample: u64, defects: u64, passed: bool| {
+        let body = json!({"sample_size": sample, "defects": defects, "passed": passed});
+        (
+            format!("/api/v1/production-orders/{order}/inspections"),
+            body,
+        )
+    };
+    for (path, body) in [
+        inspect("O-G", 20, 1, false), // failed: held
+        inspect("O-S1", 50, 1, true), // 20,000 ppm, not above the limit: not held
+        inspect("O-S2", 40, 1, true), // 25,000 ppm: held
+    ] {
+        ok(app.post(&path, &supervisor, &body).await, 201);
+    }
+    settle(&app).await;
+    let status = |item: &'static str, lot: &'static str| {
+        let app = &app;
+        async move {
+            let path = format!("/api/v1/lots/{item}/{lot}");
+            ok(app.get(&path, &app.admin).await, 200)
+        }
+    };
+    let gear = status("gear", "O-G").await;
+    assert_eq!(gear["status"], "held", "{gear}");
+    let reason = gear["hold_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("failed inspection"), "{gear}");
+    let s1 = status("shaft", "O-S1").await;
+    assert_eq!(s1["status"], "available", "{s1}");
+    let s2 = status("shaft", "O-S2").await;
+    assert_eq!(s2["status"], "held", "{s2}");
+    let reason = s2["hold_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("25000 ppm > 20000 ppm"), "{s2}");
+    // The process manager handling the log again (a redelivery) holds nothing twice.
+    let before: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'InventoryLotHeld'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(before, 2);
+    settle(&app).await;
+    let after: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'InventoryLotHeld'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(after, before);
+}

@@ -186,6 +186,7 @@ fn fefo_takes_the_earliest_expiry_first_and_lots_without_expiry_last() {
             rule: LotRule {
                 output: OutputLots::None,
                 pick: PickOrder::Fefo,
+                ..LotRule::default()
             },
             at: t(7, 0),
         }),

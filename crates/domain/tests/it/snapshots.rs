@@ -413,6 +413,7 @@ fn lot_events() -> Vec<InventoryEvent> {
                     start_hour: 6,
                 },
                 pick: PickOrder::Fefo,
+                ..LotRule::default()
             },
             at: t(6, 0),
         },
