@@ -55,6 +55,7 @@ pub fn router(state: GroupState) -> Router {
         .merge(api)
         .route("/api/v1/group/openapi.json", get(openapi_json))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
         .fallback(|| async { ApiError::not_found("no such route") })
         .with_state(state)
@@ -104,6 +105,21 @@ fn need(principal: &Principal, permission: Permission) -> Result<(), ApiError> {
             principal.role.as_str()
         )))
     }
+}
+
+/// Prometheus text format (no token needed), as a plant serves it.
+async fn metrics() -> Response {
+    let body = crate::app::metrics_handle()
+        .map(|h| h.render())
+        .unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 async fn readyz(State(state): State<GroupState>) -> Response {

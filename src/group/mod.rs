@@ -227,6 +227,8 @@ pub async fn serve(
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     use secrecy::ExposeSecret;
+    // The recorder, with every family described, before anything is recorded.
+    let _ = crate::app::metrics_handle();
     let sites = open(&settings)
         .await
         .context("opening the group database")?;

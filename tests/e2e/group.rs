@@ -732,3 +732,93 @@ async fn group_role_sums_every_plant_exactly_once() {
 fn urlencode(s: &str) -> String {
     s.replace('+', "%2B").replace(':', "%3A")
 }
+
+/// Every YAML document of `deploy/group/k8s`.
+fn group_manifests() -> Vec<serde_yaml::Value> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/group/k8s");
+    let mut docs = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let value = <serde_yaml::Value as serde::Deserialize>::deserialize(doc)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            if !value.is_null() {
+                docs.push(value);
+            }
+        }
+    }
+    docs
+}
+
+#[test]
+fn the_group_manifests_run_the_group_role_with_valid_settings() {
+    use shopfloor::settings::{Settings, VARIABLES};
+    let docs = group_manifests();
+    let find = |kind: &str, name: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name} in deploy/group/k8s"))
+    };
+    // Settings: only variables the binary reads, valid with the operator's Secret.
+    let config = find("ConfigMap", "shopfloor-group-config");
+    let mut env: std::collections::BTreeMap<String, String> = config["data"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            let k = k.as_str().unwrap().to_string();
+            assert!(VARIABLES.contains(&k.as_str()), "{k} is not a setting");
+            (k, v.as_str().unwrap().to_string())
+        })
+        .collect();
+    assert!(
+        !docs.iter().any(|d| d["kind"] == "Secret"),
+        "a Secret ships"
+    );
+    env.insert(
+        "DATABASE_URL".into(),
+        "postgres://shopfloor:pw@group-postgres:5432/shopfloor_group".into(),
+    );
+    env.insert(
+        "SHOPFLOOR_ADMIN_TOKEN".into(),
+        "sft_9f3c2a7d41b8e6055c1d".into(),
+    );
+    let settings = Settings::from_lookup(|k| env.get(k).cloned()).unwrap();
+    assert!(!settings.http_addr.ip().is_loopback());
+    // The role, alone, with probes and a spread over nodes.
+    let deployment = find("Deployment", "shopfloor-group");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert_eq!(args, ["serve", "--role", "group"]);
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert!(container["resources"]["requests"]["cpu"].is_string());
+    assert_eq!(
+        pod["topologySpreadConstraints"][0]["topologyKey"],
+        "kubernetes.io/hostname"
+    );
+    // The stream the Job creates is the documented one.
+    let stream = find("ConfigMap", "shopfloor-group-stream");
+    let inline: serde_json::Value =
+        serde_json::from_str(stream["data"]["group-stream.json"].as_str().unwrap()).unwrap();
+    let file: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/group/group-stream.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(inline, file);
+    assert_eq!(inline["name"], settings.group_stream.as_str());
+    find("Job", "shopfloor-group-stream");
+}
