@@ -569,6 +569,63 @@ async fn group_role_sums_every_plant_exactly_once() {
     )
     .await;
     assert_eq!(status, 401);
+    // The group's own OpenAPI document names every group route.
+    let doc: serde_json::Value = reqwest::get(format!(
+        "http://127.0.0.1:{}/api/v1/group/openapi.json",
+        group.http
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    for route in [
+        "sites",
+        "kpi-metrics",
+        "downtime",
+        "inventory",
+        "orders",
+        "auth/tokens",
+    ] {
+        assert!(
+            doc["paths"][format!("/api/v1/group/{route}")].is_object(),
+            "{route} is not in the group's OpenAPI document"
+        );
+    }
+    // A group token issued by the group's admin reads; an auditor may not issue tokens.
+    let (status, issued) = send(
+        reqwest::Method::POST,
+        format!("http://127.0.0.1:{}/api/v1/group/auth/tokens", group.http),
+        GROUP_ADMIN,
+        Some(json!({ "name": "hq-auditor", "role": "auditor" })),
+    )
+    .await;
+    assert_eq!(status, 201, "{issued}");
+    let auditor = issued["token"].as_str().unwrap().to_string();
+    let (status, _) = send(
+        reqwest::Method::GET,
+        format!("http://127.0.0.1:{}/api/v1/group/sites", group.http),
+        &auditor,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, problem) = send(
+        reqwest::Method::POST,
+        format!("http://127.0.0.1:{}/api/v1/group/auth/tokens", group.http),
+        &auditor,
+        Some(json!({ "name": "x", "role": "admin" })),
+    )
+    .await;
+    assert_eq!(status, 403, "{problem}");
+    let (status, _) = send(
+        reqwest::Method::GET,
+        a.url("/api/v1/machines"),
+        &auditor,
+        None,
+    )
+    .await;
+    assert_eq!(status, 401, "a group token works at a plant");
 
     let floor = chrono::Utc::now() - chrono::Duration::days(1);
     for (p, good) in [(&a, 3), (&b, 5)] {
@@ -821,4 +878,76 @@ fn the_group_manifests_run_the_group_role_with_valid_settings() {
     assert_eq!(inline, file);
     assert_eq!(inline["name"], settings.group_stream.as_str());
     find("Job", "shopfloor-group-stream");
+}
+
+/// An event of a stream no read model reads, at `position`.
+fn copied_event(position: i64) -> shopfloor_eventstore::RecordedEvent {
+    shopfloor_eventstore::RecordedEvent {
+        position,
+        stream_type: "group_test".into(),
+        stream_id: "s1".into(),
+        version: position as u64,
+        event_id: uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, &position.to_le_bytes()),
+        event_type: "noted".into(),
+        schema_version: 1,
+        payload: json!({ "n": position }),
+        metadata: Default::default(),
+        recorded_at: chrono::Utc::now(),
+    }
+}
+
+#[tokio::test]
+async fn the_group_copy_is_exactly_once_across_gaps_and_redeliveries() {
+    use shopfloor::group::{copy, sites};
+    let db = TestDb::new().await;
+    let main = sqlx::PgPool::connect(&db.url).await.unwrap();
+    shopfloor_eventstore::MIGRATOR.run(&main).await.unwrap();
+    let options: sqlx::postgres::PgConnectOptions = db.url.parse().unwrap();
+    let group = sites::Sites::open(main.clone(), options.clone())
+        .await
+        .unwrap();
+    let site = sites::Site::new("sitex").unwrap();
+    let pool = group.pool(&site).await.unwrap();
+    let ev = |ps: &[i64]| ps.iter().map(|p| copied_event(*p)).collect::<Vec<_>>();
+
+    // 3 arrives late: 4 waits beyond the gap, the head stops at 2.
+    let s = copy::store(&pool, &ev(&[1, 2, 4])).await.unwrap();
+    assert_eq!((s.inserted, s.head), (3, 2));
+    // Redelivered: nothing new.
+    let s = copy::store(&pool, &ev(&[1, 2])).await.unwrap();
+    assert_eq!((s.inserted, s.head), (0, 2));
+    // The gap filled, 4 again: one new event, the head over both.
+    let s = copy::store(&pool, &ev(&[3, 4])).await.unwrap();
+    assert_eq!((s.inserted, s.head), (1, 4));
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 4);
+    // The copy lives in the site's schema only.
+    let public: i64 = sqlx::query_scalar("SELECT count(*) FROM public.events")
+        .fetch_one(&main)
+        .await
+        .unwrap();
+    assert_eq!(public, 0);
+    copy::project(&pool).await.unwrap();
+    // A restart finds the site again, and the verification is clean.
+    let reopened = sites::Sites::open(main, options).await.unwrap();
+    assert_eq!(reopened.all().await.len(), 1);
+    assert_eq!(
+        shopfloor::group::verify(&reopened).await.unwrap(),
+        Vec::<String>::new()
+    );
+    // A hole below the head is found.
+    sqlx::query("DELETE FROM events WHERE position = 2")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let found = shopfloor::group::verify(&reopened).await.unwrap();
+    assert!(
+        found
+            .iter()
+            .any(|d| d.contains("holds 3 events up to its head 4")),
+        "{found:?}"
+    );
 }
