@@ -328,12 +328,7 @@ pub async fn downtime(
     };
     let mut rows = Vec::new();
     for (site, pool) in p.sites(&state.sites).await? {
-        let lines: std::collections::HashMap<String, String> =
-            query::list_machines(&pool, &Default::default())
-                .await?
-                .into_iter()
-                .map(|m| (m.machine_id, m.line))
-                .collect();
+        let lines = machine_lines(&pool).await?;
         let reports = match query::downtime_report(&pool, &q).await {
             Ok(r) => r,
             Err(shopfloor_projections::QueryError::NotFound { .. }) if q.machine_id.is_some() => {
@@ -347,6 +342,17 @@ pub async fn downtime(
         }
     }
     Ok(Json(rollup::downtime(rows, p.by.unwrap_or_default())))
+}
+
+/// The line of every machine of a site.
+async fn machine_lines(
+    pool: &PgPool,
+) -> Result<std::collections::HashMap<String, String>, ApiError> {
+    Ok(query::list_machines(pool, &Default::default())
+        .await?
+        .into_iter()
+        .map(|m| (m.machine_id, m.line))
+        .collect())
 }
 
 /// Stock by site (or location, or the whole group) and item.
@@ -373,8 +379,8 @@ pub async fn inventory(
     Ok(Json(rollup::inventory(rows, p.by.unwrap_or_default())))
 }
 
-/// Production orders by site (or order, or the whole group) and product: counts,
-/// statuses, and the yield of the summed counts.
+/// Production orders by site, line (of the assigned machine), order or the whole group,
+/// and product: counts, statuses, and the yield of the summed counts.
 #[utoipa::path(get, path = "/api/v1/group/orders", tag = "group", params(GroupParams),
     responses((status = 200, body = [GroupOrders]), (status = 400, body = ProblemDocument),
         (status = 404, body = ProblemDocument)),
@@ -394,8 +400,16 @@ pub async fn orders(
     };
     let mut rows = Vec::new();
     for (site, pool) in p.sites(&state.sites).await? {
+        let lines = machine_lines(&pool).await?;
         let orders = query::list_orders(&pool, &filter).await?;
-        rows.extend(orders.into_iter().map(|o| (site.to_string(), o)));
+        rows.extend(orders.into_iter().map(|o| {
+            let line = o
+                .assigned_machine
+                .as_ref()
+                .and_then(|m| lines.get(m))
+                .cloned();
+            (site.to_string(), line, o)
+        }));
     }
     Ok(Json(rollup::orders(rows, p.by.unwrap_or_default())))
 }

@@ -231,6 +231,9 @@ pub fn inventory(rows: Vec<(String, InventoryLevel)>, by: By) -> Vec<GroupStock>
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct GroupOrders {
     pub site: String,
+    /// The line of the order's assigned machine in `line` and `detail` (`null` while
+    /// unassigned); `*` otherwise.
+    pub line: Option<String>,
     pub product_id: String,
     /// The order in `detail`; `*` otherwise.
     pub order_id: String,
@@ -245,29 +248,37 @@ pub struct GroupOrders {
     pub production_yield: Option<f64>,
 }
 
-/// Sums orders `(site, order)` by product up to `by` (`line` is taken as `site`).
-pub fn orders(rows: Vec<(String, OrderView)>, by: By) -> Vec<GroupOrders> {
-    let mut cells: BTreeMap<(String, String, String), GroupOrders> = BTreeMap::new();
-    for (site, o) in rows {
-        let (site, order_id) = match by {
-            By::Group => (ALL.to_owned(), ALL.to_owned()),
-            By::Site | By::Line => (site, ALL.to_owned()),
-            By::Detail => (site, o.order_id.clone()),
+/// Sums orders `(site, line of the assigned machine, order)` by product up to `by`.
+pub fn orders(rows: Vec<(String, Option<String>, OrderView)>, by: By) -> Vec<GroupOrders> {
+    type Cell = (String, Option<String>, String, String);
+    let all = || Some(ALL.to_owned());
+    let mut cells: BTreeMap<Cell, GroupOrders> = BTreeMap::new();
+    for (site, line, o) in rows {
+        let (site, line, order_id) = match by {
+            By::Group => (ALL.to_owned(), all(), ALL.to_owned()),
+            By::Site => (site, all(), ALL.to_owned()),
+            By::Line => (site, line, ALL.to_owned()),
+            By::Detail => (site, line, o.order_id.clone()),
         };
-        let cell = cells
-            .entry((site.clone(), o.product_id.clone(), order_id.clone()))
-            .or_insert_with(|| GroupOrders {
-                site,
-                product_id: o.product_id.clone(),
-                order_id,
-                orders: 0,
-                by_status: BTreeMap::new(),
-                quantity: 0,
-                good_count: 0,
-                scrap_count: 0,
-                total_count: 0,
-                production_yield: None,
-            });
+        let key = (
+            site.clone(),
+            line.clone(),
+            o.product_id.clone(),
+            order_id.clone(),
+        );
+        let cell = cells.entry(key).or_insert_with(|| GroupOrders {
+            site,
+            line,
+            product_id: o.product_id.clone(),
+            order_id,
+            orders: 0,
+            by_status: BTreeMap::new(),
+            quantity: 0,
+            good_count: 0,
+            scrap_count: 0,
+            total_count: 0,
+            production_yield: None,
+        });
         cell.orders += 1;
         *cell.by_status.entry(o.status.clone()).or_default() += 1;
         cell.quantity += o.quantity;
@@ -283,66 +294,4 @@ pub fn orders(rows: Vec<(String, OrderView)>, by: By) -> Vec<GroupOrders> {
             c
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::{TimeZone, Utc};
-
-    fn kpi(line: &str, planned_s: f64, run_s: f64, good: i64, scrap: i64) -> KpiRow {
-        let from = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
-        let to = Utc.with_ymd_and_hms(2026, 12, 1, 1, 0, 0).unwrap();
-        let ideal = (good + scrap) as f64;
-        KpiRow {
-            machine_id: "m".into(),
-            from,
-            to,
-            planned_production_time_s: planned_s,
-            run_time_s: run_s,
-            downtime_minutes: (planned_s - run_s) / 60.0,
-            availability: Some(run_s / planned_s),
-            performance: Some(ideal / run_s),
-            quality: Some(good as f64 / (good + scrap) as f64),
-            oee: None,
-            good_count: good,
-            scrap_count: scrap,
-            total_count: good + scrap,
-            production_yield: None,
-            performance_exceeds_one: false,
-            scrap_rate: None,
-            line: Some(line.into()),
-            shift: None,
-            team: None,
-            machine_count: 1,
-            planned_stop_time_s: 3600.0 - planned_s,
-            downtime_s: planned_s - run_s,
-            unknown_time_s: 0.0,
-            not_scheduled_time_s: 0.0,
-            ideal_time_s: ideal,
-            as_of: None,
-        }
-    }
-
-    #[test]
-    fn group_kpis_sum_times_and_counts_before_the_ratios() {
-        let q = KpiQuery::machine("m", Utc::now(), Utc::now());
-        let rows = vec![
-            ("a".to_owned(), kpi("L1", 3600.0, 3600.0, 90, 10)),
-            ("b".to_owned(), kpi("L1", 1800.0, 900.0, 1, 0)),
-        ];
-        let group = kpis(rows.clone(), By::Group, &q);
-        assert_eq!(group.len(), 1);
-        let g = &group[0];
-        assert_eq!(g.site, ALL);
-        assert_eq!(g.kpi.total_count, 101);
-        // 4500 of 5400 s, not the mean of 1.0 and 0.5.
-        assert!((g.kpi.availability.unwrap() - 4500.0 / 5400.0).abs() < 1e-9);
-        assert!((g.kpi.quality.unwrap() - 91.0 / 101.0).abs() < 1e-9);
-        let by_site = kpis(rows.clone(), By::Site, &q);
-        assert_eq!(by_site.len(), 2);
-        assert_eq!(by_site[1].kpi.availability, Some(0.5));
-        let by_line = kpis(rows, By::Line, &q);
-        assert_eq!(by_line[0].kpi.line.as_deref(), Some("L1"));
-    }
 }

@@ -640,7 +640,13 @@ async fn group_role_sums_every_plant_exactly_once() {
         p.ok(
             reqwest::Method::POST,
             "/api/v1/production-orders",
-            json!({ "product_id": "widget", "quantity": 50 }),
+            json!({ "order_id": format!("{}-o1", p.site), "product_id": "widget", "quantity": 50 }),
+        )
+        .await;
+        p.ok(
+            reqwest::Method::POST,
+            &format!("/api/v1/production-orders/{}-o1/assign", p.site),
+            json!({ "machine_id": "m1" }),
         )
         .await;
     }
@@ -752,6 +758,19 @@ async fn group_role_sums_every_plant_exactly_once() {
     let orders = group.get("/api/v1/group/orders?by=group").await;
     assert_eq!(orders[0]["orders"], 2, "{orders}");
     assert_eq!(orders[0]["quantity"], 100, "{orders}");
+    let by_line = group.get("/api/v1/group/orders?by=line").await;
+    let lines: Vec<(&str, &str)> = by_line
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["site"].as_str().unwrap(),
+                r["line"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert_eq!(lines, [("sitea", "L1"), ("siteb", "L1")], "{by_line}");
     let downtime = group
         .get(&format!("/api/v1/group/downtime?{window}&by=site"))
         .await;
