@@ -16,8 +16,12 @@ use tokio::sync::RwLock;
 /// Prefix of every site schema in the group database.
 pub const SCHEMA_PREFIX: &str = "site_";
 
-/// Connections per site pool: a catch-up applies every read model side by side.
-const SITE_CONNECTIONS: u32 = 10;
+/// Connections per site pool: a catch-up holds two (its transaction and the log
+/// reader), a query one; the group's sites share one PostgreSQL's connection limit.
+const SITE_CONNECTIONS: u32 = 4;
+
+/// A site pool's idle connections close after this.
+const SITE_IDLE: Duration = Duration::from_secs(60);
 
 /// A plant's site name (its namespace, the first token of its subjects), checked once:
 /// 1 to 58 letters, digits, `_` or `-` (a namespace short enough for a schema name).
@@ -137,6 +141,7 @@ impl Sites {
         let pool = PgPoolOptions::new()
             .max_connections(SITE_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(10))
+            .idle_timeout(SITE_IDLE)
             .connect_with(
                 self.options
                     .clone()

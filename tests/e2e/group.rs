@@ -9,8 +9,8 @@
 //! exactly once. Prints one `GROUP ...` line.
 //!
 //! `group_role_sums_every_plant_exactly_once` runs the `group` role on that transport
-//! (its own database, the hub's NATS, its own tokens): with plant A's link cut and the
-//! group role restarted meanwhile, the group's KPIs, inventory and orders equal the
+//! (its own database, the hub's NATS, its own tokens; two replicas sharing the consumer):
+//! with plant A's link cut and one replica restarted meanwhile, the group's KPIs, inventory and orders equal the
 //! plants' sums once the link is back, and `replay --verify --group` is clean.
 
 use std::collections::HashSet;
@@ -480,6 +480,19 @@ impl Group {
         }
     }
 
+    /// A second group process on the same database, sharing the durable consumer.
+    async fn replica(&self, hub_port: u16) -> Shopfloor {
+        let env = [
+            ("DATABASE_URL", self.db.url.clone()),
+            ("NATS_URL", format!("nats://127.0.0.1:{hub_port}")),
+            ("MQTT_URL", "off".into()),
+            ("SHOPFLOOR_HTTP_ADDR", format!("127.0.0.1:{}", free_port())),
+            ("SHOPFLOOR_ADMIN_TOKEN", GROUP_ADMIN.into()),
+        ];
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Shopfloor::start(&["--role", "group"], &env, "group API listening on http://").await
+    }
+
     async fn get(&self, path: &str) -> serde_json::Value {
         let url = format!("http://127.0.0.1:{}{path}", self.http);
         let answer = reqwest::Client::new()
@@ -550,6 +563,8 @@ async fn group_role_sums_every_plant_exactly_once() {
     );
     group_stream(&js, &[a.site, b.site]).await;
     let mut group = Group::start(hub_port).await;
+    // A second replica shares the consumer: batches of one site reach both.
+    let mut replica = group.replica(hub_port).await;
 
     // Tokens are not shared: a plant's token is unknown to the group, and back.
     let (status, problem) = send(
@@ -788,6 +803,7 @@ async fn group_role_sums_every_plant_exactly_once() {
         .terminate()
         .await
         .is_some_and(|s| s.success()));
+    assert!(replica.terminate().await.is_some_and(|s| s.success()));
     let out = crate::support::shopfloor()
         .args(["replay", "--verify", "--group"])
         .env("DATABASE_URL", &group.db.url)
