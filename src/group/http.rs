@@ -58,6 +58,8 @@ pub fn router(state: GroupState) -> Router {
         .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
         .fallback(|| async { ApiError::not_found("no such route") })
+        // As at a plant: a body over 1 MiB gets 413.
+        .layer(axum::extract::DefaultBodyLimit::max(1 << 20))
         .with_state(state)
 }
 
