@@ -342,7 +342,7 @@ async fn replay(pool: &PgPool, projection: Option<String>, verify: bool) -> anyh
 
 /// `replay --verify --group`: every site's copy of its log and its read models.
 async fn verify_group(settings: &Settings) -> anyhow::Result<()> {
-    let sites = crate::group::open(settings).await?;
+    let sites = crate::group::open(settings, crate::group::sites::VERIFY_CONNECTIONS).await?;
     let differences = crate::group::verify(&sites)
         .await
         .context("verifying the group's read models")?;

@@ -208,8 +208,8 @@ pub async fn verify(sites: &Sites) -> anyhow::Result<Vec<String>> {
 }
 
 /// Opens the group database: migrates its public schema (the group's tokens) and
-/// every site schema already there.
-pub async fn open(settings: &crate::settings::Settings) -> anyhow::Result<Sites> {
+/// every site schema already there; site pools of `connections` each.
+pub async fn open(settings: &crate::settings::Settings, connections: u32) -> anyhow::Result<Sites> {
     let main = crate::app::connect_postgres(settings).await?;
     crate::app::migrate(&main).await?;
     let options: sqlx::postgres::PgConnectOptions = settings
@@ -218,7 +218,7 @@ pub async fn open(settings: &crate::settings::Settings) -> anyhow::Result<Sites>
         .parse()
         .context("invalid DATABASE_URL")?;
     let options = sqlx::ConnectOptions::disable_statement_logging(options);
-    Sites::open(main, options).await
+    Sites::open(main, options, connections).await
 }
 
 /// `serve --role group`: the consumer and the group's API, until `cancel` fires.
@@ -229,7 +229,7 @@ pub async fn serve(
     use secrecy::ExposeSecret;
     // The recorder, with every family described, before anything is recorded.
     let _ = crate::app::metrics_handle();
-    let sites = open(&settings)
+    let sites = open(&settings, sites::SERVE_CONNECTIONS)
         .await
         .context("opening the group database")?;
     let nats = crate::app::connect_nats(&settings).await?;

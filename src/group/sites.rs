@@ -16,9 +16,15 @@ use tokio::sync::RwLock;
 /// Prefix of every site schema in the group database.
 pub const SCHEMA_PREFIX: &str = "site_";
 
-/// Connections per site pool: a catch-up holds two (its transaction and the log
-/// reader), a query one; the group's sites share one PostgreSQL's connection limit.
-const SITE_CONNECTIONS: u32 = 4;
+/// Connections per site pool while serving: a catch-up holds two (its transaction and
+/// the log reader), a KPI query two at once, so a few concurrent requests fit. Opened
+/// only when needed and closed after [`SITE_IDLE`]: the sites share one PostgreSQL's
+/// connection limit.
+pub const SERVE_CONNECTIONS: u32 = 8;
+
+/// Connections per site pool for `replay --verify --group`, which rebuilds every read
+/// model of a site side by side.
+pub const VERIFY_CONNECTIONS: u32 = 12;
 
 /// A site pool's idle connections close after this.
 const SITE_IDLE: Duration = Duration::from_secs(60);
@@ -71,6 +77,8 @@ pub struct Sites {
     /// The group database (public schema: the group's tokens).
     main: PgPool,
     options: PgConnectOptions,
+    /// Connections per site pool.
+    connections: u32,
     pools: Arc<RwLock<BTreeMap<Site, PgPool>>>,
 }
 
@@ -82,11 +90,16 @@ impl std::fmt::Debug for Sites {
 
 impl Sites {
     /// Opens every site schema already in the database (migrating each to this
-    /// version's schema).
-    pub async fn open(main: PgPool, options: PgConnectOptions) -> anyhow::Result<Self> {
+    /// version's schema), with pools of `connections` each.
+    pub async fn open(
+        main: PgPool,
+        options: PgConnectOptions,
+        connections: u32,
+    ) -> anyhow::Result<Self> {
         let sites = Self {
             main,
             options,
+            connections,
             pools: Arc::default(),
         };
         let names: Vec<String> = sqlx::query_scalar(
@@ -139,7 +152,7 @@ impl Sites {
             .await
             .with_context(|| format!("creating the schema of site {site}"))?;
         let pool = PgPoolOptions::new()
-            .max_connections(SITE_CONNECTIONS)
+            .max_connections(self.connections)
             .acquire_timeout(Duration::from_secs(10))
             .idle_timeout(SITE_IDLE)
             .connect_with(

@@ -129,8 +129,8 @@ impl Link {
     }
 }
 
-/// One plant: its database, its NATS (domain = site) and a shopfloor (api, relay and
-/// projector).
+/// One plant: its database, its NATS (domain = site) and a shopfloor (api and relay, and
+/// the projector where the test reads the plant's read models).
 struct Plant {
     site: &'static str,
     db: TestDb,
@@ -140,7 +140,8 @@ struct Plant {
 }
 
 impl Plant {
-    async fn start(site: &'static str, leaf_port: u16) -> Self {
+    /// A plant running `roles` (`api` and `relay` at least).
+    async fn start(site: &'static str, leaf_port: u16, roles: &[&str]) -> Self {
         let nats_port = free_port();
         let nats = Node::start(
             nats_port,
@@ -160,12 +161,8 @@ impl Plant {
             ("SHOPFLOOR_ADMIN_TOKEN", ADMIN.into()),
         ];
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let shopfloor = Shopfloor::start(
-            &["--role", "api", "--role", "relay", "--role", "projector"],
-            &env,
-            "listening on http://",
-        )
-        .await;
+        let args: Vec<&str> = roles.iter().flat_map(|r| ["--role", *r]).collect();
+        let shopfloor = Shopfloor::start(&args, &env, "listening on http://").await;
         let plant = Self {
             site,
             db,
@@ -274,8 +271,8 @@ async fn group_hub_sources_every_plant_over_leafnodes() {
     );
     let mut link_a = Link::new(hub_leaf);
     link_a.up().await;
-    let mut a = Plant::start("sitea", link_a.port).await;
-    let mut b = Plant::start("siteb", hub_leaf).await;
+    let mut a = Plant::start("sitea", link_a.port, &["api", "relay"]).await;
+    let mut b = Plant::start("siteb", hub_leaf, &["api", "relay"]).await;
     a.write(0, 20).await;
     b.write(0, 20).await;
 
@@ -554,8 +551,9 @@ async fn group_role_sums_every_plant_exactly_once() {
     let (_hub, hub_port, hub_leaf) = hub();
     let mut link_a = Link::new(hub_leaf);
     link_a.up().await;
-    let mut a = Plant::start("sitea", link_a.port).await;
-    let mut b = Plant::start("siteb", hub_leaf).await;
+    let roles = ["api", "relay", "projector"];
+    let mut a = Plant::start("sitea", link_a.port, &roles).await;
+    let mut b = Plant::start("siteb", hub_leaf, &roles).await;
     let js = async_nats::jetstream::new(
         async_nats::connect(format!("nats://127.0.0.1:{hub_port}"))
             .await
@@ -938,7 +936,7 @@ async fn the_group_copy_is_exactly_once_across_gaps_and_redeliveries() {
     let main = sqlx::PgPool::connect(&db.url).await.unwrap();
     shopfloor_eventstore::MIGRATOR.run(&main).await.unwrap();
     let options: sqlx::postgres::PgConnectOptions = db.url.parse().unwrap();
-    let group = sites::Sites::open(main.clone(), options.clone())
+    let group = sites::Sites::open(main.clone(), options.clone(), sites::SERVE_CONNECTIONS)
         .await
         .unwrap();
     let site = sites::Site::new("sitex").unwrap();
@@ -967,7 +965,9 @@ async fn the_group_copy_is_exactly_once_across_gaps_and_redeliveries() {
     assert_eq!(public, 0);
     copy::project(&pool).await.unwrap();
     // A restart finds the site again, and the verification is clean.
-    let reopened = sites::Sites::open(main, options).await.unwrap();
+    let reopened = sites::Sites::open(main, options, sites::VERIFY_CONNECTIONS)
+        .await
+        .unwrap();
     assert_eq!(reopened.all().await.len(), 1);
     assert_eq!(
         shopfloor::group::verify(&reopened).await.unwrap(),
