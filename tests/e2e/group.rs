@@ -788,6 +788,32 @@ async fn group_role_sums_every_plant_exactly_once() {
         .get(&format!("/api/v1/group/downtime?{window}&by=site"))
         .await;
     assert_eq!(downtime.as_array().map(Vec::len), Some(2), "{downtime}");
+    for p in [&a, &b] {
+        let plant = p
+            .get(&format!("/api/v1/downtime?machine_id=m1&{window}"))
+            .await;
+        let site = downtime
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["site"] == p.site)
+            .unwrap();
+        for f in ["stops", "downtime_s", "run_time_s", "failures"] {
+            assert!(
+                close(&site[f], &plant[0][f]),
+                "{} {f}: {site} {plant}",
+                p.site
+            );
+        }
+    }
+    // A was down from 600 s to 1200 s of floor time.
+    let a_down = downtime
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["site"] == "sitea")
+        .unwrap();
+    assert!(close(&a_down["downtime_s"], &json!(600.0)), "{a_down}");
 
     println!(
         "GROUP role caught up {} ms after plant A's link was restored; group OEE {} over {} parts",
