@@ -334,6 +334,8 @@ impl Application {
                 Role::Projector => self.spawn_read_side(&mut tasks, &mut leaders, &shared, &cancel),
                 // Started below, once, for the ingest role or on its own.
                 Role::Opcua => {}
+                // Runs alone (`crate::group::serve`), never with the plant's roles.
+                Role::Group => {}
                 Role::Ingest => {
                     mqtt_ready = self.spawn_ingest(&mut tasks, &shared.commands, &cancel)?;
                 }

@@ -44,6 +44,10 @@ enum Command {
         /// Compare instead of replacing (all read models).
         #[arg(long)]
         verify: bool,
+        /// The group database (`DATABASE_URL` of the `group` role): with --verify,
+        /// check every site's copy of its log and its read models (ADR 0061).
+        #[arg(long, requires = "verify")]
+        group: bool,
     },
     /// Check the event log's hash chain (tamper evidence); exits 0 only when intact.
     Verify,
@@ -219,6 +223,9 @@ pub enum Role {
     Ingest,
     /// Only the OPC UA client (`SHOPFLOOR_OPCUA_CONFIG`), through the ingest's path.
     Opcua,
+    /// The plant group's cross-plant read models and API, on the group's own
+    /// PostgreSQL and the hub's NATS (ADR 0061); runs alone.
+    Group,
 }
 
 impl Role {
@@ -231,6 +238,7 @@ impl Role {
             Role::Projector => "projector",
             Role::Ingest => "ingest",
             Role::Opcua => "opcua",
+            Role::Group => "group",
         }
     }
 }
@@ -265,9 +273,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             info!("migrations applied");
             Ok(())
         }
-        Command::Replay { projection, verify } => {
-            replay(&migrated_pool(&settings).await?, projection, verify).await
-        }
+        Command::Replay { group: true, .. } => verify_group(&settings).await,
+        Command::Replay {
+            projection, verify, ..
+        } => replay(&migrated_pool(&settings).await?, projection, verify).await,
         Command::Verify => verify_chain(&migrated_pool(&settings).await?).await,
         Command::Backup { out } => backup(&migrated_pool(&settings).await?, &out).await,
         Command::Restore { from } => {
@@ -329,6 +338,26 @@ async fn replay(pool: &PgPool, projection: Option<String>, verify: bool) -> anyh
         );
     }
     Ok(())
+}
+
+/// `replay --verify --group`: every site's copy of its log and its read models.
+async fn verify_group(settings: &Settings) -> anyhow::Result<()> {
+    let sites = crate::group::open(settings, crate::group::sites::VERIFY_CONNECTIONS).await?;
+    let differences = crate::group::verify(&sites)
+        .await
+        .context("verifying the group's read models")?;
+    for d in &differences {
+        println!("{d}");
+    }
+    let n = sites.all().await.len();
+    if differences.is_empty() {
+        println!("the read models of {n} sites equal the replay of their copied logs");
+        return Ok(());
+    }
+    anyhow::bail!(
+        "{} differences between the group's read models and a replay of the copied logs",
+        differences.len()
+    );
 }
 
 /// `verify`: checks the log's hash chain.
@@ -538,6 +567,16 @@ async fn serve(settings: Settings, roles: Vec<Role>) -> anyhow::Result<()> {
         roles
     };
     let cancel = CancellationToken::new();
+    if roles.contains(&Role::Group) {
+        anyhow::ensure!(
+            roles.iter().all(|r| *r == Role::Group),
+            "--role group runs alone, on the group's own database and the hub's NATS"
+        );
+        tokio::spawn(stop_on_signal(cancel.clone()));
+        return crate::group::serve(settings, cancel)
+            .await
+            .context("starting the group role");
+    }
     let app = Application::build(settings, &roles)
         .await
         .context("starting shopfloor")?;

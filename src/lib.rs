@@ -12,4 +12,5 @@ pub mod bench_http;
 pub mod bench_opcua;
 pub mod bench_reports;
 pub mod cli;
+pub mod group;
 pub mod settings;

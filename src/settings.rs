@@ -14,6 +14,7 @@ pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 pub const DEFAULT_MQTT_URL: &str = "mqtt://127.0.0.1:1883";
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_NAMESPACE: &str = "shopfloor";
+pub const DEFAULT_GROUP_STREAM: &str = "GROUP_EVENTS";
 
 /// Every environment variable the binary reads (the deployment manifests are
 /// checked against this list).
@@ -53,6 +54,7 @@ pub const VARIABLES: &[&str] = &[
     "SHOPFLOOR_ALERT_BACKOFF_MAX_MS",
     "SHOPFLOOR_ALERT_MAX_ATTEMPTS",
     "SHOPFLOOR_STREAM_REPLICAS",
+    "SHOPFLOOR_GROUP_STREAM",
     "RUST_LOG",
 ];
 
@@ -90,6 +92,9 @@ pub struct Settings {
     pub namespace: String,
     /// A bearer token with the admin role, accepted while it is set.
     pub admin_token: Option<SecretString>,
+    /// The hub's stream the `group` role consumes (`SHOPFLOOR_GROUP_STREAM`, default
+    /// `GROUP_EVENTS`; ADR 0061).
+    pub group_stream: String,
     /// A JSON file mapping MQTT topics and Sparkplug metrics to machines
     /// (`SHOPFLOOR_INGEST_MAPPING`; see ADR 0007); the contract's topics need none.
     pub ingest_mapping: Option<std::path::PathBuf>,
@@ -226,6 +231,17 @@ impl Settings {
                 invalid(variable, e.to_string())
             })?;
         let alerts = alert_settings(&lookup)?;
+        let group_stream = get("SHOPFLOOR_GROUP_STREAM", DEFAULT_GROUP_STREAM);
+        if group_stream.is_empty()
+            || !group_stream
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(invalid(
+                "SHOPFLOOR_GROUP_STREAM",
+                format!("{group_stream:?} must be a stream name: letters, digits, '_' or '-'"),
+            ));
+        }
         let plant_metrics_every = plant_metrics_every(&lookup)?;
         Ok(Settings {
             plant_metrics_every,
@@ -243,6 +259,7 @@ impl Settings {
             http_addr,
             namespace,
             admin_token,
+            group_stream,
         })
     }
 

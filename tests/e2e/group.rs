@@ -7,6 +7,11 @@
 //! Plant A's leafnode runs through a proxy the test cuts: while cut, both plants keep
 //! taking writes; once restored, the hub's stream holds every event of both plants
 //! exactly once. Prints one `GROUP ...` line.
+//!
+//! `group_role_sums_every_plant_exactly_once` runs the `group` role on that transport
+//! (its own database, the hub's NATS, its own tokens; two replicas sharing the consumer):
+//! with plant A's link cut and one replica restarted meanwhile, the group's KPIs, inventory and orders equal the
+//! plants' sums once the link is back, and `replay --verify --group` is clean.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -18,6 +23,18 @@ use crate::services::{free_port, Shopfloor};
 use crate::support::TestDb;
 
 const ADMIN: &str = "group-admin-token-R7vQ2kX9mW";
+/// The plant's read models (their checkpoint names).
+const READ_MODELS: [&str; 7] = [
+    "machines",
+    "machine_history",
+    "orders",
+    "maintenance",
+    "inventory",
+    "people",
+    "spc",
+];
+/// The group role's own admin token (not a plant's).
+const GROUP_ADMIN: &str = "hq-admin-token-Z3pL8wQ1nB5c";
 
 /// A nats-server of the test's own, from a configuration text.
 struct Node {
@@ -112,7 +129,8 @@ impl Link {
     }
 }
 
-/// One plant: its database, its NATS (domain = site) and a shopfloor (api + relay).
+/// One plant: its database, its NATS (domain = site) and a shopfloor (api and relay, and
+/// the projector where the test reads the plant's read models).
 struct Plant {
     site: &'static str,
     db: TestDb,
@@ -122,7 +140,8 @@ struct Plant {
 }
 
 impl Plant {
-    async fn start(site: &'static str, leaf_port: u16) -> Self {
+    /// A plant running `roles` (`api` and `relay` at least).
+    async fn start(site: &'static str, leaf_port: u16, roles: &[&str]) -> Self {
         let nats_port = free_port();
         let nats = Node::start(
             nats_port,
@@ -142,12 +161,8 @@ impl Plant {
             ("SHOPFLOOR_ADMIN_TOKEN", ADMIN.into()),
         ];
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let shopfloor = Shopfloor::start(
-            &["--role", "api", "--role", "relay"],
-            &env,
-            "listening on http://",
-        )
-        .await;
+        let args: Vec<&str> = roles.iter().flat_map(|r| ["--role", *r]).collect();
+        let shopfloor = Shopfloor::start(&args, &env, "listening on http://").await;
         let plant = Self {
             site,
             db,
@@ -184,6 +199,32 @@ impl Plant {
                 .await
                 .unwrap();
             assert!(r.status().is_success(), "{}", r.status());
+        }
+    }
+
+    /// Waits until the plant's own read models stand at its log's head.
+    async fn projected(&self) {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&self.db.url).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (head, n, low): (i64, i64, Option<i64>) = sqlx::query_as(
+                "SELECT (SELECT count(*) FROM events), count(*), min(position) \
+                 FROM projection_checkpoints WHERE projection = ANY($1)",
+            )
+            .bind(&READ_MODELS[..])
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+            if n == READ_MODELS.len() as i64 && low == Some(head) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "plant {} did not project",
+                self.site
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -230,8 +271,8 @@ async fn group_hub_sources_every_plant_over_leafnodes() {
     );
     let mut link_a = Link::new(hub_leaf);
     link_a.up().await;
-    let mut a = Plant::start("sitea", link_a.port).await;
-    let mut b = Plant::start("siteb", hub_leaf).await;
+    let mut a = Plant::start("sitea", link_a.port, &["api", "relay"]).await;
+    let mut b = Plant::start("siteb", hub_leaf, &["api", "relay"]).await;
     a.write(0, 20).await;
     b.write(0, 20).await;
 
@@ -311,4 +352,663 @@ async fn group_hub_sources_every_plant_over_leafnodes() {
     for p in [&mut a, &mut b] {
         assert!(p.shopfloor.terminate().await.is_some_and(|s| s.success()));
     }
+}
+
+/// A hub with a leafnode listener: (node, client port, leafnode port).
+fn hub() -> (Node, u16, u16) {
+    let (hub_port, hub_leaf) = (free_port(), free_port());
+    let node = Node::start(
+        hub_port,
+        &format!(
+            "server_name: hq\njetstream {{ store_dir: \"STORE\", domain: hq }}\n\
+             leafnodes {{ listen: \"127.0.0.1:{hub_leaf}\" }}\n"
+        ),
+    );
+    (node, hub_port, hub_leaf)
+}
+
+/// Creates the hub's GROUP_EVENTS sourcing every site's stream through its domain.
+async fn group_stream(js: &async_nats::jetstream::Context, sites: &[&str]) {
+    let sources = sites
+        .iter()
+        .map(|site| async_nats::jetstream::stream::Source {
+            name: format!("{site}_EVENTS"),
+            domain: Some(site.to_string()),
+            ..Default::default()
+        })
+        .collect();
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "GROUP_EVENTS".into(),
+        sources: Some(sources),
+        storage: async_nats::jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+}
+
+async fn send(
+    method: reqwest::Method,
+    url: String,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut r = reqwest::Client::new()
+        .request(method, url)
+        .bearer_auth(token);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+impl Plant {
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http)
+    }
+
+    async fn ok(&self, method: reqwest::Method, path: &str, body: serde_json::Value) {
+        let (status, answer) = send(method, self.url(path), ADMIN, Some(body)).await;
+        assert!((200..300).contains(&status), "{path}: {status} {answer}");
+    }
+
+    /// A state change of m1 at `floor + at_s`.
+    async fn state(&self, floor: chrono::DateTime<chrono::Utc>, at_s: i64, state: &str) {
+        let at = (floor + chrono::Duration::seconds(at_s)).to_rfc3339();
+        self.ok(
+            reqwest::Method::POST,
+            "/api/v1/machines/events",
+            json!({ "event_type": "state_changed", "machine_id": "m1", "state": state, "timestamp": at }),
+        )
+        .await;
+    }
+
+    /// `n` parts reports of m1 (`good` good, 1 scrap each) from `floor + at_s`.
+    async fn parts(&self, floor: chrono::DateTime<chrono::Utc>, at_s: i64, n: i64, good: i64) {
+        let events: Vec<_> = (0..n)
+            .map(|i| {
+                let at = (floor + chrono::Duration::seconds(at_s + i)).to_rfc3339();
+                json!({ "event_type": "parts_produced", "machine_id": "m1", "timestamp": at,
+                        "good": good, "scrap": 1 })
+            })
+            .collect();
+        self.ok(
+            reqwest::Method::POST,
+            "/api/v1/machines/events",
+            json!({ "events": events }),
+        )
+        .await;
+    }
+
+    async fn get(&self, path: &str) -> serde_json::Value {
+        let (status, answer) = send(reqwest::Method::GET, self.url(path), ADMIN, None).await;
+        assert_eq!(status, 200, "{path}: {answer}");
+        answer
+    }
+}
+
+/// The group role on its own database and the hub's NATS.
+struct Group {
+    db: TestDb,
+    http: u16,
+    shopfloor: Shopfloor,
+}
+
+impl Group {
+    async fn start(hub_port: u16) -> Self {
+        let db = TestDb::new().await;
+        let http = free_port();
+        let env = [
+            ("DATABASE_URL", db.url.clone()),
+            ("NATS_URL", format!("nats://127.0.0.1:{hub_port}")),
+            ("MQTT_URL", "off".into()),
+            ("SHOPFLOOR_HTTP_ADDR", format!("127.0.0.1:{http}")),
+            ("SHOPFLOOR_ADMIN_TOKEN", GROUP_ADMIN.into()),
+        ];
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let shopfloor =
+            Shopfloor::start(&["--role", "group"], &env, "group API listening on http://").await;
+        Self {
+            db,
+            http,
+            shopfloor,
+        }
+    }
+
+    /// A second group process on the same database, sharing the durable consumer.
+    async fn replica(&self, hub_port: u16) -> Shopfloor {
+        let env = [
+            ("DATABASE_URL", self.db.url.clone()),
+            ("NATS_URL", format!("nats://127.0.0.1:{hub_port}")),
+            ("MQTT_URL", "off".into()),
+            ("SHOPFLOOR_HTTP_ADDR", format!("127.0.0.1:{}", free_port())),
+            ("SHOPFLOOR_ADMIN_TOKEN", GROUP_ADMIN.into()),
+        ];
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Shopfloor::start(&["--role", "group"], &env, "group API listening on http://").await
+    }
+
+    async fn get(&self, path: &str) -> serde_json::Value {
+        let url = format!("http://127.0.0.1:{}{path}", self.http);
+        let answer = reqwest::Client::new()
+            .get(url)
+            .bearer_auth(GROUP_ADMIN)
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{path}: {e}: {}",
+                    self.shopfloor.log.lock().unwrap().join("\n")
+                )
+            });
+        let status = answer.status().as_u16();
+        let answer: serde_json::Value = answer.json().await.unwrap_or_default();
+        assert_eq!(status, 200, "{path}: {answer}");
+        answer
+    }
+
+    /// Waits until every plant's whole log is copied and projected.
+    async fn caught_up(&self, plants: &[&Plant]) -> Duration {
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(60);
+        loop {
+            let sites = self.get("/api/v1/group/sites").await;
+            let mut done = true;
+            for p in plants {
+                let head = p.events().await as i64;
+                let site = sites
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|s| s["site"] == p.site);
+                done &= site.is_some_and(|s| {
+                    s["copied_position"] == head && s["projected_position"] == head
+                });
+            }
+            if done {
+                return started.elapsed();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the group did not catch up: {sites}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn close(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => (x - y).abs() <= 1e-6 * x.abs().max(1.0),
+        _ => a == b,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_role_sums_every_plant_exactly_once() {
+    let (_hub, hub_port, hub_leaf) = hub();
+    let mut link_a = Link::new(hub_leaf);
+    link_a.up().await;
+    let roles = ["api", "relay", "projector"];
+    let mut a = Plant::start("sitea", link_a.port, &roles).await;
+    let mut b = Plant::start("siteb", hub_leaf, &roles).await;
+    let js = async_nats::jetstream::new(
+        async_nats::connect(format!("nats://127.0.0.1:{hub_port}"))
+            .await
+            .unwrap(),
+    );
+    group_stream(&js, &[a.site, b.site]).await;
+    let mut group = Group::start(hub_port).await;
+    // A second replica shares the consumer: batches of one site reach both.
+    let mut replica = group.replica(hub_port).await;
+
+    // Tokens are not shared: a plant's token is unknown to the group, and back.
+    let (status, problem) = send(
+        reqwest::Method::GET,
+        format!("http://127.0.0.1:{}/api/v1/group/sites", group.http),
+        ADMIN,
+        None,
+    )
+    .await;
+    assert_eq!(status, 401, "{problem}");
+    assert!(problem["detail"].is_string());
+    let (status, _) = send(
+        reqwest::Method::GET,
+        a.url("/api/v1/machines"),
+        GROUP_ADMIN,
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+    // The group's own OpenAPI document names every group route.
+    let doc: serde_json::Value = reqwest::get(format!(
+        "http://127.0.0.1:{}/api/v1/group/openapi.json",
+        group.http
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    for route in [
+        "sites",
+        "kpi-metrics",
+        "downtime",
+        "inventory",
+        "orders",
+        "auth/tokens",
+    ] {
+        assert!(
+            doc["paths"][format!("/api/v1/group/{route}")].is_object(),
+            "{route} is not in the group's OpenAPI document"
+        );
+    }
+    // A group token issued by the group's admin reads; an auditor may not issue tokens.
+    let (status, issued) = send(
+        reqwest::Method::POST,
+        format!("http://127.0.0.1:{}/api/v1/group/auth/tokens", group.http),
+        GROUP_ADMIN,
+        Some(json!({ "name": "hq-auditor", "role": "auditor" })),
+    )
+    .await;
+    assert_eq!(status, 201, "{issued}");
+    let auditor = issued["token"].as_str().unwrap().to_string();
+    let (status, _) = send(
+        reqwest::Method::GET,
+        format!("http://127.0.0.1:{}/api/v1/group/sites", group.http),
+        &auditor,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, problem) = send(
+        reqwest::Method::POST,
+        format!("http://127.0.0.1:{}/api/v1/group/auth/tokens", group.http),
+        &auditor,
+        Some(json!({ "name": "x", "role": "admin" })),
+    )
+    .await;
+    assert_eq!(status, 403, "{problem}");
+    let (status, _) = send(
+        reqwest::Method::GET,
+        a.url("/api/v1/machines"),
+        &auditor,
+        None,
+    )
+    .await;
+    assert_eq!(status, 401, "a group token works at a plant");
+
+    let floor = chrono::Utc::now() - chrono::Duration::days(1);
+    for (p, good) in [(&a, 3), (&b, 5)] {
+        p.state(floor, 0, "running").await;
+        p.parts(floor, 10, 20, good).await;
+        p.ok(
+            reqwest::Method::PATCH,
+            "/api/v1/inventory/update",
+            json!({ "item_id": "steel", "item_type": "raw", "location": "RM", "delta": 100 + good, "reason": "receipt" }),
+        )
+        .await;
+        p.ok(
+            reqwest::Method::POST,
+            "/api/v1/production-orders",
+            json!({ "order_id": format!("{}-o1", p.site), "product_id": "widget", "quantity": 50 }),
+        )
+        .await;
+        p.ok(
+            reqwest::Method::POST,
+            &format!("/api/v1/production-orders/{}-o1/assign", p.site),
+            json!({ "machine_id": "m1" }),
+        )
+        .await;
+    }
+    group.caught_up(&[&a, &b]).await;
+
+    // Plant A's link is cut; both plants keep working, and the group role restarts.
+    link_a.cut();
+    a.state(floor, 600, "down").await;
+    a.parts(floor, 700, 15, 2).await;
+    a.state(floor, 1200, "running").await;
+    b.state(floor, 900, "idle").await;
+    b.parts(floor, 1000, 10, 4).await;
+    assert!(group
+        .shopfloor
+        .terminate()
+        .await
+        .is_some_and(|s| s.success()));
+    group
+        .shopfloor
+        .start_again("group API listening on http://")
+        .await;
+    b.parts(floor, 1100, 5, 1).await;
+    let restored = Instant::now();
+    link_a.up().await;
+    group.caught_up(&[&a, &b]).await;
+    let caught_up = restored.elapsed();
+
+    // KPIs: each site as its plant says; the group the sums, ratios from the sums.
+    let from = (floor - chrono::Duration::minutes(10)).to_rfc3339();
+    let to = (floor + chrono::Duration::hours(1)).to_rfc3339();
+    let window = format!("from={}&to={}", urlencode(&from), urlencode(&to));
+    let by_site = group
+        .get(&format!("/api/v1/group/kpi-metrics?{window}&by=site"))
+        .await;
+    let fields = [
+        "planned_production_time_s",
+        "run_time_s",
+        "downtime_minutes",
+        "good_count",
+        "scrap_count",
+        "total_count",
+        "availability",
+        "performance",
+        "quality",
+        "oee",
+    ];
+    let mut sums = [0.0_f64; 4];
+    for p in [&a, &b] {
+        p.projected().await;
+        let plant = p
+            .get(&format!("/api/v1/kpi-metrics?machine_id=m1&{window}"))
+            .await;
+        let plant = &plant[0];
+        let site = by_site
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["site"] == p.site)
+            .unwrap_or_else(|| panic!("no row of {} in {by_site}", p.site));
+        for f in fields {
+            assert!(
+                close(&site[f], &plant[f]),
+                "{} {f}: group {} plant {}",
+                p.site,
+                site[f],
+                plant[f]
+            );
+        }
+        for (i, f) in [
+            "planned_production_time_s",
+            "run_time_s",
+            "good_count",
+            "total_count",
+        ]
+        .iter()
+        .enumerate()
+        {
+            sums[i] += plant[f].as_f64().unwrap();
+        }
+    }
+    let all = group
+        .get(&format!("/api/v1/group/kpi-metrics?{window}&by=group"))
+        .await;
+    let all = &all[0];
+    assert_eq!(all["site"], "*");
+    assert!(
+        close(&all["planned_production_time_s"], &json!(sums[0])),
+        "{all}"
+    );
+    assert!(close(&all["run_time_s"], &json!(sums[1])), "{all}");
+    assert_eq!(all["good_count"].as_f64(), Some(sums[2]), "{all}");
+    assert_eq!(all["total_count"].as_f64(), Some(sums[3]), "{all}");
+    assert!(
+        close(&all["availability"], &json!(sums[1] / sums[0])),
+        "{all}"
+    );
+    // Counts written: A 20×3 + 15×2 good, B 20×5 + 10×4 + 5×1; nothing doubled.
+    assert_eq!(sums[2], 60.0 + 30.0 + 100.0 + 40.0 + 5.0);
+
+    // Inventory and orders: sums over the plants.
+    let stock = group
+        .get("/api/v1/group/inventory?by=group&item_id=steel")
+        .await;
+    assert_eq!(
+        stock[0]["quantity"].as_f64(),
+        Some(103.0 + 105.0),
+        "{stock}"
+    );
+    let orders = group.get("/api/v1/group/orders?by=group").await;
+    assert_eq!(orders[0]["orders"], 2, "{orders}");
+    assert_eq!(orders[0]["quantity"], 100, "{orders}");
+    let by_line = group.get("/api/v1/group/orders?by=line").await;
+    let lines: Vec<(&str, &str)> = by_line
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["site"].as_str().unwrap(),
+                r["line"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert_eq!(lines, [("sitea", "L1"), ("siteb", "L1")], "{by_line}");
+    let downtime = group
+        .get(&format!("/api/v1/group/downtime?{window}&by=site"))
+        .await;
+    assert_eq!(downtime.as_array().map(Vec::len), Some(2), "{downtime}");
+    for p in [&a, &b] {
+        let plant = p
+            .get(&format!("/api/v1/downtime?machine_id=m1&{window}"))
+            .await;
+        let site = downtime
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["site"] == p.site)
+            .unwrap();
+        for f in ["stops", "downtime_s", "run_time_s", "failures"] {
+            assert!(
+                close(&site[f], &plant[0][f]),
+                "{} {f}: {site} {plant}",
+                p.site
+            );
+        }
+    }
+    // A was down from 600 s to 1200 s of floor time.
+    let a_down = downtime
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["site"] == "sitea")
+        .unwrap();
+    assert!(close(&a_down["downtime_s"], &json!(600.0)), "{a_down}");
+
+    println!(
+        "GROUP role caught up {} ms after plant A's link was restored; group OEE {} over {} parts",
+        caught_up.as_millis(),
+        all["oee"],
+        all["total_count"]
+    );
+
+    assert!(group
+        .shopfloor
+        .terminate()
+        .await
+        .is_some_and(|s| s.success()));
+    assert!(replica.terminate().await.is_some_and(|s| s.success()));
+    let out = crate::support::shopfloor()
+        .args(["replay", "--verify", "--group"])
+        .env("DATABASE_URL", &group.db.url)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "replay --verify --group: {} {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for p in [&mut a, &mut b] {
+        assert!(p.shopfloor.terminate().await.is_some_and(|s| s.success()));
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.replace('+', "%2B").replace(':', "%3A")
+}
+
+/// Every YAML document of `deploy/group/k8s`.
+fn group_manifests() -> Vec<serde_yaml::Value> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/group/k8s");
+    let mut docs = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let value = <serde_yaml::Value as serde::Deserialize>::deserialize(doc)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            if !value.is_null() {
+                docs.push(value);
+            }
+        }
+    }
+    docs
+}
+
+#[test]
+fn the_group_manifests_run_the_group_role_with_valid_settings() {
+    use shopfloor::settings::{Settings, VARIABLES};
+    let docs = group_manifests();
+    let find = |kind: &str, name: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name} in deploy/group/k8s"))
+    };
+    // Settings: only variables the binary reads, valid with the operator's Secret.
+    let config = find("ConfigMap", "shopfloor-group-config");
+    let mut env: std::collections::BTreeMap<String, String> = config["data"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            let k = k.as_str().unwrap().to_string();
+            assert!(VARIABLES.contains(&k.as_str()), "{k} is not a setting");
+            (k, v.as_str().unwrap().to_string())
+        })
+        .collect();
+    assert!(
+        !docs.iter().any(|d| d["kind"] == "Secret"),
+        "a Secret ships"
+    );
+    env.insert(
+        "DATABASE_URL".into(),
+        "postgres://shopfloor:pw@group-postgres:5432/shopfloor_group".into(),
+    );
+    env.insert(
+        "SHOPFLOOR_ADMIN_TOKEN".into(),
+        "sft_9f3c2a7d41b8e6055c1d".into(),
+    );
+    let settings = Settings::from_lookup(|k| env.get(k).cloned()).unwrap();
+    assert!(!settings.http_addr.ip().is_loopback());
+    // The role, alone, with probes and a spread over nodes.
+    let deployment = find("Deployment", "shopfloor-group");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert_eq!(args, ["serve", "--role", "group"]);
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert!(container["resources"]["requests"]["cpu"].is_string());
+    assert_eq!(
+        pod["topologySpreadConstraints"][0]["topologyKey"],
+        "kubernetes.io/hostname"
+    );
+    // The stream the Job creates is the documented one.
+    let stream = find("ConfigMap", "shopfloor-group-stream");
+    let inline: serde_json::Value =
+        serde_json::from_str(stream["data"]["group-stream.json"].as_str().unwrap()).unwrap();
+    let file: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/group/group-stream.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(inline, file);
+    assert_eq!(inline["name"], settings.group_stream.as_str());
+    find("Job", "shopfloor-group-stream");
+}
+
+/// An event of a stream no read model reads, at `position`.
+fn copied_event(position: i64) -> shopfloor_eventstore::RecordedEvent {
+    shopfloor_eventstore::RecordedEvent {
+        position,
+        stream_type: "group_test".into(),
+        stream_id: "s1".into(),
+        version: position as u64,
+        event_id: uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, &position.to_le_bytes()),
+        event_type: "noted".into(),
+        schema_version: 1,
+        payload: json!({ "n": position }),
+        metadata: Default::default(),
+        recorded_at: chrono::Utc::now(),
+    }
+}
+
+#[tokio::test]
+async fn the_group_copy_is_exactly_once_across_gaps_and_redeliveries() {
+    use shopfloor::group::{copy, sites};
+    let db = TestDb::new().await;
+    let main = sqlx::PgPool::connect(&db.url).await.unwrap();
+    shopfloor_eventstore::MIGRATOR.run(&main).await.unwrap();
+    let options: sqlx::postgres::PgConnectOptions = db.url.parse().unwrap();
+    let group = sites::Sites::open(main.clone(), options.clone(), sites::SERVE_CONNECTIONS)
+        .await
+        .unwrap();
+    let site = sites::Site::new("sitex").unwrap();
+    let pool = group.pool(&site).await.unwrap();
+    let ev = |ps: &[i64]| ps.iter().map(|p| copied_event(*p)).collect::<Vec<_>>();
+
+    // 3 arrives late: 4 waits beyond the gap, the head stops at 2.
+    let s = copy::store(&pool, &ev(&[1, 2, 4])).await.unwrap();
+    assert_eq!((s.inserted, s.head), (3, 2));
+    // Redelivered: nothing new.
+    let s = copy::store(&pool, &ev(&[1, 2])).await.unwrap();
+    assert_eq!((s.inserted, s.head), (0, 2));
+    // The gap filled, 4 again: one new event, the head over both.
+    let s = copy::store(&pool, &ev(&[3, 4])).await.unwrap();
+    assert_eq!((s.inserted, s.head), (1, 4));
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 4);
+    // The copy lives in the site's schema only.
+    let public: i64 = sqlx::query_scalar("SELECT count(*) FROM public.events")
+        .fetch_one(&main)
+        .await
+        .unwrap();
+    assert_eq!(public, 0);
+    copy::project(&pool).await.unwrap();
+    // A restart finds the site again, and the verification is clean.
+    let reopened = sites::Sites::open(main, options, sites::VERIFY_CONNECTIONS)
+        .await
+        .unwrap();
+    assert_eq!(reopened.all().await.len(), 1);
+    assert_eq!(
+        shopfloor::group::verify(&reopened).await.unwrap(),
+        Vec::<String>::new()
+    );
+    // A hole below the head is found.
+    sqlx::query("DELETE FROM events WHERE position = 2")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let found = shopfloor::group::verify(&reopened).await.unwrap();
+    assert!(
+        found
+            .iter()
+            .any(|d| d.contains("holds 3 events up to its head 4")),
+        "{found:?}"
+    );
 }

@@ -305,6 +305,18 @@ pub const METRICS: &[MetricInfo] = &[
         "shopfloor_ingest_batch_seconds",
         "Time to store one ingest batch, in seconds.",
     ),
+    counter(
+        "shopfloor_group_events_total",
+        "Plant events copied into the group database, by site (group role, ADR 0061).",
+    ),
+    gauge(
+        "shopfloor_group_position",
+        "The group's copy of a site's log: every plant position up to this is there, by site.",
+    ),
+    counter(
+        "shopfloor_group_unreadable_total",
+        "Messages of the group stream left out: no valid site or not a recorded event.",
+    ),
 ];
 
 /// Gives the installed recorder the kind and help text of every family in [`METRICS`].
