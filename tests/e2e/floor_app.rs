@@ -732,6 +732,53 @@ async fn a_supervisor_edits_reason_codes_and_shifts_and_operators_get_them() {
     })
     .await;
     axe(&desk, "the supervisor's settings").await;
+
+    // Quality holds (ADR 0057): a received lot put on hold from the card, then released
+    // with the decision's reason; both are events with the supervisor as actor.
+    api.post(
+        "/api/v1/lots",
+        json!({ "item_id": "steel", "item_type": "raw", "lot_id": "S-77",
+                "supplier_lot": "SUP-9", "location": "RAW", "quantity": 40 }),
+    )
+    .await;
+    desk.js(
+        "const set = (id, x) => { document.getElementById(id).value = x; }; \
+         set('sv-hold-item', 'steel'); set('sv-hold-lot', 'S-77'); \
+         set('sv-hold-reason', 'supplier recall SUP-9'); \
+         document.getElementById('sv-hold').requestSubmit(); return true;",
+    )
+    .await;
+    desk.until(
+        "the held lot listed",
+        "document.querySelector('#sv-held tr[data-held=\"steel/S-77\"] button[data-decision=release]') !== null",
+    )
+    .await;
+    let lot = api.get("/api/v1/lots/steel/S-77").await;
+    assert_eq!(lot["status"], "held", "{lot}");
+    assert_eq!(lot["hold_reason"], "supplier recall SUP-9", "{lot}");
+    axe(&desk, "the supervisor's quality holds").await;
+    desk.js(
+        "document.getElementById('sv-decision-reason').value = 'certificate received'; \
+         document.querySelector('#sv-held tr[data-held=\"steel/S-77\"] button[data-decision=release]').click(); \
+         return true;",
+    )
+    .await;
+    desk.until(
+        "the released lot gone from the holds",
+        "document.querySelector('#sv-held tr[data-held=\"steel/S-77\"]') === null && \
+         !document.getElementById('sv-held-none').hidden",
+    )
+    .await;
+    let lot = api.get("/api/v1/lots/steel/S-77").await;
+    assert_eq!(lot["status"], "available", "{lot}");
+    let actors: Vec<&str> = lot["movements"]
+        .as_array()
+        .map(|l| l.iter().filter_map(|m| m["actor"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        actors.iter().filter(|a| **a == "lead-3").count() >= 2,
+        "the hold and the release by the supervisor: {lot}"
+    );
     desk.js("document.getElementById('sv-reason').scrollIntoView(); return true;")
         .await;
     desk.screenshot(&artefact("floor-supervisor-settings.png"))

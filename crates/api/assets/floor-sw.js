@@ -8,7 +8,7 @@
 //   a module imports them by bare name);
 // - /api/*: never touched (the app keeps its own last answers and its outbox).
 
-const CACHE = 'shopfloor-floor-shell-v2';
+const CACHE = 'shopfloor-floor-shell-v3';
 
 async function cacheShell() {
   const cache = await caches.open(CACHE);
@@ -17,7 +17,7 @@ async function cacheShell() {
   const html = await page.clone().text();
   await cache.put('/floor', page);
   const assets = [...new Set([...html.matchAll(/\/assets\/[^"'\s>]+/g)].map((m) => m[0]))];
-  await cache.addAll([...assets, '/assets/outbox.js', '/assets/settings.js', '/assets/floor-sw.js']);
+  await cache.addAll([...assets, '/assets/outbox.js', '/assets/settings.js', '/assets/quality.js', '/assets/floor-sw.js']);
 }
 
 self.addEventListener('install', (event) => {

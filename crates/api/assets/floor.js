@@ -14,6 +14,7 @@
 
 import { Outbox, command, outcome, replayOrder } from './outbox.js';
 import { Settings } from './settings.js';
+import { Quality } from './quality.js';
 
 const TOKEN_KEY = 'shopfloor.token';
 const CACHE = 'shopfloor.floor.cache:';
@@ -44,6 +45,8 @@ const app = {
 
 // The supervisor's reason codes and shifts (settings.js).
 const settings = new Settings({ $, el: (...a) => el(...a), get: (p) => get(p), direct: (...a) => direct(...a), toast: (...a) => toast(...a), gate: (r) => gate(r), app });
+// The supervisor's quality holds (quality.js).
+const quality = new Quality({ $, el: (...a) => el(...a), get: (p) => get(p), direct: (...a) => direct(...a), toast: (...a) => toast(...a), gate: (r) => gate(r), app });
 
 // ---- helpers ---------------------------------------------------------------------------
 
@@ -591,6 +594,7 @@ function renderSupervisor() {
     el('td', { text: `${new Date(t.scheduled_date).toLocaleString()}${t.overdue ? ' (overdue)' : ''}` }),
     el('td', { text: t.status.replace('_', ' ') }))))); 
   settings.render();
+  quality.refresh();
   loadPlantStops();
   loadScrap();
 }
@@ -795,6 +799,7 @@ function wire() {
   $('sv-maint').addEventListener('submit', onMaintenance);
   $('sv-stock').addEventListener('submit', onStock);
   settings.wire();
+  quality.wire();
   $('ad-token').addEventListener('submit', onIssue);
   $('view-admin').addEventListener('click', onAdminClick);
   $('ad-machine').addEventListener('submit', onMachine);

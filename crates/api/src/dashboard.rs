@@ -99,6 +99,11 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../assets/settings.js"),
     },
     Asset {
+        name: "quality.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../assets/quality.js"),
+    },
+    Asset {
         name: "floor.css",
         content_type: "text/css; charset=utf-8",
         body: include_bytes!("../assets/floor.css"),

@@ -27,7 +27,7 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 /// Every permission by the name `/api/v1/auth/me` gives it.
-const PERMISSIONS: [(&str, Permission); 14] = [
+const PERMISSIONS: [(&str, Permission); 15] = [
     ("read", Permission::Read),
     ("audit", Permission::Audit),
     ("machine_events", Permission::MachineEvents),
@@ -42,6 +42,7 @@ const PERMISSIONS: [(&str, Permission); 14] = [
     ("alert_rules", Permission::AlertRules),
     ("acknowledge_alerts", Permission::AcknowledgeAlerts),
     ("settings", Permission::Settings),
+    ("quality_holds", Permission::QualityHolds),
 ];
 
 /// The caller: its token's name, its role and what that role may do.
@@ -230,5 +231,34 @@ mod tests {
         let supervisor = permissions_of(Role::Supervisor);
         assert!(!supervisor.contains(&"tokens".to_string()));
         assert!(supervisor.contains(&"settings".to_string()));
+        assert!(supervisor.contains(&"quality_holds".to_string()));
+    }
+
+    /// Every permission has its name in `PERMISSIONS`: a new variant fails to compile here
+    /// until it is listed (the floor app gates its controls by these names).
+    #[test]
+    fn every_permission_is_named() {
+        use Permission as P;
+        let all = |p: Permission| match p {
+            P::Read
+            | P::Audit
+            | P::MachineEvents
+            | P::Inventory
+            | P::Production
+            | P::Orders
+            | P::Maintenance
+            | P::Machines
+            | P::People
+            | P::Tokens
+            | P::Reports
+            | P::AlertRules
+            | P::AcknowledgeAlerts
+            | P::Settings
+            | P::QualityHolds => PERMISSIONS.iter().any(|(_, q)| *q == p),
+        };
+        for (_, p) in PERMISSIONS {
+            assert!(all(p));
+        }
+        assert!(all(P::QualityHolds));
     }
 }
