@@ -533,6 +533,9 @@ async fn the_dashboard_follows_the_plant_live_in_a_real_browser() {
         )
         .await;
     browser
+        .js("document.getElementById('trace-form').scrollIntoView(); return true;")
+        .await;
+    browser
         .screenshot(&shot.with_file_name("dashboard-e2e-lot-trace.png"))
         .await;
     // Verify from the Reports tab: the regeneration at its position is identical.
