@@ -111,17 +111,7 @@ fn need(principal: &Principal, permission: Permission) -> Result<(), ApiError> {
 
 /// Prometheus text format (no token needed), as a plant serves it.
 async fn metrics() -> Response {
-    let body = crate::app::metrics_handle()
-        .map(|h| h.render())
-        .unwrap_or_default();
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response()
+    shopfloor_api::health::exposition(crate::app::metrics_handle().map(|h| h.render()))
 }
 
 async fn readyz(State(state): State<GroupState>) -> Response {

@@ -125,17 +125,17 @@ fn readiness_answer(
     responses((status = 200, description = "every metric family, each with HELP and TYPE",
         content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state
-        .metrics
-        .as_ref()
-        .map(|h| h.render())
-        .unwrap_or_default();
+    exposition(state.metrics.as_ref().map(|h| h.render()))
+}
+
+/// A Prometheus text exposition (version 0.0.4) as a response: empty without a recorder.
+pub fn exposition(body: Option<String>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        body,
+        body.unwrap_or_default(),
     )
         .into_response()
 }

@@ -244,9 +244,21 @@ impl ProcessManager {
                 let Some(e) = self.decode::<OrderEvent>(event).await? else {
                     return Ok(());
                 };
-                let mut commands = self.spc_samples(&id, &e).await?;
-                commands.extend(self.inspection_holds(&e).await?);
-                commands
+                let OrderEvent::OrderInspectionRecorded { order_id, .. } = &e else {
+                    return Ok(());
+                };
+                let (order, _) = self
+                    .service
+                    .load::<ProductionOrder>(order_id.as_str())
+                    .await?;
+                match order.order() {
+                    Some(order) => {
+                        let mut commands = self.spc_samples(&id, &e, order).await?;
+                        commands.extend(self.inspection_holds(&e, order).await?);
+                        commands
+                    }
+                    None => Vec::new(),
+                }
             }
             "spc_characteristic" if event.event_type == "SpcCharacteristicDefined" => {
                 if let Some(e) = self.decode::<SpcEvent>(event).await? {
@@ -386,6 +398,7 @@ impl ProcessManager {
     async fn inspection_holds(
         &self,
         event: &OrderEvent,
+        order: &Order,
     ) -> Result<Vec<IssuedCommand>, ProcessError> {
         let OrderEvent::OrderInspectionRecorded {
             order_id,
@@ -397,13 +410,6 @@ impl ProcessManager {
             ..
         } = event
         else {
-            return Ok(Vec::new());
-        };
-        let (order, _) = self
-            .service
-            .load::<ProductionOrder>(order_id.as_str())
-            .await?;
-        let Some(order) = order.order() else {
             return Ok(Vec::new());
         };
         let item = ItemId::from(order.product_id.clone());
@@ -475,10 +481,8 @@ impl ProcessManager {
         &self,
         id: &str,
         event: &OrderEvent,
+        order: &Order,
     ) -> Result<Vec<IssuedCommand>, ProcessError> {
-        let OrderEvent::OrderInspectionRecorded { order_id, .. } = event else {
-            return Ok(Vec::new());
-        };
         let named: Vec<String> = spc::measured_characteristics(event)
             .into_iter()
             .map(|c| c.to_string())
@@ -494,13 +498,6 @@ impl ProcessManager {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let (order, _) = self
-            .service
-            .load::<ProductionOrder>(order_id.as_str())
-            .await?;
-        let Some(order) = order.order() else {
-            return Ok(Vec::new());
-        };
         let facts: Vec<CharacteristicFacts> = rows
             .into_iter()
             .filter_map(|(id, chart, source)| {
