@@ -81,6 +81,20 @@ if ! psql "$DATABASE_URL" -w -Atc 'select 1' >/dev/null 2>&1; then
   psql "$DATABASE_URL" -w -Atc 'select 1' >/dev/null || { log "cannot connect to $DATABASE_URL"; exit 1; }
 fi
 
+# The test suite runs many processes at once (plants, group replicas, HA pairs), each with
+# its pool: PostgreSQL's default of 100 connections is too few. Raise it once (a restart).
+min_connections=300
+current=$(psql "$DATABASE_URL" -w -Atc 'show max_connections')
+if [ "$current" -lt "$min_connections" ]; then
+  log "raising PostgreSQL max_connections from $current to $min_connections (restart)"
+  as_postgres psql -q -d postgres -c "ALTER SYSTEM SET max_connections = $min_connections"
+  version=$(psql "$DATABASE_URL" -w -Atc 'show server_version_num')
+  version=$(( version / 10000 ))
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main restart
+  wait_port 5432 PostgreSQL
+  for _ in $(seq 1 50); do psql "$DATABASE_URL" -w -Atc 'select 1' >/dev/null 2>&1 && break; sleep 0.2; done
+fi
+
 # --- NATS with JetStream -----------------------------------------------------------
 if ! port_open 4222; then
   log "starting nats-server with JetStream"

@@ -75,7 +75,7 @@ pub async fn connect_postgres(settings: &Settings) -> anyhow::Result<PgPool> {
         .map_err(|e| anyhow!("cannot reach PostgreSQL at {shown}: {e}"))?;
     let _ = probe.close().await;
     PgPoolOptions::new()
-        .max_connections(32)
+        .max_connections(settings.db_pool)
         .acquire_timeout(Duration::from_secs(5))
         .connect_with(options)
         .await

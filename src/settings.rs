@@ -20,6 +20,7 @@ pub const DEFAULT_GROUP_STREAM: &str = "GROUP_EVENTS";
 /// checked against this list).
 pub const VARIABLES: &[&str] = &[
     "DATABASE_URL",
+    "SHOPFLOOR_DB_POOL",
     "NATS_URL",
     "MQTT_URL",
     "SHOPFLOOR_HTTP_ADDR",
@@ -78,6 +79,10 @@ fn invalid(variable: &'static str, problem: impl Into<String>) -> SettingsError 
 pub struct Settings {
     /// PostgreSQL: event store and read models. May hold a password: never log it whole.
     pub database_url: Url,
+    /// At most this many PostgreSQL connections per process (`SHOPFLOOR_DB_POOL`, 8 to
+    /// 1000, default 32): the processes of a deployment together must stay under the
+    /// server's `max_connections`. Leaders hold one each for their locks.
+    pub db_pool: u32,
     /// The NATS servers of one cluster (`NATS_URL`: one URL, or several separated
     /// by commas); a client connects to any that answers and fails over to the others.
     pub nats_urls: Vec<Url>,
@@ -151,6 +156,15 @@ impl Settings {
                 ),
             ));
         }
+        let db_pool = match get("SHOPFLOOR_DB_POOL", "32").parse::<u32>() {
+            Ok(n @ 8..=1000) => n,
+            _ => {
+                return Err(invalid(
+                    "SHOPFLOOR_DB_POOL",
+                    "expected a whole number of connections from 8 to 1000",
+                ))
+            }
+        };
         let nats_urls = parse_nats_urls(&get("NATS_URL", DEFAULT_NATS_URL))?;
         let stream_replicas = match get("SHOPFLOOR_STREAM_REPLICAS", "1").parse::<usize>() {
             Ok(n @ 1..=5) => n,
@@ -253,6 +267,7 @@ impl Settings {
             ingest_mapping,
             opcua_config,
             database_url,
+            db_pool,
             nats_urls,
             stream_replicas,
             mqtt_url,
@@ -537,6 +552,7 @@ mod tests {
         assert_eq!(s.nats_urls.len(), 1);
         assert_eq!(s.nats_urls[0].as_str(), DEFAULT_NATS_URL);
         assert_eq!(s.stream_replicas, 1);
+        assert_eq!(s.db_pool, 32);
         assert_eq!(s.mqtt_url.unwrap().as_str(), DEFAULT_MQTT_URL);
         assert_eq!(s.http_addr.to_string(), DEFAULT_HTTP_ADDR);
         assert_eq!(s.namespace, DEFAULT_NAMESPACE);
@@ -621,6 +637,7 @@ mod tests {
             (("NATS_URL", "http://h:4222"), "invalid NATS_URL: scheme \"http\" is not nats:// or tls:// (expected e.g. nats://127.0.0.1:4222, or several separated by commas)"),
             (("NATS_URL", "nats://a:4222,http://b:4222"), "invalid NATS_URL: scheme \"http\" is not nats:// or tls:// (expected e.g. nats://127.0.0.1:4222, or several separated by commas)"),
             (("SHOPFLOOR_STREAM_REPLICAS", "0"), "invalid SHOPFLOOR_STREAM_REPLICAS: expected a whole number from 1 to 5 (3 on a 3-node NATS cluster)"),
+            (("SHOPFLOOR_DB_POOL", "1"), "invalid SHOPFLOOR_DB_POOL: expected a whole number of connections from 8 to 1000"),
             (("SHOPFLOOR_ADMIN_TOKEN", "CHANGE-ME-sft-0123456789abcdef"), "invalid SHOPFLOOR_ADMIN_TOKEN: it contains \"change-me\": a placeholder; generate one, e.g. sft_$(openssl rand -hex 24)"),
             (("SHOPFLOOR_ADMIN_TOKEN", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"), "invalid SHOPFLOOR_ADMIN_TOKEN: too guessable (too few distinct characters); generate one, e.g. sft_$(openssl rand -hex 24)"),
             (("MQTT_URL", "amqp://h"), "invalid MQTT_URL: scheme \"amqp\" is not mqtt:// or mqtts:// (or `off` to turn ingest off)"),

@@ -229,7 +229,7 @@ pub async fn serve(
     use secrecy::ExposeSecret;
     // The recorder, with every family described, before anything is recorded.
     let _ = crate::app::metrics_handle();
-    let sites = open(&settings, sites::SERVE_CONNECTIONS)
+    let sites = open(&settings, sites::SERVE_CONNECTIONS.min(settings.db_pool))
         .await
         .context("opening the group database")?;
     let nats = crate::app::connect_nats(&settings).await?;

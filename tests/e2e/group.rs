@@ -154,6 +154,8 @@ impl Plant {
         let http = free_port();
         let env = [
             ("DATABASE_URL", db.url.clone()),
+            // Smaller pools: plants, group replicas and other tests share one PostgreSQL.
+            ("SHOPFLOOR_DB_POOL", "12".into()),
             ("NATS_URL", format!("nats://127.0.0.1:{nats_port}")),
             ("MQTT_URL", "off".into()),
             ("SHOPFLOOR_HTTP_ADDR", format!("127.0.0.1:{http}")),
@@ -462,6 +464,8 @@ impl Group {
         let http = free_port();
         let env = [
             ("DATABASE_URL", db.url.clone()),
+            // Small pools: plants, group replicas and other tests share one PostgreSQL.
+            ("SHOPFLOOR_DB_POOL", "8".into()),
             ("NATS_URL", format!("nats://127.0.0.1:{hub_port}")),
             ("MQTT_URL", "off".into()),
             ("SHOPFLOOR_HTTP_ADDR", format!("127.0.0.1:{http}")),
@@ -481,6 +485,7 @@ impl Group {
     async fn replica(&self, hub_port: u16) -> Shopfloor {
         let env = [
             ("DATABASE_URL", self.db.url.clone()),
+            ("SHOPFLOOR_DB_POOL", "8".into()),
             ("NATS_URL", format!("nats://127.0.0.1:{hub_port}")),
             ("MQTT_URL", "off".into()),
             ("SHOPFLOOR_HTTP_ADDR", format!("127.0.0.1:{}", free_port())),
