@@ -498,6 +498,50 @@ async fn the_dashboard_follows_the_plant_live_in_a_real_browser() {
             .screenshot(&shot.with_file_name(format!("dashboard-e2e-{view}.png")))
             .await;
     }
+    // The SPC view (ADR 0056): an I-MR chart of posted samples, limits frozen from the
+    // first ten, then a point beyond them: the chart, its signal, and no serious axe finding.
+    api.post(
+        "/api/v1/spc/characteristics",
+        json!({ "characteristic_id": "bore-d", "name": "Bore diameter", "chart": "imr",
+                "lsl": 9.9, "usl": 10.1, "source": {"kind": "manual"} }),
+    )
+    .await;
+    for v in [
+        10.0, 10.01, 9.99, 10.02, 9.98, 10.0, 10.01, 9.99, 10.0, 10.0,
+    ] {
+        api.post(
+            "/api/v1/spc/characteristics/bore-d/samples",
+            json!({ "values": [v] }),
+        )
+        .await;
+    }
+    api.post(
+        "/api/v1/spc/characteristics/bore-d/limits",
+        json!({ "from_index": 1, "to_index": 10 }),
+    )
+    .await;
+    api.post(
+        "/api/v1/spc/characteristics/bore-d/samples",
+        json!({ "values": [10.2] }),
+    )
+    .await;
+    browser.js("location.hash = 'spc'; return true;").await;
+    browser
+        .until(
+            "the bore's chart with its signal at sample 11",
+            "(() => { const sel = document.getElementById('spc-characteristic'); \
+               if (sel.value !== 'bore-d' && [...sel.options].some(o => o.value === 'bore-d')) { \
+                 sel.value = 'bore-d'; sel.dispatchEvent(new Event('change', { bubbles: true })); } \
+               const d = document.querySelector('#spc-chart svg desc'); \
+               return !!(d && d.textContent.includes('Signals at samples 11') \
+                 && document.getElementById('spc-signals').innerText.includes('11')); })()",
+        )
+        .await;
+    crate::floor_app::axe_on(&browser, "'#view-spc'", "the dashboard's SPC view").await;
+    browser
+        .screenshot(&shot.with_file_name("dashboard-e2e-spc.png"))
+        .await;
+
     // The lot trace card (ADR 0057): a received lot split in two; the split-off lot's
     // backward trace names its parent one level up, with the supplier lot.
     api.post(
