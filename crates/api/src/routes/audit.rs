@@ -371,6 +371,13 @@ pub async fn stream_state(
                 a.listing().iter().map(ReasonCodeView::from).collect();
             (Some(Ok(serde_json::json!({ "reasons": reasons }))), v)
         }
+        StreamType::EquipmentHierarchy => {
+            let (a, v) = AggregateRepository::<shopfloor_domain::EquipmentHierarchy>::new(store)
+                .load_until(&stream_id, until, at)
+                .await?;
+            let nodes: Vec<_> = a.nodes().collect();
+            (Some(Ok(serde_json::json!({ "nodes": nodes }))), v)
+        }
         StreamType::SpcCharacteristic => {
             let (a, v) = AggregateRepository::<shopfloor_domain::SpcCharacteristic>::new(store)
                 .load_until(&stream_id, until, at)
