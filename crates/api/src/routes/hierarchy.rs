@@ -154,7 +154,7 @@ fn node_id(raw: &str, field: &str) -> Result<NodeId, ApiError> {
 #[utoipa::path(post, path = "/api/v1/hierarchy/nodes", tag = "hierarchy",
     request_body = CreateNodeBody,
     responses((status = 201, body = NodeView), (status = 400, body = ProblemDocument),
-        (status = 409, body = ProblemDocument), (status = 422, body = ProblemDocument)),
+        (status = 409, body = ProblemDocument)),
     security(("bearer" = [])))]
 pub async fn create_node(
     State(state): State<AppState>,
@@ -184,8 +184,7 @@ pub async fn create_node(
 #[utoipa::path(post, path = "/api/v1/hierarchy/nodes/{node_id}/move", tag = "hierarchy",
     params(("node_id" = String, Path)), request_body = MoveNodeBody,
     responses((status = 200, body = NodeView), (status = 400, body = ProblemDocument),
-        (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument),
-        (status = 422, body = ProblemDocument)),
+        (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument)),
     security(("bearer" = [])))]
 pub async fn move_node(
     State(state): State<AppState>,
@@ -247,8 +246,7 @@ pub struct PlacementView {
 #[utoipa::path(post, path = "/api/v1/hierarchy/machines/{machine_id}/place", tag = "hierarchy",
     params(("machine_id" = String, Path)), request_body = PlaceMachineBody,
     responses((status = 200, body = PlacementView), (status = 400, body = ProblemDocument),
-        (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument),
-        (status = 422, body = ProblemDocument)),
+        (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument)),
     security(("bearer" = [])))]
 pub async fn place_machine(
     State(state): State<AppState>,
