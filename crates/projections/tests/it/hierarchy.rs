@@ -210,6 +210,21 @@ async fn a_site_rolls_up_the_sum_of_its_machines(pool: PgPool) {
     .unwrap();
     let ids: Vec<&str> = downtime.iter().map(|r| r.machine_id.as_str()).collect();
     assert_eq!(ids, ["M2"]);
+
+    // The /metrics gauges carry the site and area of each machine.
+    let gauges = machine_gauges(&pool, Utc::now()).await.unwrap();
+    let labels: Vec<(&str, &str, &str)> = gauges
+        .iter()
+        .map(|g| (g.machine_id.as_str(), g.site.as_str(), g.area.as_str()))
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            ("M1", "S1", "A1"),
+            ("M2", "S1", "A2"),
+            ("M3", "default", "default")
+        ]
+    );
 }
 
 #[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
