@@ -369,6 +369,8 @@
     const id = topic.slice(i + 1);
     const telemetryMachine = $('telemetry-machine').value;
     switch (`${view}/${kind}`) {
+      case 'overview/hierarchy': return VIEW_JOBS.overview();
+      case 'downtime/hierarchy': return VIEW_JOBS.downtime();
       case 'overview/machine': return ['machines'];
       case 'overview/kpi': return [`kpi:${id}`, 'plant'];
       case 'overview/order': return [`orders:${id}`, 'machines'];

@@ -125,8 +125,8 @@ async fn apply(
     Ok(())
 }
 
-/// Applies a chunk, event by event in position order; one live update (`hierarchy`)
-/// tells dashboards to reload the tree.
+/// Applies a chunk, event by event in position order; one live update
+/// (`hierarchy:plant`) tells dashboards to reload the tree.
 pub(crate) async fn apply_chunk(
     conn: &mut PgConnection,
     items: &[(&RecordedEvent, &HierarchyEvent)],
@@ -136,10 +136,10 @@ pub(crate) async fn apply_chunk(
     }
     Ok(last_updates(
         items,
-        |_| Some("hierarchy"),
+        |_| Some("hierarchy:plant"),
         |event, _| {
             Some(LiveUpdate {
-                topic: "hierarchy".to_owned(),
+                topic: "hierarchy:plant".to_owned(),
                 data: json!({ "event_type": event.event_type, "position": event.position }),
             })
         },
