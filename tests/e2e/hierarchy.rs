@@ -132,5 +132,32 @@ async fn the_plant_selector_narrows_the_dashboard_to_a_node() {
             "document.querySelectorAll('.tile').length === 3",
         )
         .await;
+
+    // The floor app groups the machines by where they stand (ADR 0062).
+    browser.goto(&server.url("/floor#operator/press-1")).await;
+    browser
+        .until(
+            "the floor app to start",
+            "document.body.dataset.ready === '1'",
+        )
+        .await;
+    // (Signed in already: the dashboard and the floor app share the session's token.)
+    let group = |label: &str, machine: &str| {
+        format!(
+            "[...document.querySelectorAll('#op-machine optgroup')].some((g) => \
+               g.label === '{label}' && g.querySelector('option[value=\"{machine}\"]'))"
+        )
+    };
+    browser
+        .until(
+            "the machines grouped by site, area and line",
+            &format!(
+                "{} && {} && {}",
+                group("S1 › A1 › L1", "press-1"),
+                group("S1 › A2 › L2", "press-2"),
+                group("default › default › L3", "lathe-1")
+            ),
+        )
+        .await;
     browser.quit().await;
 }
