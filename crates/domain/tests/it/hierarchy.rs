@@ -243,3 +243,57 @@ fn events_round_trip_through_json() {
     let replayed = EquipmentHierarchy::replay(events);
     assert_eq!(replayed, h);
 }
+
+/// Where the serialized hierarchy events are pinned (create it with
+/// `UPDATE_SNAPSHOTS=1 cargo test -p shopfloor-domain hierarchy`).
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/hierarchy_events.v1.json"
+);
+
+#[test]
+fn serialized_hierarchy_events_match_the_pinned_snapshot() {
+    use cqrs_es::DomainEvent;
+    use serde_json::{json, Value};
+    let mut h = plant();
+    let mut events = EquipmentHierarchy::default()
+        .execute(create("acme", Level::Enterprise, None))
+        .unwrap();
+    events.extend(h.execute(move_to("L1", Some("paint"), t(10, 0))).unwrap());
+    events.extend(
+        h.execute(HierarchyCommand::RenameNode(RenameNode {
+            node_id: node("L1"),
+            name: text("Press line 1"),
+            by: by(),
+            at: t(12, 0),
+        }))
+        .unwrap(),
+    );
+    events.extend(h.execute(place("m1", "L1", Some("C1"))).unwrap());
+    let actual = Value::Array(
+        events
+            .iter()
+            .map(|e| {
+                json!({
+                    "stream_type": "equipment_hierarchy",
+                    "event_type": e.event_type(),
+                    "event_version": e.event_version(),
+                    "payload": serde_json::to_value(e).unwrap(),
+                })
+            })
+            .collect(),
+    );
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        let text = serde_json::to_string_pretty(&actual).unwrap() + "\n";
+        std::fs::write(FIXTURE, text).unwrap();
+    }
+    let pinned: Value = serde_json::from_str(
+        &std::fs::read_to_string(FIXTURE).expect("run with UPDATE_SNAPSHOTS=1 to create it"),
+    )
+    .unwrap();
+    assert_eq!(actual, pinned);
+    for entry in pinned.as_array().unwrap() {
+        let back: HierarchyEvent = serde_json::from_value(entry["payload"].clone()).unwrap();
+        assert_eq!(entry["event_type"], back.event_type());
+    }
+}
