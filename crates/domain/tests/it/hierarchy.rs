@@ -297,3 +297,60 @@ fn serialized_hierarchy_events_match_the_pinned_snapshot() {
         assert_eq!(entry["event_type"], back.event_type());
     }
 }
+
+mod props {
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const IDS: [&str; 6] = ["n0", "n1", "n2", "n3", "n4", "n5"];
+
+    fn command() -> impl Strategy<Value = HierarchyCommand> {
+        let id = proptest::sample::select(IDS.to_vec());
+        let parent = proptest::option::of(proptest::sample::select(IDS.to_vec()));
+        let level = proptest::sample::select(Level::ALL.to_vec());
+        let minutes = 0i64..600;
+        prop_oneof![
+            (id.clone(), level, parent.clone()).prop_map(|(i, l, p)| create(i, l, p)),
+            (id.clone(), parent.clone(), minutes.clone())
+                .prop_map(|(i, p, m)| { move_to(i, p, t(0, 0) + Duration::minutes(m)) }),
+            (0usize..3, id.clone(), parent)
+                .prop_map(|(m, line, cell)| { place(["m0", "m1", "m2"][m], line, cell) }),
+        ]
+    }
+
+    proptest! {
+        /// Any sequence of commands: refusals change nothing, and what is accepted
+        /// keeps the tree sound (every parent one level up, chains end, machines in
+        /// cells of their own line).
+        #[test]
+        fn any_commands_keep_the_tree_sound(commands in vec(command(), 0..60)) {
+            let mut h = EquipmentHierarchy::default();
+            for cmd in commands {
+                let before = h.clone();
+                match h.decide(cmd) {
+                    Ok(events) => {
+                        for e in events {
+                            cqrs_es::Aggregate::apply(&mut h, e);
+                        }
+                    }
+                    Err(_) => prop_assert_eq!(&h, &before),
+                }
+                for n in h.nodes() {
+                    if let Some(p) = &n.parent {
+                        let parent = h.node(p.as_str()).expect("a parent exists");
+                        prop_assert_eq!(Some(parent.level), n.level.parent_level());
+                    }
+                    prop_assert!(h.chain(n.node_id.as_str()).len() <= Level::ALL.len());
+                }
+                for m in ["m0", "m1", "m2"] {
+                    if let Some(cell) = h.placement(m).and_then(|p| p.cell.clone()) {
+                        let line = h.line_of(cell.as_str()).map(|l| l.to_string());
+                        prop_assert_eq!(line, Some(h.placement(m).unwrap().line.to_string()));
+                    }
+                }
+            }
+        }
+    }
+}
