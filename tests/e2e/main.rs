@@ -9,6 +9,7 @@ mod faults;
 mod floor_app;
 mod group;
 mod ha;
+mod hierarchy;
 mod metrics_lint;
 mod openapi_fuzz;
 mod pipeline;

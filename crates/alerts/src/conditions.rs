@@ -275,6 +275,7 @@ async fn kpi_below(
         as_of: None,
         granularity: None,
         rollup: true,
+        scope: Default::default(),
     };
     let rows = kpi_metrics(pool, &query)
         .await

@@ -207,10 +207,43 @@
     $('window-label').textContent = win.label;
   }
 
-  /** The window as query parameters (a moving `to` is now). */
-  const range = () => ({ from: win.from.toISOString(), to: (win.to || new Date()).toISOString() });
+  /** The window as query parameters (a moving `to` is now), narrowed to the chosen node
+   *  of the equipment hierarchy (ADR 0062). */
+  const range = () => ({ from: win.from.toISOString(), to: (win.to || new Date()).toISOString(), ...scope() });
   // The KPI window, for the views that are modules of their own (losses.js).
   window.shopfloor = { range };
+
+  // ==== 3b. equipment hierarchy ======================================================
+
+  const NODE_KEY = 'shopfloor.node';
+  /** The chosen node as `level:id` ('' for the whole plant). */
+  let chosenNode = localStorage.getItem(NODE_KEY) || '';
+  /** The query parameter each level filters by (the implicit `default` site and area too). */
+  const LEVEL_PARAM = { enterprise: 'node', site: 'site', area: 'area', line: 'line', work_cell: 'cell' };
+  /** The chosen node as query parameters. */
+  function scope() {
+    const i = chosenNode.indexOf(':');
+    if (i < 0) return {};
+    const param = LEVEL_PARAM[chosenNode.slice(0, i)] || 'node';
+    return { [param]: chosenNode.slice(i + 1) };
+  }
+  /** The chosen node's name, for the summary ("Press shop OEE"). */
+  let chosenName = '';
+  /** Fills the selector from the tree, indented by depth; keeps the choice if it still exists. */
+  function fillNodes(tree) {
+    const select = $('node');
+    const options = [h('option', { value: '' }, 'Whole plant')];
+    const walk = (n, depth) => {
+      const label = `${'\u00a0\u00a0'.repeat(depth)}${n.name} (${n.level.replace('_', ' ')})`;
+      options.push(h('option', { value: `${n.level}:${n.node_id}` }, label));
+      for (const c of n.children) walk(c, depth + 1);
+    };
+    for (const r of tree.roots) walk(r, 0);
+    select.replaceChildren(...options);
+    if (![...select.options].some((o) => o.value === chosenNode)) chosenNode = '';
+    select.value = chosenNode;
+    chosenName = chosenNode ? select.options[select.selectedIndex].textContent.trim() : '';
+  }
 
   // ==== 4. store =====================================================================
 
@@ -240,12 +273,13 @@
   const lossName = (key) => (key ? key.charAt(0).toUpperCase() + key.slice(1).replace(/_/g, ' ') : key);
 
   const loaders = {
+    async hierarchy() { fillNodes(await api('/api/v1/hierarchy')); },
     async reasons() {
       const rows = await api('/api/v1/reason-codes');
       store.reasons = new Map(rows.map((r) => [r.code, r.name]));
     },
     async machines() {
-      const rows = await api('/api/v1/machines');
+      const rows = await api('/api/v1/machines', scope());
       store.machines = new Map(rows.map((m) => [m.machine_id, m]));
     },
     async kpi(id) {
@@ -266,7 +300,7 @@
     async intervals(id) {
       const ids = id ? [id] : [...store.machines.keys()];
       if (!id) store.intervals = new Map();
-      await Promise.all(ids.map(async (m) => store.intervals.set(m, await api(`/api/v1/machines/${encodeURIComponent(m)}/states`, range()))));
+      await Promise.all(ids.map(async (m) => store.intervals.set(m, await api(`/api/v1/machines/${encodeURIComponent(m)}/states`, { from: range().from, to: range().to }))));
     },
     async orders(id) {
       if (id) {
@@ -289,7 +323,7 @@
     async telemetry() {
       const id = $('telemetry-machine').value;
       if (!id) { store.telemetry = []; return; }
-      const r = range();
+      const r = { from: range().from, to: range().to };
       // About 240 points per chart, in whole minutes.
       const step = Math.max(60, Math.ceil((Date.parse(r.to) - Date.parse(r.from)) / 1000 / 240 / 60) * 60);
       store.telemetry = await api(`/api/v1/machines/${encodeURIComponent(id)}/telemetry`, { ...r, step });
@@ -318,8 +352,8 @@
 
   /** What each view shows, as loader jobs (its full refetch). */
   const VIEW_JOBS = {
-    overview: () => ['machines', 'kpi', 'plant', 'orders'],
-    downtime: () => ['machines', 'downtime', 'intervals'],
+    overview: () => ['hierarchy', 'machines', 'kpi', 'plant', 'orders'],
+    downtime: () => ['hierarchy', 'machines', 'downtime', 'intervals'],
     orders: () => ['orders', 'tasks', 'rejections'],
     inventory: () => ['levels', 'movements'],
     telemetry: () => ['machines', 'telemetry'],
@@ -335,6 +369,8 @@
     const id = topic.slice(i + 1);
     const telemetryMachine = $('telemetry-machine').value;
     switch (`${view}/${kind}`) {
+      case 'overview/hierarchy': return VIEW_JOBS.overview();
+      case 'downtime/hierarchy': return VIEW_JOBS.downtime();
       case 'overview/machine': return ['machines'];
       case 'overview/kpi': return [`kpi:${id}`, 'plant'];
       case 'overview/order': return [`orders:${id}`, 'machines'];
@@ -520,7 +556,7 @@
     const stat = (label, value, state) => h('div', { class: 'stat', 'data-state': state },
       h('div', { class: 'label' }, state ? icon(state) : null, label), h('div', { class: 'value' }, value));
     $('plant-summary').replaceChildren(
-      stat('Plant OEE', pct(p && p.oee)),
+      stat(chosenName ? `${chosenName.replace(/ \(.*\)$/, '')} OEE` : 'Plant OEE', pct(p && p.oee)),
       stat('Running', count('running'), 'running'),
       stat('Idle', count('idle'), 'idle'),
       stat('Down', count('down'), 'down'),
@@ -801,7 +837,7 @@
     const kind = $('report-kind').value;
     const body = kind === 'order'
       ? { kind, order_id: $('report-order').value.trim(), format: $('report-format').value }
-      : { kind, line: $('report-line').value.trim() || null, ...range(), format: $('report-format').value };
+      : { kind, line: $('report-line').value.trim() || null, from: range().from, to: range().to, format: $('report-format').value };
     $('report-status').textContent = 'Generating…';
     const res = await fetch('/api/v1/reports', { method: 'POST', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
     let answer = {};
@@ -1015,6 +1051,14 @@
     $('signin-form').addEventListener('submit', signIn);
     $('signout').addEventListener('click', () => signOut());
     $('window').addEventListener('change', changeWindow);
+    $('node').addEventListener('change', () => {
+      chosenNode = $('node').value;
+      localStorage.setItem(NODE_KEY, chosenNode);
+      const o = $('node').options[$('node').selectedIndex];
+      chosenName = chosenNode && o ? o.textContent.trim() : '';
+      refetchView();
+      window.dispatchEvent(new Event('shopfloor:window'));
+    });
     $('window-form').addEventListener('submit', (e) => { e.preventDefault(); changeWindow(); });
     $('downtime-machine').addEventListener('change', render);
     $('downtime-basis').addEventListener('change', render);

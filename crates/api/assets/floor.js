@@ -34,6 +34,7 @@ const app = {
   reasons: [],
   scrapReasons: [],
   machines: [],
+  hierarchy: null, // GET /api/v1/hierarchy: where each machine stands (ADR 0062)
   orders: [],
   tasks: [],
   operators: [],
@@ -228,6 +229,7 @@ async function renderOutbox() {
 async function load() {
   const jobs = {
     machines: get('/api/v1/machines'),
+    hierarchy: get('/api/v1/hierarchy'),
     orders: get('/api/v1/production-orders'),
     tasks: get('/api/v1/maintenance/tasks'),
     operators: has('get /api/v1/operators') ? get('/api/v1/operators') : Promise.resolve([]),
@@ -304,10 +306,25 @@ function render() {
   gate();
 }
 
+/** Where a machine stands in the equipment hierarchy: "site › area › line › cell"
+ *  (ADR 0062); its line alone before the tree has loaded. */
+function placeOf(m) {
+  const p = app.hierarchy && app.hierarchy.machines && app.hierarchy.machines.find((x) => x.machine_id === m.machine_id);
+  if (!p) return `line ${m.line}`;
+  return [p.site, p.area, p.line, p.cell].filter((x) => x).join(' › ');
+}
+
+/** The machines as options, grouped by where they stand in the hierarchy. */
 function machineOptions(select, { keep = true } = {}) {
   const current = select.value;
-  renderIf(select, app.machines.map((m) => m.machine_id), () => {
-    select.replaceChildren(...app.machines.map((m) => el('option', { value: m.machine_id, text: `${m.machine_id} (${m.line})` })));
+  const placed = app.machines.map((m) => [placeOf(m), m.machine_id]);
+  renderIf(select, placed, () => {
+    const groups = new Map();
+    for (const [place, id] of placed.slice().sort((a, b) => a[0].localeCompare(b[0]) || a[1].localeCompare(b[1]))) {
+      if (!groups.has(place)) groups.set(place, []);
+      groups.get(place).push(el('option', { value: id, text: id }));
+    }
+    select.replaceChildren(...[...groups].map(([place, options]) => el('optgroup', { label: place }, ...options)));
   });
   if (keep && current) select.value = current;
 }

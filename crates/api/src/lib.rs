@@ -80,6 +80,7 @@ pub fn router_with_limits(state: AppState, limits: RateLimits) -> Router {
         .merge(routes::tokens::routes())
         .merge(routes::audit::routes())
         .merge(routes::reference::routes())
+        .merge(routes::hierarchy::routes())
         .merge(routes::calendar::routes())
         .merge(routes::reads::routes())
         .merge(routes::live::routes())

@@ -175,34 +175,34 @@ pub const METRICS: &[MetricInfo] = &[
         "shopfloor_projection_gap_filled_total",
         "Events read from the store to fill a gap in what JetStream delivered, by projection.",
     ),
-    // The plant (crates/api plant_metrics, ADR 0059): labels line and machine.
+    // The plant (crates/api plant_metrics, ADR 0059, 0062): labels site, area, line and machine.
     gauge(
         "shopfloor_machine_state",
-        "1 for a machine's current state, 0 for its other states, by line, machine and state (running, idle, down, unknown).",
+        "1 for a machine's current state, 0 for its other states, by site, area, line, machine and state (running, idle, down, unknown).",
     ),
     gauge(
         "shopfloor_machine_shift_oee",
-        "OEE of the machine over its line's running shift (as /kpi-metrics), by line and machine; NaN without a value.",
+        "OEE of the machine over its line's running shift (as /kpi-metrics), by site, area, line and machine; NaN without a value.",
     ),
     gauge(
         "shopfloor_machine_shift_availability",
-        "Availability of the machine over its line's running shift, by line and machine; NaN without a value.",
+        "Availability of the machine over its line's running shift, by site, area, line and machine; NaN without a value.",
     ),
     gauge(
         "shopfloor_machine_shift_performance",
-        "Performance of the machine over its line's running shift, by line and machine; NaN without a value.",
+        "Performance of the machine over its line's running shift, by site, area, line and machine; NaN without a value.",
     ),
     gauge(
         "shopfloor_machine_shift_quality",
-        "Quality (good / total) of the machine over its line's running shift, by line and machine; NaN without a value.",
+        "Quality (good / total) of the machine over its line's running shift, by site, area, line and machine; NaN without a value.",
     ),
     counter(
         "shopfloor_machine_parts_good_total",
-        "Good parts the machine reported over its life, by line and machine.",
+        "Good parts the machine reported over its life, by site, area, line and machine.",
     ),
     counter(
         "shopfloor_machine_parts_scrap_total",
-        "Scrap parts the machine reported over its life, by line and machine.",
+        "Scrap parts the machine reported over its life, by site, area, line and machine.",
     ),
     gauge(
         "shopfloor_plant_metrics_refreshed_timestamp_seconds",

@@ -4,9 +4,11 @@
 //!
 //! Every API process refreshes them every `SHOPFLOOR_PLANT_METRICS_MS` from the
 //! read models ([`query::machine_gauges`], the same figures as `/kpi-metrics`).
-//! Labels are `line` and `machine` only (and `state` on the state family), so the
-//! series are bounded by the machines: 4 state series, 4 KPI gauges and 2
-//! counters per machine. A KPI without a value (no run time yet, no parts) is
+//! Labels are `site`, `area` (from the equipment hierarchy, ADR 0062; `default`
+//! for a line no area holds), `line` and `machine` only (and `state` on the state
+//! family), so the series are bounded by the machines: 4 state series, 4 KPI gauges
+//! and 2 counters per machine (site and area follow from the machine, they add no
+//! series, except while a moved machine's old series lingers). A KPI without a value (no run time yet, no parts) is
 //! NaN, which Prometheus' comparisons leave out.
 
 use std::time::Duration;
@@ -26,7 +28,12 @@ pub const DEFAULT_EVERY: Duration = Duration::from_secs(15);
 /// Sets the families from `gauges`.
 pub fn record(gauges: &[MachineGauges]) {
     for g in gauges {
-        let labels = [("line", g.line.clone()), ("machine", g.machine_id.clone())];
+        let labels = [
+            ("site", g.site.clone()),
+            ("area", g.area.clone()),
+            ("line", g.line.clone()),
+            ("machine", g.machine_id.clone()),
+        ];
         for state in STATES {
             let mut with_state = labels.to_vec();
             with_state.push(("state", state.to_owned()));

@@ -6,8 +6,8 @@ use cqrs_es::Aggregate;
 use shopfloor_domain::process::Target;
 use shopfloor_domain::reason::ReasonCatalogue;
 use shopfloor_domain::{
-    Alert, AlertRule, Decide, InventoryItem, Machine, MaintenancePolicy, MaintenanceTask, Operator,
-    PlantReasons, ProductionOrder, SpcCharacteristic, StreamType,
+    Alert, AlertRule, Decide, EquipmentHierarchy, InventoryItem, Machine, MaintenancePolicy,
+    MaintenanceTask, Operator, PlantReasons, ProductionOrder, SpcCharacteristic, StreamType,
 };
 use shopfloor_eventstore::repository::encode_events;
 use shopfloor_eventstore::{
@@ -29,6 +29,7 @@ pub enum AnyAggregate {
     Alert(Alert),
     PlantReasons(PlantReasons),
     SpcCharacteristic(SpcCharacteristic),
+    EquipmentHierarchy(EquipmentHierarchy),
 }
 
 /// A command decided: the events to append, already applied to the aggregate.
@@ -94,6 +95,9 @@ impl AnyAggregate {
             StreamType::Alert => Self::Alert(Alert::default()),
             StreamType::ReasonCatalogue => Self::PlantReasons(PlantReasons::default()),
             StreamType::SpcCharacteristic => Self::SpcCharacteristic(SpcCharacteristic::default()),
+            StreamType::EquipmentHierarchy => {
+                Self::EquipmentHierarchy(EquipmentHierarchy::default())
+            }
         }
     }
 
@@ -155,6 +159,12 @@ impl AnyAggregate {
                     .await?;
                 (Self::SpcCharacteristic(a), v)
             }
+            StreamType::EquipmentHierarchy => {
+                let (a, v) = repo::<EquipmentHierarchy>(store, snapshot_every)
+                    .load(id)
+                    .await?;
+                (Self::EquipmentHierarchy(a), v)
+            }
         })
     }
 
@@ -201,6 +211,9 @@ impl AnyAggregate {
             (Self::SpcCharacteristic(a), Target::SpcCharacteristic { command, .. }) => {
                 decide_on(a, command, stream, metadata, command_id)
             }
+            (Self::EquipmentHierarchy(a), Target::EquipmentHierarchy { command }) => {
+                decide_on(a, command, stream, metadata, command_id)
+            }
             (_, target) => Err(CommandError::Store(StoreError::Invalid(format!(
                 "a {} command sent to another aggregate type",
                 target.stream_type()
@@ -226,6 +239,7 @@ impl AnyAggregate {
             Self::Alert(a) => repo(store, 1).save_snapshot(id, version, a).await,
             Self::PlantReasons(a) => repo(store, 1).save_snapshot(id, version, a).await,
             Self::SpcCharacteristic(a) => repo(store, 1).save_snapshot(id, version, a).await,
+            Self::EquipmentHierarchy(a) => repo(store, 1).save_snapshot(id, version, a).await,
         }
     }
 }
@@ -258,5 +272,6 @@ from_any!(
     AlertRule,
     Alert,
     PlantReasons,
-    SpcCharacteristic
+    SpcCharacteristic,
+    EquipmentHierarchy
 );

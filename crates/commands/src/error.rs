@@ -204,3 +204,16 @@ impl Classify for shopfloor_domain::spc::SpcError {
         }
     }
 }
+
+impl Classify for shopfloor_domain::hierarchy::HierarchyError {
+    fn kind(&self) -> RejectionKind {
+        use shopfloor_domain::hierarchy::HierarchyError as E;
+        match self {
+            E::NotFound { .. } => NotFound,
+            E::AlreadyExists { .. }
+            | E::CellHoldsMachines { .. }
+            | E::EffectiveBeforePrevious { .. } => Conflict,
+            _ => Invalid,
+        }
+    }
+}

@@ -24,6 +24,9 @@
 //!   escalated, resolved.
 //! - [`spc`]: statistical process control (`spc_characteristic`): control charts, frozen
 //!   and versioned limits, run-rule signals, capability (ADR 0056).
+//! - [`hierarchy`]: the ISA-95 equipment hierarchy (`equipment_hierarchy`): enterprise,
+//!   sites, areas, lines, work cells and where machines stand, with effective times
+//!   (ADR 0062).
 //! - [`stream`]: [`StreamType`], the kinds of stream in the log.
 //! - [`process`]: the pure half of the process managers: given an event and looked-up facts,
 //!   the commands to issue next, each with a deterministic command id.
@@ -36,6 +39,7 @@
 //! `"1"`. The serialized JSON of each event is pinned by a snapshot test.
 
 pub mod alert;
+pub mod hierarchy;
 pub mod inventory;
 pub mod lot;
 pub mod machine;
@@ -51,6 +55,7 @@ pub mod stream;
 pub mod values;
 
 pub use alert::{Alert, AlertRule};
+pub use hierarchy::EquipmentHierarchy;
 pub use inventory::InventoryItem;
 pub use machine::Machine;
 pub use maintenance::MaintenanceTask;

@@ -27,6 +27,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::alert::{AlertCommand, AlertRuleCommand};
+use crate::hierarchy::HierarchyCommand;
 use crate::inventory::{ConsumeStock, InventoryCommand, ProduceStock};
 use crate::lot::{output_lot, ConsumeLots, LotRef, OutputLots, ProduceLot};
 use crate::machine::{MachineCommand, MachineEvent, MachineUsage, RecordMaintenancePerformed};
@@ -85,6 +86,8 @@ pub enum Target {
         characteristic_id: CharacteristicId,
         command: SpcCommand,
     },
+    /// The plant's equipment hierarchy: one stream, [`crate::hierarchy::PLANT_STREAM`].
+    EquipmentHierarchy { command: HierarchyCommand },
 }
 
 impl Target {
@@ -101,6 +104,7 @@ impl Target {
             Self::Alert { .. } => StreamType::Alert,
             Self::ReasonCatalogue { .. } => StreamType::ReasonCatalogue,
             Self::SpcCharacteristic { .. } => StreamType::SpcCharacteristic,
+            Self::EquipmentHierarchy { .. } => StreamType::EquipmentHierarchy,
         }
     }
 
@@ -162,6 +166,7 @@ impl Target {
             Self::SpcCharacteristic {
                 characteristic_id, ..
             } => characteristic_id.as_str(),
+            Self::EquipmentHierarchy { .. } => crate::hierarchy::PLANT_STREAM,
         }
     }
 }

@@ -22,11 +22,12 @@ pub enum StreamType {
     Alert,
     ReasonCatalogue,
     SpcCharacteristic,
+    EquipmentHierarchy,
 }
 
 impl StreamType {
     /// Every stream type.
-    pub const ALL: [StreamType; 10] = [
+    pub const ALL: [StreamType; 11] = [
         StreamType::ProductionOrder,
         StreamType::Machine,
         StreamType::MaintenanceTask,
@@ -37,6 +38,7 @@ impl StreamType {
         StreamType::Alert,
         StreamType::ReasonCatalogue,
         StreamType::SpcCharacteristic,
+        StreamType::EquipmentHierarchy,
     ];
 
     /// The stored name (also the aggregate's `TYPE`).
@@ -52,6 +54,7 @@ impl StreamType {
             StreamType::Alert => "alert",
             StreamType::ReasonCatalogue => "reason_catalogue",
             StreamType::SpcCharacteristic => "spc_characteristic",
+            StreamType::EquipmentHierarchy => "equipment_hierarchy",
         }
     }
 

@@ -231,6 +231,12 @@ identifier!(
     CharacteristicId, "characteristic id", MAX_ID_LEN
 );
 
+identifier!(
+    /// Identifies a node of the equipment hierarchy (the enterprise, a site, an area, a
+    /// line or a work cell; ADR 0062). A line node's id is the `line` its machines name.
+    NodeId, "node id", MAX_ID_LEN
+);
+
 impl From<ProductId> for ItemId {
     /// Finished goods of a product are stocked under an item id equal to the product id.
     fn from(value: ProductId) -> Self {

@@ -71,17 +71,27 @@ pub enum JsonKind {
     Telemetry,
 }
 
-/// Splits `{ns}/machines/{id}/{kind}`; `None` when the topic is not one of ours.
+/// Splits `{ns}/machines/{id}/{kind}`, or an ISA-95 path (ADR 0062)
+/// `{ns}/{site}/{area}/{line}/{cell}/{machine}/{kind}` or, for a machine in no work cell,
+/// `{ns}/{site}/{area}/{line}/{machine}/{kind}`: the machine id is the last path element
+/// before the kind. `None` when the topic is not one of ours.
 pub fn parse_topic<'a>(namespace: &str, topic: &'a str) -> Option<(&'a str, JsonKind)> {
-    let rest = topic.strip_prefix(namespace)?.strip_prefix("/machines/")?;
-    let (id, kind) = rest.rsplit_once('/')?;
-    if id.is_empty() || id.contains('/') {
-        return None;
-    }
+    let rest = topic.strip_prefix(namespace)?.strip_prefix('/')?;
+    let (path, kind) = rest.rsplit_once('/')?;
     let kind = match kind {
         "state" => JsonKind::State,
         "count" => JsonKind::Count,
         "telemetry" => JsonKind::Telemetry,
+        _ => return None,
+    };
+    let segments: Vec<&str> = path.split('/').collect();
+    if segments.iter().any(|s| s.is_empty()) {
+        return None;
+    }
+    let id = match segments.as_slice() {
+        ["machines", id] => id,
+        // An ISA-95 path never starts with `machines`, so the two forms never overlap.
+        [site, .., id] if *site != "machines" && (4..=5).contains(&segments.len()) => id,
         _ => return None,
     };
     Some((id, kind))
@@ -340,6 +350,23 @@ mod tests {
         assert_eq!(parse_topic("ns", "ns/machines/a/b/state"), None);
         assert_eq!(parse_topic("ns", "ns/machines/m1/bogus"), None);
         assert_eq!(parse_topic("ns", "nsx/machines/m1/count"), None);
+    }
+
+    #[test]
+    fn isa95_paths_name_the_machine_last() {
+        assert_eq!(
+            parse_topic("ns", "ns/s1/a1/l1/c1/m1/count"),
+            Some(("m1", JsonKind::Count))
+        );
+        assert_eq!(
+            parse_topic("ns", "ns/s1/a1/l1/m1/telemetry"),
+            Some(("m1", JsonKind::Telemetry))
+        );
+        assert_eq!(parse_topic("ns", "ns/s1/a1/m1/state"), None);
+        assert_eq!(parse_topic("ns", "ns/s1/a1/l1/c1/x/m1/state"), None);
+        assert_eq!(parse_topic("ns", "ns/s1//l1/c1/m1/state"), None);
+        assert_eq!(parse_topic("ns", "ns/machines/a/b/c/state"), None);
+        assert_eq!(parse_topic("ns", "other/s1/a1/l1/c1/m1/state"), None);
     }
 
     proptest! {

@@ -79,6 +79,13 @@ pub fn subscriptions(config: &IngestConfig) -> Vec<String> {
         format!("{ns}/machines/+/state"),
         format!("{ns}/machines/+/count"),
         format!("{ns}/machines/+/telemetry"),
+        // ISA-95 paths (ADR 0062): site/area/line/cell/machine, and site/area/line/machine.
+        format!("{ns}/+/+/+/+/+/state"),
+        format!("{ns}/+/+/+/+/+/count"),
+        format!("{ns}/+/+/+/+/+/telemetry"),
+        format!("{ns}/+/+/+/+/state"),
+        format!("{ns}/+/+/+/+/count"),
+        format!("{ns}/+/+/+/+/telemetry"),
     ];
     if config.mapping.sparkplug.enabled {
         topics.push(sparkplug::state_topic(&sparkplug_host_id(config)));

@@ -81,10 +81,13 @@ pub enum Projection {
     People,
     /// `rm_spc_characteristics`, `rm_spc_points`, `rm_spc_signals`: SPC charts (ADR 0056).
     Spc,
+    /// `rm_hierarchy_nodes`, `rm_hierarchy_parents`, `rm_hierarchy_placements`: the
+    /// equipment hierarchy with its history (ADR 0062).
+    Hierarchy,
 }
 
 impl Projection {
-    pub const ALL: [Projection; 7] = [
+    pub const ALL: [Projection; 8] = [
         Projection::Machines,
         Projection::MachineHistory,
         Projection::Orders,
@@ -92,6 +95,7 @@ impl Projection {
         Projection::Inventory,
         Projection::People,
         Projection::Spc,
+        Projection::Hierarchy,
     ];
 
     /// The stable name: checkpoint key, consumer name suffix, `--projection` value.
@@ -104,6 +108,7 @@ impl Projection {
             Projection::Inventory => "inventory",
             Projection::People => "people",
             Projection::Spc => "spc",
+            Projection::Hierarchy => "hierarchy",
         }
     }
 
@@ -132,6 +137,11 @@ impl Projection {
             ],
             Projection::People => &["rm_operators", "rm_labour_sessions"],
             Projection::Spc => &["rm_spc_characteristics", "rm_spc_points", "rm_spc_signals"],
+            Projection::Hierarchy => &[
+                "rm_hierarchy_nodes",
+                "rm_hierarchy_parents",
+                "rm_hierarchy_placements",
+            ],
         }
     }
 
@@ -144,6 +154,7 @@ impl Projection {
             Projection::Inventory => "inventory_item",
             Projection::People => "operator",
             Projection::Spc => "spc_characteristic",
+            Projection::Hierarchy => "equipment_hierarchy",
         }
     }
 }

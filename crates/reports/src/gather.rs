@@ -63,6 +63,7 @@ pub async fn gather(pool: &PgPool, input: &GatherInput<'_>) -> Result<ReportData
         as_of,
         granularity: None,
         rollup: false,
+        scope: Default::default(),
     };
     let rows = query::kpi_metrics(pool, &kq).await?;
     let known = registered_by(pool, &rows, anchor.position).await?;
@@ -80,6 +81,7 @@ pub async fn gather(pool: &PgPool, input: &GatherInput<'_>) -> Result<ReportData
             to: request.to,
             as_of,
             micro_stop_threshold_s: None,
+            scope: Default::default(),
         },
     )
     .await?;
@@ -355,6 +357,7 @@ async fn gather_order(pool: &PgPool, input: &GatherInput<'_>) -> Result<ReportDa
         as_of: Some(anchor.as_of),
         granularity: None,
         rollup: false,
+        scope: Default::default(),
     };
     let mut rows = Vec::new();
     for m in &machines {

@@ -155,6 +155,7 @@ pub async fn gather(pool: &PgPool, s: &Scope<'_>) -> Result<Sections, ReportErro
             from: s.from,
             to: s.to,
             as_of: Some(s.as_of),
+            scope: Default::default(),
         },
     )
     .await?;

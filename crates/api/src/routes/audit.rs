@@ -199,7 +199,7 @@ fn known_type(stream_type: &str) -> Result<StreamType, ApiError> {
 
 /// One stream's events, in version order.
 #[utoipa::path(get, path = "/api/v1/streams/{stream_type}/{stream_id}/events", tag = "audit",
-    params(("stream_type" = String, Path, description = "production_order, machine, maintenance_task, inventory_item, maintenance_policy, operator, alert_rule, alert or reason_catalogue"),
+    params(("stream_type" = String, Path, description = "production_order, machine, maintenance_task, inventory_item, maintenance_policy, operator, alert_rule, alert, reason_catalogue, spc_characteristic or equipment_hierarchy"),
         ("stream_id" = String, Path), StreamQuery),
     responses((status = 200, body = StreamPage), (status = 404, body = ProblemDocument)),
     security(("bearer" = [])))]
@@ -370,6 +370,13 @@ pub async fn stream_state(
             let reasons: Vec<ReasonCodeView> =
                 a.listing().iter().map(ReasonCodeView::from).collect();
             (Some(Ok(serde_json::json!({ "reasons": reasons }))), v)
+        }
+        StreamType::EquipmentHierarchy => {
+            let (a, v) = AggregateRepository::<shopfloor_domain::EquipmentHierarchy>::new(store)
+                .load_until(&stream_id, until, at)
+                .await?;
+            let nodes: Vec<_> = a.nodes().collect();
+            (Some(Ok(serde_json::json!({ "nodes": nodes }))), v)
         }
         StreamType::SpcCharacteristic => {
             let (a, v) = AggregateRepository::<shopfloor_domain::SpcCharacteristic>::new(store)

@@ -33,8 +33,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::PROBLEM_JSON;
 use crate::routes::{
-    alerts, audit, calendar, inventory, lots, machines, maintenance, orders, people, reads,
-    reference, reports, spc, stops, tokens,
+    alerts, audit, calendar, hierarchy, inventory, lots, machines, maintenance, orders, people,
+    reads, reference, reports, spc, stops, tokens,
 };
 use crate::AppState;
 
@@ -315,6 +315,8 @@ fn retry_after_header() -> Header {
         spc::define, spc::list, spc::chart, spc::record_sample, spc::freeze_limits, spc::signals,
         lots::receive, lots::list, lots::get_lot, lots::backward, lots::forward, lots::split,
         lots::move_lot, lots::merge, lots::hold, lots::release, lots::scrap, lots::set_rule,
+        hierarchy::tree, hierarchy::create_node, hierarchy::move_node, hierarchy::rename_node,
+        hierarchy::place_machine,
     ),
     components(schemas(crate::error::ProblemDocument, machines::MachineEventBody)),
     tags(
@@ -325,6 +327,7 @@ fn retry_after_header() -> Header {
         (name = "alerts"),
         (name = "spc"),
         (name = "lots"),
+        (name = "hierarchy"),
     )
 )]
 pub struct ApiDoc;

@@ -12,6 +12,7 @@
 //! - [`audit`]: the global log, stream histories and states as of a version or time.
 //! - [`reference`]: the plant's reason codes (editable, ADR 0053) and the scrap reasons.
 //! - [`calendar`]: the plant's time zone and the lines' shifts (editable settings).
+//! - [`hierarchy`]: the equipment hierarchy: nodes, machine placements, the tree (ADR 0062).
 //! - [`reads`]: lists, levels, KPIs and reports from the read models.
 //! - [`alerts`]: alert rules, alerts (acknowledge, resolve) and their delivery log.
 //! - [`live`]: read-model changes as Server-Sent Events.
@@ -23,6 +24,7 @@ pub mod alerts;
 pub mod audit;
 pub mod calendar;
 pub mod docs;
+pub mod hierarchy;
 pub mod inventory;
 pub mod live;
 pub mod lots;

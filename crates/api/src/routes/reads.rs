@@ -54,6 +54,21 @@ fn opt_time(field: &str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, Api
         .transpose()
 }
 
+/// The hierarchy scope of a query's `site`, `area`, `cell` and `node` (ADR 0062).
+fn scope(
+    site: Option<String>,
+    area: Option<String>,
+    cell: Option<String>,
+    node: Option<String>,
+) -> query::Scope {
+    query::Scope {
+        site: blank(site),
+        area: blank(area),
+        cell: blank(cell),
+        node: blank(node),
+    }
+}
+
 fn blank(s: Option<String>) -> Option<String> {
     s.filter(|s| !s.trim().is_empty())
 }
@@ -82,6 +97,14 @@ pub struct MachineRow {
 #[into_params(parameter_in = Query)]
 pub struct MachineListQuery {
     pub line: Option<String>,
+    /// A site of the equipment hierarchy (`default`: lines no site holds; ADR 0062).
+    pub site: Option<String>,
+    /// An area of the equipment hierarchy (`default`: lines no area holds).
+    pub area: Option<String>,
+    /// A work cell of the equipment hierarchy.
+    pub cell: Option<String>,
+    /// Any node of the equipment hierarchy (enterprise, site, area, line or work cell).
+    pub node: Option<String>,
     /// `running`, `idle`, `down` or `unknown`.
     pub status: Option<String>,
 }
@@ -97,6 +120,7 @@ pub async fn machines(
     let filter = query::MachineFilter {
         line: blank(q.line),
         status: blank(q.status),
+        scope: scope(q.site, q.area, q.cell, q.node),
     };
     Ok(Json(query::list_machines(&state.pool, &filter).await?))
 }
@@ -322,6 +346,14 @@ pub struct KpiParams {
     /// One machine; else every machine (of `line`).
     pub machine_id: Option<String>,
     pub line: Option<String>,
+    /// A site of the equipment hierarchy (`default`: lines no site holds; ADR 0062).
+    pub site: Option<String>,
+    /// An area of the equipment hierarchy (`default`: lines no area holds).
+    pub area: Option<String>,
+    /// A work cell of the equipment hierarchy.
+    pub cell: Option<String>,
+    /// Any node of the equipment hierarchy (enterprise, site, area, line or work cell).
+    pub node: Option<String>,
     /// RFC 3339; default: 24 hours before `to`.
     #[param(format = DateTime)]
     pub from: Option<String>,
@@ -362,6 +394,7 @@ pub async fn kpi_metrics(
         as_of: w.as_of,
         granularity,
         rollup: q.rollup.unwrap_or(false),
+        scope: scope(q.site, q.area, q.cell, q.node),
     };
     Ok(Json(query::kpi_metrics(&state.pool, &kq).await?))
 }
@@ -373,6 +406,14 @@ pub struct CatalogueParams {
     /// One machine; else every machine (of `line`).
     pub machine_id: Option<String>,
     pub line: Option<String>,
+    /// A site of the equipment hierarchy (`default`: lines no site holds; ADR 0062).
+    pub site: Option<String>,
+    /// An area of the equipment hierarchy (`default`: lines no area holds).
+    pub area: Option<String>,
+    /// A work cell of the equipment hierarchy.
+    pub cell: Option<String>,
+    /// Any node of the equipment hierarchy (enterprise, site, area, line or work cell).
+    pub node: Option<String>,
     /// RFC 3339; default: 24 hours before `to`.
     #[param(format = DateTime)]
     pub from: Option<String>,
@@ -406,6 +447,7 @@ pub async fn kpi_catalogue(
         to: w.to,
         as_of: w.as_of,
         rollup: q.rollup.unwrap_or(false),
+        scope: scope(q.site, q.area, q.cell, q.node),
     };
     Ok(Json(query::iso_kpis(&state.pool, &cq).await?))
 }
@@ -428,6 +470,7 @@ pub async fn changeovers(
         from: w.from,
         to: w.to,
         as_of: w.as_of,
+        scope: scope(q.site, q.area, q.cell, q.node),
     };
     Ok(Json(query::changeover_report(&state.pool, &cq).await?))
 }
@@ -438,6 +481,14 @@ pub async fn changeovers(
 pub struct DowntimeParams {
     pub machine_id: Option<String>,
     pub line: Option<String>,
+    /// A site of the equipment hierarchy (`default`: lines no site holds; ADR 0062).
+    pub site: Option<String>,
+    /// An area of the equipment hierarchy (`default`: lines no area holds).
+    pub area: Option<String>,
+    /// A work cell of the equipment hierarchy.
+    pub cell: Option<String>,
+    /// Any node of the equipment hierarchy (enterprise, site, area, line or work cell).
+    pub node: Option<String>,
     #[param(format = DateTime)]
     pub from: Option<String>,
     #[param(format = DateTime)]
@@ -467,6 +518,7 @@ pub async fn downtime(
         to: w.to,
         as_of: w.as_of,
         micro_stop_threshold_s: q.micro_stop_threshold_s,
+        scope: scope(q.site, q.area, q.cell, q.node),
     };
     Ok(Json(query::downtime_report(&state.pool, &dq).await?))
 }
@@ -478,6 +530,14 @@ pub struct ScrapParams {
     /// One machine; else every machine (of `line`, when given).
     pub machine_id: Option<String>,
     pub line: Option<String>,
+    /// A site of the equipment hierarchy (`default`: lines no site holds; ADR 0062).
+    pub site: Option<String>,
+    /// An area of the equipment hierarchy (`default`: lines no area holds).
+    pub area: Option<String>,
+    /// A work cell of the equipment hierarchy.
+    pub cell: Option<String>,
+    /// Any node of the equipment hierarchy (enterprise, site, area, line or work cell).
+    pub node: Option<String>,
     #[param(format = DateTime)]
     pub from: Option<String>,
     #[param(format = DateTime)]
@@ -506,6 +566,7 @@ pub async fn scrap(
         from: w.from,
         to: w.to,
         as_of: w.as_of,
+        scope: scope(q.site, q.area, q.cell, q.node),
     };
     Ok(Json(query::scrap_by_reason(&state.pool, &sq).await?))
 }

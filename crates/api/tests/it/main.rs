@@ -9,6 +9,7 @@ mod bad_input;
 mod docs;
 mod errors;
 mod fuzz_finds;
+mod hierarchy;
 mod idempotency;
 mod inventory;
 mod limits;

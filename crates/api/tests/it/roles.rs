@@ -180,6 +180,23 @@ const EXPECTED: &[(&str, &str, u8)] = &[
         "/api/v1/reason-codes/{code}/retire",
         SUPERVISOR | ADMIN,
     ),
+    ("get", "/api/v1/hierarchy", ALL),
+    ("post", "/api/v1/hierarchy/nodes", SUPERVISOR | ADMIN),
+    (
+        "post",
+        "/api/v1/hierarchy/nodes/{node_id}/move",
+        SUPERVISOR | ADMIN,
+    ),
+    (
+        "post",
+        "/api/v1/hierarchy/nodes/{node_id}/rename",
+        SUPERVISOR | ADMIN,
+    ),
+    (
+        "post",
+        "/api/v1/hierarchy/machines/{machine_id}/place",
+        SUPERVISOR | ADMIN,
+    ),
     ("get", "/api/v1/calendar", ALL),
     ("put", "/api/v1/calendar/time-zone", SUPERVISOR | ADMIN),
     (

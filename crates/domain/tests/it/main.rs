@@ -2,6 +2,7 @@
 //! types, the reason catalogue, process managers, property tests and event snapshots.
 
 mod alert;
+mod hierarchy;
 mod inventory;
 mod lots;
 mod machine;

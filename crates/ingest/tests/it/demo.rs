@@ -124,6 +124,7 @@ async fn the_demo_plant_runs_below_its_ideal_rate_with_orders_and_people(pool: P
             as_of: None,
             granularity: None,
             rollup: false,
+            scope: Default::default(),
         },
     )
     .await

@@ -186,6 +186,82 @@ async fn every_json_payload_kind_lands_through_the_broker_and_garbage_is_set_asi
     ingest.stop().await;
 }
 
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn isa95_topic_paths_land_beside_the_contract_topics(pool: PgPool) {
+    // ADR 0062: `{ns}/{site}/{area}/{line}/{cell}/{machine}/{kind}` and, without a cell,
+    // `{ns}/{site}/{area}/{line}/{machine}/{kind}`; the contract topics keep working.
+    let ns = namespace("isa95");
+    let m = format!("{ns}-m1");
+    register(&pool, &m).await;
+    let mut ingest = Ingest::start(&pool, "mqtt://127.0.0.1:1883", &ns, PLAIN);
+    ingest.wait_ready().await;
+    let publisher = Publisher::connect(1883, &format!("{ns}-pub"));
+    let now = chrono::Utc::now().to_rfc3339();
+    publisher
+        .publish(
+            &format!("{ns}/plant1/press/L1/C1/{m}/state"),
+            format!(r#"{{"state":"running","timestamp":"{now}"}}"#),
+        )
+        .await;
+    publisher
+        .publish(
+            &format!("{ns}/plant1/press/L1/C1/{m}/count"),
+            format!(r#"{{"good":3,"scrap":0,"timestamp":"{now}"}}"#),
+        )
+        .await;
+    publisher
+        .publish(
+            &format!("{ns}/plant1/press/L1/{m}/count"),
+            format!(r#"{{"good":5,"scrap":1,"timestamp":"{now}"}}"#),
+        )
+        .await;
+    publisher
+        .publish(
+            &format!("{ns}/machines/{m}/count"),
+            format!(r#"{{"good":7,"scrap":0,"timestamp":"{now}"}}"#),
+        )
+        .await;
+    publisher
+        .publish(
+            &format!("{ns}/plant1/press/L1/C1/{m}/telemetry"),
+            format!(r#"{{"timestamp":"{now}","temperature_c":55.0}}"#),
+        )
+        .await;
+    publisher.wait_acked(5).await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            parts(&pool, &m).await == (3, 15)
+        })
+        .await,
+        "three count reports (3 + 5 + 7 good) land, got {:?}",
+        parts(&pool, &m).await
+    );
+    let states: Vec<String> = machine_events(&pool, &m)
+        .await
+        .into_iter()
+        .map(|(t, _)| t)
+        .filter(|t| t == "MachineStateChanged")
+        .collect();
+    assert_eq!(states.len(), 1);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM telemetry WHERE machine_id = $1")
+                .bind(&m)
+                .fetch_one(&pool)
+                .await
+                .unwrap_or(0)
+                == 1
+        })
+        .await,
+        "the telemetry sample is stored"
+    );
+    assert_eq!(
+        list_rejected(&pool, 10).await.map(|r| r.len()).unwrap_or(9),
+        0
+    );
+    ingest.stop().await;
+}
+
 /// A private Mosquitto on a free port, with persistence, for restarts.
 struct PrivateBroker {
     port: u16,

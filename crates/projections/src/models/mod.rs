@@ -21,6 +21,7 @@
 //! overflows one, a timestamp or JSON document PostgreSQL would refuse) is
 //! [`ApplyError::Poison`], as is a database error caused by the data.
 
+pub(crate) mod hierarchy;
 pub(crate) mod history;
 pub(crate) mod inventory;
 pub(crate) mod lots;
@@ -40,6 +41,7 @@ use cqrs_es::DomainEvent;
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde::Serialize;
+use shopfloor_domain::hierarchy::HierarchyEvent;
 use shopfloor_domain::inventory::InventoryEvent;
 use shopfloor_domain::machine::MachineEvent;
 use shopfloor_domain::maintenance::TaskEvent;
@@ -85,6 +87,7 @@ pub(crate) enum Decoded {
     Inventory(InventoryEvent),
     Operator(OperatorEvent),
     Spc(SpcEvent),
+    Hierarchy(HierarchyEvent),
     /// No read model of the batch reads its stream type.
     Skipped,
     /// Its stream type is read, but it does not decode: poison.
@@ -111,6 +114,7 @@ impl Decoded {
             "inventory_item" => d(event, Decoded::Inventory),
             "operator" => d(event, Decoded::Operator),
             "spc_characteristic" => d(event, Decoded::Spc),
+            "equipment_hierarchy" => d(event, Decoded::Hierarchy),
             _ => Decoded::Skipped,
         }
     }
@@ -158,6 +162,13 @@ impl Decoded {
     fn spc(&self) -> Option<&SpcEvent> {
         match self {
             Decoded::Spc(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    fn hierarchy(&self) -> Option<&HierarchyEvent> {
+        match self {
+            Decoded::Hierarchy(e) => Some(e),
             _ => None,
         }
     }
@@ -304,6 +315,9 @@ pub(crate) async fn apply_chunk(
             people::apply_chunk(conn, &items(events, decoded, Decoded::operator)).await
         }
         Projection::Spc => spc::apply_chunk(conn, &items(events, decoded, Decoded::spc)).await,
+        Projection::Hierarchy => {
+            hierarchy::apply_chunk(conn, &items(events, decoded, Decoded::hierarchy)).await
+        }
     }
 }
 

@@ -60,6 +60,9 @@ pub struct CatalogueQuery {
     /// One row for all selected machines together, `machine_id` `*`.
     #[serde(default)]
     pub rollup: bool,
+    /// The part of the equipment hierarchy (ADR 0062).
+    #[serde(default)]
+    pub scope: super::hierarchy::Scope,
 }
 
 /// The summed facts of one machine (or of a roll-up), in microseconds.
@@ -370,7 +373,15 @@ pub async fn iso_kpis(pool: &PgPool, q: &CatalogueQuery) -> Result<Vec<IsoKpis>,
     if q.from >= q.to {
         return Err(QueryError::Invalid("`from` must be before `to`".into()));
     }
-    let machines = select_machines(pool, q.machine_id.as_deref(), q.line.as_deref()).await?;
+    let machines = select_machines(
+        pool,
+        q.machine_id.as_deref(),
+        q.line.as_deref(),
+        &q.scope,
+        q.to,
+        q.as_of,
+    )
+    .await?;
     let ids: Vec<String> = machines.iter().map(|m| m.0.clone()).collect();
     let mut lines: Vec<String> = machines.iter().map(|m| m.1.clone()).collect();
     lines.sort();
@@ -538,6 +549,7 @@ mod tests {
             to: DateTime::UNIX_EPOCH + chrono::Duration::hours(24),
             as_of: None,
             rollup: false,
+            scope: Default::default(),
         };
         let k = kpis("m1", None, 1, &q, &e);
         let close = |a: Option<f64>, b: f64| {
@@ -575,6 +587,7 @@ mod tests {
             to: DateTime::UNIX_EPOCH + chrono::Duration::hours(1),
             as_of: None,
             rollup: false,
+            scope: Default::default(),
         };
         let k = kpis("m1", None, 1, &q, &Elements::default());
         assert_eq!(

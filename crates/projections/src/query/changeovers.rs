@@ -38,6 +38,9 @@ pub struct ChangeoverQuery {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
     pub as_of: Option<DateTime<Utc>>,
+    /// The part of the equipment hierarchy (ADR 0062).
+    #[serde(default)]
+    pub scope: super::hierarchy::Scope,
 }
 
 /// What opened a changeover.
@@ -355,7 +358,15 @@ pub async fn changeover_report(
     if q.from >= q.to {
         return Err(QueryError::Invalid("`from` must be before `to`".into()));
     }
-    let machines = select_machines(pool, q.machine_id.as_deref(), q.line.as_deref()).await?;
+    let machines = select_machines(
+        pool,
+        q.machine_id.as_deref(),
+        q.line.as_deref(),
+        &q.scope,
+        q.to,
+        q.as_of,
+    )
+    .await?;
     let ids: Vec<String> = machines.into_iter().map(|m| m.0).collect();
     let intervals = fetch_intervals(pool, &ids, q.from, q.to, q.as_of).await?;
     let changeovers = changeovers_from(pool, &ids, &intervals, q.from, q.to, q.as_of).await?;

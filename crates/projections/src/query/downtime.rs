@@ -102,7 +102,15 @@ pub async fn state_intervals(
     q: &IntervalQuery,
 ) -> Result<Vec<StateInterval>, QueryError> {
     check_window(q.from, q.to)?;
-    select_machines(pool, Some(&q.machine_id), None).await?;
+    select_machines(
+        pool,
+        Some(&q.machine_id),
+        None,
+        &Default::default(),
+        q.to,
+        q.as_of,
+    )
+    .await?;
     let rows = fetch_intervals(
         pool,
         std::slice::from_ref(&q.machine_id),
@@ -147,6 +155,9 @@ pub struct DowntimeQuery {
     pub as_of: Option<DateTime<Utc>>,
     /// Stops shorter than this are micro-stops (default 60 s).
     pub micro_stop_threshold_s: Option<f64>,
+    /// The part of the equipment hierarchy (ADR 0062).
+    #[serde(default)]
+    pub scope: super::hierarchy::Scope,
 }
 
 /// One bar of a Pareto: a reason code or loss category and its stop time.
@@ -266,7 +277,15 @@ pub async fn downtime_report(
         ));
     }
     let threshold_us = (threshold * 1e6).round() as i64;
-    let machines = select_machines(pool, q.machine_id.as_deref(), q.line.as_deref()).await?;
+    let machines = select_machines(
+        pool,
+        q.machine_id.as_deref(),
+        q.line.as_deref(),
+        &q.scope,
+        q.to,
+        q.as_of,
+    )
+    .await?;
     let ids: Vec<String> = machines.iter().map(|m| m.0.clone()).collect();
     let rows = fetch_intervals(pool, &ids, q.from, q.to, q.as_of).await?;
     let mut by_machine: HashMap<&str, Vec<&IntervalRow>> = HashMap::new();

@@ -15,6 +15,7 @@ use sqlx::PgPool;
 use tracing::instrument;
 
 use super::calendar::{Calendar, ShiftWindow};
+use super::hierarchy::HierarchyHistory;
 use super::kpi::{kpi_metrics, KpiQuery};
 use super::machines::{list_machines, MachineFilter};
 use crate::error::QueryError;
@@ -24,6 +25,10 @@ use crate::error::QueryError;
 pub struct MachineGauges {
     pub machine_id: String,
     pub line: String,
+    /// The machine's site and area in the equipment hierarchy now (ADR 0062;
+    /// `default` for a line no area holds).
+    pub site: String,
+    pub area: String,
     /// `running`, `idle`, `down` or `unknown`.
     pub state: String,
     /// The window the KPIs cover: the running shift (or the day so far).
@@ -88,16 +93,21 @@ pub async fn machine_gauges(
             as_of: None,
             granularity: None,
             rollup: false,
+            scope: Default::default(),
         };
         for row in kpi_metrics(pool, &q).await? {
             kpis.insert(row.machine_id.clone(), row);
         }
     }
+    let history = HierarchyHistory::load(pool, None).await?;
     Ok(machines
         .into_iter()
         .map(|m| {
             let k = kpis.get(&m.machine_id);
+            let path = history.path(&m.machine_id, &m.line, now);
             MachineGauges {
+                site: path.site,
+                area: path.area,
                 from: starts.get(&m.line).copied().unwrap_or(now),
                 availability: k.and_then(|k| k.availability),
                 performance: k.and_then(|k| k.performance),

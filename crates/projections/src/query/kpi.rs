@@ -31,6 +31,7 @@ use sqlx::PgPool;
 use tracing::instrument;
 
 use super::calendar::{Calendar, ShiftWindow};
+use super::hierarchy::{filter_machines, membership_instant, Scope};
 use super::{out_of_range, ratio};
 use crate::error::QueryError;
 
@@ -75,6 +76,9 @@ pub struct KpiQuery {
     /// One row (per bucket) for all selected machines together, `machine_id` `*`.
     #[serde(default)]
     pub rollup: bool,
+    /// The part of the equipment hierarchy (ADR 0062).
+    #[serde(default)]
+    pub scope: Scope,
 }
 
 impl KpiQuery {
@@ -88,6 +92,7 @@ impl KpiQuery {
             as_of: None,
             granularity: None,
             rollup: false,
+            scope: Scope::default(),
         }
     }
 }
@@ -268,11 +273,16 @@ pub(crate) async fn fetch_intervals(
     }
 }
 
-/// The machines a query selects, with their lines, by id.
+/// The machines a query of window [.., `to`) selects, with their lines, by id: by id,
+/// line and hierarchy `scope` (membership as the tree stood at the end of the window,
+/// as known by `as_of`: ADR 0062).
 pub(crate) async fn select_machines(
     pool: &PgPool,
     machine_id: Option<&str>,
     line: Option<&str>,
+    scope: &Scope,
+    to: DateTime<Utc>,
+    as_of: Option<DateTime<Utc>>,
 ) -> Result<Vec<(String, String)>, QueryError> {
     let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT machine_id, line FROM rm_machines WHERE ($1::text IS NULL OR machine_id = $1) \
@@ -288,7 +298,8 @@ pub(crate) async fn select_machines(
             id: id.to_owned(),
         });
     }
-    Ok(rows)
+    let at = membership_instant(to, evaluation_time(as_of));
+    filter_machines(pool, rows, scope, at, as_of).await
 }
 
 /// The evaluation time: what has elapsed (now, or `as_of`).
@@ -434,7 +445,15 @@ pub async fn kpi_metrics(pool: &PgPool, q: &KpiQuery) -> Result<Vec<KpiRow>, Que
     if q.from >= q.to {
         return Err(QueryError::Invalid("`from` must be before `to`".into()));
     }
-    let machines = select_machines(pool, q.machine_id.as_deref(), q.line.as_deref()).await?;
+    let machines = select_machines(
+        pool,
+        q.machine_id.as_deref(),
+        q.line.as_deref(),
+        &q.scope,
+        q.to,
+        q.as_of,
+    )
+    .await?;
     if machines.is_empty() {
         return Ok(Vec::new());
     }

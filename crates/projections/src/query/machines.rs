@@ -13,6 +13,9 @@ pub struct MachineFilter {
     pub line: Option<String>,
     /// `running`, `idle`, `down` or `unknown`.
     pub status: Option<String>,
+    /// The part of the equipment hierarchy, as it stands now (ADR 0062).
+    #[serde(default)]
+    pub scope: super::hierarchy::Scope,
 }
 
 /// One machine on the board.
@@ -72,7 +75,24 @@ pub async fn list_machines(
     .bind(filter.status.as_deref())
     .fetch_all(pool)
     .await?;
-    Ok(rows)
+    if filter.scope.is_empty() {
+        return Ok(rows);
+    }
+    let ids = rows
+        .iter()
+        .map(|m| (m.machine_id.clone(), m.line.clone()))
+        .collect();
+    let now = Utc::now();
+    let kept: std::collections::HashSet<String> =
+        super::hierarchy::filter_machines(pool, ids, &filter.scope, now, None)
+            .await?
+            .into_iter()
+            .map(|m| m.0)
+            .collect();
+    Ok(rows
+        .into_iter()
+        .filter(|m| kept.contains(&m.machine_id))
+        .collect())
 }
 
 /// One machine, or `None` when unknown.

@@ -12,6 +12,8 @@
 //!   roll-ups (ADR 0005).
 //! - [`downtime`]: state intervals, downtime Pareto (as recorded and as
 //!   classified), micro-stops, MTBF/MTTR.
+//! - [`hierarchy`]: the equipment hierarchy (ADR 0062): the tree, machine paths at a
+//!   floor time as of a recorded time, and the [`Scope`] filter of the KPI queries.
 //! - [`calendar`]: the plant time zone and the shift calendars per line.
 //! - [`people`]: operators and their labour (time on orders, parts while clocked on).
 //! - [`scrap`]: scrap by scrap reason over a window (ADR 0050).
@@ -27,6 +29,7 @@ pub mod catalogue;
 pub mod changeovers;
 pub mod downtime;
 pub mod gauges;
+pub mod hierarchy;
 pub mod inventory;
 pub mod kpi;
 pub mod lots;
@@ -53,6 +56,7 @@ pub use downtime::{
     StateInterval,
 };
 pub use gauges::{machine_gauges, MachineGauges};
+pub use hierarchy::{hierarchy_tree, HierarchyView, MachinePath, Scope};
 pub use inventory::{
     inventory_levels, inventory_movements, InventoryFilter, InventoryLevel, MovementFilter,
     MovementView,

@@ -21,6 +21,9 @@ pub struct ScrapQuery {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
     pub as_of: Option<DateTime<Utc>>,
+    /// The part of the equipment hierarchy (ADR 0062).
+    #[serde(default)]
+    pub scope: super::hierarchy::Scope,
 }
 
 /// The scrap of one reason.
@@ -67,11 +70,18 @@ pub async fn scrap_by_reason(pool: &PgPool, q: &ScrapQuery) -> Result<ScrapRepor
     if q.from >= q.to {
         return Err(QueryError::Invalid("`from` must be before `to`".into()));
     }
-    let machines: Vec<String> = select_machines(pool, q.machine_id.as_deref(), q.line.as_deref())
-        .await?
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
+    let machines: Vec<String> = select_machines(
+        pool,
+        q.machine_id.as_deref(),
+        q.line.as_deref(),
+        &q.scope,
+        q.to,
+        q.as_of,
+    )
+    .await?
+    .into_iter()
+    .map(|(id, _)| id)
+    .collect();
     let rows = sqlx::query_as::<_, Row>(
         "SELECT scrap_reason, sum(good)::bigint AS good, sum(scrap)::bigint AS scrap, \
              count(*) FILTER (WHERE scrap > 0) AS reports \

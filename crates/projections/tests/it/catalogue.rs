@@ -110,6 +110,7 @@ async fn a_changeover_and_the_catalogue_by_hand(pool: PgPool) {
         from: at("08:00"),
         to: at("12:00"),
         as_of: None,
+        scope: Default::default(),
     };
     let report = changeover_report(&pool, &cq).await.unwrap();
     assert_eq!(report.changeovers.len(), 1, "{report:?}");
@@ -133,6 +134,7 @@ async fn a_changeover_and_the_catalogue_by_hand(pool: PgPool) {
         to: at("12:00"),
         as_of: None,
         rollup: false,
+        scope: Default::default(),
     };
     let k = iso_kpis(&pool, &q).await.unwrap().remove(0);
     // Running 120 + 30 + 40 min; setup (stopped in the changeover) 10:05–10:30;
@@ -208,6 +210,7 @@ async fn a_changeover_and_the_catalogue_by_hand(pool: PgPool) {
             to: at("12:00"),
             as_of: None,
             micro_stop_threshold_s: None,
+            scope: Default::default(),
         },
     )
     .await

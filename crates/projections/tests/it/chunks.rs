@@ -76,6 +76,57 @@ fn qty(rng: &mut StdRng) -> Decimal {
 /// Appends `n` events of every kind; with `poison`, also events that cannot be
 /// applied (counts that do not fit, sums that overflow) and timestamps before
 /// year 1.
+/// The `k`th hierarchy event: a small tree first, then moves, renames and placements
+/// (appended as they are, not decided: the read model must follow whatever the log holds).
+fn hierarchy_event(rng: &mut StdRng, k: usize) -> shopfloor_domain::hierarchy::HierarchyEvent {
+    use shopfloor_domain::hierarchy::{HierarchyEvent as H, Level};
+    let node = |s: &str| NodeId::new(s).unwrap();
+    let by = Actor::new("sup").unwrap();
+    let at = floor_time(rng);
+    let tree = [
+        ("S1", Level::Site, None),
+        ("A1", Level::Area, Some("S1")),
+        ("A2", Level::Area, Some("S1")),
+        ("L1", Level::Line, Some("A1")),
+        ("C1", Level::WorkCell, Some("L1")),
+    ];
+    if let Some((id, level, parent)) = tree.get(k) {
+        return H::HierarchyNodeCreated {
+            node_id: node(id),
+            level: *level,
+            name: Text::new(format!("{id} name")).unwrap(),
+            parent: parent.map(node),
+            by,
+            at,
+        };
+    }
+    match rng.gen_range(0..3) {
+        0 => H::HierarchyNodeMoved {
+            node_id: node("L1"),
+            level: Level::Line,
+            from_parent: None,
+            parent: Some(node(pick::<&str>(rng, &["A1", "A2"]))),
+            effective_from: floor_time(rng),
+            by,
+            at,
+        },
+        1 => H::HierarchyNodeRenamed {
+            node_id: node(pick::<&str>(rng, &["S1", "A1", "L1"])),
+            name: Text::new(format!("name {k}")).unwrap(),
+            by,
+            at,
+        },
+        _ => H::HierarchyMachinePlaced {
+            machine_id: MachineId::new(*pick(rng, &MACHINES)).unwrap(),
+            line: LineId::new("L1").unwrap(),
+            cell: pick(rng, &[None, Some("C1")]).map(node),
+            effective_from: floor_time(rng),
+            by,
+            at,
+        },
+    }
+}
+
 async fn generate(f: &Floor, rng: &mut StdRng, n: usize, poison: bool) {
     let mut state_times: HashMap<&str, Vec<DateTime<Utc>>> = HashMap::new();
     for m in &MACHINES[..3] {
@@ -83,8 +134,14 @@ async fn generate(f: &Floor, rng: &mut StdRng, n: usize, poison: bool) {
     }
     let mut people = StdRng::seed_from_u64(n as u64);
     let mut charts = StdRng::seed_from_u64(n as u64 + 7);
+    let mut tree = StdRng::seed_from_u64(n as u64 + 11);
     let mut clock_ons = Vec::new();
     for i in 0..n {
+        // The equipment hierarchy (ADR 0062), from a generator of its own too.
+        if i % 7 == 3 {
+            let e = hierarchy_event(&mut tree, i / 7);
+            f.append("equipment_hierarchy", "plant", e).await;
+        }
         // SPC characteristics (ADR 0056), from a generator of their own too.
         if i % 5 == 2 {
             let (c, e) = spc_event(&mut charts);

@@ -62,6 +62,7 @@ async fn pareto_as_recorded_and_as_classified(pool: PgPool) {
         to: at("11:30"),
         as_of: None,
         micro_stop_threshold_s: None,
+        scope: Default::default(),
     };
     let reports = downtime_report(&pool, &q).await.unwrap();
     assert_eq!(reports.len(), 1);

@@ -334,6 +334,7 @@ async fn rollups_sum_and_performance_above_one_is_flagged(pool: PgPool) {
         as_of: None,
         granularity: None,
         rollup: false,
+        scope: Default::default(),
     };
     let per_machine = kpi_metrics(&pool, &q).await.unwrap();
     assert_eq!(

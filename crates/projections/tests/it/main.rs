@@ -7,6 +7,7 @@ mod chunks;
 mod downtime;
 mod floor;
 mod genealogy;
+mod hierarchy;
 mod kpi;
 mod live;
 mod projectors;

@@ -154,6 +154,7 @@ async fn killed_mid_batch_nothing_is_double_counted_and_verify_is_equal(pool: Pg
             as_of: None,
             granularity: None,
             rollup: true,
+            scope: Default::default(),
         },
     )
     .await

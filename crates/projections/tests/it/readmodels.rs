@@ -85,6 +85,7 @@ async fn machine_board_follows_the_latest_floor_time(pool: PgPool) {
         &MachineFilter {
             line: Some("L2".into()),
             status: None,
+            scope: Default::default(),
         },
     )
     .await

@@ -12,6 +12,7 @@ fn query(machine: Option<&str>, line: Option<&str>, from: &str, to: &str) -> Scr
         from: at(from),
         to: at(to),
         as_of: None,
+        scope: Default::default(),
     }
 }
 
