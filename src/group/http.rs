@@ -283,6 +283,7 @@ pub async fn kpi_metrics(
         as_of,
         granularity: None,
         rollup: false,
+        scope: Default::default(),
     };
     let mut rows = Vec::new();
     for (site, pool) in p.sites(&state.sites).await? {
@@ -317,6 +318,7 @@ pub async fn downtime(
         to,
         as_of,
         micro_stop_threshold_s: None,
+        scope: Default::default(),
     };
     let mut rows = Vec::new();
     for (site, pool) in p.sites(&state.sites).await? {
