@@ -625,6 +625,46 @@ async fn a_supervisor_edits_reason_codes_and_shifts_and_operators_get_them() {
     assert_eq!(shifts[1]["end_time"], "22:00", "{calendar}");
     assert_eq!(shifts[1]["days"], json!([1, 2, 3, 4, 5, 6]), "{calendar}");
 
+    // A holiday of one site (ADR 0060, 0062): the site is offered once the hierarchy has it.
+    api.post(
+        "/api/v1/hierarchy/nodes",
+        json!({ "node_id": "north", "level": "site", "name": "North" }),
+    )
+    .await;
+    desk.until(
+        "the site offered for a holiday",
+        "document.querySelector('#sv-holiday-site option[value=\"north\"]') !== null",
+    )
+    .await;
+    desk.js(
+        "const set = (id, x) => { const e = document.getElementById(id); e.value = x; \
+           e.dispatchEvent(new Event('input', { bubbles: true })); }; \
+         set('sv-holiday-name', 'North stock-take'); set('sv-holiday-from', '2026-12-28T06:00'); \
+         set('sv-holiday-to', '2026-12-28T14:00'); set('sv-holiday-site', 'north'); \
+         document.getElementById('sv-holiday').requestSubmit(); return true;",
+    )
+    .await;
+    let calendar = until_api(&api, "the site's holiday", "/api/v1/calendar", |c| {
+        c["non_working"].as_array().is_some_and(|n| n.len() == 1)
+    })
+    .await;
+    assert_eq!(calendar["non_working"][0]["site"], "north", "{calendar}");
+    desk.until(
+        "the site's holiday listed and the form reset",
+        "document.querySelector('#sv-holidays tr[data-holiday]') !== null && \
+         document.getElementById('sv-holiday-site').value === ''",
+    )
+    .await;
+    desk.js("document.querySelector('#sv-holidays tr[data-holiday] button').click(); return true;")
+        .await;
+    until_api(
+        &api,
+        "the site's holiday removed",
+        "/api/v1/calendar",
+        |c| c["non_working"].as_array().is_some_and(|n| n.is_empty()),
+    )
+    .await;
+
     // A holiday and a day off for L1 (ADR 0060), then the holiday removed again.
     desk.js(
         "const set = (id, x) => { const e = document.getElementById(id); e.value = x; \

@@ -19,6 +19,19 @@ export function linesOf(machines, calendar) {
   return [...lines].sort();
 }
 
+/** The explicit ISA-95 sites of a hierarchy tree (ADR 0062), depth-first. */
+export function sitesOf(hierarchy) {
+  const out = [];
+  const walk = (nodes) => {
+    for (const n of nodes || []) {
+      if (n.level === 'site' && !n.implicit) out.push({ id: n.node_id, name: n.name });
+      walk(n.children);
+    }
+  };
+  walk(hierarchy?.roots);
+  return out;
+}
+
 /** The shifts of `line` in the calendar (a copy, to be edited). */
 export function shiftRows(calendar, line) {
   const found = (calendar?.lines || []).find((l) => l.line === line);
@@ -177,9 +190,19 @@ export class Settings {
       el('td', { text: x.line }), el('td', { text: x.day }), el('td', { text: dayText(x.shifts) }))));
     const hol = this.calendar.non_working || [];
     tb = fill('sv-holidays', hol);
+    const sites = sitesOf(this.ui.app.hierarchy);
+    const select = $('sv-holiday-site');
+    const sig = JSON.stringify(sites);
+    if (select.dataset.sig !== sig) {
+      select.dataset.sig = sig;
+      const keep = select.value;
+      select.replaceChildren(el('option', { value: '', text: 'The whole plant' }),
+        ...sites.map((x) => el('option', { value: x.id, text: `Site ${x.name} (${x.id})` })));
+      select.value = sites.some((x) => x.id === keep) ? keep : '';
+    }
     if (tb) {
       tb.replaceChildren(...hol.map((n) => el('tr', { 'data-holiday': n.id },
-        el('td', { text: n.name }), el('td', { text: n.from.replace('T', ' ').slice(0, 16) }),
+        el('td', { text: n.site ? `${n.name} (site ${n.site})` : n.name }), el('td', { text: n.from.replace('T', ' ').slice(0, 16) }),
         el('td', { text: n.to.replace('T', ' ').slice(0, 16) }),
         el('td', {}, el('button', { type: 'button', className: 'danger', 'data-remove-holiday': n.id, 'data-perm': 'settings',
           text: 'Remove', 'aria-label': `Remove holiday ${n.name}` })))));
@@ -192,6 +215,7 @@ export class Settings {
     const { $ } = this.ui;
     const secs = (v) => (v.length === 16 ? `${v}:00` : v);
     const body = { name: $('sv-holiday-name').value.trim(), from: secs($('sv-holiday-from').value), to: secs($('sv-holiday-to').value) };
+    if ($('sv-holiday-site').value) body.site = $('sv-holiday-site').value;
     if (await this.change(`holiday ${body.name} added`, 'POST', '/api/v1/calendar/non-working', body)) ev.target.reset();
   }
 

@@ -219,7 +219,7 @@ pub async fn record_exception(
     .await?)
 }
 
-/// Adds a plant-wide non-working period; its id.
+/// Adds a non-working period (plant-wide, or of a site that exists); its id.
 #[instrument(skip(pool), err)]
 pub async fn add_non_working(
     pool: &PgPool,
@@ -234,14 +234,29 @@ pub async fn add_non_working(
     if period.to <= period.from {
         return Err(QueryError::Invalid("`to` must be after `from`".into()));
     }
+    if let Some(site) = &period.site {
+        let known: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM rm_hierarchy_nodes WHERE node_id = $1 AND level = 'site')",
+        )
+        .bind(site)
+        .fetch_one(pool)
+        .await?;
+        if !known {
+            return Err(QueryError::NotFound {
+                kind: "site",
+                id: site.clone(),
+            });
+        }
+    }
     Ok(sqlx::query_scalar(
-        "INSERT INTO calendar_non_working (name, from_local, to_local, recorded_by) \
-         VALUES ($1, $2, $3, $4) RETURNING id",
+        "INSERT INTO calendar_non_working (name, from_local, to_local, recorded_by, site) \
+         VALUES ($1, $2, $3, $4, $5) RETURNING id",
     )
     .bind(period.name.trim())
     .bind(period.from)
     .bind(period.to)
     .bind(by)
+    .bind(&period.site)
     .fetch_one(pool)
     .await?)
 }
@@ -289,6 +304,9 @@ pub struct NonWorkingRecord {
     pub name: String,
     pub from: NaiveDateTime,
     pub to: NaiveDateTime,
+    /// The ISA-95 site it applies to; absent: the whole plant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
     pub recorded_at: DateTime<Utc>,
 }
 
@@ -316,7 +334,7 @@ pub async fn calendar_records(pool: &PgPool) -> Result<CalendarRecords, QueryErr
     .fetch_all(pool)
     .await?;
     let non_working = sqlx::query_as(
-        "SELECT id, name, from_local AS \"from\", to_local AS \"to\", recorded_at \
+        "SELECT id, name, from_local AS \"from\", to_local AS \"to\", site, recorded_at \
          FROM calendar_non_working WHERE removed_at IS NULL ORDER BY from_local, id",
     )
     .fetch_all(pool)
@@ -334,6 +352,8 @@ pub struct Calendar {
     rotations: HashMap<String, Vec<RotationVersion>>,
     exceptions: HashMap<(String, NaiveDate), Vec<ShiftSpec>>,
     non_working: Vec<NonWorking>,
+    /// The ISA-95 site of each line that has one (the hierarchy as it stands).
+    sites: HashMap<String, String>,
 }
 
 /// A shift occurrence in UTC.
@@ -376,9 +396,12 @@ const HISTORY: &str = "SELECT 't' AS kind, NULL::text AS line, NULL::date AS day
        WHERE line = ANY($1) AND ($2::timestamptz IS NULL OR recorded_at <= $2) \
        ORDER BY line, day, recorded_at DESC) e \
      UNION ALL SELECT 'n', NULL, NULL, \
-       jsonb_build_object('name', name, 'from', from_local, 'to', to_local) \
+       jsonb_build_object('name', name, 'from', from_local, 'to', to_local, 'site', site) \
      FROM calendar_non_working WHERE ($2::timestamptz IS NULL OR recorded_at <= $2) \
-       AND (removed_at IS NULL OR ($2::timestamptz IS NOT NULL AND removed_at > $2))";
+       AND (removed_at IS NULL OR ($2::timestamptz IS NOT NULL AND removed_at > $2)) \
+     UNION ALL SELECT 's', l.node_id, NULL, to_jsonb(a.parent) \
+     FROM rm_hierarchy_nodes l JOIN rm_hierarchy_nodes a ON a.node_id = l.parent \
+     WHERE l.node_id = ANY($1) AND l.level = 'line' AND a.parent IS NOT NULL";
 
 impl Calendar {
     pub async fn load(pool: &PgPool, lines: &[String]) -> Result<Self, QueryError> {
@@ -403,6 +426,7 @@ impl Calendar {
             rotations: HashMap::new(),
             exceptions: HashMap::new(),
             non_working: Vec::new(),
+            sites: HashMap::new(),
         };
         for row in rows {
             calendar.add(row)?;
@@ -449,6 +473,10 @@ impl Calendar {
             ("n", _, _) => self
                 .non_working
                 .push(serde_json::from_value(row.doc).map_err(bad)?),
+            ("s", Some(line), _) => {
+                let site: String = serde_json::from_value(row.doc).map_err(bad)?;
+                self.sites.insert(line, site);
+            }
             _ => {}
         }
         Ok(())
@@ -489,7 +517,7 @@ impl Calendar {
         if weekly.is_none() && rotations.is_none() && !excepted {
             return None;
         }
-        let off = self.non_working_between(from, to);
+        let off = self.non_working_between(line, from, to);
         let mut out = Vec::new();
         let mut day = self.local_date(from) - Duration::days(1);
         let last = self.local_date(to);
@@ -533,15 +561,19 @@ impl Calendar {
             .collect()
     }
 
-    /// The non-working periods overlapping [from, to) in UTC, merged, by start.
+    /// The non-working periods of `line` (plant-wide, or of its site) overlapping
+    /// [from, to) in UTC, merged, by start.
     fn non_working_between(
         &self,
+        line: &str,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+        let site = self.sites.get(line);
         let mut v: Vec<_> = self
             .non_working
             .iter()
+            .filter(|n| n.site.is_none() || n.site.as_ref() == site)
             .map(|n| (self.utc(n.from), self.utc(n.to)))
             .filter(|(a, b)| a < b && *a < to && *b > from)
             .collect();

@@ -152,12 +152,16 @@ pub fn in_force(versions: &[RotationVersion], day: NaiveDate) -> Option<&Rotatio
         .map(|v| &v.rotation)
 }
 
-/// A plant-wide period without work (a holiday, a shutdown), plant-local.
+/// A period without work (a holiday, a shutdown), plant-local: plant-wide, or of one
+/// ISA-95 site (the lines under it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NonWorking {
     pub name: String,
     pub from: NaiveDateTime,
     pub to: NaiveDateTime,
+    /// The site it applies to; none: every line of the plant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
 }
 
 #[cfg(test)]

@@ -67,6 +67,7 @@ async fn rotation_dst_break_holiday_exception_and_effective_dates(pool: PgPool) 
         name: "Easter".into(),
         from: date(3, 30).and_time(hm(22, 0)),
         to: date(3, 31).and_time(hm(2, 0)),
+        site: None,
     };
     add_non_working(&pool, &holiday, "sup").await.unwrap();
     // No night shift on 2026-04-01 (a cycle's "on" day): an exception.

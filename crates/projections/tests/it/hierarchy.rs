@@ -278,3 +278,65 @@ async fn a_move_takes_effect_from_its_time_and_as_of_sees_the_tree_as_known(pool
     let m2 = view.machines.iter().find(|m| m.machine_id == "M2").unwrap();
     assert_eq!((m2.path.site.as_str(), m2.path.area.as_str()), ("S1", "A1"));
 }
+
+/// A holiday of a site (ADR 0060 amended) cuts the shifts of the lines under it and no
+/// other line's; a plant-wide one cuts every line's; an unknown site is refused.
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn a_site_holiday_cuts_the_shifts_of_its_lines_only(pool: PgPool) {
+    use chrono::NaiveTime;
+    use shopfloor_projections::query::calendar::{add_non_working, calendar_records};
+    use shopfloor_projections::query::shift_plan::NonWorking;
+    let f = Floor::new(&pool);
+    plant(&f).await;
+    project_all(&pool).await;
+    let hm = |h: u32| NaiveTime::from_hms_opt(h, 0, 0).unwrap();
+    for line in ["L1", "L2", "L3"] {
+        let shift = ShiftDefinition {
+            line: line.into(),
+            shift_name: "early".into(),
+            start_time: hm(8),
+            end_time: hm(10),
+            days: (1..=7).collect(),
+        };
+        replace_shifts(&pool, line, &[shift]).await.unwrap();
+    }
+    let day = at("00:00").date_naive();
+    let holiday = |name: &str, from: u32, to: u32, site: Option<&str>| NonWorking {
+        name: name.into(),
+        from: day.and_time(hm(from)),
+        to: day.and_time(hm(to)),
+        site: site.map(Into::into),
+    };
+    let planned = |scope: Scope| {
+        let pool = pool.clone();
+        async move {
+            rollup(&pool, &scoped(scope, "10:00", None))
+                .await
+                .planned_production_time_s
+        }
+    };
+    // Before any holiday: two hours a machine.
+    assert_eq!(planned(site("S1")).await, 2.0 * 7200.0);
+    add_non_working(&pool, &holiday("S1 stock-take", 8, 9, Some("S1")), "sup")
+        .await
+        .unwrap();
+    assert_eq!(planned(site("S1")).await, 2.0 * 3600.0);
+    assert_eq!(planned(site("default")).await, 7200.0);
+    // A plant-wide one (09:00–10:00) cuts every line, the site's lines too.
+    add_non_working(&pool, &holiday("power cut", 9, 10, None), "sup")
+        .await
+        .unwrap();
+    assert_eq!(planned(site("S1")).await, 0.0);
+    assert_eq!(planned(site("default")).await, 3600.0);
+    let err = add_non_working(&pool, &holiday("x", 8, 9, Some("S9")), "sup")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, QueryError::NotFound { kind: "site", .. }),
+        "{err:?}"
+    );
+    // The records name the site of a site's holiday only.
+    let (_, _, periods) = calendar_records(&pool).await.unwrap();
+    let sites: Vec<Option<&str>> = periods.iter().map(|p| p.site.as_deref()).collect();
+    assert_eq!(sites, [Some("S1"), None]);
+}
