@@ -12,6 +12,11 @@
 //! (its own database, the hub's NATS, its own tokens; two replicas sharing the consumer):
 //! with plant A's link cut and one replica restarted meanwhile, the group's KPIs, inventory and orders equal the
 //! plants' sums once the link is back, and `replay --verify --group` is clean.
+//!
+//! `group_site_calendar_follows_the_plant` checks that a plant's calendar (time zone,
+//! weekly shifts, a holiday) reaches its site at the group through the relay's snapshot
+//! on `{site}.settings.calendar`: the group's KPIs equal the plant's, `as_of` included,
+//! and a change made while the link is cut arrives once it is restored.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -135,6 +140,7 @@ struct Plant {
     site: &'static str,
     db: TestDb,
     http: u16,
+    nats_port: u16,
     _nats: Node,
     shopfloor: Shopfloor,
 }
@@ -167,6 +173,7 @@ impl Plant {
             site,
             db,
             http,
+            nats_port,
             _nats: nats,
             shopfloor,
         };
@@ -239,7 +246,8 @@ impl Plant {
     }
 }
 
-/// (site, position) of every message of the hub's group stream.
+/// (site, position) of every event message of the hub's group stream (the plants'
+/// calendar snapshots, on `{site}.settings.calendar`, left out).
 async fn group_messages(js: &async_nats::jetstream::Context) -> Vec<(String, String)> {
     let Ok(mut stream) = js.get_stream("GROUP_EVENTS").await else {
         return Vec::new();
@@ -248,6 +256,9 @@ async fn group_messages(js: &async_nats::jetstream::Context) -> Vec<(String, Str
     let mut out = Vec::new();
     for seq in 1..=last {
         let m = stream.get_raw_message(seq).await.unwrap();
+        if !m.subject.contains(".events.") {
+            continue;
+        }
         let site = m.subject.split('.').next().unwrap_or_default().to_string();
         let position = m
             .headers
@@ -509,6 +520,17 @@ impl Group {
         answer
     }
 
+    /// The last lines of the group process's log.
+    fn log_tail(&self) -> String {
+        let log = self.shopfloor.log.lock().unwrap();
+        let notable: Vec<&str> = log
+            .iter()
+            .map(String::as_str)
+            .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("panicked"))
+            .collect();
+        notable[notable.len().saturating_sub(20)..].join("\n")
+    }
+
     /// Waits until every plant's whole log is copied and projected.
     async fn caught_up(&self, plants: &[&Plant]) -> Duration {
         let started = Instant::now();
@@ -532,7 +554,8 @@ impl Group {
             }
             assert!(
                 Instant::now() < deadline,
-                "the group did not catch up: {sites}"
+                "the group did not catch up: {sites}\n{}",
+                self.log_tail()
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -1011,4 +1034,246 @@ async fn the_group_copy_is_exactly_once_across_gaps_and_redeliveries() {
             .any(|d| d.contains("holds 3 events up to its head 4")),
         "{found:?}"
     );
+}
+
+impl Plant {
+    /// The newest calendar snapshot in the plant's own stream.
+    async fn calendar_snapshot(&self) -> Option<serde_json::Value> {
+        let js = async_nats::jetstream::new(
+            async_nats::connect(format!("nats://127.0.0.1:{}", self.nats_port))
+                .await
+                .ok()?,
+        );
+        let stream = js.get_stream(format!("{}_EVENTS", self.site)).await.ok()?;
+        let m = stream
+            .get_last_raw_message_by_subject(&format!("{}.settings.calendar", self.site))
+            .await
+            .ok()?;
+        serde_json::from_slice(&m.payload).ok()
+    }
+
+    /// Waits until the plant's stream holds a calendar snapshot that `fits`; returns it.
+    async fn published(&self, fits: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = self.calendar_snapshot().await.filter(|s| fits(s)) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the relay of {} did not publish the calendar: {:?}",
+                self.site,
+                self.calendar_snapshot().await
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Group {
+    /// Waits until `site`'s calendar at the group is the snapshot taken at `taken_at`.
+    async fn calendar_at(&self, site: &str, taken_at: &serde_json::Value) {
+        let want = taken_at
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .expect("a snapshot time");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let sites = self.get("/api/v1/group/sites").await;
+            let held = sites.as_array().unwrap().iter().find_map(|s| {
+                (s["site"] == site)
+                    .then(|| s["calendar_taken_at"].as_str())
+                    .flatten()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            });
+            if held.is_some_and(|h| h >= want) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the group's calendar of {site} is not the plant's of {want}: {sites}\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// The group's KPI row of `p`'s site equals the plant's own, field by field; the
+/// plant's planned production time.
+async fn same_kpis(group: &Group, p: &Plant, query: &str) -> f64 {
+    let plant = p
+        .get(&format!("/api/v1/kpi-metrics?machine_id=m1&{query}"))
+        .await;
+    let plant = &plant[0];
+    let rows = group
+        .get(&format!("/api/v1/group/kpi-metrics?{query}&by=site"))
+        .await;
+    let site = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["site"] == p.site)
+        .unwrap_or_else(|| panic!("no row of {} in {rows}", p.site));
+    for f in [
+        "planned_production_time_s",
+        "run_time_s",
+        "downtime_minutes",
+        "good_count",
+        "scrap_count",
+        "total_count",
+        "availability",
+        "performance",
+        "quality",
+        "oee",
+    ] {
+        assert!(
+            close(&site[f], &plant[f]),
+            "{query}: {f}: group {} plant {}",
+            site[f],
+            plant[f]
+        );
+    }
+    plant["planned_production_time_s"].as_f64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_site_calendar_follows_the_plant() {
+    // The hub advertises the link as its leafnode address: a plant that learns it from
+    // the hub still reaches the hub only through the link the test cuts.
+    let (hub_port, hub_leaf) = (free_port(), free_port());
+    let mut link = Link::new(hub_leaf);
+    let _hub = Node::start(
+        hub_port,
+        &format!(
+            "server_name: hq\njetstream {{ store_dir: \"STORE\", domain: hq }}\n\
+             leafnodes {{ listen: \"127.0.0.1:{hub_leaf}\", advertise: \"127.0.0.1:{}\" }}\n",
+            link.port
+        ),
+    );
+    link.up().await;
+    let mut a = Plant::start("sitea", link.port, &["api", "relay", "projector"]).await;
+    let js = async_nats::jetstream::new(
+        async_nats::connect(format!("nats://127.0.0.1:{hub_port}"))
+            .await
+            .unwrap(),
+    );
+    group_stream(&js, &[a.site]).await;
+    let mut group = Group::start(hub_port).await;
+
+    // A day of production two days ago, then the plant's calendar: Berlin time, two
+    // shifts of 8 h every day, and a 10-hour holiday inside the day (at least 2 h of it
+    // inside a shift, wherever it falls).
+    let floor = chrono::Utc::now() - chrono::Duration::days(3);
+    a.state(floor, 0, "running").await;
+    a.parts(floor, 10, 30, 3).await;
+    a.state(floor, 5 * 3600, "down").await;
+    a.state(floor, 6 * 3600, "running").await;
+    a.parts(floor, 20 * 3600, 10, 2).await;
+    a.ok(
+        reqwest::Method::PUT,
+        "/api/v1/calendar/time-zone",
+        json!({ "time_zone": "Europe/Berlin" }),
+    )
+    .await;
+    let two_shifts = json!({ "shifts": [
+        { "shift_name": "early", "start_time": "06:00", "end_time": "14:00" },
+        { "shift_name": "late", "start_time": "14:00", "end_time": "22:00" },
+    ]});
+    a.ok(
+        reqwest::Method::PUT,
+        "/api/v1/calendar/lines/L1/shifts",
+        two_shifts,
+    )
+    .await;
+    let before_holiday = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let local = |h: i64| {
+        (floor + chrono::Duration::hours(h))
+            .naive_utc()
+            .format("%Y-%m-%dT%H:%M:%S")
+            .to_string()
+    };
+    a.ok(
+        reqwest::Method::POST,
+        "/api/v1/calendar/non-working",
+        json!({ "name": "holiday", "from": local(8), "to": local(18) }),
+    )
+    .await;
+    let first = a
+        .published(|s| {
+            s["time_zone"] == "Europe/Berlin"
+                && s["shifts"].as_array().map(Vec::len) == Some(2)
+                && s["non_working"].as_array().map(Vec::len) == Some(1)
+        })
+        .await;
+    a.projected().await;
+    group.caught_up(&[&a]).await;
+    group.calendar_at(a.site, &first["taken_at"]).await;
+
+    let window = format!(
+        "from={}&to={}",
+        urlencode(&floor.to_rfc3339()),
+        urlencode(&(floor + chrono::Duration::hours(24)).to_rfc3339())
+    );
+    let planned = same_kpis(&group, &a, &window).await;
+    // 16 h of shifts less 2 to 10 h of holiday (an hour either way across DST):
+    // the calendar counted, at the group as at the plant.
+    assert!(
+        (5.0 * 3600.0..=15.0 * 3600.0).contains(&planned),
+        "{planned}"
+    );
+    // As of before the holiday was recorded: the shifts without it, at both.
+    let then = format!("{window}&as_of={}", urlencode(&before_holiday.to_rfc3339()));
+    let planned_then = same_kpis(&group, &a, &then).await;
+    assert!(
+        planned_then >= planned + 2.0 * 3600.0,
+        "{planned_then} {planned}"
+    );
+
+    // The link is cut; the plant goes to one shift meanwhile.
+    link.cut();
+    a.ok(
+        reqwest::Method::PUT,
+        "/api/v1/calendar/lines/L1/shifts",
+        json!({ "shifts": [{ "shift_name": "early", "start_time": "06:00", "end_time": "14:00" }] }),
+    )
+    .await;
+    let second = a
+        .published(|s| s["shifts"].as_array().map(Vec::len) == Some(1))
+        .await;
+    assert_ne!(second["taken_at"], first["taken_at"]);
+    let plant_now = a
+        .get(&format!("/api/v1/kpi-metrics?machine_id=m1&{window}"))
+        .await;
+    let one_shift = plant_now[0]["planned_production_time_s"].as_f64().unwrap();
+    assert!(one_shift < planned, "{one_shift} {planned}");
+    // Cut off, the group still holds the two shifts.
+    let at_group = group
+        .get(&format!("/api/v1/group/kpi-metrics?{window}&by=site"))
+        .await;
+    assert!(
+        close(&at_group[0]["planned_production_time_s"], &json!(planned)),
+        "{at_group}"
+    );
+
+    let restored = Instant::now();
+    link.up().await;
+    group.calendar_at(a.site, &second["taken_at"]).await;
+    let caught_up = restored.elapsed();
+    let planned = same_kpis(&group, &a, &window).await;
+    assert!(close(&json!(planned), &json!(one_shift)), "{planned}");
+    same_kpis(&group, &a, &then).await;
+    println!(
+        "GROUP calendar of {} caught up {} ms after its link was restored",
+        a.site,
+        caught_up.as_millis()
+    );
+
+    assert!(group
+        .shopfloor
+        .terminate()
+        .await
+        .is_some_and(|s| s.success()));
+    assert!(a.shopfloor.terminate().await.is_some_and(|s| s.success()));
 }

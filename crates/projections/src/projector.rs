@@ -232,6 +232,9 @@ impl Projector {
                     durable_name: Some(name.clone()),
                     ack_policy: consumer::AckPolicy::All,
                     deliver_policy: consumer::DeliverPolicy::All,
+                    // Events only: the stream also carries the plant's settings
+                    // (`{ns}.settings.>`, for the plant group).
+                    filter_subject: names::events_wildcard(&self.namespace),
                     ack_wait: self.options.ack_wait,
                     max_ack_pending: 20_000,
                     ..Default::default()
@@ -281,7 +284,13 @@ impl Projector {
                 }
             }
             let mut events = Vec::with_capacity(batch.len());
-            for m in &batch {
+            // A consumer made before the settings subject has no filter: its
+            // settings messages are acknowledged with the batch and not applied.
+            let events_prefix = format!("{}.events.", self.namespace);
+            for m in batch
+                .iter()
+                .filter(|m| m.subject.starts_with(&events_prefix))
+            {
                 match serde_json::from_slice::<RecordedEvent>(&m.payload) {
                     Ok(e) => events.push(e),
                     // Not an event of ours: its position is unknown; the gap (if

@@ -30,6 +30,11 @@
 //!   sequence is below it, the relay rewinds to the position of the stream's last
 //!   message (or to the start) and republishes. PostgreSQL is the source of truth.
 //! - **NATS down:** publishing fails, the relay backs off and resumes.
+//! - **The plant calendar** (settings, not events; ADR 0061 amendment): the active
+//!   relay also publishes it whole to `{ns}.settings.calendar` in the same stream,
+//!   when it starts leading and whenever its fingerprint (checked every
+//!   [`CALENDAR_EVERY`]) changed, for the plant group. A failure there is logged and
+//!   retried; it never holds up the events.
 
 use std::time::Duration;
 
@@ -43,7 +48,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, instrument, warn};
 
-use crate::names;
+use crate::{calendar_sync, names};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -81,6 +86,10 @@ pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(1);
 /// elect a new stream leader).
 pub const RIDE_OUT: Duration = Duration::from_secs(20);
 
+/// How often the active relay checks the plant calendar's fingerprint (one small
+/// query) and publishes the calendar when it changed.
+pub const CALENDAR_EVERY: Duration = Duration::from_secs(2);
+
 fn js_err(e: impl std::fmt::Display) -> RelayError {
     RelayError::JetStream(e.to_string())
 }
@@ -115,6 +124,8 @@ pub struct Relay {
     replicas: usize,
     /// Raised while this instance is the active relay.
     flag: LeaderFlag,
+    /// How often the plant calendar's fingerprint is checked.
+    calendar_every: Duration,
 }
 
 impl std::fmt::Debug for Relay {
@@ -137,6 +148,7 @@ impl Relay {
             retry: Duration::from_secs(1),
             replicas: 1,
             flag: LeaderFlag::new("relay"),
+            calendar_every: CALENDAR_EVERY,
         }
     }
 
@@ -287,11 +299,21 @@ impl Relay {
         // pool's acquire timeout).
         let mut fence = tokio::time::interval(leader::CHECK_EVERY);
         fence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The plant calendar (ADR 0061 amendment): published when leading starts,
+        // then whenever its fingerprint changes.
+        let mut calendar = tokio::time::interval(self.calendar_every);
+        calendar.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut published_calendar: Option<String> = None;
         loop {
             let next = tokio::select! {
                 next = subscription.next_batch(self.batch) => next,
                 _ = fence.tick() => {
                     lock.check().await?;
+                    continue;
+                }
+                _ = calendar.tick() => {
+                    lock.check().await?;
+                    self.calendar(&mut published_calendar, checkpoint.position()).await;
                     continue;
                 }
             };
@@ -353,6 +375,57 @@ impl Relay {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Publishes the plant calendar when its fingerprint differs from the one
+    /// `published` last (None: not yet since leading began). Failures are logged and
+    /// counted, never returned: the events go on, and the next tick tries again.
+    async fn calendar(&self, published: &mut Option<String>, position: i64) {
+        match self.publish_calendar(published.as_deref(), position).await {
+            Ok(Some(fingerprint)) => {
+                metrics::counter!("shopfloor_relay_calendar_published_total").increment(1);
+                *published = Some(fingerprint);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                warn!(error = %e, "publishing the plant calendar failed; will retry");
+                metrics::counter!("shopfloor_relay_calendar_failures_total").increment(1);
+            }
+        }
+    }
+
+    /// Takes and publishes the calendar snapshot unless its fingerprint is
+    /// `published`; the fingerprint published, if any. Its `Nats-Msg-Id` is the
+    /// body's SHA-256 (a retried publish is deduplicated), and its position header
+    /// is the relay's checkpoint, every event up to which is already in the stream
+    /// (so a rewind that finds it last starts there).
+    async fn publish_calendar(
+        &self,
+        published: Option<&str>,
+        position: i64,
+    ) -> Result<Option<String>, RelayError> {
+        if published.is_some() {
+            let now = calendar_sync::fingerprint(self.pool()).await?;
+            if published == Some(now.as_str()) {
+                return Ok(None);
+            }
+        }
+        let snapshot = calendar_sync::take(self.pool()).await?;
+        let (body, hash) = snapshot
+            .encode()
+            .map_err(|e| RelayError::JetStream(format!("the calendar does not encode: {e}")))?;
+        let publish = Publish::build()
+            .payload(Bytes::from(body))
+            .message_id(hash)
+            .header(names::POSITION_HEADER, position.to_string().as_str());
+        self.jetstream
+            .send_publish(names::calendar_subject(&self.namespace), publish)
+            .await
+            .map_err(js_err)?
+            .await
+            .map_err(js_err)?;
+        info!(namespace = %self.namespace, taken_at = %snapshot.taken_at, "plant calendar published");
+        Ok(Some(snapshot.fingerprint))
     }
 
     /// Publishes a batch pipelined; returns the sequence of the last ack.
