@@ -30,8 +30,8 @@
 //!   sequence is below it, the relay rewinds to the position of the stream's last
 //!   message (or to the start) and republishes. PostgreSQL is the source of truth.
 //! - **NATS down:** publishing fails, the relay backs off and resumes.
-//! - **The plant calendar** (settings, not events; ADR 0061 amendment): the active
-//!   relay also publishes it whole to `{ns}.settings.calendar` in the same stream,
+//! - **The plant calendar** (settings, not events; ADR 0061 amendment): with
+//!   [`Relay::with_calendar`] (the `relay` role) the active relay also publishes it whole to `{ns}.settings.calendar` in the same stream,
 //!   when it starts leading and whenever its fingerprint (checked every
 //!   [`CALENDAR_EVERY`]) changed, for the plant group. A failure there is logged and
 //!   retried; it never holds up the events.
@@ -124,8 +124,9 @@ pub struct Relay {
     replicas: usize,
     /// Raised while this instance is the active relay.
     flag: LeaderFlag,
-    /// How often the plant calendar's fingerprint is checked.
-    calendar_every: Duration,
+    /// How often the plant calendar's fingerprint is checked; None: the calendar is
+    /// not published.
+    calendar_every: Option<Duration>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -148,7 +149,7 @@ impl Relay {
             retry: Duration::from_secs(1),
             replicas: 1,
             flag: LeaderFlag::new("relay"),
-            calendar_every: CALENDAR_EVERY,
+            calendar_every: None,
         }
     }
 
@@ -161,6 +162,13 @@ impl Relay {
     /// Shows this instance's leadership in `flag` (shared with `/readyz`).
     pub fn with_flag(mut self, flag: LeaderFlag) -> Self {
         self.flag = flag;
+        self
+    }
+
+    /// Also publishes the plant calendar on `{ns}.settings.calendar`, checked every
+    /// [`CALENDAR_EVERY`] (the `relay` role does; for the plant group, ADR 0061).
+    pub fn with_calendar(mut self) -> Self {
+        self.calendar_every = Some(CALENDAR_EVERY);
         self
     }
 
@@ -301,8 +309,11 @@ impl Relay {
         fence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // The plant calendar (ADR 0061 amendment): published when leading starts,
         // then whenever its fingerprint changes.
-        let mut calendar = tokio::time::interval(self.calendar_every);
-        calendar.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut calendar = self.calendar_every.map(|every| {
+            let mut i = tokio::time::interval(every);
+            i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            i
+        });
         let mut published_calendar: Option<String> = None;
         loop {
             let next = tokio::select! {
@@ -311,7 +322,7 @@ impl Relay {
                     lock.check().await?;
                     continue;
                 }
-                _ = calendar.tick() => {
+                _ = tick(&mut calendar) => {
                     lock.check().await?;
                     self.calendar(&mut published_calendar, checkpoint.position()).await;
                     continue;
@@ -455,6 +466,16 @@ impl Relay {
             last = last.max(ack.sequence);
         }
         Ok(last)
+    }
+}
+
+/// The next tick of `interval`; never without one.
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 
