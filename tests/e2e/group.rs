@@ -272,16 +272,7 @@ async fn group_messages(js: &async_nats::jetstream::Context) -> Vec<(String, Str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn group_hub_sources_every_plant_over_leafnodes() {
-    let (hub_port, hub_leaf) = (free_port(), free_port());
-    let _hub = Node::start(
-        hub_port,
-        &format!(
-            "server_name: hq\njetstream {{ store_dir: \"STORE\", domain: hq }}\n\
-             leafnodes {{ listen: \"127.0.0.1:{hub_leaf}\" }}\n"
-        ),
-    );
-    let mut link_a = Link::new(hub_leaf);
-    link_a.up().await;
+    let (_hub, hub_port, hub_leaf, mut link_a) = hub().await;
     let mut a = Plant::start("sitea", link_a.port, &["api", "relay"]).await;
     let mut b = Plant::start("siteb", hub_leaf, &["api", "relay"]).await;
     a.write(0, 20).await;
@@ -365,17 +356,24 @@ async fn group_hub_sources_every_plant_over_leafnodes() {
     }
 }
 
-/// A hub with a leafnode listener: (node, client port, leafnode port).
-fn hub() -> (Node, u16, u16) {
+/// A hub with a leafnode listener, and the link (up) that the test can cut between
+/// plant A and it: (node, client port, leafnode port, link). The hub advertises the link
+/// as its leafnode address: a plant's leafnode learns the advertised URL from the hub's
+/// INFO and, once its connection drops, may reconnect to it, so advertising the hub's
+/// own listener would let plant A reconnect around the cut (seen with nats-server 2.9).
+async fn hub() -> (Node, u16, u16, Link) {
     let (hub_port, hub_leaf) = (free_port(), free_port());
+    let mut link = Link::new(hub_leaf);
     let node = Node::start(
         hub_port,
         &format!(
             "server_name: hq\njetstream {{ store_dir: \"STORE\", domain: hq }}\n\
-             leafnodes {{ listen: \"127.0.0.1:{hub_leaf}\" }}\n"
+             leafnodes {{ listen: \"127.0.0.1:{hub_leaf}\", advertise: \"127.0.0.1:{}\" }}\n",
+            link.port
         ),
     );
-    (node, hub_port, hub_leaf)
+    link.up().await;
+    (node, hub_port, hub_leaf, link)
 }
 
 /// Creates the hub's GROUP_EVENTS sourcing every site's stream through its domain.
@@ -571,9 +569,7 @@ fn close(a: &serde_json::Value, b: &serde_json::Value) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn group_role_sums_every_plant_exactly_once() {
-    let (_hub, hub_port, hub_leaf) = hub();
-    let mut link_a = Link::new(hub_leaf);
-    link_a.up().await;
+    let (_hub, hub_port, hub_leaf, mut link_a) = hub().await;
     let roles = ["api", "relay", "projector"];
     let mut a = Plant::start("sitea", link_a.port, &roles).await;
     let mut b = Plant::start("siteb", hub_leaf, &roles).await;
@@ -1139,19 +1135,7 @@ async fn same_kpis(group: &Group, p: &Plant, query: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn group_site_calendar_follows_the_plant() {
-    // The hub advertises the link as its leafnode address: a plant that learns it from
-    // the hub still reaches the hub only through the link the test cuts.
-    let (hub_port, hub_leaf) = (free_port(), free_port());
-    let mut link = Link::new(hub_leaf);
-    let _hub = Node::start(
-        hub_port,
-        &format!(
-            "server_name: hq\njetstream {{ store_dir: \"STORE\", domain: hq }}\n\
-             leafnodes {{ listen: \"127.0.0.1:{hub_leaf}\", advertise: \"127.0.0.1:{}\" }}\n",
-            link.port
-        ),
-    );
-    link.up().await;
+    let (_hub, hub_port, _, mut link) = hub().await;
     let mut a = Plant::start("sitea", link.port, &["api", "relay", "projector"]).await;
     let js = async_nats::jetstream::new(
         async_nats::connect(format!("nats://127.0.0.1:{hub_port}"))
