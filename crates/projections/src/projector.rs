@@ -1,8 +1,9 @@
 //! The `projector` role: one durable JetStream pull consumer per read model.
 //!
 //! Each [`Projector`] consumes `{ns}_EVENTS` through its durable consumer
-//! `{ns}_{projection}` (all subjects: positions stay contiguous, so a gap is
-//! visible), gathers what is ready into a batch, hands it to
+//! `{ns}_{projection}` (every event subject, `{ns}.events.>`: positions stay
+//! contiguous, so a gap is visible; the stream's `{ns}.settings.>` is not an
+//! event and not consumed), gathers what is ready into a batch, hands it to
 //! [`projection::process`] (one transaction per chunk, checkpoint included; gaps
 //! filled from the event store; poison events parked), announces the changes to
 //! the [`LiveHub`], and only then acknowledges (ack-all up to the batch's highest
