@@ -1261,3 +1261,128 @@ async fn group_site_calendar_follows_the_plant() {
         .is_some_and(|s| s.success()));
     assert!(a.shopfloor.terminate().await.is_some_and(|s| s.success()));
 }
+
+#[tokio::test]
+async fn a_site_keeps_the_newest_calendar_snapshot_as_recorded() {
+    use chrono::{NaiveDate, NaiveTime};
+    use shopfloor::group::sites;
+    use shopfloor_projections::calendar_sync::{self, Applied};
+    use shopfloor_projections::query::calendar as cal;
+    use shopfloor_projections::query::shift_plan::{NonWorking, ShiftSpec};
+
+    let plant_db = TestDb::new().await;
+    let plant = sqlx::PgPool::connect(&plant_db.url).await.unwrap();
+    shopfloor_eventstore::MIGRATOR.run(&plant).await.unwrap();
+    let t = |h, m| NaiveTime::from_hms_opt(h, m, 0).unwrap();
+    let shift = |name: &str, from, to| cal::ShiftDefinition {
+        line: "L1".into(),
+        shift_name: name.into(),
+        start_time: from,
+        end_time: to,
+        days: vec![1, 2, 3, 4, 5],
+    };
+    cal::set_plant_time_zone(&plant, "Europe/Berlin")
+        .await
+        .unwrap();
+    cal::replace_shifts(&plant, "L1", &[shift("early", t(6, 0), t(14, 0))])
+        .await
+        .unwrap();
+    let day = NaiveDate::from_ymd_opt(2026, 12, 24).unwrap();
+    let short = ShiftSpec {
+        shift: "short".into(),
+        team: Some("A".into()),
+        start: t(6, 0),
+        end: t(10, 0),
+        breaks: Vec::new(),
+    };
+    cal::record_exception(&plant, "L1", day, &[short], "planner")
+        .await
+        .unwrap();
+    let holiday = |name: &str| NonWorking {
+        name: name.into(),
+        from: day.and_time(t(0, 0)),
+        to: day.succ_opt().unwrap().and_time(t(0, 0)),
+    };
+    cal::add_non_working(&plant, &holiday("kept"), "planner")
+        .await
+        .unwrap();
+    let removed = cal::add_non_working(&plant, &holiday("removed"), "planner")
+        .await
+        .unwrap();
+    assert!(cal::remove_non_working(&plant, removed).await.unwrap());
+    let older = calendar_sync::take(&plant).await.unwrap();
+    assert_eq!(older.non_working.len(), 2, "removed periods travel too");
+    // A change: the fingerprint moves, a later snapshot holds it.
+    cal::replace_shifts(
+        &plant,
+        "L1",
+        &[
+            shift("early", t(6, 0), t(14, 0)),
+            shift("late", t(14, 0), t(22, 0)),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_ne!(
+        calendar_sync::fingerprint(&plant).await.unwrap(),
+        older.fingerprint
+    );
+    let newer = calendar_sync::take(&plant).await.unwrap();
+    assert!(newer.taken_at > older.taken_at);
+
+    let group_db = TestDb::new().await;
+    let main = sqlx::PgPool::connect(&group_db.url).await.unwrap();
+    shopfloor_eventstore::MIGRATOR.run(&main).await.unwrap();
+    let group = sites::Sites::open(
+        main,
+        group_db.url.parse().unwrap(),
+        sites::SERVE_CONNECTIONS,
+    )
+    .await
+    .unwrap();
+    let site = group
+        .pool(&sites::Site::new("sitex").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(calendar_sync::applied(&site).await.unwrap(), None);
+    let (_, hash) = newer.encode().unwrap();
+    assert_eq!(
+        calendar_sync::apply(&site, &newer, &hash).await.unwrap(),
+        Applied::Replaced
+    );
+    // The older one, arriving late, and the same one again change nothing.
+    let (_, old_hash) = older.encode().unwrap();
+    assert_eq!(
+        calendar_sync::apply(&site, &older, &old_hash)
+            .await
+            .unwrap(),
+        Applied::Older
+    );
+    assert_eq!(
+        calendar_sync::apply(&site, &newer, &hash).await.unwrap(),
+        Applied::Older
+    );
+    assert_eq!(
+        calendar_sync::applied(&site).await.unwrap(),
+        Some(newer.taken_at)
+    );
+    // The site holds the plant's calendar row for row (times, ids and removals kept).
+    let copy = calendar_sync::take(&site).await.unwrap();
+    assert_eq!(copy.fingerprint, newer.fingerprint);
+    assert_eq!(
+        (
+            &copy.time_zone,
+            &copy.shifts,
+            &copy.rotations,
+            &copy.exceptions,
+            &copy.non_working
+        ),
+        (
+            &newer.time_zone,
+            &newer.shifts,
+            &newer.rotations,
+            &newer.exceptions,
+            &newer.non_working
+        )
+    );
+}
