@@ -16,7 +16,9 @@
 //! `group_site_calendar_follows_the_plant` checks that a plant's calendar (time zone,
 //! weekly shifts, a holiday) reaches its site at the group through the relay's snapshot
 //! on `{site}.settings.calendar`: the group's KPIs equal the plant's, `as_of` included,
-//! and a change made while the link is cut arrives once it is restored.
+//! and a change made while the link is cut arrives once it is restored;
+//! `a_site_keeps_the_newest_calendar_snapshot_as_recorded` checks the snapshot's
+//! round trip and that an older one arriving late changes nothing.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
