@@ -31,10 +31,11 @@
 //!   message (or to the start) and republishes. PostgreSQL is the source of truth.
 //! - **NATS down:** publishing fails, the relay backs off and resumes.
 //! - **The plant calendar** (settings, not events; ADR 0061 amendment): with
-//!   [`Relay::with_calendar`] (the `relay` role) the active relay also publishes it whole to `{ns}.settings.calendar` in the same stream,
-//!   when it starts leading and whenever its fingerprint (checked every
-//!   [`CALENDAR_EVERY`]) changed, for the plant group. A failure there is logged and
-//!   retried; it never holds up the events.
+//!   [`Relay::with_calendar`] (the `relay` role) the active relay also publishes it
+//!   whole to `{ns}.settings.calendar` in the same stream, when it starts leading
+//!   and whenever its fingerprint (checked every [`CALENDAR_EVERY`]) changed, for
+//!   the plant group. A failure there is logged and retried; it never holds up the
+//!   events.
 
 use std::time::Duration;
 
