@@ -386,7 +386,8 @@ impl Application {
         leaders.push(flag.clone());
         let relay = Relay::new(self.store.clone(), nats, &self.settings.namespace)
             .with_replicas(self.settings.stream_replicas)
-            .with_flag(flag);
+            .with_flag(flag)
+            .with_calendar();
         let cancel = cancel.clone();
         tasks.spawn(async move {
             relay.run(cancel).await;

@@ -10,11 +10,17 @@
 //! copy never shows a gap. Only then are the messages acknowledged. The standard
 //! projections then bring the site's read models up to its head ([`project`]), each
 //! exactly once through its own checkpoint.
+//!
+//! A plant's calendar (settings, not events) comes as a whole snapshot on
+//! `{site}.settings.calendar`; the newest of a batch replaces the site's calendar
+//! tables unless the site already holds a later one
+//! ([`shopfloor_projections::calendar_sync::apply`]).
 
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 use shopfloor_eventstore::RecordedEvent;
+use shopfloor_projections::calendar_sync::{message_hash, CalendarSnapshot};
 use shopfloor_projections::projection::apply_from_store;
 use shopfloor_projections::Projection;
 use sqlx::PgPool;
@@ -28,25 +34,63 @@ pub struct Unreadable {
     pub reason: String,
 }
 
+/// A plant's calendar snapshot and its message's SHA-256.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Calendar {
+    pub snapshot: CalendarSnapshot,
+    pub hash: String,
+}
+
 /// A batch of messages sorted into sites.
 #[derive(Debug, Default, PartialEq)]
 pub struct Plan {
     pub sites: BTreeMap<Site, Vec<RecordedEvent>>,
+    /// The newest calendar snapshot of each site in the batch (ADR 0061 amendment).
+    pub calendars: BTreeMap<Site, Calendar>,
     pub unreadable: Vec<Unreadable>,
 }
 
+/// What one message of the group stream is.
+enum Message {
+    Event(Site, RecordedEvent),
+    Calendar(Site, Calendar),
+}
+
+/// Reads one message: `{site}.events.…` is a recorded event, `{site}.settings.calendar`
+/// the plant's calendar snapshot.
+fn read(subject: &str, body: &[u8]) -> Result<Message, String> {
+    let site = Site::of_subject(subject)?;
+    let rest = &subject[site.as_str().len()..];
+    if rest.starts_with(".events.") {
+        return serde_json::from_slice::<RecordedEvent>(body)
+            .map(|e| Message::Event(site, e))
+            .map_err(|e| format!("the body is not a recorded event: {e}"));
+    }
+    if rest == ".settings.calendar" {
+        let snapshot = serde_json::from_slice::<CalendarSnapshot>(body)
+            .map_err(|e| format!("the body is not a calendar snapshot: {e}"))?;
+        let hash = message_hash(body);
+        return Ok(Message::Calendar(site, Calendar { snapshot, hash }));
+    }
+    Err("neither an event nor a calendar snapshot".to_owned())
+}
+
 /// Sorts `(subject, body)` messages into their sites' events, in position order,
-/// each position once.
+/// each position once, and their newest calendar snapshots.
 pub fn plan<'a>(messages: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Plan {
     let mut out = Plan::default();
     for (subject, body) in messages {
-        let event = Site::of_subject(subject).and_then(|site| {
-            serde_json::from_slice::<RecordedEvent>(body)
-                .map(|e| (site, e))
-                .map_err(|e| format!("the body is not a recorded event: {e}"))
-        });
-        match event {
-            Ok((site, event)) => out.sites.entry(site).or_default().push(event),
+        match read(subject, body) {
+            Ok(Message::Event(site, event)) => out.sites.entry(site).or_default().push(event),
+            Ok(Message::Calendar(site, calendar)) => {
+                let newer = out
+                    .calendars
+                    .get(&site)
+                    .is_none_or(|held| held.snapshot.taken_at < calendar.snapshot.taken_at);
+                if newer {
+                    out.calendars.insert(site, calendar);
+                }
+            }
             Err(reason) => out.unreadable.push(Unreadable {
                 subject: subject.to_owned(),
                 reason,
@@ -206,5 +250,41 @@ mod tests {
         assert_eq!(positions("sitea"), vec![1, 3]);
         assert_eq!(positions("siteb"), vec![1]);
         assert_eq!(p.unreadable.len(), 2);
+    }
+
+    fn calendar(taken_at: &str, time_zone: &str) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "taken_at": taken_at, "fingerprint": "f", "time_zone": time_zone,
+            "shifts": [], "rotations": [], "exceptions": [], "non_working": []
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_newest_calendar_of_a_site_in_a_batch_is_kept() {
+        let (newer, older, other) = (
+            calendar("2026-12-01T10:00:05Z", "Europe/Berlin"),
+            calendar("2026-12-01T10:00:00Z", "UTC"),
+            calendar("2026-12-01T09:00:00Z", "Asia/Tokyo"),
+        );
+        let e1 = event(1);
+        let messages = [
+            ("sitea.settings.calendar", newer.as_slice()),
+            ("sitea.events.machine.m1", e1.as_slice()),
+            ("sitea.settings.calendar", older.as_slice()),
+            ("siteb.settings.calendar", other.as_slice()),
+            ("sitea.settings.other", other.as_slice()),
+            ("sitea.settings.calendar", e1.as_slice()),
+        ];
+        let p = plan(messages);
+        let a = &p.calendars[&Site::new("sitea").unwrap()];
+        assert_eq!(a.snapshot.time_zone, "Europe/Berlin");
+        assert_eq!(a.hash, message_hash(&newer));
+        assert_eq!(
+            p.calendars[&Site::new("siteb").unwrap()].snapshot.time_zone,
+            "Asia/Tokyo"
+        );
+        assert_eq!(p.sites[&Site::new("sitea").unwrap()].len(), 1);
+        assert_eq!(p.unreadable.len(), 2, "{:?}", p.unreadable);
     }
 }

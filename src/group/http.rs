@@ -218,6 +218,9 @@ pub struct SiteStatus {
     waiting: i64,
     /// The lowest checkpoint of the site's read models.
     projected_position: i64,
+    /// When the plant took the calendar snapshot the site's calendar is (its time
+    /// zone, shifts and calendar history); null before the first one arrived.
+    calendar_taken_at: Option<DateTime<Utc>>,
 }
 
 /// Every site whose events reached the group, with its copy's progress.
@@ -250,12 +253,14 @@ pub async fn sites(
         .bind(&names)
         .fetch_one(&pool)
         .await?;
+        let calendar_taken_at = shopfloor_projections::calendar_sync::applied(&pool).await?;
         out.push(SiteStatus {
             site: site.to_string(),
             copied_position,
             copied_recorded_at: at,
             waiting,
             projected_position: projected_position.unwrap_or(0),
+            calendar_taken_at,
         });
     }
     Ok(Json(out))

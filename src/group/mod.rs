@@ -12,7 +12,8 @@
 //! - [`http`]: the group's API and its own tokens.
 //!
 //! The consumer ([`run_consumer`]) is one durable JetStream pull consumer on the hub's
-//! stream. Each batch is planned, stored per site, acknowledged, and projected; a batch
+//! stream. Each batch is planned, stored per site (events, and the newest calendar
+//! snapshot of each site), acknowledged, and projected; a batch
 //! that fails is not acknowledged and comes again (storing it again changes nothing).
 
 pub mod copy;
@@ -25,6 +26,7 @@ use std::time::Duration;
 use anyhow::Context;
 use async_nats::jetstream::{self, consumer::pull, AckKind};
 use futures::StreamExt;
+use shopfloor_projections::calendar_sync;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -165,6 +167,17 @@ async fn apply(sites: &Sites, messages: &[jetstream::Message]) -> anyhow::Result
         copy::project(&pool)
             .await
             .with_context(|| format!("projecting the events of site {site}"))?;
+    }
+    for (site, calendar) in &plan.calendars {
+        let pool = sites.pool(site).await?;
+        let applied = calendar_sync::apply(&pool, &calendar.snapshot, &calendar.hash)
+            .await
+            .with_context(|| format!("applying the calendar of site {site}"))?;
+        if applied == calendar_sync::Applied::Replaced {
+            info!(%site, taken_at = %calendar.snapshot.taken_at, "plant calendar applied");
+            metrics::counter!("shopfloor_group_calendars_total", "site" => site.to_string())
+                .increment(1);
+        }
     }
     Ok(())
 }

@@ -12,6 +12,13 @@
 //! (its own database, the hub's NATS, its own tokens; two replicas sharing the consumer):
 //! with plant A's link cut and one replica restarted meanwhile, the group's KPIs, inventory and orders equal the
 //! plants' sums once the link is back, and `replay --verify --group` is clean.
+//!
+//! `group_site_calendar_follows_the_plant` checks that a plant's calendar (time zone,
+//! weekly shifts, a holiday) reaches its site at the group through the relay's snapshot
+//! on `{site}.settings.calendar`: the group's KPIs equal the plant's, `as_of` included,
+//! and a change made while the link is cut arrives once it is restored;
+//! `a_site_keeps_the_newest_calendar_snapshot_as_recorded` checks the snapshot's
+//! round trip and that an older one arriving late changes nothing.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -135,6 +142,7 @@ struct Plant {
     site: &'static str,
     db: TestDb,
     http: u16,
+    nats_port: u16,
     _nats: Node,
     shopfloor: Shopfloor,
 }
@@ -169,6 +177,7 @@ impl Plant {
             site,
             db,
             http,
+            nats_port,
             _nats: nats,
             shopfloor,
         };
@@ -241,7 +250,8 @@ impl Plant {
     }
 }
 
-/// (site, position) of every message of the hub's group stream.
+/// (site, position) of every event message of the hub's group stream (the plants'
+/// calendar snapshots, on `{site}.settings.calendar`, left out).
 async fn group_messages(js: &async_nats::jetstream::Context) -> Vec<(String, String)> {
     let Ok(mut stream) = js.get_stream("GROUP_EVENTS").await else {
         return Vec::new();
@@ -250,6 +260,9 @@ async fn group_messages(js: &async_nats::jetstream::Context) -> Vec<(String, Str
     let mut out = Vec::new();
     for seq in 1..=last {
         let m = stream.get_raw_message(seq).await.unwrap();
+        if !m.subject.contains(".events.") {
+            continue;
+        }
         let site = m.subject.split('.').next().unwrap_or_default().to_string();
         let position = m
             .headers
@@ -263,16 +276,7 @@ async fn group_messages(js: &async_nats::jetstream::Context) -> Vec<(String, Str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn group_hub_sources_every_plant_over_leafnodes() {
-    let (hub_port, hub_leaf) = (free_port(), free_port());
-    let _hub = Node::start(
-        hub_port,
-        &format!(
-            "server_name: hq\njetstream {{ store_dir: \"STORE\", domain: hq }}\n\
-             leafnodes {{ listen: \"127.0.0.1:{hub_leaf}\" }}\n"
-        ),
-    );
-    let mut link_a = Link::new(hub_leaf);
-    link_a.up().await;
+    let (_hub, hub_port, hub_leaf, mut link_a) = hub().await;
     let mut a = Plant::start("sitea", link_a.port, &["api", "relay"]).await;
     let mut b = Plant::start("siteb", hub_leaf, &["api", "relay"]).await;
     a.write(0, 20).await;
@@ -356,17 +360,24 @@ async fn group_hub_sources_every_plant_over_leafnodes() {
     }
 }
 
-/// A hub with a leafnode listener: (node, client port, leafnode port).
-fn hub() -> (Node, u16, u16) {
+/// A hub with a leafnode listener, and the link (up) that the test can cut between
+/// plant A and it: (node, client port, leafnode port, link). The hub advertises the link
+/// as its leafnode address: a plant's leafnode learns the advertised URL from the hub's
+/// INFO and, once its connection drops, may reconnect to it, so advertising the hub's
+/// own listener would let plant A reconnect around the cut (seen with nats-server 2.9).
+async fn hub() -> (Node, u16, u16, Link) {
     let (hub_port, hub_leaf) = (free_port(), free_port());
+    let mut link = Link::new(hub_leaf);
     let node = Node::start(
         hub_port,
         &format!(
             "server_name: hq\njetstream {{ store_dir: \"STORE\", domain: hq }}\n\
-             leafnodes {{ listen: \"127.0.0.1:{hub_leaf}\" }}\n"
+             leafnodes {{ listen: \"127.0.0.1:{hub_leaf}\", advertise: \"127.0.0.1:{}\" }}\n",
+            link.port
         ),
     );
-    (node, hub_port, hub_leaf)
+    link.up().await;
+    (node, hub_port, hub_leaf, link)
 }
 
 /// Creates the hub's GROUP_EVENTS sourcing every site's stream through its domain.
@@ -514,6 +525,17 @@ impl Group {
         answer
     }
 
+    /// The last lines of the group process's log.
+    fn log_tail(&self) -> String {
+        let log = self.shopfloor.log.lock().unwrap();
+        let notable: Vec<&str> = log
+            .iter()
+            .map(String::as_str)
+            .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("panicked"))
+            .collect();
+        notable[notable.len().saturating_sub(20)..].join("\n")
+    }
+
     /// Waits until every plant's whole log is copied and projected.
     async fn caught_up(&self, plants: &[&Plant]) -> Duration {
         let started = Instant::now();
@@ -537,7 +559,8 @@ impl Group {
             }
             assert!(
                 Instant::now() < deadline,
-                "the group did not catch up: {sites}"
+                "the group did not catch up: {sites}\n{}",
+                self.log_tail()
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -553,9 +576,7 @@ fn close(a: &serde_json::Value, b: &serde_json::Value) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn group_role_sums_every_plant_exactly_once() {
-    let (_hub, hub_port, hub_leaf) = hub();
-    let mut link_a = Link::new(hub_leaf);
-    link_a.up().await;
+    let (_hub, hub_port, hub_leaf, mut link_a) = hub().await;
     let roles = ["api", "relay", "projector"];
     let mut a = Plant::start("sitea", link_a.port, &roles).await;
     let mut b = Plant::start("siteb", hub_leaf, &roles).await;
@@ -1015,5 +1036,360 @@ async fn the_group_copy_is_exactly_once_across_gaps_and_redeliveries() {
             .iter()
             .any(|d| d.contains("holds 3 events up to its head 4")),
         "{found:?}"
+    );
+}
+
+impl Plant {
+    /// The newest calendar snapshot in the plant's own stream.
+    async fn calendar_snapshot(&self) -> Option<serde_json::Value> {
+        let js = async_nats::jetstream::new(
+            async_nats::connect(format!("nats://127.0.0.1:{}", self.nats_port))
+                .await
+                .ok()?,
+        );
+        let stream = js.get_stream(format!("{}_EVENTS", self.site)).await.ok()?;
+        let m = stream
+            .get_last_raw_message_by_subject(&format!("{}.settings.calendar", self.site))
+            .await
+            .ok()?;
+        serde_json::from_slice(&m.payload).ok()
+    }
+
+    /// Waits until the plant's stream holds a calendar snapshot that `fits`; returns it.
+    async fn published(&self, fits: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = self.calendar_snapshot().await.filter(|s| fits(s)) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the relay of {} did not publish the calendar: {:?}",
+                self.site,
+                self.calendar_snapshot().await
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Group {
+    /// Waits until `site`'s calendar at the group is the snapshot taken at `taken_at`.
+    async fn calendar_at(&self, site: &str, taken_at: &serde_json::Value) {
+        let want = taken_at
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .expect("a snapshot time");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let sites = self.get("/api/v1/group/sites").await;
+            let held = sites.as_array().unwrap().iter().find_map(|s| {
+                (s["site"] == site)
+                    .then(|| s["calendar_taken_at"].as_str())
+                    .flatten()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            });
+            if held.is_some_and(|h| h >= want) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the group's calendar of {site} is not the plant's of {want}: {sites}\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// The group's KPI row of `p`'s site equals the plant's own, field by field; the
+/// plant's planned production time.
+async fn same_kpis(group: &Group, p: &Plant, query: &str) -> f64 {
+    let plant = p
+        .get(&format!("/api/v1/kpi-metrics?machine_id=m1&{query}"))
+        .await;
+    let plant = &plant[0];
+    let rows = group
+        .get(&format!("/api/v1/group/kpi-metrics?{query}&by=site"))
+        .await;
+    let site = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["site"] == p.site)
+        .unwrap_or_else(|| panic!("no row of {} in {rows}", p.site));
+    for f in [
+        "planned_production_time_s",
+        "run_time_s",
+        "downtime_minutes",
+        "good_count",
+        "scrap_count",
+        "total_count",
+        "availability",
+        "performance",
+        "quality",
+        "oee",
+    ] {
+        assert!(
+            close(&site[f], &plant[f]),
+            "{query}: {f}: group {} plant {}",
+            site[f],
+            plant[f]
+        );
+    }
+    plant["planned_production_time_s"].as_f64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_site_calendar_follows_the_plant() {
+    let (_hub, hub_port, _, mut link) = hub().await;
+    let mut a = Plant::start("sitea", link.port, &["api", "relay", "projector"]).await;
+    let js = async_nats::jetstream::new(
+        async_nats::connect(format!("nats://127.0.0.1:{hub_port}"))
+            .await
+            .unwrap(),
+    );
+    group_stream(&js, &[a.site]).await;
+    let mut group = Group::start(hub_port).await;
+
+    // A day of production two days ago, then the plant's calendar: Berlin time, two
+    // shifts of 8 h every day, and a 10-hour holiday inside the day (at least 2 h of it
+    // inside a shift, wherever it falls).
+    let floor = chrono::Utc::now() - chrono::Duration::days(3);
+    a.state(floor, 0, "running").await;
+    a.parts(floor, 10, 30, 3).await;
+    a.state(floor, 5 * 3600, "down").await;
+    a.state(floor, 6 * 3600, "running").await;
+    a.parts(floor, 20 * 3600, 10, 2).await;
+    a.ok(
+        reqwest::Method::PUT,
+        "/api/v1/calendar/time-zone",
+        json!({ "time_zone": "Europe/Berlin" }),
+    )
+    .await;
+    let two_shifts = json!({ "shifts": [
+        { "shift_name": "early", "start_time": "06:00", "end_time": "14:00" },
+        { "shift_name": "late", "start_time": "14:00", "end_time": "22:00" },
+    ]});
+    a.ok(
+        reqwest::Method::PUT,
+        "/api/v1/calendar/lines/L1/shifts",
+        two_shifts,
+    )
+    .await;
+    let before_holiday = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let local = |h: i64| {
+        (floor + chrono::Duration::hours(h))
+            .naive_utc()
+            .format("%Y-%m-%dT%H:%M:%S")
+            .to_string()
+    };
+    a.ok(
+        reqwest::Method::POST,
+        "/api/v1/calendar/non-working",
+        json!({ "name": "holiday", "from": local(8), "to": local(18) }),
+    )
+    .await;
+    let first = a
+        .published(|s| {
+            s["time_zone"] == "Europe/Berlin"
+                && s["shifts"].as_array().map(Vec::len) == Some(2)
+                && s["non_working"].as_array().map(Vec::len) == Some(1)
+        })
+        .await;
+    a.projected().await;
+    group.caught_up(&[&a]).await;
+    group.calendar_at(a.site, &first["taken_at"]).await;
+
+    let window = format!(
+        "from={}&to={}",
+        urlencode(&floor.to_rfc3339()),
+        urlencode(&(floor + chrono::Duration::hours(24)).to_rfc3339())
+    );
+    let planned = same_kpis(&group, &a, &window).await;
+    // 16 h of shifts less 2 to 10 h of holiday (an hour either way across DST):
+    // the calendar counted, at the group as at the plant.
+    assert!(
+        (5.0 * 3600.0..=15.0 * 3600.0).contains(&planned),
+        "{planned}"
+    );
+    // As of before the holiday was recorded: the shifts without it, at both.
+    let then = format!("{window}&as_of={}", urlencode(&before_holiday.to_rfc3339()));
+    let planned_then = same_kpis(&group, &a, &then).await;
+    assert!(
+        planned_then >= planned + 2.0 * 3600.0,
+        "{planned_then} {planned}"
+    );
+
+    // The link is cut; the plant goes to one shift meanwhile.
+    link.cut();
+    a.ok(
+        reqwest::Method::PUT,
+        "/api/v1/calendar/lines/L1/shifts",
+        json!({ "shifts": [{ "shift_name": "early", "start_time": "06:00", "end_time": "14:00" }] }),
+    )
+    .await;
+    let second = a
+        .published(|s| s["shifts"].as_array().map(Vec::len) == Some(1))
+        .await;
+    assert_ne!(second["taken_at"], first["taken_at"]);
+    let plant_now = a
+        .get(&format!("/api/v1/kpi-metrics?machine_id=m1&{window}"))
+        .await;
+    let one_shift = plant_now[0]["planned_production_time_s"].as_f64().unwrap();
+    assert!(one_shift < planned, "{one_shift} {planned}");
+    // Cut off, the group still holds the two shifts.
+    let at_group = group
+        .get(&format!("/api/v1/group/kpi-metrics?{window}&by=site"))
+        .await;
+    assert!(
+        close(&at_group[0]["planned_production_time_s"], &json!(planned)),
+        "{at_group}"
+    );
+
+    let restored = Instant::now();
+    link.up().await;
+    group.calendar_at(a.site, &second["taken_at"]).await;
+    let caught_up = restored.elapsed();
+    let planned = same_kpis(&group, &a, &window).await;
+    assert!(close(&json!(planned), &json!(one_shift)), "{planned}");
+    same_kpis(&group, &a, &then).await;
+    println!(
+        "GROUP calendar of {} caught up {} ms after its link was restored",
+        a.site,
+        caught_up.as_millis()
+    );
+
+    assert!(group
+        .shopfloor
+        .terminate()
+        .await
+        .is_some_and(|s| s.success()));
+    assert!(a.shopfloor.terminate().await.is_some_and(|s| s.success()));
+}
+
+#[tokio::test]
+async fn a_site_keeps_the_newest_calendar_snapshot_as_recorded() {
+    use chrono::{NaiveDate, NaiveTime};
+    use shopfloor::group::sites;
+    use shopfloor_projections::calendar_sync::{self, Applied};
+    use shopfloor_projections::query::calendar as cal;
+    use shopfloor_projections::query::shift_plan::{NonWorking, ShiftSpec};
+
+    let plant_db = TestDb::new().await;
+    let plant = sqlx::PgPool::connect(&plant_db.url).await.unwrap();
+    shopfloor_eventstore::MIGRATOR.run(&plant).await.unwrap();
+    let t = |h, m| NaiveTime::from_hms_opt(h, m, 0).unwrap();
+    let shift = |name: &str, from, to| cal::ShiftDefinition {
+        line: "L1".into(),
+        shift_name: name.into(),
+        start_time: from,
+        end_time: to,
+        days: vec![1, 2, 3, 4, 5],
+    };
+    cal::set_plant_time_zone(&plant, "Europe/Berlin")
+        .await
+        .unwrap();
+    cal::replace_shifts(&plant, "L1", &[shift("early", t(6, 0), t(14, 0))])
+        .await
+        .unwrap();
+    let day = NaiveDate::from_ymd_opt(2026, 12, 24).unwrap();
+    let short = ShiftSpec {
+        shift: "short".into(),
+        team: Some("A".into()),
+        start: t(6, 0),
+        end: t(10, 0),
+        breaks: Vec::new(),
+    };
+    cal::record_exception(&plant, "L1", day, &[short], "planner")
+        .await
+        .unwrap();
+    let holiday = |name: &str| NonWorking {
+        name: name.into(),
+        from: day.and_time(t(0, 0)),
+        to: day.succ_opt().unwrap().and_time(t(0, 0)),
+    };
+    cal::add_non_working(&plant, &holiday("kept"), "planner")
+        .await
+        .unwrap();
+    let removed = cal::add_non_working(&plant, &holiday("removed"), "planner")
+        .await
+        .unwrap();
+    assert!(cal::remove_non_working(&plant, removed).await.unwrap());
+    let older = calendar_sync::take(&plant).await.unwrap();
+    assert_eq!(older.non_working.len(), 2, "removed periods travel too");
+    // A change: the fingerprint moves, a later snapshot holds it.
+    cal::replace_shifts(
+        &plant,
+        "L1",
+        &[
+            shift("early", t(6, 0), t(14, 0)),
+            shift("late", t(14, 0), t(22, 0)),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_ne!(
+        calendar_sync::fingerprint(&plant).await.unwrap(),
+        older.fingerprint
+    );
+    let newer = calendar_sync::take(&plant).await.unwrap();
+    assert!(newer.taken_at > older.taken_at);
+
+    let group_db = TestDb::new().await;
+    let main = sqlx::PgPool::connect(&group_db.url).await.unwrap();
+    shopfloor_eventstore::MIGRATOR.run(&main).await.unwrap();
+    let group = sites::Sites::open(
+        main,
+        group_db.url.parse().unwrap(),
+        sites::SERVE_CONNECTIONS,
+    )
+    .await
+    .unwrap();
+    let site = group
+        .pool(&sites::Site::new("sitex").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(calendar_sync::applied(&site).await.unwrap(), None);
+    let (_, hash) = newer.encode().unwrap();
+    assert_eq!(
+        calendar_sync::apply(&site, &newer, &hash).await.unwrap(),
+        Applied::Replaced
+    );
+    // The older one, arriving late, and the same one again change nothing.
+    let (_, old_hash) = older.encode().unwrap();
+    assert_eq!(
+        calendar_sync::apply(&site, &older, &old_hash)
+            .await
+            .unwrap(),
+        Applied::Older
+    );
+    assert_eq!(
+        calendar_sync::apply(&site, &newer, &hash).await.unwrap(),
+        Applied::Older
+    );
+    assert_eq!(
+        calendar_sync::applied(&site).await.unwrap(),
+        Some(newer.taken_at)
+    );
+    // The site holds the plant's calendar row for row (times, ids and removals kept).
+    let copy = calendar_sync::take(&site).await.unwrap();
+    assert_eq!(copy.fingerprint, newer.fingerprint);
+    assert_eq!(
+        (
+            &copy.time_zone,
+            &copy.shifts,
+            &copy.rotations,
+            &copy.exceptions,
+            &copy.non_working
+        ),
+        (
+            &newer.time_zone,
+            &newer.shifts,
+            &newer.rotations,
+            &newer.exceptions,
+            &newer.non_working
+        )
     );
 }

@@ -257,13 +257,18 @@ async fn good_count(d: &Deployment, i: usize, machine: &str) -> Option<u64> {
         .as_u64()
 }
 
-/// The stream as stored: every message's position header and time (unix ns), in order.
+/// The stream as stored: every event message's position header and time (unix ns), in
+/// order.
 async fn stream_messages(js: &async_nats::jetstream::Context, stream: &str) -> Vec<(String, i128)> {
     let mut s = js.get_stream(stream).await.unwrap();
     let last = s.info().await.unwrap().state.last_sequence;
     let mut out = Vec::new();
     for seq in 1..=last {
         let m = s.get_raw_message(seq).await.unwrap();
+        // Events only (the plant calendar snapshot is on `{ns}.settings.calendar`).
+        if !m.subject.contains(".events.") {
+            continue;
+        }
         let id = m
             .headers
             .get("Shopfloor-Position")

@@ -148,6 +148,14 @@ pub const METRICS: &[MetricInfo] = &[
         "1 while this process holds the leader lock named by `lock` (relay, process_manager), else 0; summed over a deployment it must be 1 per lock.",
     ),
     counter(
+        "shopfloor_relay_calendar_published_total",
+        "Snapshots of the plant calendar the relay published on `{ns}.settings.calendar` (at start and on each change; for the plant group, ADR 0061).",
+    ),
+    counter(
+        "shopfloor_relay_calendar_failures_total",
+        "Failed attempts to publish the plant calendar (retried; events are not held up).",
+    ),
+    counter(
         "shopfloor_relay_rewinds_total",
         "Times the relay republished from an earlier position because JetStream lost its tail.",
     ),
@@ -315,7 +323,11 @@ pub const METRICS: &[MetricInfo] = &[
     ),
     counter(
         "shopfloor_group_unreadable_total",
-        "Messages of the group stream left out: no valid site or not a recorded event.",
+        "Messages of the group stream left out: no valid site, or neither a recorded event nor a calendar snapshot.",
+    ),
+    counter(
+        "shopfloor_group_calendars_total",
+        "Plant calendar snapshots applied to a site's schema, by site (group role, ADR 0061).",
     ),
 ];
 

@@ -3,6 +3,8 @@
 //! the API answers from them, replay/verify, and the live-update hub.
 //!
 //! # Layout
+//! - [`calendar_sync`]: the plant calendar as one snapshot message, published by
+//!   the relay and applied by the plant group (ADR 0061).
 //! - [`names`]: JetStream stream, subject and consumer names for a namespace.
 //! - [`relay`]: the `relay` role — tails the event store in global order and
 //!   publishes every event to JetStream, moving its checkpoint only after the
@@ -22,6 +24,7 @@
 //!   live feed.
 //! - [`error`]: error types.
 
+pub mod calendar_sync;
 pub mod error;
 pub mod live;
 mod models;

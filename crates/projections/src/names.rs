@@ -11,6 +11,24 @@ pub fn events_wildcard(namespace: &str) -> String {
     format!("{namespace}.events.>")
 }
 
+/// Every settings subject of a plant: `{namespace}.settings.>` (in the same stream
+/// as its events, so the plant group's stream sources both; projectors consume
+/// `{namespace}.events.>` only).
+pub fn settings_wildcard(namespace: &str) -> String {
+    format!("{namespace}.settings.>")
+}
+
+/// The subject of the plant's calendar snapshot: `{namespace}.settings.calendar`
+/// ([`crate::calendar_sync`]).
+pub fn calendar_subject(namespace: &str) -> String {
+    format!("{namespace}.settings.calendar")
+}
+
+/// The subjects of the stream `{namespace}_EVENTS`: events and settings.
+pub fn stream_subjects(namespace: &str) -> Vec<String> {
+    vec![events_wildcard(namespace), settings_wildcard(namespace)]
+}
+
 /// The subject of one event: `{namespace}.events.{stream_type}.{stream_id}`.
 pub fn event_subject(namespace: &str, stream_type: &str, stream_id: &str) -> String {
     format!(
@@ -43,9 +61,10 @@ pub fn projector_consumer(namespace: &str, projection: &str) -> String {
     format!("{namespace}_{projection}")
 }
 
-/// Makes sure the event stream of `namespace` exists with `replicas` replicas:
-/// created with them when missing, updated to them when it has another count
-/// (JetStream moves a clustered stream between R1 and R3 in place; when it
+/// Makes sure the event stream of `namespace` exists with `replicas` replicas and
+/// its [`stream_subjects`]: created with them when missing, updated to them when it
+/// has another count or lacks a subject (a stream made before the settings subject;
+/// JetStream moves a clustered stream between R1 and R3 in place; when it
 /// refuses, the stream is used as it is and a warning says so).
 pub async fn ensure_events_stream(
     jetstream: &async_nats::jetstream::Context,
@@ -55,7 +74,7 @@ pub async fn ensure_events_stream(
     use async_nats::jetstream::stream;
     let config = stream::Config {
         name: events_stream(namespace),
-        subjects: vec![events_wildcard(namespace)],
+        subjects: stream_subjects(namespace),
         storage: stream::StorageType::File,
         duplicate_window: std::time::Duration::from_secs(120),
         num_replicas: replicas.max(1),
@@ -66,21 +85,28 @@ pub async fn ensure_events_stream(
         .await
         .map_err(|e| e.to_string())?;
     let current = stream.cached_info().config.clone();
-    if current.num_replicas.max(1) != replicas.max(1) {
+    let mut subjects = current.subjects.clone();
+    for s in stream_subjects(namespace) {
+        if !subjects.contains(&s) {
+            subjects.push(s);
+        }
+    }
+    if current.num_replicas.max(1) != replicas.max(1) || subjects != current.subjects {
         let wanted = stream::Config {
             num_replicas: replicas.max(1),
+            subjects,
             ..current.clone()
         };
         match jetstream.update_stream(wanted).await {
             Ok(_) => {
-                tracing::info!(stream = %current.name, from = current.num_replicas, to = replicas, "stream replicas updated");
+                tracing::info!(stream = %current.name, from = current.num_replicas, to = replicas, "stream replicas and subjects updated");
                 stream = jetstream
                     .get_stream(&current.name)
                     .await
                     .map_err(|e| e.to_string())?;
             }
             Err(e) => {
-                tracing::warn!(stream = %current.name, replicas = current.num_replicas, asked = replicas, error = %e, "stream replicas cannot be changed; using the stream as it is")
+                tracing::warn!(stream = %current.name, replicas = current.num_replicas, asked = replicas, error = %e, "stream replicas or subjects cannot be changed; using the stream as it is")
             }
         }
     }

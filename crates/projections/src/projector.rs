@@ -1,8 +1,9 @@
 //! The `projector` role: one durable JetStream pull consumer per read model.
 //!
 //! Each [`Projector`] consumes `{ns}_EVENTS` through its durable consumer
-//! `{ns}_{projection}` (all subjects: positions stay contiguous, so a gap is
-//! visible), gathers what is ready into a batch, hands it to
+//! `{ns}_{projection}` (every event subject, `{ns}.events.>`: positions stay
+//! contiguous, so a gap is visible; the stream's `{ns}.settings.>` is not an
+//! event and not consumed), gathers what is ready into a batch, hands it to
 //! [`projection::process`] (one transaction per chunk, checkpoint included; gaps
 //! filled from the event store; poison events parked), announces the changes to
 //! the [`LiveHub`], and only then acknowledges (ack-all up to the batch's highest
@@ -232,6 +233,9 @@ impl Projector {
                     durable_name: Some(name.clone()),
                     ack_policy: consumer::AckPolicy::All,
                     deliver_policy: consumer::DeliverPolicy::All,
+                    // Events only: the stream also carries the plant's settings
+                    // (`{ns}.settings.>`, for the plant group).
+                    filter_subject: names::events_wildcard(&self.namespace),
                     ack_wait: self.options.ack_wait,
                     max_ack_pending: 20_000,
                     ..Default::default()
@@ -281,7 +285,13 @@ impl Projector {
                 }
             }
             let mut events = Vec::with_capacity(batch.len());
-            for m in &batch {
+            // A consumer made before the settings subject has no filter: its
+            // settings messages are acknowledged with the batch and not applied.
+            let events_prefix = format!("{}.events.", self.namespace);
+            for m in batch
+                .iter()
+                .filter(|m| m.subject.starts_with(&events_prefix))
+            {
                 match serde_json::from_slice::<RecordedEvent>(&m.payload) {
                     Ok(e) => events.push(e),
                     // Not an event of ours: its position is unknown; the gap (if

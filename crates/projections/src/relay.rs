@@ -30,6 +30,12 @@
 //!   sequence is below it, the relay rewinds to the position of the stream's last
 //!   message (or to the start) and republishes. PostgreSQL is the source of truth.
 //! - **NATS down:** publishing fails, the relay backs off and resumes.
+//! - **The plant calendar** (settings, not events; ADR 0061 amendment): with
+//!   [`Relay::with_calendar`] (the `relay` role) the active relay also publishes it
+//!   whole to `{ns}.settings.calendar` in the same stream, when it starts leading
+//!   and whenever its fingerprint (checked every [`CALENDAR_EVERY`]) changed, for
+//!   the plant group. A failure there is logged and retried; it never holds up the
+//!   events.
 
 use std::time::Duration;
 
@@ -43,7 +49,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, instrument, warn};
 
-use crate::names;
+use crate::{calendar_sync, names};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -81,6 +87,10 @@ pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(1);
 /// elect a new stream leader).
 pub const RIDE_OUT: Duration = Duration::from_secs(20);
 
+/// How often the active relay checks the plant calendar's fingerprint (one small
+/// query) and publishes the calendar when it changed.
+pub const CALENDAR_EVERY: Duration = Duration::from_secs(2);
+
 fn js_err(e: impl std::fmt::Display) -> RelayError {
     RelayError::JetStream(e.to_string())
 }
@@ -115,6 +125,9 @@ pub struct Relay {
     replicas: usize,
     /// Raised while this instance is the active relay.
     flag: LeaderFlag,
+    /// How often the plant calendar's fingerprint is checked; None: the calendar is
+    /// not published.
+    calendar_every: Option<Duration>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -137,6 +150,7 @@ impl Relay {
             retry: Duration::from_secs(1),
             replicas: 1,
             flag: LeaderFlag::new("relay"),
+            calendar_every: None,
         }
     }
 
@@ -149,6 +163,13 @@ impl Relay {
     /// Shows this instance's leadership in `flag` (shared with `/readyz`).
     pub fn with_flag(mut self, flag: LeaderFlag) -> Self {
         self.flag = flag;
+        self
+    }
+
+    /// Also publishes the plant calendar on `{ns}.settings.calendar`, checked every
+    /// [`CALENDAR_EVERY`] (the `relay` role does; for the plant group, ADR 0061).
+    pub fn with_calendar(mut self) -> Self {
+        self.calendar_every = Some(CALENDAR_EVERY);
         self
     }
 
@@ -287,11 +308,24 @@ impl Relay {
         // pool's acquire timeout).
         let mut fence = tokio::time::interval(leader::CHECK_EVERY);
         fence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The plant calendar (ADR 0061 amendment): published when leading starts,
+        // then whenever its fingerprint changes.
+        let mut calendar = self.calendar_every.map(|every| {
+            let mut i = tokio::time::interval(every);
+            i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            i
+        });
+        let mut published_calendar: Option<String> = None;
         loop {
             let next = tokio::select! {
                 next = subscription.next_batch(self.batch) => next,
                 _ = fence.tick() => {
                     lock.check().await?;
+                    continue;
+                }
+                _ = tick(&mut calendar) => {
+                    lock.check().await?;
+                    self.calendar(&mut published_calendar, checkpoint.position()).await;
                     continue;
                 }
             };
@@ -355,6 +389,57 @@ impl Relay {
         }
     }
 
+    /// Publishes the plant calendar when its fingerprint differs from the one
+    /// `published` last (None: not yet since leading began). Failures are logged and
+    /// counted, never returned: the events go on, and the next tick tries again.
+    async fn calendar(&self, published: &mut Option<String>, position: i64) {
+        match self.publish_calendar(published.as_deref(), position).await {
+            Ok(Some(fingerprint)) => {
+                metrics::counter!("shopfloor_relay_calendar_published_total").increment(1);
+                *published = Some(fingerprint);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                warn!(error = %e, "publishing the plant calendar failed; will retry");
+                metrics::counter!("shopfloor_relay_calendar_failures_total").increment(1);
+            }
+        }
+    }
+
+    /// Takes and publishes the calendar snapshot unless its fingerprint is
+    /// `published`; the fingerprint published, if any. Its `Nats-Msg-Id` is the
+    /// body's SHA-256 (a retried publish is deduplicated), and its position header
+    /// is the relay's checkpoint, every event up to which is already in the stream
+    /// (so a rewind that finds it last starts there).
+    async fn publish_calendar(
+        &self,
+        published: Option<&str>,
+        position: i64,
+    ) -> Result<Option<String>, RelayError> {
+        if published.is_some() {
+            let now = calendar_sync::fingerprint(self.pool()).await?;
+            if published == Some(now.as_str()) {
+                return Ok(None);
+            }
+        }
+        let snapshot = calendar_sync::take(self.pool()).await?;
+        let (body, hash) = snapshot
+            .encode()
+            .map_err(|e| RelayError::JetStream(format!("the calendar does not encode: {e}")))?;
+        let publish = Publish::build()
+            .payload(Bytes::from(body))
+            .message_id(hash)
+            .header(names::POSITION_HEADER, position.to_string().as_str());
+        self.jetstream
+            .send_publish(names::calendar_subject(&self.namespace), publish)
+            .await
+            .map_err(js_err)?
+            .await
+            .map_err(js_err)?;
+        info!(namespace = %self.namespace, taken_at = %snapshot.taken_at, "plant calendar published");
+        Ok(Some(snapshot.fingerprint))
+    }
+
     /// Publishes a batch pipelined; returns the sequence of the last ack.
     async fn publish(&self, batch: &[RecordedEvent]) -> Result<u64, RelayError> {
         let mut acks = Vec::with_capacity(batch.len());
@@ -382,6 +467,16 @@ impl Relay {
             last = last.max(ack.sequence);
         }
         Ok(last)
+    }
+}
+
+/// The next tick of `interval`; never without one.
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 
