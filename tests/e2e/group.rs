@@ -1309,7 +1309,19 @@ async fn a_site_keeps_the_newest_calendar_snapshot_as_recorded() {
         name: name.into(),
         from: day.and_time(t(0, 0)),
         to: day.succ_opt().unwrap().and_time(t(0, 0)),
+        site: None,
     };
+    // A holiday of one ISA-95 site travels with its site (recorded here without the
+    // hierarchy the API would check it against).
+    sqlx::query(
+        "INSERT INTO calendar_non_working (name, from_local, to_local, site) \
+         VALUES ('north stock-take', $1, $2, 'north')",
+    )
+    .bind(day.and_time(t(6, 0)))
+    .bind(day.and_time(t(14, 0)))
+    .execute(&plant)
+    .await
+    .unwrap();
     cal::add_non_working(&plant, &holiday("kept"), "planner")
         .await
         .unwrap();
@@ -1318,7 +1330,15 @@ async fn a_site_keeps_the_newest_calendar_snapshot_as_recorded() {
         .unwrap();
     assert!(cal::remove_non_working(&plant, removed).await.unwrap());
     let older = calendar_sync::take(&plant).await.unwrap();
-    assert_eq!(older.non_working.len(), 2, "removed periods travel too");
+    assert_eq!(older.non_working.len(), 3, "removed periods travel too");
+    assert_eq!(
+        older
+            .non_working
+            .iter()
+            .filter_map(|n| n.site.as_deref())
+            .collect::<Vec<_>>(),
+        ["north"]
+    );
     // A change: the fingerprint moves, a later snapshot holds it.
     cal::replace_shifts(
         &plant,

@@ -63,6 +63,10 @@ pub struct NonWorkingRow {
     pub recorded_at: DateTime<Utc>,
     pub removed_at: Option<DateTime<Utc>>,
     pub recorded_by: Option<String>,
+    /// The ISA-95 site it applies to (none: the whole plant); absent from snapshots of
+    /// plants before site-level holidays.
+    #[serde(default)]
+    pub site: Option<String>,
 }
 
 /// A plant's whole calendar at one instant.
@@ -147,7 +151,7 @@ pub async fn take(pool: &PgPool) -> Result<CalendarSnapshot, sqlx::Error> {
     .fetch_all(&mut *tx)
     .await?;
     let non_working = sqlx::query_as(
-        "SELECT id, name, from_local, to_local, recorded_at, removed_at, recorded_by \
+        "SELECT id, name, from_local, to_local, recorded_at, removed_at, recorded_by, site \
          FROM calendar_non_working ORDER BY id",
     )
     .fetch_all(&mut *tx)
@@ -257,11 +261,12 @@ async fn insert_rows(
     .await?;
     sqlx::query(
         "INSERT INTO calendar_non_working \
-           (id, name, from_local, to_local, recorded_at, removed_at, recorded_by) \
+           (id, name, from_local, to_local, recorded_at, removed_at, recorded_by, site) \
          OVERRIDING SYSTEM VALUE \
-         SELECT id, name, from_local, to_local, recorded_at, removed_at, recorded_by \
+         SELECT id, name, from_local, to_local, recorded_at, removed_at, recorded_by, site \
          FROM jsonb_to_recordset($1) AS r(id bigint, name text, from_local timestamp, \
-           to_local timestamp, recorded_at timestamptz, removed_at timestamptz, recorded_by text)",
+           to_local timestamp, recorded_at timestamptz, removed_at timestamptz, recorded_by text, \
+           site text)",
     )
     .bind(json(&s.non_working)?)
     .execute(&mut **tx)
