@@ -111,7 +111,10 @@ pub struct MachineListQuery {
 
 /// The machine status board.
 #[utoipa::path(get, path = "/api/v1/machines", tag = "machines", params(MachineListQuery),
-    responses((status = 200, body = [MachineRow])), security(("bearer" = [])))]
+    responses((status = 200, body = [MachineRow]),
+        (status = 404, description = "`site`, `area`, `cell` or `node` names no node of the hierarchy",
+            body = ProblemDocument)),
+    security(("bearer" = [])))]
 pub async fn machines(
     State(state): State<AppState>,
     _: Auth<perm::Read>,
@@ -372,7 +375,7 @@ pub struct KpiParams {
 /// OEE, availability, performance, quality, downtime and counts (ISO 22400-2).
 #[utoipa::path(get, path = "/api/v1/kpi-metrics", tag = "kpi", params(KpiParams),
     responses((status = 200, body = [KpiRowDoc]), (status = 400, body = ProblemDocument),
-        (status = 404, description = "`machine_id` names no machine", body = ProblemDocument)),
+        (status = 404, description = "`machine_id` names no machine, or `site`, `area`, `cell` or `node` no node", body = ProblemDocument)),
     security(("bearer" = [])))]
 pub async fn kpi_metrics(
     State(state): State<AppState>,
@@ -432,7 +435,7 @@ pub struct CatalogueParams {
 /// MTTF, MTBF, MTTR, worker efficiency; one row per machine or a roll-up.
 #[utoipa::path(get, path = "/api/v1/kpi-catalogue", tag = "kpi", params(CatalogueParams),
     responses((status = 200, body = [Object]), (status = 400, body = ProblemDocument),
-        (status = 404, description = "`machine_id` names no machine", body = ProblemDocument)),
+        (status = 404, description = "`machine_id` names no machine, or `site`, `area`, `cell` or `node` no node", body = ProblemDocument)),
     security(("bearer" = [])))]
 pub async fn kpi_catalogue(
     State(state): State<AppState>,
@@ -456,7 +459,7 @@ pub async fn kpi_catalogue(
 /// and per machine and its trend.
 #[utoipa::path(get, path = "/api/v1/changeovers", tag = "kpi", params(ScrapParams),
     responses((status = 200, body = Object), (status = 400, body = ProblemDocument),
-        (status = 404, description = "`machine_id` names no machine", body = ProblemDocument)),
+        (status = 404, description = "`machine_id` names no machine, or `site`, `area`, `cell` or `node` no node", body = ProblemDocument)),
     security(("bearer" = [])))]
 pub async fn changeovers(
     State(state): State<AppState>,
@@ -503,7 +506,7 @@ pub struct DowntimeParams {
 /// MTBF and MTTR, one per machine.
 #[utoipa::path(get, path = "/api/v1/downtime", tag = "kpi", params(DowntimeParams),
     responses((status = 200, body = [Object]), (status = 400, body = ProblemDocument),
-        (status = 404, description = "`machine_id` names no machine", body = ProblemDocument)),
+        (status = 404, description = "`machine_id` names no machine, or `site`, `area`, `cell` or `node` no node", body = ProblemDocument)),
     security(("bearer" = [])))]
 pub async fn downtime(
     State(state): State<AppState>,
@@ -552,7 +555,7 @@ pub struct ScrapParams {
 /// largest first; scrap reported without a reason counts under `scrap_reason: null`.
 #[utoipa::path(get, path = "/api/v1/scrap", tag = "kpi", params(ScrapParams),
     responses((status = 200, body = Object), (status = 400, body = ProblemDocument),
-        (status = 404, description = "`machine_id` names no machine", body = ProblemDocument)),
+        (status = 404, description = "`machine_id` names no machine, or `site`, `area`, `cell` or `node` no node", body = ProblemDocument)),
     security(("bearer" = [])))]
 pub async fn scrap(
     State(state): State<AppState>,
