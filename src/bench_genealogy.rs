@@ -127,6 +127,7 @@ async fn build(service: &CommandService, run: &str) -> anyhow::Result<usize> {
                         item_id: product.clone(),
                         lot_id,
                     }),
+                    prefer: Vec::new(),
                 }),
             });
             if batch.len() >= 400 {

@@ -60,6 +60,9 @@ pub struct BomLineView {
     #[serde(with = "rust_decimal::serde::float")]
     #[schema(value_type = f64)]
     pub qty_per_unit: Decimal,
+    /// Lots of the item this order consumes first (absent: the item's pick order).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lots: Vec<String>,
 }
 
 /// A quality inspection recorded on an order.
@@ -129,6 +132,7 @@ impl OrderView {
                 .map(|l| BomLineView {
                     item_id: l.item_id.to_string(),
                     qty_per_unit: l.qty_per_unit.value(),
+                    lots: l.lots.iter().map(ToString::to_string).collect(),
                 })
                 .collect(),
             input_location: o.input_location.as_ref().map(ToString::to_string),

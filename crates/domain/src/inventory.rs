@@ -495,10 +495,23 @@ impl InventoryItem {
         &self,
         qty: Decimal,
         location: Option<&Location>,
+        prefer: &[LotId],
     ) -> (Vec<Allocation>, Vec<LotTake>, Decimal) {
         let Some(item) = &self.item else {
             return (Vec::new(), Vec::new(), qty);
         };
+        // The lots named on the order first (ADR 0057), then the rest as below.
+        let mut takes = item.take_preferred(prefer, location, qty);
+        let mut taken: BTreeMap<Location, (Decimal, BTreeMap<LotId, Decimal>)> = BTreeMap::new();
+        for t in &takes {
+            let entry = taken.entry(t.location.clone()).or_default();
+            entry.0 += t.qty;
+            if let Some(lot) = &t.lot_id {
+                *entry.1.entry(lot.clone()).or_default() += t.qty;
+            }
+        }
+        let already = |l: &Location| taken.get(l).map_or(Decimal::ZERO, |e| e.0);
+        let mut remaining = qty - takes.iter().map(|t| t.qty).sum::<Decimal>();
         let mut candidates: Vec<(Location, Decimal)> = match location {
             Some(location) => vec![(location.clone(), item.available(location))],
             None => item
@@ -507,12 +520,16 @@ impl InventoryItem {
                 .map(|location| (location.clone(), item.available(location)))
                 .collect(),
         };
+        for c in &mut candidates {
+            c.1 -= already(&c.0);
+        }
         // Most available first; the sort is stable and the map is ordered by name, so ties
         // keep location-name order. Without held lots, available equals the level.
         candidates.sort_by_key(|candidate| std::cmp::Reverse(candidate.1));
-        let mut remaining = qty;
-        let mut allocations = Vec::new();
-        let mut takes = Vec::new();
+        let none = BTreeMap::new();
+        // In the order the stock was taken: named lots' locations, then the candidates'.
+        let mut per_location: Vec<(Location, Decimal)> =
+            taken.iter().map(|(l, e)| (l.clone(), e.0)).collect();
         for (location, available) in candidates {
             if remaining <= Decimal::ZERO {
                 break;
@@ -522,20 +539,34 @@ impl InventoryItem {
             }
             let take = remaining.min(available);
             remaining -= take;
-            takes.extend(item.split_take(&location, take, item.pick(), true));
-            allocations.push(Allocation {
-                new_level: item.level(location.as_str()) - take,
-                location,
-                qty: take,
-            });
+            let lots = taken.get(&location).map_or(&none, |e| &e.1);
+            takes.extend(item.split_take(&location, take, item.pick(), true, lots));
+            match per_location.iter_mut().find(|(l, _)| *l == location) {
+                Some((_, q)) => *q += take,
+                None => per_location.push((location, take)),
+            }
         }
+        let allocations = per_location
+            .into_iter()
+            .map(|(location, qty)| Allocation {
+                new_level: item.level(location.as_str()) - qty,
+                location,
+                qty,
+            })
+            .collect();
         (allocations, takes, remaining)
     }
 
     /// A backflush: the consumption, and its split over lots when a lot was taken or the
     /// consumption fed an output lot.
-    fn consume(&self, cmd: ConsumeStock, into: Option<LotRef>) -> Vec<InventoryEvent> {
-        let (allocations, takes, shortage) = self.allocate(cmd.qty.value(), cmd.location.as_ref());
+    fn consume(
+        &self,
+        cmd: ConsumeStock,
+        into: Option<LotRef>,
+        prefer: &[LotId],
+    ) -> Vec<InventoryEvent> {
+        let (allocations, takes, shortage) =
+            self.allocate(cmd.qty.value(), cmd.location.as_ref(), prefer);
         let item_type = self.item_type_or(ItemType::Raw);
         let mut events = Vec::with_capacity(2);
         let traced = into.is_some() || takes.iter().any(|t| t.lot_id.is_some());
@@ -633,6 +664,7 @@ impl InventoryItem {
                 available - new_level,
                 lot::PickOrder::Fifo,
                 false,
+                &BTreeMap::new(),
             ),
             _ => Vec::new(),
         };
@@ -674,12 +706,12 @@ impl Decide for InventoryItem {
             C::AdjustStock(cmd) => self.adjust(cmd),
             C::ConsumeStock(cmd) => {
                 self.check_item(&cmd.item_id)?;
-                Ok(self.consume(cmd, None))
+                Ok(self.consume(cmd, None, &[]))
             }
             C::ProduceStock(cmd) => Ok(vec![self.produce(&cmd)?]),
             C::ConsumeLots(cmd) => {
                 self.check_item(&cmd.consume.item_id)?;
-                Ok(self.consume(cmd.consume, cmd.into))
+                Ok(self.consume(cmd.consume, cmd.into, &cmd.prefer))
             }
             C::ProduceLot(cmd) => {
                 let produced = self.produce(&cmd.produce)?;

@@ -298,6 +298,9 @@ pub struct ProduceLot {
 pub struct ConsumeLots {
     pub consume: ConsumeStock,
     pub into: Option<LotRef>,
+    /// Lots to take first, in this order, while available (the lots named on the order).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefer: Vec<LotId>,
 }
 
 /// Splits part of a lot at a location into a new lot (same item, same attributes).
@@ -714,6 +717,7 @@ impl Item {
         mut qty: Decimal,
         pick: PickOrder,
         only_available: bool,
+        already: &BTreeMap<LotId, Decimal>,
     ) -> Vec<LotTake> {
         let mut takes = Vec::new();
         let untracked = self.untracked(location);
@@ -740,7 +744,7 @@ impl Item {
             if only_available && lot.status != LotStatus::Available {
                 continue;
             }
-            let have = lot.at(location);
+            let have = lot.at(location) - already.get(&lot.lot_id).copied().unwrap_or_default();
             if have <= Decimal::ZERO {
                 continue;
             }
@@ -755,6 +759,45 @@ impl Item {
         }
         if only_available && qty > Decimal::ZERO {
             untracked_take(&mut qty, &mut takes);
+        }
+        takes
+    }
+
+    /// Takes up to `qty` from the available lots `prefer`, in that order, at `location`
+    /// only when one is named (else wherever each lot is, by location name). Returns the
+    /// takes; the caller allocates what is left in the pick order.
+    pub(crate) fn take_preferred(
+        &self,
+        prefer: &[LotId],
+        location: Option<&Location>,
+        mut qty: Decimal,
+    ) -> Vec<LotTake> {
+        let mut takes = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for lot in prefer
+            .iter()
+            .filter(|l| seen.insert(*l))
+            .filter_map(|l| self.lots.get(l))
+        {
+            if lot.status != LotStatus::Available {
+                continue;
+            }
+            for (at, have) in &lot.stock {
+                if qty <= Decimal::ZERO {
+                    return takes;
+                }
+                if location.is_some_and(|l| l != at) || *have <= Decimal::ZERO {
+                    continue;
+                }
+                let t = qty.min(*have);
+                takes.push(LotTake {
+                    lot_id: Some(lot.lot_id.clone()),
+                    location: at.clone(),
+                    qty: t,
+                    new_qty: *have - t,
+                });
+                qty -= t;
+            }
         }
         takes
     }

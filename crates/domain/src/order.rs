@@ -35,8 +35,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::spc::Measurement;
 use crate::values::{
-    default_output_location, Actor, InspectionId, ItemId, Location, MachineId, OperatorId, OrderId,
-    OrderQuantity, ProductId, Quantity, Text,
+    default_output_location, Actor, InspectionId, ItemId, Location, LotId, MachineId, OperatorId,
+    OrderId, OrderQuantity, ProductId, Quantity, Text,
 };
 use crate::{Decide, MAX_PARTS_PER_REPORT};
 
@@ -46,6 +46,10 @@ use crate::{Decide, MAX_PARTS_PER_REPORT};
 pub struct BomLine {
     pub item_id: ItemId,
     pub qty_per_unit: Quantity,
+    /// Lots of the item this order consumes first, in this order (ADR 0057): backflush
+    /// takes them while they are available, then the item's pick order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lots: Vec<LotId>,
 }
 
 /// Where an order is in its life; serialized in snake_case as the contract lists them.

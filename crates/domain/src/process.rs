@@ -313,12 +313,15 @@ pub fn on_parts_produced_into(
             location: order.input_location.clone(),
             at: *at,
         };
-        let command = match &into {
-            Some(lot) => InventoryCommand::ConsumeLots(ConsumeLots {
+        // Lots named on the order are taken first, with or without an output lot.
+        let command = if into.is_some() || !line.lots.is_empty() {
+            InventoryCommand::ConsumeLots(ConsumeLots {
                 consume,
-                into: Some(lot.clone()),
-            }),
-            None => InventoryCommand::ConsumeStock(consume),
+                into: into.clone(),
+                prefer: line.lots.clone(),
+            })
+        } else {
+            InventoryCommand::ConsumeStock(consume)
         };
         commands.push(issue(
             event_id,

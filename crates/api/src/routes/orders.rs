@@ -15,8 +15,8 @@ use shopfloor_domain::order::{
 use shopfloor_domain::process::Target;
 use shopfloor_domain::spc::Measurement;
 use shopfloor_domain::values::{
-    Actor, CharacteristicId, InspectionId, ItemId, Location, MachineId, OrderId, OrderQuantity,
-    ProductId, Quantity, Text,
+    Actor, CharacteristicId, InspectionId, ItemId, Location, LotId, MachineId, OrderId,
+    OrderQuantity, ProductId, Quantity, Text,
 };
 use utoipa::ToSchema;
 
@@ -55,6 +55,10 @@ pub struct BomLineBody {
     /// Units of the item per unit made (good or scrap); > 0.
     #[schema(value_type = f64)]
     pub qty_per_unit: Decimal,
+    /// Lots of the item this order consumes first, in this order, while they are
+    /// available (not held or scrapped); then the item's pick order (ADR 0057).
+    #[serde(default)]
+    pub lots: Vec<String>,
 }
 
 /// `POST /api/v1/production-orders`.
@@ -108,10 +112,17 @@ pub async fn create(
         .into_iter()
         .enumerate()
         .map(|(i, line)| {
+            let lots = line
+                .lots
+                .into_iter()
+                .enumerate()
+                .map(|(k, lot)| LotId::new(lot).field(&format!("bom[{i}].lots[{k}]")))
+                .collect::<Result<Vec<_>, ApiError>>()?;
             Ok(BomLine {
                 item_id: ItemId::new(line.item_id).field(&format!("bom[{i}].item_id"))?,
                 qty_per_unit: Quantity::new(line.qty_per_unit)
                     .field(&format!("bom[{i}].qty_per_unit"))?,
+                lots,
             })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;

@@ -443,3 +443,56 @@ async fn an_inspection_holds_its_orders_lots_by_rule(pool: PgPool) {
             .unwrap();
     assert_eq!(after, before);
 }
+
+/// Lots named on the order's bill of materials are consumed first (ADR 0057), not the
+/// item's FIFO lot: the output lot's backward trace names the named lot only.
+#[sqlx::test(migrator = "shopfloor_eventstore::MIGRATOR")]
+async fn lots_named_on_the_order_are_consumed_first(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let supervisor = app.token("supervisor").await;
+    let operator = app.token("operator").await;
+    app.machine("M-1").await;
+    let rule = json!({"item_type": "finished", "output": "per_order"});
+    ok(
+        app.put("/api/v1/lot-rules/frame", &supervisor, &rule).await,
+        200,
+    );
+    for lot in ["S1", "S2"] {
+        let body = json!({"item_id": "steel", "item_type": "raw", "lot_id": lot,
+            "location": "RAW", "quantity": 10});
+        ok(app.post("/api/v1/lots", &operator, &body).await, 201);
+    }
+    let bad = json!({"order_id": "O-BAD", "product_id": "frame", "quantity": 5,
+        "bom": [{"item_id": "steel", "qty_per_unit": 1, "lots": [""]}]});
+    let refused = app
+        .post("/api/v1/production-orders", &app.admin, &bad)
+        .await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused.body.to_string().contains("bom[0].lots[0]"),
+        "{}",
+        refused.body
+    );
+    order(
+        &app,
+        "O-N",
+        "frame",
+        json!([{"item_id": "steel", "qty_per_unit": 1, "lots": ["S2"]}]),
+    )
+    .await;
+    let view = ok(
+        app.get("/api/v1/production-orders/O-N", &operator).await,
+        200,
+    );
+    assert_eq!(view["bom"][0]["lots"], json!(["S2"]), "{view}");
+    parts(&app, "O-N", 4).await;
+    settle(&app).await;
+    let lots = ok(app.get("/api/v1/lots?item_id=steel", &operator).await, 200);
+    assert_eq!(lot_quantity(&lots, "S1"), 10.0, "{lots}");
+    assert_eq!(lot_quantity(&lots, "S2"), 6.0, "{lots}");
+    let trace = ok(
+        app.get("/api/v1/lots/frame/O-N/backward", &operator).await,
+        200,
+    );
+    assert_eq!(names(&trace["lots"]), ["frame/O-N", "steel/S2"], "{trace}");
+}

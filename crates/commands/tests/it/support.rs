@@ -77,6 +77,7 @@ pub fn create_order(id: &str, product: &str, qty: u64, bom: &[(&str, i64)]) -> T
                 .map(|(item, q)| BomLine {
                     item_id: ItemId::new(item).unwrap(),
                     qty_per_unit: Quantity::new(Decimal::from(*q)).unwrap(),
+                    lots: Vec::new(),
                 })
                 .collect(),
             input_location: None,

@@ -45,6 +45,15 @@ fn receive_untracked(location: &str, q: &str) -> InventoryCommand {
 }
 
 fn consume(q: &str, location: Option<&str>, into: Option<&str>) -> InventoryCommand {
+    consume_preferring(q, location, into, &[])
+}
+
+fn consume_preferring(
+    q: &str,
+    location: Option<&str>,
+    into: Option<&str>,
+    prefer: &[&str],
+) -> InventoryCommand {
     InventoryCommand::ConsumeLots(ConsumeLots {
         consume: ConsumeStock {
             item_id: id("steel"),
@@ -57,6 +66,7 @@ fn consume(q: &str, location: Option<&str>, into: Option<&str>) -> InventoryComm
             item_id: id("widget"),
             lot_id: id(lot),
         }),
+        prefer: prefer.iter().map(|l| id(l)).collect(),
     })
 }
 
@@ -484,6 +494,7 @@ fn parts_for_a_lot_tracked_product_fill_its_output_lot_and_feed_it() {
         bom: vec![BomLine {
             item_id: id("steel"),
             qty_per_unit: qty("2"),
+            lots: Vec::new(),
         }],
         input_location: None,
         output_location: id("FG"),
@@ -512,4 +523,75 @@ fn parts_for_a_lot_tracked_product_fill_its_output_lot_and_feed_it() {
     // Without a rule, the commands are those of before lots.
     let plain = on_parts_produced_into("ev", &event, &order, &OutputLots::None);
     assert_eq!(plain, on_parts_produced("ev", &event, &order));
+}
+
+/// Lots named on the order are taken first, in the order named, wherever they are (a
+/// held one is skipped), then the item's pick order takes the rest; the allocation per
+/// location sums both, so levels and lots stay consistent.
+#[test]
+fn lots_named_on_the_order_are_taken_first() {
+    // RAW holds L1 10 and L2 10; B holds L3 6. FIFO would take L1 first.
+    let mut item = steel(vec![
+        receive_lot("L1", "RAW", "10", None),
+        receive_lot("L2", "RAW", "10", None),
+        receive_lot("L3", "B", "6", None),
+        hold("L2"),
+    ]);
+    // Named: L3 (at B), then the held L2 (skipped); 14 more come from L1 by FIFO.
+    let events = item
+        .execute(consume_preferring("20", None, Some("PO-1"), &["L3", "L2"]))
+        .unwrap();
+    let InventoryEvent::InventoryConsumed {
+        allocations,
+        shortage,
+        ..
+    } = &events[0]
+    else {
+        panic!("{events:?}");
+    };
+    assert_eq!(
+        allocations,
+        &vec![
+            Allocation {
+                location: id("B"),
+                qty: dec("6"),
+                new_level: dec("0"),
+            },
+            Allocation {
+                location: id("RAW"),
+                qty: dec("10"),
+                new_level: dec("10"),
+            },
+        ]
+    );
+    assert_eq!(
+        *shortage,
+        dec("4"),
+        "L2 is held: only L1's 10 were left at RAW"
+    );
+    let InventoryEvent::InventoryLotsTaken { takes, .. } = &events[1] else {
+        panic!("{events:?}");
+    };
+    assert_eq!(
+        takes,
+        &vec![
+            take(Some("L3"), "B", "6", "0"),
+            take(Some("L1"), "RAW", "10", "0"),
+        ]
+    );
+    assert_eq!(lot_qty(&item, "L2", "RAW"), dec("10"));
+    assert_consistent(&item);
+
+    // A named lot with more than needed, at the named location only.
+    let mut item = steel(vec![
+        receive_lot("L1", "RAW", "10", None),
+        receive_lot("L2", "RAW", "10", None),
+    ]);
+    item.execute(consume_preferring("4", Some("RAW"), None, &["L2"]))
+        .unwrap();
+    assert_eq!(
+        (lot_qty(&item, "L1", "RAW"), lot_qty(&item, "L2", "RAW")),
+        (dec("10"), dec("6"))
+    );
+    assert_consistent(&item);
 }

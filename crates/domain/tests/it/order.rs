@@ -18,10 +18,12 @@ fn bom() -> Vec<BomLine> {
         BomLine {
             item_id: id("steel"),
             qty_per_unit: qty("2.5"),
+            lots: Vec::new(),
         },
         BomLine {
             item_id: id("bolt"),
             qty_per_unit: qty("4"),
+            lots: Vec::new(),
         },
     ]
 }
@@ -194,6 +196,7 @@ fn create_order_with_a_repeated_bom_item_is_refused() {
     cmd.bom.push(BomLine {
         item_id: id("steel"),
         qty_per_unit: qty("1"),
+        lots: Vec::new(),
     });
     framework()
         .given_no_previous_events()

@@ -20,10 +20,12 @@ fn order_facts(input_location: Option<&str>) -> OrderFacts {
             BomLine {
                 item_id: id("steel"),
                 qty_per_unit: qty("2.5"),
+                lots: Vec::new(),
             },
             BomLine {
                 item_id: id("bolt"),
                 qty_per_unit: qty("4"),
+                lots: Vec::new(),
             },
         ],
         input_location: input_location.map(id),

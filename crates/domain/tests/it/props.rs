@@ -103,6 +103,7 @@ fn order_command() -> impl Strategy<Value = OrderCommand> {
         (select(vec!["steel", "bolt", "paint"]), quantity()).prop_map(|(item, q)| BomLine {
             item_id: id(item),
             qty_per_unit: q,
+            lots: Vec::new(),
         });
     let location = option::of(select(vec!["FG", "RAW-A"]).prop_map(id));
     prop_oneof![

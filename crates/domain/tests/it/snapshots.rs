@@ -82,6 +82,7 @@ fn order_events() -> Vec<OrderEvent> {
             bom: vec![BomLine {
                 item_id: id("steel"),
                 qty_per_unit: qty("2.5"),
+                lots: Vec::new(),
             }],
             input_location: Some(id("RAW-A")),
             output_location: id("FG"),

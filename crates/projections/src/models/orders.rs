@@ -30,7 +30,13 @@ fn update(event: &RecordedEvent, order_id: &OrderId) -> LiveUpdate {
 fn bom_json(bom: &[BomLine]) -> serde_json::Value {
     serde_json::Value::Array(
         bom.iter()
-            .map(|l| json!({"item_id": l.item_id.as_str(), "qty_per_unit": number(l.qty_per_unit.value())}))
+            .map(|l| {
+                let mut line = json!({"item_id": l.item_id.as_str(), "qty_per_unit": number(l.qty_per_unit.value())});
+                if !l.lots.is_empty() {
+                    line["lots"] = json!(l.lots.iter().map(|x| x.as_str()).collect::<Vec<_>>());
+                }
+                line
+            })
             .collect(),
     )
 }

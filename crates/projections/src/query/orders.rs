@@ -70,7 +70,7 @@ pub struct OrderView {
     pub progress: f64,
     /// Good parts still to make (never below 0).
     pub remaining: i64,
-    /// `[{item_id, qty_per_unit}]`.
+    /// `[{item_id, qty_per_unit, lots?}]`.
     pub bom: serde_json::Value,
     pub input_location: Option<String>,
     pub output_location: String,

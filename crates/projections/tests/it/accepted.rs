@@ -239,6 +239,7 @@ fn order_command(raw: &Raw, case: u64) -> Option<(String, OrderCommand)> {
                 Some((mantissa, scale)) => vec![BomLine {
                     item_id: ItemId::new("RAW-1").ok()?,
                     qty_per_unit: Quantity::new(Decimal::new(*mantissa, *scale)).ok()?,
+                    lots: Vec::new(),
                 }],
                 None => vec![],
             };

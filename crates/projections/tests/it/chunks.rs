@@ -318,6 +318,7 @@ fn order_event(rng: &mut StdRng, o: &str) -> OrderEvent {
                 .map(|_| BomLine {
                     item_id: ItemId::new(*pick(rng, &ITEMS)).unwrap(),
                     qty_per_unit: Quantity::new(qty(rng)).unwrap(),
+                    lots: Vec::new(),
                 })
                 .collect(),
             input_location: pick(rng, &[None, Some("A")]).map(|l| Location::new(l).unwrap()),

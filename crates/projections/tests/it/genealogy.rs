@@ -82,6 +82,7 @@ impl Plant {
                 .map(|(item, per)| BomLine {
                     item_id: item.parse().unwrap(),
                     qty_per_unit: q(per),
+                    lots: Vec::new(),
                 })
                 .collect(),
             input_location: None,
